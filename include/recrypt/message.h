@@ -1,0 +1,76 @@
+/*
+ * recrypt/message.h - recrypt mail as MIME: sealing an RFC 5322 message
+ * into the outer multipart/encrypted form, parsing that form (sealed or
+ * recrypted), the service's rewrite that adds stanzas, and opening.
+ *
+ * Every function reads the message from a seekable file descriptor (spool
+ * piped input first: GMime keeps piped input in memory) and streams its
+ * output through an rc_sink_fn, so memory stays flat for any message size.
+ * The caller keeps ownership of the descriptors it passes.
+ */
+#ifndef RECRYPT_MESSAGE_H
+#define RECRYPT_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <recrypt/error.h>
+#include <recrypt/keys.h>
+#include <recrypt/list.h>
+#include <recrypt/stream.h>
+
+/* MIME names (FORMAT.md). */
+#define RC_MIME_PROTOCOL "application/vnd.recrypt.control"
+#define RC_HDR_LIST_KEY "Recrypt-List-Key"
+#define RC_HDR_VERDICT "Recrypt-Verdict"
+#define RC_SUBJECT_PLACEHOLDER "[recrypt] encrypted message"
+/* Upper bound on stanzas one message may carry (and the control part's size). */
+#define RC_MAX_STANZAS 10000
+
+/* Seal the message in in_fd to st. Adds Date and Message-ID to the inner
+ * message when missing (now: the time to use). signer/cert: both NULL for
+ * an unsigned post. Writes the whole outer message to sink. */
+int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *signer,
+                 const rc_cert *cert, uint64_t now, rc_sink_fn sink, void *ctx, rc_error *err);
+
+typedef struct rc_mail rc_mail;
+
+/* Parse an outer message strictly: top-level multipart/encrypted with our
+ * protocol and exactly two parts (control, then application/octet-stream in
+ * base64); one Date and one Message-ID; a control part of known version.
+ * The descriptor is duplicated; the caller may close its own. */
+int rc_mail_parse(rc_mail **out, int fd, rc_error *err);
+void rc_mail_free(rc_mail *m);
+
+const rc_envelope *rc_mail_envelope(const rc_mail *m);
+size_t rc_mail_stanza_count(const rc_mail *m);
+const rc_stanza *rc_mail_stanzas(const rc_mail *m);
+uint64_t rc_mail_date(const rc_mail *m);
+const char *rc_mail_message_id(const rc_mail *m);
+/* Value of the Recrypt-List-Key header (unfolded), or NULL. */
+const char *rc_mail_list_key(const rc_mail *m);
+
+/* Service side, recryption step 1: the post names list_address and epoch
+ * (whose key is A), carries no stanza, its proof verifies, and its date
+ * lies within [now - window, now + future_skew]. */
+int rc_mail_check_post(const rc_mail *m, const char *list_address, uint64_t epoch,
+                       const uint8_t A[RC_POINT_BYTES], uint64_t now, uint64_t window,
+                       uint64_t future_skew, rc_error *err);
+
+/* Service side, step 2: write the new body (everything after the outer
+ * header) with one stanza per entry enrolled at or before the post's date,
+ * in random order. *n_written receives the number of stanzas. */
+int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entries, size_t n,
+                                 int use_table, rc_sink_fn sink, void *ctx, size_t *n_written,
+                                 rc_error *err);
+/* The outer header block as received, including the empty line. */
+int rc_mail_write_header(const rc_mail *m, rc_sink_fn sink, void *ctx, rc_error *err);
+
+/* Device side: open m for dev under statement st (trusted by the caller).
+ * Decrypts into stage_fd (a private, empty, seekable file of the caller's),
+ * checks everything, then writes the inner message with its own headers
+ * plus one Recrypt-Verdict header to sink. Nothing reaches sink unless the
+ * whole message authenticated. res may be NULL. */
+int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev, int stage_fd,
+                 rc_sink_fn sink, void *ctx, rc_open_result *res, rc_error *err);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * util.c - the small shared helpers declared in internal.h.
+ */
+#include "internal.h"
+
+void rc_label(uint8_t out[RC_LABEL_BYTES], const char *label)
+{
+    size_t n = strlen(label);
+    memset(out, 0, RC_LABEL_BYTES);
+    memcpy(out, label, n > RC_LABEL_BYTES ? RC_LABEL_BYTES : n);
+}
+
+void rc_be16_put(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+void rc_be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint16_t rc_be16_get(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+uint64_t rc_be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int rc_hash_init(crypto_generichash_blake2b_state *st, size_t outlen, const char *label)
+{
+    uint8_t personal[RC_LABEL_BYTES];
+    uint8_t salt[crypto_generichash_blake2b_SALTBYTES] = {0};
+    rc_label(personal, label);
+    return crypto_generichash_blake2b_init_salt_personal(st, NULL, 0, outlen, salt, personal);
+}
+
+int rc_hash(uint8_t *out, size_t outlen, const char *label, const uint8_t *in, size_t len)
+{
+    crypto_generichash_blake2b_state st;
+    if (rc_hash_init(&st, outlen, label) != 0)
+        return -1;
+    crypto_generichash_blake2b_update(&st, in, len);
+    return crypto_generichash_blake2b_final(&st, out, outlen);
+}
+
+int rc_scalar_is_canonical_nonzero(const uint8_t s[RC_SCALAR_BYTES])
+{
+    uint8_t wide[64] = {0}, red[32];
+    memcpy(wide, s, 32);
+    crypto_core_ristretto255_scalar_reduce(red, wide);
+    int ok = sodium_memcmp(red, s, 32) == 0 && !sodium_is_zero(s, 32);
+    sodium_memzero(wide, sizeof wide);
+    sodium_memzero(red, sizeof red);
+    return ok;
+}
+
+int rc_point_is_valid_nonidentity(const uint8_t p[RC_POINT_BYTES])
+{
+    /* is_valid_point accepts the identity (all zero): refuse it here. */
+    return crypto_core_ristretto255_is_valid_point(p) == 1 && !sodium_is_zero(p, 32);
+}
+
+void rc_scalar_random_nonzero(uint8_t s[RC_SCALAR_BYTES])
+{
+    do {
+        crypto_core_ristretto255_scalar_random(s);
+    } while (sodium_is_zero(s, 32));
+}
+
+int rc_b64url_encode(char *out, size_t outlen, const uint8_t *in, size_t len)
+{
+    const int v = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+    if (outlen < sodium_base64_ENCODED_LEN(len, v))
+        return -1;
+    sodium_bin2base64(out, outlen, in, len, v);
+    return 0;
+}
+
+int rc_b64url_decode(uint8_t *out, size_t outlen, size_t *len, const char *in, size_t inlen)
+{
+    const int v = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+    const char *end = NULL;
+    size_t n = 0;
+    if (sodium_base642bin(out, outlen, in, inlen, NULL, &n, &end, v) != 0)
+        return -1;
+    if (end != in + inlen)
+        return -1;
+    /* Refuse non-canonical encodings (non-zero trailing bits). */
+    char check[4096];
+    if (sodium_base64_ENCODED_LEN(n, v) > sizeof check)
+        return -1;
+    sodium_bin2base64(check, sizeof check, out, n, v);
+    if (strlen(check) != inlen || memcmp(check, in, inlen) != 0)
+        return -1;
+    *len = n;
+    return 0;
+}
+
+void rc_wr_bytes(rc_wr *w, const void *b, size_t n)
+{
+    if (w->bad || w->cap - w->len < n) {
+        w->bad = 1;
+        return;
+    }
+    memcpy(w->p + w->len, b, n);
+    w->len += n;
+}
+
+void rc_wr_u8(rc_wr *w, uint8_t v)
+{
+    rc_wr_bytes(w, &v, 1);
+}
+
+void rc_wr_u16(rc_wr *w, uint16_t v)
+{
+    uint8_t b[2];
+    rc_be16_put(b, v);
+    rc_wr_bytes(w, b, 2);
+}
+
+void rc_wr_u64(rc_wr *w, uint64_t v)
+{
+    uint8_t b[8];
+    rc_be64_put(b, v);
+    rc_wr_bytes(w, b, 8);
+}
+
+void rc_wr_label(rc_wr *w, const char *label)
+{
+    uint8_t l[RC_LABEL_BYTES];
+    rc_label(l, label);
+    rc_wr_bytes(w, l, sizeof l);
+}
+
+void rc_wr_str8(rc_wr *w, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 255) {
+        w->bad = 1;
+        return;
+    }
+    rc_wr_u8(w, (uint8_t)n);
+    rc_wr_bytes(w, s, n);
+}
+
+const uint8_t *rc_rd_bytes(rc_rd *r, size_t n)
+{
+    if (r->bad || r->len - r->pos < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+void rc_rd_copy(rc_rd *r, void *out, size_t n)
+{
+    const uint8_t *p = rc_rd_bytes(r, n);
+    if (p)
+        memcpy(out, p, n);
+    else
+        memset(out, 0, n);
+}
+
+uint8_t rc_rd_u8(rc_rd *r)
+{
+    const uint8_t *p = rc_rd_bytes(r, 1);
+    return p ? p[0] : 0;
+}
+
+uint16_t rc_rd_u16(rc_rd *r)
+{
+    const uint8_t *p = rc_rd_bytes(r, 2);
+    return p ? rc_be16_get(p) : 0;
+}
+
+uint64_t rc_rd_u64(rc_rd *r)
+{
+    const uint8_t *p = rc_rd_bytes(r, 8);
+    return p ? rc_be64_get(p) : 0;
+}
+
+void rc_rd_str8(rc_rd *r, char *out, size_t max)
+{
+    size_t n = rc_rd_u8(r);
+    const uint8_t *p = rc_rd_bytes(r, n);
+    if (!p || n > max) {
+        r->bad = 1;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+    if (memchr(out, '\0', n))
+        r->bad = 1;
+}
+
+int rc_rd_done(const rc_rd *r)
+{
+    return !r->bad && r->pos == r->len;
+}

@@ -82,7 +82,7 @@ int rc_address_canonical(char *out, const char *in, rc_error *err)
                             "'%.80s' is not an address of the form local@domain", in);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (c <= 0x20 || c >= 0x7f || strchr("<>()[]\\,;:\"", c))
+        if (c <= 0x20 || c >= 0x7f || strchr("<>()[]\\,;:\"/", c))
             return rc_error_set(err, RC_E_INVALID,
                                 "address '%.80s' contains a character not allowed here", in);
         out[i] = (char)tolower(c);

@@ -1,0 +1,265 @@
+/*
+ * keystore.c - see keystore.h. Every file is written through a private
+ * temporary file and renamed into place, so a crash never leaves half a key.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "keystore.h"
+
+__attribute__((format(printf, 3, 4))) static int path_of(char *out, const keystore *ks,
+                                                          const char *fmt, ...)
+{
+    char rel[PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= (int)sizeof rel)
+        return -1;
+    return snprintf(out, PATH_MAX, "%s/%s", ks->dir, rel) >= PATH_MAX ? -1 : 0;
+}
+
+int keystore_open(keystore *ks, const char *home_opt, rc_error *err)
+{
+    const char *env = getenv("RECRYPT_HOME"), *xdg = getenv("XDG_DATA_HOME"),
+               *home = getenv("HOME");
+    int n;
+    if (home_opt && *home_opt)
+        n = snprintf(ks->dir, sizeof ks->dir, "%s", home_opt);
+    else if (env && *env)
+        n = snprintf(ks->dir, sizeof ks->dir, "%s", env);
+    else if (xdg && *xdg)
+        n = snprintf(ks->dir, sizeof ks->dir, "%s/recrypt", xdg);
+    else if (home && *home)
+        n = snprintf(ks->dir, sizeof ks->dir, "%s/.local/share/recrypt", home);
+    else
+        return rc_error_set(err, RC_E_INVALID, "no keystore: set RECRYPT_HOME or HOME");
+    if (n >= (int)sizeof ks->dir)
+        return rc_error_set(err, RC_E_INVALID, "keystore path too long");
+    return 0;
+}
+
+static int mkdir_p(const char *path, rc_error *err)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return rc_error_set(err, RC_E_IO, "cannot create %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return rc_error_set(err, RC_E_IO, "cannot create %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+int keystore_prepare(const keystore *ks, rc_error *err)
+{
+    char p[PATH_MAX];
+    path_of(p, ks, "lists");
+    int rc = mkdir_p(p, err);
+    if (rc == 0)
+        chmod(ks->dir, 0700);
+    return rc;
+}
+
+static int list_dir(char *out, const keystore *ks, const char *list, rc_error *err)
+{
+    if (path_of(out, ks, "lists/%s", list) != 0)
+        return rc_error_set(err, RC_E_INVALID, "path too long");
+    return mkdir_p(out, err);
+}
+
+/* Small text files: written 0600 via rename. */
+static int write_text(const char *path, const char *text, rc_error *err)
+{
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return rc_error_set(err, RC_E_IO, "cannot write %s: %s", path, strerror(errno));
+    size_t n = strlen(text);
+    int ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return rc_error_set(err, RC_E_IO, "cannot write %s", path);
+    }
+    return 0;
+}
+
+static int read_text(const char *path, char *out, size_t outlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, out, outlen - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+int keystore_device_exists(const keystore *ks)
+{
+    char p[PATH_MAX];
+    path_of(p, ks, "device.key");
+    return access(p, F_OK) == 0;
+}
+
+int keystore_device_save(const keystore *ks, const rc_device_secret *dev, rc_error *err)
+{
+    char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
+    if (!s)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    path_of(p, ks, "device.key");
+    int rc = rc_device_secret_encode(s, RC_KEYSTR_MAX, dev, err);
+    if (rc == 0)
+        rc = rc_keyfile_write(p, s, err);
+    rc_secret_free(s);
+    return rc;
+}
+
+int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *err)
+{
+    char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
+    if (!s)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    path_of(p, ks, "device.key");
+    int rc;
+    if (access(p, F_OK) != 0)
+        rc = rc_error_set(err, RC_E_IO, "this device has no key yet (%s): run 'recrypt keygen'",
+                          p);
+    else if ((rc = rc_keyfile_read(p, s, RC_KEYSTR_MAX, err)) == 0)
+        rc = rc_device_secret_decode(dev, s, err);
+    rc_secret_free(s);
+    return rc;
+}
+
+int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_error *err)
+{
+    char p[PATH_MAX], text[512], b64[64];
+    unsigned long long epoch;
+    path_of(p, ks, "lists/%s/pin", list);
+    if (read_text(p, text, sizeof text) != 0)
+        return 0;
+    size_t len = 0;
+    if (sscanf(text, "signer %63s\nepoch %llu", b64, &epoch) != 2 ||
+        sodium_base642bin(pin->signer_pk, 32, b64, strlen(b64), NULL, &len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        len != 32)
+        return rc_error_set(err, RC_E_FORMAT, "pin file %s is damaged", p);
+    pin->highest_epoch = epoch;
+    return 1;
+}
+
+static int statement_known(const keystore *ks, const rc_statement *st)
+{
+    char p[PATH_MAX], text[RC_KEYSTR_MAX], mine[RC_KEYSTR_MAX];
+    path_of(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
+    if (read_text(p, text, sizeof text) != 0 || rc_statement_encode(mine, sizeof mine, st, NULL))
+        return 0;
+    text[strcspn(text, "\n")] = '\0';
+    return strcmp(text, mine) == 0;
+}
+
+static void normalise_fp(char *out, size_t outlen, const char *in)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < outlen; in++)
+        if (*in != '-' && *in != ' ')
+            out[o++] = (char)(*in >= 'a' && *in <= 'z' ? *in - 32 : *in);
+    out[o] = '\0';
+}
+
+int keystore_trust(const keystore *ks, const rc_statement *st, const char *expected_fp,
+                   uint64_t at, int *first_use, rc_error *err)
+{
+    rc_pin pin;
+    int pinned = keystore_pin_load(ks, st->address, &pin, err);
+    if (pinned < 0)
+        return pinned;
+    if (expected_fp) {
+        char have[RC_UDF_MAX], a[RC_UDF_MAX], b[RC_UDF_MAX];
+        rc_key_fingerprint(have, sizeof have, "list-signer", st->signer_pk, 32, NULL);
+        normalise_fp(a, sizeof a, have);
+        normalise_fp(b, sizeof b, expected_fp);
+        /* The user may give a prefix of at least 100 bits (20 characters). */
+        if (strlen(b) < 20 || strncmp(a, b, strlen(b)) != 0)
+            return rc_error_set(err, RC_E_POLICY,
+                                "the list key statement for %s is signed by %s, not by %s",
+                                st->address, have, expected_fp);
+    }
+    *first_use = !pinned;
+    return rc_statement_accept(st, pinned ? &pin : NULL, NULL, statement_known(ks, st), at, err);
+}
+
+int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
+{
+    char dir[PATH_MAX], p[PATH_MAX], text[RC_KEYSTR_MAX + 2], b64[64];
+    rc_pin pin;
+    int rc = list_dir(dir, ks, st->address, err);
+    if (rc)
+        return rc;
+    int pinned = keystore_pin_load(ks, st->address, &pin, err);
+    if (pinned < 0)
+        return pinned;
+    if (!pinned || st->epoch > pin.highest_epoch) {
+        sodium_bin2base64(b64, sizeof b64, st->signer_pk, 32,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        snprintf(text, sizeof text, "signer %s\nepoch %llu\n", b64, (unsigned long long)st->epoch);
+        path_of(p, ks, "lists/%s/pin", st->address);
+        if ((rc = write_text(p, text, err)))
+            return rc;
+    }
+    if (!statement_known(ks, st)) {
+        if ((rc = rc_statement_encode(text, sizeof text - 1, st, err)))
+            return rc;
+        strcat(text, "\n");
+        path_of(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
+        if ((rc = write_text(p, text, err)))
+            return rc;
+    }
+    return 0;
+}
+
+int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list, rc_error *err)
+{
+    char dir[PATH_MAX], p[PATH_MAX], text[2 * RC_CERT_MAX];
+    uint8_t b[RC_CERT_MAX];
+    size_t len;
+    int rc = list_dir(dir, ks, list, err);
+    if (rc || (rc = rc_cert_to_bytes(b, sizeof b, &len, cert, err)))
+        return rc;
+    sodium_bin2base64(text, sizeof text - 1, b, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    strcat(text, "\n");
+    path_of(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)cert->epoch);
+    return write_text(p, text, err);
+}
+
+int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_cert *cert)
+{
+    char p[PATH_MAX], text[2 * RC_CERT_MAX];
+    uint8_t b[RC_CERT_MAX];
+    size_t len = 0;
+    path_of(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)epoch);
+    if (read_text(p, text, sizeof text) != 0)
+        return 0;
+    text[strcspn(text, "\n")] = '\0';
+    if (sodium_base642bin(b, sizeof b, text, strlen(text), NULL, &len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        rc_cert_from_bytes(cert, b, len, NULL) != 0)
+        return 0;
+    return 1;
+}

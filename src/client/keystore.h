@@ -1,0 +1,46 @@
+/*
+ * keystore.h - the subscriber's keystore ($RECRYPT_HOME): the device key,
+ * and per list the pinned list signing key, the highest epoch seen, every
+ * accepted list key statement, and this device's membership certificates.
+ *
+ * Layout (FORMAT.md "Client keystore"):
+ *   device.key                      device-secret key string, 0600
+ *   lists/<list>/pin                "signer <base64url>" and "epoch <N>" lines
+ *   lists/<list>/epoch-<N>.listkey  the accepted statement of epoch N
+ *   lists/<list>/cert-<N>           this device's certificate for epoch N
+ */
+#ifndef RECRYPT_CLIENT_KEYSTORE_H
+#define RECRYPT_CLIENT_KEYSTORE_H
+
+#include <limits.h>
+#include <recrypt/recrypt.h>
+
+typedef struct {
+    char dir[PATH_MAX];
+} keystore;
+
+/* Resolve the keystore directory: --home, $RECRYPT_HOME, else
+ * $XDG_DATA_HOME/recrypt, else ~/.local/share/recrypt. */
+int keystore_open(keystore *ks, const char *home_opt, rc_error *err);
+/* Create the directory tree (0700) if missing. */
+int keystore_prepare(const keystore *ks, rc_error *err);
+
+int keystore_device_exists(const keystore *ks);
+int keystore_device_save(const keystore *ks, const rc_device_secret *dev, rc_error *err);
+int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *err);
+
+/* Pin: returns 1 and fills *pin when the list is pinned, 0 when not. */
+int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_error *err);
+/* Decide whether to trust st (rc_statement_accept with the stored pin and
+ * known statements) at time `at`; expected_fp: a UDF the user gave, or NULL. */
+int keystore_trust(const keystore *ks, const rc_statement *st, const char *expected_fp,
+                   uint64_t at, int *first_use, rc_error *err);
+/* Record st as accepted: pin on first use, raise the highest epoch. */
+int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err);
+
+int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list,
+                       rc_error *err);
+/* 1 and *cert when this device holds a certificate for (list, epoch). */
+int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_cert *cert);
+
+#endif

@@ -1,0 +1,386 @@
+/*
+ * recrypt - the subscriber's and sender's tool: device keys, sealing a
+ * message to a list's key, opening what the list delivered.
+ *
+ * It reads mail on standard input and writes mail on standard output so
+ * that it fits a mail program's filters (mutt's display_filter, a
+ * sendmail wrapper). On any failure it writes nothing on standard output,
+ * says why on standard error and exits with a sysexits(3) code.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+#include <recrypt/recrypt.h>
+#include "keystore.h"
+#include "spool.h"
+
+static const char *progname = "recrypt";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: recrypt [--home DIR] COMMAND [OPTIONS]\n"
+"\n"
+"End-to-end encrypted mailing lists: seal mail to a list's key, open what\n"
+"the list delivers. The list's server recrypts each post for every member\n"
+"device without being able to read it.\n"
+"\n"
+"Commands:\n"
+"  keygen [--force]       Create this device's key in the keystore and print\n"
+"                         its public key line. Send that line to the list\n"
+"                         owner to be enrolled.\n"
+"  pubkey                 Print this device's public key line again, and its\n"
+"                         fingerprint on standard error.\n"
+"  seal --to LISTKEY      Read a message (RFC 5322) on standard input, write it\n"
+"                         sealed to the list on standard output. LISTKEY is the\n"
+"                         list key line the owner published ('recrypt1.listkey.…')\n"
+"                         or a file holding it. The Subject and every header\n"
+"                         field go inside the encryption; the outer Subject is\n"
+"                         a placeholder. Signed when this device holds a\n"
+"                         membership certificate for the list (it arrives with\n"
+"                         the first list message this device opens).\n"
+"       [--signer FPR]    Require the list key to be signed by the list signing\n"
+"                         key with this fingerprint (else: pinned on first use).\n"
+"       [--no-sign]       Do not sign even when a certificate is held.\n"
+"  open                   Read a message delivered by the list on standard\n"
+"                         input, write the decrypted message on standard output\n"
+"                         with one added header field:\n"
+"                           Recrypt-Verdict: signed; member=ADDR; device=FPR; …\n"
+"                           Recrypt-Verdict: unsigned; list=ADDR; epoch=N\n"
+"                         Nothing is written unless the whole message\n"
+"                         authenticated.\n"
+"       [--list-key LISTKEY]  Use this list key instead of the one the message\n"
+"                         carries in its Recrypt-List-Key header.\n"
+"       [--signer FPR]    As for seal.\n"
+"  pins                   List the lists this keystore knows, with the pinned\n"
+"                         signing key and the highest epoch seen.\n"
+"\n"
+"Options:\n"
+"  --home DIR             Keystore directory (default: $RECRYPT_HOME, else\n"
+"                         $XDG_DATA_HOME/recrypt, else ~/.local/share/recrypt).\n"
+"  -h, --help             This help.   -V, --version   Version.\n"
+"\n"
+"Trust: the first list key seen for a list pins its signing key; later keys\n"
+"must be signed by the same key and may not go back to an older epoch.\n"
+"Compare the fingerprint printed on first use with the one your list owner\n"
+"gives you, or pass --signer.\n"
+"\n"
+"Exit status: 0 success, 64 usage, 65 malformed or tampered input,\n"
+"67 not addressed to this device, 74 I/O error, 77 refused by trust or\n"
+"permission rules, 70 internal error. See recrypt(1).\n");
+}
+
+static int exit_code(int rc)
+{
+    switch (rc) {
+    case RC_OK: return EX_OK;
+    case RC_E_INVALID: return EX_USAGE;
+    case RC_E_FORMAT:
+    case RC_E_VERSION:
+    case RC_E_CRYPTO:
+    case RC_E_AUTH:
+    case RC_E_SIGNATURE: return EX_DATAERR;
+    case RC_E_NOT_FOR_US: return EX_NOUSER;
+    case RC_E_POLICY:
+    case RC_E_PERMISSION: return EX_NOPERM;
+    case RC_E_IO: return EX_IOERR;
+    default: return EX_SOFTWARE;
+    }
+}
+
+static int fail(const rc_error *err)
+{
+    fprintf(stderr, "%s: %s\n", progname, err->msg[0] ? err->msg : rc_strerror(err->code));
+    return exit_code(err->code);
+}
+
+static int stdout_sink(void *ctx, const uint8_t *p, size_t len)
+{
+    (void)ctx;
+    return fwrite(p, 1, len, stdout) == len ? 0 : -1;
+}
+
+/* LISTKEY argument: the key line itself or a file holding it. */
+static int load_statement(rc_statement *st, const char *arg, rc_error *err)
+{
+    if (strncmp(arg, "recrypt", 7) == 0 && strchr(arg, '.'))
+        return rc_statement_decode(st, arg, err);
+    FILE *f = fopen(arg, "r");
+    if (!f)
+        return rc_error_set(err, RC_E_IO, "'%s' is neither a list key line nor a readable file",
+                            arg);
+    char line[RC_KEYSTR_MAX * 2];
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    return rc_statement_decode(st, line, err);
+}
+
+static void announce_first_use(const rc_statement *st)
+{
+    char fp[RC_UDF_MAX];
+    rc_key_fingerprint(fp, sizeof fp, "list-signer", st->signer_pk, 32, NULL);
+    fprintf(stderr,
+            "%s: first use of list %s: pinned its signing key %s\n"
+            "%s: compare that fingerprint with the one your list owner published\n",
+            progname, st->address, fp, progname);
+}
+
+static int cmd_keygen(keystore *ks, int force)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    if (keystore_device_exists(ks) && !force) {
+        fprintf(stderr, "%s: this keystore (%s) already has a device key; 'recrypt pubkey' "
+                        "prints it, --force replaces it (the old key's lists stop working)\n",
+                progname, ks->dir);
+        return EX_CANTCREAT;
+    }
+    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    char line[RC_KEYSTR_MAX], fp[RC_UDF_MAX];
+    int rc = dev ? keystore_prepare(ks, &err) : rc_error_set(&err, RC_E_NOMEM, "out of memory");
+    if (rc == 0 && (rc = rc_device_generate(dev, &err)) == 0 &&
+        (rc = keystore_device_save(ks, dev, &err)) == 0 &&
+        (rc = rc_device_public_encode(line, sizeof line, &dev->pub, &err)) == 0) {
+        rc_key_fingerprint(fp, sizeof fp, RC_KT_DEVICE, dev->pub.sign_pk, 32, NULL);
+        printf("%s\n", line);
+        fprintf(stderr, "%s: device key created in %s (fingerprint %s)\n", progname, ks->dir, fp);
+    }
+    rc_secret_free(dev);
+    return rc ? fail(&err) : 0;
+}
+
+static int cmd_pubkey(keystore *ks)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    char line[RC_KEYSTR_MAX], fp[RC_UDF_MAX];
+    int rc = dev ? keystore_device_load(ks, dev, &err)
+                 : rc_error_set(&err, RC_E_NOMEM, "out of memory");
+    if (rc == 0 && (rc = rc_device_public_encode(line, sizeof line, &dev->pub, &err)) == 0) {
+        rc_key_fingerprint(fp, sizeof fp, RC_KT_DEVICE, dev->pub.sign_pk, 32, NULL);
+        printf("%s\n", line);
+        fprintf(stderr, "%s: fingerprint %s\n", progname, fp);
+    }
+    rc_secret_free(dev);
+    return rc ? fail(&err) : 0;
+}
+
+static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_sign)
+{
+    rc_error err;
+    rc_statement st;
+    rc_cert cert;
+    int first = 0, in = -1, rc;
+    uint64_t now = (uint64_t)time(NULL);
+    rc_device_secret *dev = NULL;
+    rc_error_clear(&err);
+    if (!to) {
+        fprintf(stderr, "%s: seal needs --to LISTKEY (the list key line or a file)\n", progname);
+        return EX_USAGE;
+    }
+    if ((rc = load_statement(&st, to, &err)) ||
+        (rc = keystore_trust(ks, &st, signer_fp, now, &first, &err)))
+        return fail(&err);
+    int have_cert = !no_sign && keystore_cert_load(ks, st.address, st.epoch, &cert);
+    if (have_cert) {
+        dev = rc_secret_alloc(sizeof *dev);
+        if (!dev || keystore_device_load(ks, dev, &err) != 0 ||
+            memcmp(cert.device_sign_pk, dev->pub.sign_pk, 32) != 0) {
+            if (!dev)
+                rc_error_set(&err, RC_E_NOMEM, "out of memory");
+            rc_secret_free(dev);
+            return fail(&err);
+        }
+    } else if (!no_sign) {
+        fprintf(stderr,
+                "%s: note: not signed: this device holds no membership certificate for %s "
+                "epoch %llu yet\n",
+                progname, st.address, (unsigned long long)st.epoch);
+    }
+    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0) {
+        rc_secret_free(dev);
+        return fail(&err);
+    }
+    rc = rc_mail_seal(in, &st, have_cert ? dev : NULL, have_cert ? &cert : NULL, now,
+                      stdout_sink, NULL, &err);
+    close(in);
+    rc_secret_free(dev);
+    if (rc == 0 && fflush(stdout) != 0)
+        rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
+    if (rc)
+        return fail(&err);
+    if (first)
+        announce_first_use(&st);
+    if ((rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
+        return fail(&err);
+    return 0;
+}
+
+static int cmd_open(keystore *ks, const char *list_key, const char *signer_fp)
+{
+    rc_error err;
+    rc_statement st;
+    rc_mail *m = NULL;
+    rc_open_result *res = NULL;
+    rc_device_secret *dev = NULL;
+    int in = -1, stage = -1, first = 0, rc;
+    rc_error_clear(&err);
+
+    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0)
+        return fail(&err);
+    if ((rc = rc_mail_parse(&m, in, &err)))
+        goto out;
+    if (list_key)
+        rc = load_statement(&st, list_key, &err);
+    else if (rc_mail_list_key(m))
+        rc = rc_statement_decode(&st, rc_mail_list_key(m), &err);
+    else
+        rc = rc_error_set(&err, RC_E_FORMAT,
+                          "the message carries no %s header (was it delivered through the "
+                          "list?); pass --list-key",
+                          RC_HDR_LIST_KEY);
+    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), &first, &err)))
+        goto out;
+    dev = rc_secret_alloc(sizeof *dev);
+    res = rc_secret_alloc(sizeof *res);
+    if (!dev || !res) {
+        rc = rc_error_set(&err, RC_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = keystore_device_load(ks, dev, &err)))
+        goto out;
+    if ((stage = spool_tmpfile(&err)) < 0) {
+        rc = err.code;
+        goto out;
+    }
+    rc = rc_mail_open(m, &st, dev, stage, stdout_sink, NULL, res, &err);
+    if (rc == 0 && fflush(stdout) != 0)
+        rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
+    if (rc)
+        goto out;
+    if (first)
+        announce_first_use(&st);
+    /* Remember the list key, and keep this device's certificate for signing. */
+    if ((rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
+        goto out;
+    rc_cert have;
+    if (!keystore_cert_load(ks, st.address, st.epoch, &have) &&
+        rc_cert_verify(&res->share.cert, st.signer_pk, NULL) == 0)
+        rc = keystore_cert_save(ks, &res->share.cert, st.address, &err);
+out:
+    if (stage >= 0)
+        close(stage);
+    close(in);
+    rc_mail_free(m);
+    rc_secret_free(dev);
+    rc_secret_free(res);
+    return rc ? fail(&err) : 0;
+}
+
+static int cmd_pins(keystore *ks)
+{
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/lists", ks->dir);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int any = 0;
+    while (d && (e = readdir(d)) != NULL) {
+        rc_pin pin;
+        rc_error err;
+        char fp[RC_UDF_MAX];
+        if (e->d_name[0] == '.' || keystore_pin_load(ks, e->d_name, &pin, &err) != 1)
+            continue;
+        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
+        printf("%s signer=%s epoch=%llu\n", e->d_name, fp, (unsigned long long)pin.highest_epoch);
+        any = 1;
+    }
+    if (d)
+        closedir(d);
+    if (!any)
+        fprintf(stderr, "%s: no list pinned yet\n", progname);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"home", required_argument, NULL, 'H'}, {"to", required_argument, NULL, 't'},
+        {"signer", required_argument, NULL, 's'}, {"list-key", required_argument, NULL, 'k'},
+        {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    const char *home = NULL, *to = NULL, *signer = NULL, *list_key = NULL;
+    int no_sign = 0, force = 0, c;
+    rc_error err;
+
+    while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1 || optind < argc) {
+        if (c == -1) {
+            /* A command word: options may follow it too. */
+            if (optind < argc && argv[optind][0] != '-')
+                break;
+            continue;
+        }
+        switch (c) {
+        case 'H': home = optarg; break;
+        case 't': to = optarg; break;
+        case 's': signer = optarg; break;
+        case 'k': list_key = optarg; break;
+        case 'n': no_sign = 1; break;
+        case 'f': force = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    const char *cmd = argv[optind++];
+    /* Options after the command word. */
+    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H': home = optarg; break;
+        case 't': to = optarg; break;
+        case 's': signer = optarg; break;
+        case 'k': list_key = optarg; break;
+        case 'n': no_sign = 1; break;
+        case 'f': force = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", progname, argv[optind]);
+        return EX_USAGE;
+    }
+    if (rc_init(&err) != 0)
+        return fail(&err);
+    keystore ks;
+    if (keystore_open(&ks, home, &err) != 0)
+        return fail(&err);
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(&ks, force);
+    if (strcmp(cmd, "pubkey") == 0)
+        return cmd_pubkey(&ks);
+    if (strcmp(cmd, "seal") == 0)
+        return cmd_seal(&ks, to, signer, no_sign);
+    if (strcmp(cmd, "open") == 0)
+        return cmd_open(&ks, list_key, signer);
+    if (strcmp(cmd, "pins") == 0)
+        return cmd_pins(&ks);
+    if (strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "%s: unknown command '%s' (try 'recrypt --help')\n", progname, cmd);
+    return EX_USAGE;
+}

@@ -1,0 +1,300 @@
+/*
+ * rc-harness - a test and demo stand-in for the parts that later issues
+ * deliver: it plays the list owner (recryptctl) and the recryption service
+ * (recrypt-milter) on plain files, through the same library calls those
+ * will use. Not installed; not for production.
+ *
+ * State directory layout:
+ *   current                 the current epoch number
+ *   epoch-N/list.secret     the owner's list secret for epoch N (0600)
+ *   epoch-N/listkey         the signed list key statement of epoch N
+ *   epoch-N/entries         one device entry a line: member r W enrolled_at
+ *                           (r and W in base64url; what the service stores)
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+#include <recrypt/recrypt.h>
+
+static rc_error err;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "rc-harness: %s%s%s\n", what, err.msg[0] ? ": " : "", err.msg);
+    exit(1);
+}
+
+static unsigned long long current_epoch(const char *dir)
+{
+    char p[4096];
+    unsigned long long e = 0;
+    snprintf(p, sizeof p, "%s/current", dir);
+    FILE *f = fopen(p, "r");
+    if (!f || fscanf(f, "%llu", &e) != 1)
+        die("no list in this directory");
+    fclose(f);
+    return e;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+        die(path);
+}
+
+static void load_list(const char *dir, unsigned long long epoch, rc_list_secret *ls)
+{
+    char p[4096], s[RC_KEYSTR_MAX];
+    snprintf(p, sizeof p, "%s/epoch-%llu/list.secret", dir, epoch);
+    if (rc_keyfile_read(p, s, sizeof s, &err) || rc_list_secret_decode(ls, s, &err))
+        die("cannot load the list secret");
+    sodium_memzero(s, sizeof s);
+}
+
+static void load_statement(const char *dir, unsigned long long epoch, rc_statement *st)
+{
+    char p[4096], s[RC_KEYSTR_MAX];
+    snprintf(p, sizeof p, "%s/epoch-%llu/listkey", dir, epoch);
+    FILE *f = fopen(p, "r");
+    if (!f || !fgets(s, sizeof s, f))
+        die("cannot read the list key");
+    fclose(f);
+    if (rc_statement_decode(st, s, &err))
+        die("bad list key");
+}
+
+/* A new epoch (the first when sign_sk is NULL) with its statement. */
+static void new_epoch(const char *dir, const char *address, unsigned long long epoch,
+                      const uint8_t *sign_sk, uint64_t not_after)
+{
+    char p[4096], s[RC_KEYSTR_MAX + 2];
+    rc_list_secret *ls = rc_secret_alloc(sizeof *ls);
+    rc_statement st;
+    uint64_t now = (uint64_t)time(NULL);
+    if (rc_list_generate(ls, address, epoch, sign_sk, &err) ||
+        rc_statement_sign(&st, ls, now - 7 * 86400, not_after, &err))
+        die("cannot create the list key");
+    snprintf(p, sizeof p, "%s/epoch-%llu", dir, epoch);
+    if (mkdir(p, 0700) != 0 && errno != EEXIST)
+        die(p);
+    snprintf(p, sizeof p, "%s/epoch-%llu/list.secret", dir, epoch);
+    if (rc_list_secret_encode(s, sizeof s, ls, &err) || rc_keyfile_write(p, s, &err))
+        die("cannot save the list secret");
+    if (rc_statement_encode(s, sizeof s - 1, &st, &err))
+        die("cannot encode the statement");
+    strcat(s, "\n");
+    snprintf(p, sizeof p, "%s/epoch-%llu/listkey", dir, epoch);
+    write_file(p, s);
+    snprintf(p, sizeof p, "%s/epoch-%llu/entries", dir, epoch);
+    write_file(p, "");
+    snprintf(s, sizeof s, "%llu\n", epoch);
+    snprintf(p, sizeof p, "%s/current", dir);
+    write_file(p, s);
+    rc_secret_free(ls);
+}
+
+static void b64(char *out, size_t outlen, const uint8_t *in, size_t len)
+{
+    sodium_bin2base64(out, outlen, in, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static void unb64(uint8_t *out, size_t outlen, size_t *len, const char *in)
+{
+    if (sodium_base642bin(out, outlen, in, strlen(in), NULL, len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+        die("damaged entries file");
+}
+
+static size_t load_entries(const char *dir, unsigned long long epoch, rc_device_entry **out)
+{
+    char p[4096], line[4096], member[300], rb[64], wb[2048];
+    unsigned long long at;
+    size_t n = 0, cap = 16, len;
+    rc_device_entry *e = malloc(cap * sizeof *e);
+    snprintf(p, sizeof p, "%s/epoch-%llu/entries", dir, epoch);
+    FILE *f = fopen(p, "r");
+    if (!f || !e)
+        die(p);
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%299s %63s %2047s %llu", member, rb, wb, &at) != 4)
+            die("damaged entries file");
+        if (n == cap && !(e = realloc(e, (cap *= 2) * sizeof *e)))
+            die("out of memory");
+        unb64(e[n].r, 32, &len, rb);
+        unb64(e[n].W, sizeof e[n].W, &e[n].W_len, wb);
+        e[n].enrolled_at = at;
+        n++;
+    }
+    fclose(f);
+    *out = e;
+    return n;
+}
+
+static int fd_sink(void *ctx, const uint8_t *p, size_t len)
+{
+    return fwrite(p, 1, len, (FILE *)ctx) == len ? 0 : -1;
+}
+
+/* Copy stdin into an unlinked temporary file. */
+static int spool(void)
+{
+    char path[] = "/tmp/rc-harness.XXXXXX";
+    int fd = mkstemp(path);
+    char buf[65536];
+    ssize_t n;
+    if (fd < 0)
+        die("mkstemp");
+    unlink(path);
+    while ((n = read(0, buf, sizeof buf)) > 0)
+        if (write(fd, buf, (size_t)n) != n)
+            die("spool");
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
+static void usage(void)
+{
+    fputs("usage: rc-harness list-create DIR ADDRESS [--not-after UNIX]\n"
+          "       rc-harness list-rotate DIR\n"
+          "       rc-harness list-key DIR [EPOCH]\n"
+          "       rc-harness signer DIR\n"
+          "       rc-harness enrol DIR MEMBER DEVICEKEY [--at UNIX]\n"
+          "       rc-harness recrypt DIR [--no-table] [--now UNIX]\n"
+          "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n",
+          stderr);
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3)
+        usage();
+    if (rc_init(&err))
+        die("init");
+    const char *cmd = argv[1], *dir = argv[2];
+    uint64_t now = (uint64_t)time(NULL);
+
+    if (strcmp(cmd, "list-create") == 0 && argc >= 4) {
+        uint64_t not_after = 0;
+        if (argc == 6 && strcmp(argv[4], "--not-after") == 0)
+            not_after = strtoull(argv[5], NULL, 10);
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            die(dir);
+        new_epoch(dir, argv[3], 1, NULL, not_after);
+        load_statement(dir, 1, &(rc_statement){0});
+        char p[4096];
+        snprintf(p, sizeof p, "cat '%s/epoch-1/listkey'", dir);
+        return system(p) == 0 ? 0 : 1;
+    }
+    if (strcmp(cmd, "list-rotate") == 0) {
+        unsigned long long e = current_epoch(dir);
+        rc_list_secret *ls = rc_secret_alloc(sizeof *ls);
+        load_list(dir, e, ls);
+        new_epoch(dir, ls->address, e + 1, ls->sign_sk, 0);
+        rc_secret_free(ls);
+        return 0;
+    }
+    if (strcmp(cmd, "list-key") == 0) {
+        unsigned long long e = argc > 3 ? strtoull(argv[3], NULL, 10) : current_epoch(dir);
+        rc_statement st;
+        char s[RC_KEYSTR_MAX];
+        load_statement(dir, e, &st);
+        rc_statement_encode(s, sizeof s, &st, &err);
+        puts(s);
+        return 0;
+    }
+    if (strcmp(cmd, "signer") == 0) {
+        rc_statement st;
+        char fp[RC_UDF_MAX];
+        load_statement(dir, current_epoch(dir), &st);
+        rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, &err);
+        puts(fp);
+        return 0;
+    }
+    if (strcmp(cmd, "enrol") == 0 && argc >= 5) {
+        uint64_t at = now - 3600;
+        if (argc == 7 && strcmp(argv[5], "--at") == 0)
+            at = strtoull(argv[6], NULL, 10);
+        unsigned long long e = current_epoch(dir);
+        rc_list_secret *ls = rc_secret_alloc(sizeof *ls);
+        rc_device_public dev;
+        rc_device_entry ent;
+        char p[4096], rb[64], wb[2048];
+        load_list(dir, e, ls);
+        if (rc_device_public_decode(&dev, argv[4], &err) ||
+            rc_entry_create(&ent, ls, &dev, argv[3], at, &err) ||
+            rc_entry_check(ent.r, ent.K, ls->A, &err))
+            die("cannot enrol the device");
+        b64(rb, sizeof rb, ent.r, 32);
+        b64(wb, sizeof wb, ent.W, ent.W_len);
+        snprintf(p, sizeof p, "%s/epoch-%llu/entries", dir, e);
+        FILE *f = fopen(p, "a");
+        if (!f || fprintf(f, "%s %s %s %llu\n", argv[3], rb, wb, (unsigned long long)at) < 0 ||
+            fclose(f) != 0)
+            die(p);
+        sodium_memzero(&ent, sizeof ent);
+        rc_secret_free(ls);
+        return 0;
+    }
+    if (strcmp(cmd, "recrypt") == 0) {
+        int use_table = 1;
+        const char *edir = dir;
+        unsigned long long eepoch = 0;
+        for (int i = 3; i < argc; i++) {
+            if (strcmp(argv[i], "--no-table") == 0)
+                use_table = 0;
+            else if (strcmp(argv[i], "--now") == 0 && i + 1 < argc)
+                now = strtoull(argv[++i], NULL, 10);
+            else if (strcmp(argv[i], "--entries-from") == 0 && i + 1 < argc)
+                edir = argv[++i];
+            else if (strcmp(argv[i], "--entries-epoch") == 0 && i + 1 < argc)
+                eepoch = strtoull(argv[++i], NULL, 10);
+            else
+                usage();
+        }
+        int fd = spool();
+        rc_mail *m;
+        rc_statement st;
+        rc_device_entry *entries;
+        char key[RC_KEYSTR_MAX];
+        size_t n_written;
+        if (rc_mail_parse(&m, fd, &err))
+            die("refused");
+        /* The service checks the post against the epoch it names. */
+        unsigned long long e = rc_mail_envelope(m)->epoch;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/epoch-%llu/listkey", dir, e);
+        if (access(p, R_OK) != 0)
+            die("the post names an epoch this list does not have");
+        load_statement(dir, e, &st);
+        if (rc_mail_check_post(m, st.address, e, st.A, now, 7 * 86400, 3600, &err))
+            die("refused");
+        size_t n = load_entries(edir, eepoch ? eepoch : e, &entries);
+        rc_statement_encode(key, sizeof key, &st, &err);
+        /* The list key header, folded at 76 columns. */
+        fputs(RC_HDR_LIST_KEY ":", stdout);
+        for (size_t i = 0, room = 76 - strlen(RC_HDR_LIST_KEY) - 2; i < strlen(key);) {
+            size_t k = strlen(key) - i < room ? strlen(key) - i : room;
+            printf(" %.*s\n", (int)k, key + i);
+            i += k;
+            room = 75;
+        }
+        if (rc_mail_write_header(m, fd_sink, stdout, &err) ||
+            rc_mail_write_recrypted_body(m, entries, n, use_table, fd_sink, stdout, &n_written,
+                                         &err))
+            die("recryption failed");
+        fprintf(stderr, "rc-harness: %zu stanzas for %zu device entries\n", n_written, n);
+        free(entries);
+        rc_mail_free(m);
+        close(fd);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    usage();
+    return 2;
+}

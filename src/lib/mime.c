@@ -238,7 +238,10 @@ static char *from_address(const rc_header *h)
     return res;
 }
 
-static int copy_fd_range(int fd, off_t from, out_t *o, rc_sealer *sealer, rc_error *err)
+/* Copy fd from `from` to its end: into the sealer (whose output goes to b64)
+ * when sealer is set, else straight to o. */
+static int copy_fd_range(int fd, off_t from, out_t *o, rc_sealer *sealer, b64w_t *b64,
+                         rc_error *err)
 {
     uint8_t *buf = malloc(IO_BLOCK);
     if (!buf)
@@ -257,7 +260,7 @@ static int copy_fd_range(int fd, off_t from, out_t *o, rc_sealer *sealer, rc_err
         if (n == 0)
             break;
         if (sealer)
-            rc = rc_sealer_update(sealer, buf, (size_t)n, (rc_sink_fn)b64w_sink, o, err);
+            rc = rc_sealer_update(sealer, buf, (size_t)n, b64w_sink, b64, err);
         else
             out_bytes(o, buf, (size_t)n);
         if (rc)
@@ -394,7 +397,7 @@ int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *sign
     if ((rc = in.rc))
         goto done;
     /* The body: from the file, after the header block. */
-    if ((rc = copy_fd_range(in_fd, h.body_offset, &o, s, err)))
+    if ((rc = copy_fd_range(in_fd, h.body_offset, &o, s, &b64, err)))
         goto done;
     if ((rc = rc_sealer_final(s, b64w_sink, &b64, err)))
         goto done;
@@ -908,7 +911,7 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
         if (!rc_hfield_is(&ih.f[i], RC_HDR_VERDICT))
             out_bytes(&o, ih.f[i].text, ih.f[i].len);
     out_str(&o, ih.eol);
-    if ((rc = copy_fd_range(stage_fd, ih.body_offset, &o, NULL, err)))
+    if ((rc = copy_fd_range(stage_fd, ih.body_offset, &o, NULL, NULL, err)))
         goto done;
     if (o.failed)
         rc = rc_error_set(err, RC_E_IO, "cannot write the opened message");

@@ -147,7 +147,7 @@ static void generic_decoder(const char *s, const char *canon, uint8_t sel)
     for (size_t i = 0; i < N_TYPES; i++) {
         size_t len = (size_t)-1;
         if (rc_keystr_decode(s, types[i], payload, maxlen, &len, &err) != 0) {
-            if (err.code >= 0 || err.msg[RC_ERROR_MSG_MAX - 1] != '\0')
+            if (err.code >= 0 || !memchr(err.msg, '\0', sizeof err.msg))
                 fail("error report malformed", types[i]);
             continue;
         }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this):
+#   1. a release build with -Wall -Wextra -Werror, every CTest test
+#      (cmocka unit tests and command-line tests of the real binaries);
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test again;
+#   3. each libFuzzer target briefly (FUZZ_SECONDS, default 20).
+# Installs missing Debian packages first (needs root on a fresh machine).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+"$root/scripts/install-deps.sh"
+
+echo "== release build (-Werror)"
+dir=$("$root/scripts/build.sh" release)
+(cd "$dir" && ctest --output-on-failure -j"$(nproc)")
+
+echo "== ASan/UBSan build"
+adir=$("$root/scripts/build.sh" asan)
+(cd "$adir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   ctest --output-on-failure -j"$(nproc)")
+
+if [ -x "$root/scripts/fuzz.sh" ]; then
+  echo "== fuzz targets (${FUZZ_SECONDS:-20} s each)"
+  "$root/scripts/fuzz.sh" "$root/build-fuzz"
+fi
+echo "== all tests passed"

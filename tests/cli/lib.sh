@@ -1,0 +1,72 @@
+# Shared helpers for the command-line tests. Sourced by tests/cli/test_*.sh;
+# CTest sets RECRYPT (the recrypt binary) and RC_HARNESS (the owner/service
+# stand-in). Each test works in its own temporary directory, removed at exit.
+set -euo pipefail
+
+: "${RECRYPT:?set by CTest}" "${RC_HARNESS:?set by CTest}"
+T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-test.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+fails=0
+passes=0
+
+pass() { passes=$((passes + 1)); echo "ok - $*"; }
+failed() { fails=$((fails + 1)); echo "FAIL - $*"; }
+
+# The recrypt client with the keystore of device $1.
+dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
+
+# newdev NAME: create a device; its public key line in NAME.pub
+newdev() { dev "$1" keygen >"$1.pub" 2>/dev/null; }
+
+# newlist DIR ADDRESS: a list; its key line in DIR.key
+newlist() { "$RC_HARNESS" list-create "$1" "$2" >"$1.key"; }
+
+# enrol LIST MEMBER DEVICE
+enrol() { "$RC_HARNESS" enrol "$1" "$2" "$(cat "$3.pub")" --at $(( $(date +%s) - 2 * 86400 )); }
+
+# post LIST FROM_DEVICE INFILE OUTFILE: seal as FROM_DEVICE and recrypt.
+post() {
+  dev "$2" seal --to "$1.key" <"$3" >"$T/.sealed" 2>/dev/null
+  "$RC_HARNESS" recrypt "$1" <"$T/.sealed" >"$4" 2>/dev/null
+}
+
+# expect_ok NAME CMD...: exit 0
+expect_ok() {
+  local name=$1; shift
+  if "$@" >"$T/.out" 2>"$T/.err"; then pass "$name"; else
+    failed "$name (exit $?: $(head -c 300 "$T/.err"))"; fi
+}
+
+# expect_fail NAME EXIT STDERR_PATTERN CMD... (stdin from the caller):
+# the command fails with that exit code, says something matching the pattern
+# (grep -E) on stderr, and writes nothing on stdout.
+expect_fail() {
+  local name=$1 code=$2 pattern=$3; shift 3
+  local rc=0
+  "$@" >"$T/.out" 2>"$T/.err" || rc=$?
+  if [ "$rc" -ne "$code" ]; then
+    failed "$name: exit $rc, expected $code ($(head -c 300 "$T/.err"))"
+  elif ! grep -qE -- "$pattern" "$T/.err"; then
+    failed "$name: stderr does not match /$pattern/: $(head -c 300 "$T/.err")"
+  elif [ -s "$T/.out" ]; then
+    failed "$name: wrote $(wc -c <"$T/.out") bytes on stdout"
+  else
+    pass "$name"
+  fi
+}
+
+# same_inner NAME ORIGINAL OPENED: OPENED is ORIGINAL plus a first line
+# "Recrypt-Verdict: ..." and nothing else.
+same_inner() {
+  if head -n1 "$3" | grep -q '^Recrypt-Verdict: ' && tail -n +2 "$3" | cmp -s - "$2"; then
+    pass "$1"
+  else
+    failed "$1: opened message differs from the original"
+  fi
+}
+
+finish() {
+  echo "$passes passed, $fails failed"
+  [ "$fails" -eq 0 ]
+}

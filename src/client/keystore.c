@@ -184,7 +184,7 @@ static void normalise_fp(char *out, size_t outlen, const char *in)
 }
 
 int keystore_trust(const keystore *ks, const rc_statement *st, const char *expected_fp,
-                   uint64_t at, int *first_use, rc_error *err)
+                   uint64_t at, int for_opening, int *first_use, rc_error *err)
 {
     rc_pin pin;
     int pinned = keystore_pin_load(ks, st->address, &pin, err);
@@ -202,7 +202,8 @@ int keystore_trust(const keystore *ks, const rc_statement *st, const char *expec
                                 st->address, have, expected_fp);
     }
     *first_use = !pinned;
-    return rc_statement_accept(st, pinned ? &pin : NULL, NULL, statement_known(ks, st), at, err);
+    return rc_statement_accept(st, pinned ? &pin : NULL, NULL,
+                               for_opening && statement_known(ks, st), at, err);
 }
 
 int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)

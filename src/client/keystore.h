@@ -31,10 +31,12 @@ int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *er
 
 /* Pin: returns 1 and fills *pin when the list is pinned, 0 when not. */
 int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_error *err);
-/* Decide whether to trust st (rc_statement_accept with the stored pin and
- * known statements) at time `at`; expected_fp: a UDF the user gave, or NULL. */
+/* Decide whether to trust st (rc_statement_accept with the stored pin) at
+ * time `at`; expected_fp: a UDF the user gave, or NULL. for_opening: an
+ * older epoch is acceptable when this exact statement was accepted before
+ * (reading old mail); sealing never goes back to an older epoch. */
 int keystore_trust(const keystore *ks, const rc_statement *st, const char *expected_fp,
-                   uint64_t at, int *first_use, rc_error *err);
+                   uint64_t at, int for_opening, int *first_use, rc_error *err);
 /* Record st as accepted: pin on first use, raise the highest epoch. */
 int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err);
 

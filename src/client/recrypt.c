@@ -187,7 +187,7 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
         return EX_USAGE;
     }
     if ((rc = load_statement(&st, to, &err)) ||
-        (rc = keystore_trust(ks, &st, signer_fp, now, &first, &err)))
+        (rc = keystore_trust(ks, &st, signer_fp, now, 0, &first, &err)))
         return fail(&err);
     int have_cert = !no_sign && keystore_cert_load(ks, st.address, st.epoch, &cert);
     if (have_cert) {
@@ -247,7 +247,7 @@ static int cmd_open(keystore *ks, const char *list_key, const char *signer_fp)
                           "the message carries no %s header (was it delivered through the "
                           "list?); pass --list-key",
                           RC_HDR_LIST_KEY);
-    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), &first, &err)))
+    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, &err)))
         goto out;
     dev = rc_secret_alloc(sizeof *dev);
     res = rc_secret_alloc(sizeof *res);

@@ -3,7 +3,10 @@
 # stand-in). Each test works in its own temporary directory, removed at exit.
 set -euo pipefail
 
-: "${RECRYPT:?set by CTest}" "${RC_HARNESS:?set by CTest}"
+# Run by hand, the tests use the default build directory.
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RECRYPT=${RECRYPT:-$_root/build/src/client/recrypt}
+RC_HARNESS=${RC_HARNESS:-$_root/build/tests/rc-harness}
 T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-test.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T"
@@ -25,9 +28,10 @@ newlist() { "$RC_HARNESS" list-create "$1" "$2" >"$1.key"; }
 # enrol LIST MEMBER DEVICE
 enrol() { "$RC_HARNESS" enrol "$1" "$2" "$(cat "$3.pub")" --at $(( $(date +%s) - 2 * 86400 )); }
 
-# post LIST FROM_DEVICE INFILE OUTFILE: seal as FROM_DEVICE and recrypt.
+# post LIST FROM_DEVICE INFILE OUTFILE: seal as FROM_DEVICE to the list's
+# current key and recrypt.
 post() {
-  dev "$2" seal --to "$1.key" <"$3" >"$T/.sealed" 2>/dev/null
+  dev "$2" seal --to "$("$RC_HARNESS" list-key "$1")" <"$3" >"$T/.sealed" 2>/dev/null
   "$RC_HARNESS" recrypt "$1" <"$T/.sealed" >"$4" 2>/dev/null
 }
 

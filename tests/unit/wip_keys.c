@@ -329,7 +329,8 @@ static void test_corrupted_strings(void **state)
         ASSERT_REFUSED(rc_device_public_decode(&p, s, &err), RC_E_FORMAT, &err);
     }
     /* One character too many. */
-    snprintf(s, sizeof s, "%sA", good);
+    strcpy(s, good);
+    strcat(s, "A");
     ASSERT_REFUSED(rc_device_public_decode(&p, s, &err), RC_E_FORMAT, &err);
 
     /* Non-canonical final character: 68 bytes leave 2 unused bits in the

@@ -8,9 +8,10 @@
  * message differs from the input, or when a step fails. See README.md.
  *
  * Every memory figure is the ru_maxrss that wait4() reports for a forked
- * child doing one step. A forked child starts with the parent's resident
- * pages, so the parent stays small: the recryption timings run in a child
- * too, and the baseline child (rc_init only) shows that fixed cost.
+ * child doing one step. A forked child shares the parent's pages and its
+ * peak can count those it maps, so the parent stays small: the recryption
+ * timings run in a child too, and the baseline child (rc_init only) shows
+ * the fixed cost.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -944,7 +945,9 @@ int main(int argc, char **argv)
 
     child_result cr;
     if (run_child(bench_recrypt_child, NULL, &cr) != 0 || !child_ok(&cr)) {
-        fprintf(stderr, "recrypt-bench: the recryption timing failed\n");
+        char how[64];
+        fprintf(stderr, "recrypt-bench: the recryption timing failed: %s\n",
+                child_outcome(&cr, how, sizeof how));
         return 1;
     }
     int rc = bench_memory();

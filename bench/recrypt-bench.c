@@ -943,7 +943,7 @@ int main(int argc, char **argv)
     if (setup_keys() != 0)
         return 1;
 
-    child_result cr;
+    child_result cr = {0};
     if (run_child(bench_recrypt_child, NULL, &cr) != 0 || !child_ok(&cr)) {
         char how[64];
         fprintf(stderr, "recrypt-bench: the recryption timing failed: %s\n",

@@ -40,17 +40,48 @@ struct rc_mail {
 
 /* ---- small output helpers ---- */
 
+/* Output goes through a buffer so that the sink sees large writes, not
+ * one call per base64 line. */
+#define OUT_BUF 16384
 typedef struct {
     rc_sink_fn sink;
     void *ctx;
     const char *eol;
     int failed;
+    size_t len;
+    uint8_t buf[OUT_BUF];
 } out_t;
+
+static void out_init(out_t *o, rc_sink_fn sink, void *ctx, const char *eol)
+{
+    o->sink = sink;
+    o->ctx = ctx;
+    o->eol = eol;
+    o->failed = 0;
+    o->len = 0;
+}
+
+static int out_flush(out_t *o)
+{
+    if (!o->failed && o->len && o->sink(o->ctx, o->buf, o->len) != 0)
+        o->failed = 1;
+    o->len = 0;
+    return o->failed ? -1 : 0;
+}
 
 static void out_bytes(out_t *o, const void *p, size_t n)
 {
-    if (!o->failed && n && o->sink(o->ctx, p, n) != 0)
-        o->failed = 1;
+    if (o->failed)
+        return;
+    if (o->len + n > OUT_BUF && out_flush(o) != 0)
+        return;
+    if (n >= OUT_BUF) {
+        if (o->sink(o->ctx, p, n) != 0)
+            o->failed = 1;
+        return;
+    }
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
 }
 
 static void out_str(out_t *o, const char *s)
@@ -353,7 +384,8 @@ int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *sign
     if ((rc = rc_sealer_new(&s, &env, st, date, msgid, signer, cert, err)))
         goto done;
 
-    out_t o = {sink, ctx, h.eol, 0};
+    out_t o;
+    out_init(&o, sink, ctx, h.eol);
     uint8_t rnd[12];
     char boundary[64], hex[25], line[160];
     randombytes_buf(rnd, sizeof rnd);
@@ -404,7 +436,7 @@ int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *sign
     b64w_flush(&b64);
     snprintf(line, sizeof line, "--%s--", boundary);
     out_line(&o, line);
-    if (o.failed)
+    if (out_flush(&o) != 0)
         rc = rc_error_set(err, RC_E_IO, "cannot write the sealed message");
 done:
     rc_sealer_free(s);
@@ -746,11 +778,12 @@ int rc_mail_check_post(const rc_mail *m, const char *list_address, uint64_t epoc
 
 int rc_mail_write_header(const rc_mail *m, rc_sink_fn sink, void *ctx, rc_error *err)
 {
-    out_t o = {sink, ctx, m->hdr.eol, 0};
+    out_t o;
+    out_init(&o, sink, ctx, m->hdr.eol);
     for (size_t i = 0; i < m->hdr.n; i++)
         out_bytes(&o, m->hdr.f[i].text, m->hdr.f[i].len);
     out_str(&o, m->hdr.eol);
-    return o.failed ? rc_error_set(err, RC_E_IO, "cannot write the header") : 0;
+    return out_flush(&o) != 0 ? rc_error_set(err, RC_E_IO, "cannot write the header") : 0;
 }
 
 int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entries, size_t n,
@@ -777,7 +810,8 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
         order[i - 1] = order[j];
         order[j] = t;
     }
-    out_t o = {sink, ctx, m->hdr.eol, 0};
+    out_t o;
+    out_init(&o, sink, ctx, m->hdr.eol);
     char line[200];
     out_str(&o, m->preamble);
     snprintf(line, sizeof line, "--%s", m->boundary);
@@ -808,7 +842,7 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
         out_str(&o, o.eol);
         snprintf(line, sizeof line, "--%s--", m->boundary);
         out_line(&o, line);
-        if (rc == 0 && o.failed)
+        if (out_flush(&o) != 0 && rc == 0)
             rc = rc_error_set(err, RC_E_IO, "cannot write the recrypted message");
     }
     if (n_written)
@@ -905,7 +939,8 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
         snprintf(verdict, sizeof verdict, RC_HDR_VERDICT ": unsigned; list=%s; epoch=%llu%s",
                  st->address, (unsigned long long)st->epoch, ih.eol);
     }
-    out_t o = {sink, ctx, ih.eol, 0};
+    out_t o;
+    out_init(&o, sink, ctx, ih.eol);
     out_str(&o, verdict);
     for (size_t i = 0; i < ih.n; i++)
         if (!rc_hfield_is(&ih.f[i], RC_HDR_VERDICT))
@@ -913,7 +948,7 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
     out_str(&o, ih.eol);
     if ((rc = copy_fd_range(stage_fd, ih.body_offset, &o, NULL, NULL, err)))
         goto done;
-    if (o.failed)
+    if (out_flush(&o) != 0)
         rc = rc_error_set(err, RC_E_IO, "cannot write the opened message");
 done:
     rc_header_free(&ih);

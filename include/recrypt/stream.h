@@ -63,6 +63,10 @@ int rc_stanza_from_bytes(rc_stanza *s, const uint8_t *in, size_t len, rc_error *
 /* Output callback: return 0 on success, non-zero to abort the stream. */
 typedef int (*rc_sink_fn)(void *ctx, const uint8_t *buf, size_t len);
 
+/* A ready-made sink: ctx points to an int file descriptor; writes all of
+ * buf, retrying on EINTR and short writes. */
+int rc_fd_sink(void *ctx, const uint8_t *buf, size_t len);
+
 typedef struct rc_sealer rc_sealer;
 
 /* Start sealing to statement st (already trusted by the caller).

@@ -309,6 +309,28 @@ static int cmd_pins(keystore *ks)
     return 0;
 }
 
+struct cli_options {
+    const char *home, *to, *signer, *list_key;
+    int no_sign, force;
+};
+
+/* Record one option; returns an exit code when the program should stop. */
+static int take_option(struct cli_options *o, int c)
+{
+    switch (c) {
+    case 'H': o->home = optarg; break;
+    case 't': o->to = optarg; break;
+    case 's': o->signer = optarg; break;
+    case 'k': o->list_key = optarg; break;
+    case 'n': o->no_sign = 1; break;
+    case 'f': o->force = 1; break;
+    case 'h': usage(stdout); return 0;
+    case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
+    default: usage(stderr); return EX_USAGE;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -317,46 +339,23 @@ int main(int argc, char **argv)
         {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
-    const char *home = NULL, *to = NULL, *signer = NULL, *list_key = NULL;
-    int no_sign = 0, force = 0, c;
+    struct cli_options o = {0};
+    int c, r;
     rc_error err;
 
-    while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1 || optind < argc) {
-        if (c == -1) {
-            /* A command word: options may follow it too. */
-            if (optind < argc && argv[optind][0] != '-')
-                break;
-            continue;
-        }
-        switch (c) {
-        case 'H': home = optarg; break;
-        case 't': to = optarg; break;
-        case 's': signer = optarg; break;
-        case 'k': list_key = optarg; break;
-        case 'n': no_sign = 1; break;
-        case 'f': force = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
-        default: usage(stderr); return EX_USAGE;
-        }
-    }
+    /* Options before the command word ("+": stop at the first non-option)… */
+    while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1)
+        if ((r = take_option(&o, c)) >= 0)
+            return r;
     if (optind >= argc) {
         usage(stderr);
         return EX_USAGE;
     }
     const char *cmd = argv[optind++];
-    /* Options after the command word. */
+    /* …and after it. */
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-        switch (c) {
-        case 'H': home = optarg; break;
-        case 't': to = optarg; break;
-        case 's': signer = optarg; break;
-        case 'k': list_key = optarg; break;
-        case 'n': no_sign = 1; break;
-        case 'f': force = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EX_USAGE;
-        }
+        if ((r = take_option(&o, c)) >= 0)
+            return r;
     }
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'\n", progname, argv[optind]);
@@ -365,16 +364,16 @@ int main(int argc, char **argv)
     if (rc_init(&err) != 0)
         return fail(&err);
     keystore ks;
-    if (keystore_open(&ks, home, &err) != 0)
+    if (keystore_open(&ks, o.home, &err) != 0)
         return fail(&err);
     if (strcmp(cmd, "keygen") == 0)
-        return cmd_keygen(&ks, force);
+        return cmd_keygen(&ks, o.force);
     if (strcmp(cmd, "pubkey") == 0)
         return cmd_pubkey(&ks);
     if (strcmp(cmd, "seal") == 0)
-        return cmd_seal(&ks, to, signer, no_sign);
+        return cmd_seal(&ks, o.to, o.signer, o.no_sign);
     if (strcmp(cmd, "open") == 0)
-        return cmd_open(&ks, list_key, signer);
+        return cmd_open(&ks, o.list_key, o.signer);
     if (strcmp(cmd, "pins") == 0)
         return cmd_pins(&ks);
     if (strcmp(cmd, "help") == 0) {

@@ -26,22 +26,6 @@ int spool_tmpfile(rc_error *err)
     return fd;
 }
 
-int spool_fd_sink(void *ctx, const uint8_t *p, size_t len)
-{
-    int fd = *(int *)ctx;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int spool_stdin(int in, rc_error *err)
 {
     int fd = spool_tmpfile(err);
@@ -57,7 +41,7 @@ int spool_stdin(int in, rc_error *err)
         ssize_t n = read(in, buf, 65536);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 || (n > 0 && spool_fd_sink(&fd, (uint8_t *)buf, (size_t)n) != 0)) {
+        if (n < 0 || (n > 0 && rc_fd_sink(&fd, (uint8_t *)buf, (size_t)n) != 0)) {
             free(buf);
             close(fd);
             rc_error_set(err, RC_E_IO, "cannot spool standard input: %s", strerror(errno));

@@ -14,7 +14,5 @@
 int spool_tmpfile(rc_error *err);
 /* Copy all of fd `in` into a new private file; returns its descriptor. */
 int spool_stdin(int in, rc_error *err);
-/* rc_sink_fn writing to the descriptor pointed to by ctx. */
-int spool_fd_sink(void *ctx, const uint8_t *p, size_t len);
 
 #endif

@@ -854,22 +854,6 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
 
 /* ---- opening ---- */
 
-static int fd_sink(void *ctx, const uint8_t *p, size_t len)
-{
-    int fd = *(int *)ctx;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev, int stage_fd,
                  rc_sink_fn sink, void *ctx, rc_open_result *res, rc_error *err)
 {
@@ -894,12 +878,12 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
     g_mime_stream_reset(m->ct_decode);
     ssize_t got;
     while (rc == 0 && (got = stream_read(m->ct_decode, (char *)buf, IO_BLOCK)) > 0)
-        rc = rc_opener_update(op, buf, (size_t)got, fd_sink, &stage_fd, err);
+        rc = rc_opener_update(op, buf, (size_t)got, rc_fd_sink, &stage_fd, err);
     if (rc == 0 && got < 0)
         rc = rc_error_set(err, RC_E_IO, "cannot read the encrypted part");
     free(buf);
     if (rc == 0)
-        rc = rc_opener_final(op, fd_sink, &stage_fd, &r, err);
+        rc = rc_opener_final(op, rc_fd_sink, &stage_fd, &r, err);
     rc_opener_free(op);
     if (rc)
         goto done;

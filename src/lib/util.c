@@ -1,6 +1,8 @@
 /*
  * util.c - the small shared helpers declared in internal.h.
  */
+#include <errno.h>
+#include <unistd.h>
 #include "internal.h"
 
 void rc_label(uint8_t out[RC_LABEL_BYTES], const char *label)
@@ -210,4 +212,20 @@ void rc_rd_str8(rc_rd *r, char *out, size_t max)
 int rc_rd_done(const rc_rd *r)
 {
     return !r->bad && r->pos == r->len;
+}
+
+int rc_fd_sink(void *ctx, const uint8_t *p, size_t len)
+{
+    int fd = *(const int *)ctx;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

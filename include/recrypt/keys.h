@@ -2,7 +2,8 @@
  * recrypt/keys.h - key material of every party and its one-line text form.
  *
  * Key strings look like `recrypt1.device.<base64url>`: a version, a type
- * word and the payload followed by a 4-byte keyed checksum, base64url
+ * word and the payload followed by a 4-byte checksum (BLAKE2b under its own
+ * label), base64url
  * without padding. A string of another type, a corrupted string or a
  * non-canonical encoding is refused (RC_E_FORMAT).
  *

@@ -19,7 +19,4 @@
 int rc_udf(char *out, size_t outlen, const char *content_type, const uint8_t *data,
            size_t len, unsigned bits, rc_error *err);
 
-/* Content type used for recrypt's key fingerprints. */
-#define RC_UDF_KEY_CONTENT_TYPE "application/recrypt-key"
-
 #endif

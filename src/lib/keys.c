@@ -143,55 +143,69 @@ int rc_keystr_encode(char *out, size_t outlen, const char *type, const uint8_t *
 int rc_keystr_decode(const char *str, const char *type, uint8_t *payload, size_t maxlen,
                      size_t *len, rc_error *err)
 {
-    /* Drop all white space: strings may arrive folded in a header field. */
+    /* Both buffers may hold a secret key: every exit wipes them. */
     char s[RC_KEYSTR_MAX];
-    size_t n = 0;
-    for (const char *p = str; *p; p++) {
+    uint8_t buf[KEYSTR_PAYLOAD_MAX + KEYSTR_CHECK_BYTES];
+    size_t n = 0, blen = 0;
+    int rc = 0;
+    /* Drop all white space: strings may arrive folded in a header field. */
+    for (const char *p = str; *p && rc == 0; p++) {
         if (isspace((unsigned char)*p))
             continue;
         if (n + 1 >= sizeof s)
-            return rc_error_set(err, RC_E_FORMAT, "key string too long");
-        s[n++] = *p;
+            rc = rc_error_set(err, RC_E_FORMAT, "key string too long");
+        else
+            s[n++] = *p;
     }
     s[n] = '\0';
-    if (strncmp(s, "recrypt", 7) != 0 || !strchr(s, '.'))
-        return rc_error_set(err, RC_E_FORMAT,
-                            "not a recrypt key string (expected 'recrypt1.%s.…')", type);
-    if (strncmp(s, KEYSTR_PREFIX, strlen(KEYSTR_PREFIX)) != 0)
-        return rc_error_set(err, RC_E_VERSION,
-                            "key string version '%.*s' is not supported (this build reads "
-                            "recrypt1)", (int)(strchr(s, '.') - s), s);
+    if (rc)
+        goto out;
+    if (strncmp(s, "recrypt", 7) != 0 || !strchr(s, '.')) {
+        rc = rc_error_set(err, RC_E_FORMAT,
+                          "not a recrypt key string (expected 'recrypt1.%s.…')", type);
+        goto out;
+    }
+    if (strncmp(s, KEYSTR_PREFIX, strlen(KEYSTR_PREFIX)) != 0) {
+        rc = rc_error_set(err, RC_E_VERSION,
+                          "key string version '%.*s' is not supported (this build reads "
+                          "recrypt1)",
+                          (int)(strchr(s, '.') - s), s);
+        goto out;
+    }
     char *t = s + strlen(KEYSTR_PREFIX);
     char *dot = strchr(t, '.');
-    if (!dot)
-        return rc_error_set(err, RC_E_FORMAT, "key string has no type word");
+    if (!dot) {
+        rc = rc_error_set(err, RC_E_FORMAT, "key string has no type word");
+        goto out;
+    }
     *dot = '\0';
-    if (strcmp(t, type) != 0)
-        return rc_error_set(err, RC_E_FORMAT, "this is a '%.40s' key string, expected '%s'", t,
-                            type);
-    uint8_t buf[KEYSTR_PAYLOAD_MAX + KEYSTR_CHECK_BYTES];
-    size_t blen = 0;
+    if (strcmp(t, type) != 0) {
+        rc = rc_error_set(err, RC_E_FORMAT, "this is a '%.40s' key string, expected '%s'", t,
+                          type);
+        goto out;
+    }
     const char *b64 = dot + 1;
     if (rc_b64url_decode(buf, sizeof buf, &blen, b64, strlen(b64)) != 0 ||
-        blen < KEYSTR_CHECK_BYTES)
-        return rc_error_set(err, RC_E_FORMAT, "%s key string is corrupted (bad base64url)", type);
+        blen < KEYSTR_CHECK_BYTES) {
+        rc = rc_error_set(err, RC_E_FORMAT, "%s key string is corrupted (bad base64url)", type);
+        goto out;
+    }
     uint8_t check[KEYSTR_CHECK_BYTES];
     size_t plen = blen - KEYSTR_CHECK_BYTES;
     keystr_check(check, type, buf, plen);
-    if (sodium_memcmp(check, buf + plen, KEYSTR_CHECK_BYTES) != 0) {
-        sodium_memzero(buf, sizeof buf);
-        return rc_error_set(err, RC_E_FORMAT,
-                            "%s key string is corrupted (checksum mismatch): copy it again", type);
+    if (sodium_memcmp(check, buf + plen, KEYSTR_CHECK_BYTES) != 0)
+        rc = rc_error_set(err, RC_E_FORMAT,
+                          "%s key string is corrupted (checksum mismatch): copy it again", type);
+    else if (plen > maxlen)
+        rc = rc_error_set(err, RC_E_FORMAT, "%s key string has a payload too long", type);
+    else {
+        memcpy(payload, buf, plen);
+        *len = plen;
     }
-    if (plen > maxlen) {
-        sodium_memzero(buf, sizeof buf);
-        return rc_error_set(err, RC_E_FORMAT, "%s key string has a payload too long", type);
-    }
-    memcpy(payload, buf, plen);
-    *len = plen;
+out:
     sodium_memzero(buf, sizeof buf);
     sodium_memzero(s, sizeof s);
-    return 0;
+    return rc;
 }
 
 /* Decode a fixed-length payload. */

@@ -35,7 +35,6 @@ struct rc_mail {
     char *message_id;
     char *list_key;
     char *boundary;
-    char *preamble;
 };
 
 /* ---- small output helpers ---- */
@@ -172,6 +171,14 @@ static void out_control(out_t *o, const rc_envelope *env)
     memcpy(proof, env->U, 32);
     memcpy(proof + 32, env->z, 32);
     out_folded_b64(o, "Proof", proof, 64);
+}
+
+/* The text before the first boundary, for mail programs without recrypt. */
+static void out_preamble(out_t *o)
+{
+    out_line(o, "This is an end-to-end encrypted message (recrypt). Your mail program needs");
+    out_line(o, "the recrypt client to open it.");
+    out_str(o, o->eol);
 }
 
 static void out_part_headers_control(out_t *o)
@@ -406,9 +413,7 @@ int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *sign
     snprintf(line, sizeof line, " boundary=\"%s\"", boundary);
     out_line(&o, line);
     out_str(&o, o.eol);
-    out_line(&o, "This is an end-to-end encrypted message (recrypt). Your mail program needs");
-    out_line(&o, "the recrypt client to open it.");
-    out_str(&o, o.eol);
+    out_preamble(&o);
     snprintf(line, sizeof line, "--%s", boundary);
     out_line(&o, line);
     out_part_headers_control(&o);
@@ -627,9 +632,10 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
     }
     GMimeMultipart *mp = GMIME_MULTIPART(top);
     const char *bnd = g_mime_multipart_get_boundary(mp);
-    const char *pre = g_mime_multipart_get_prologue(mp);
-    m->boundary = strdup(bnd ? bnd : "");
-    m->preamble = strdup(pre ? pre : "");
+    if (!bnd || !(m->boundary = strdup(bnd))) {
+        rc = rc_error_set(err, RC_E_FORMAT, "multipart/encrypted without a boundary");
+        goto fail;
+    }
     if (g_mime_multipart_get_count(mp) != 2) {
         rc = rc_error_set(err, RC_E_FORMAT,
                           "a recrypt message has exactly 2 parts inside multipart/encrypted, this "
@@ -705,7 +711,6 @@ void rc_mail_free(rc_mail *m)
     free(m->message_id);
     free(m->list_key);
     free(m->boundary);
-    free(m->preamble);
     free(m);
 }
 
@@ -800,9 +805,9 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
         rc_recryptor_free(rr);
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
     }
-    /* Devices enrolled after the proven date get no stanza. */
+    /* Only devices enrolled before the proven date get a stanza (CRYPTO.md). */
     for (size_t i = 0; i < n; i++)
-        if (entries[i].enrolled_at <= m->date)
+        if (entries[i].enrolled_at < m->date)
             order[k++] = i;
     for (size_t i = k; i > 1; i--) { /* Fisher-Yates: stanzas in random order */
         size_t j = randombytes_uniform((uint32_t)i);
@@ -813,7 +818,7 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
     out_t o;
     out_init(&o, sink, ctx, m->hdr.eol);
     char line[200];
-    out_str(&o, m->preamble);
+    out_preamble(&o); /* our own text, not the sender's: emit strictly */
     snprintf(line, sizeof line, "--%s", m->boundary);
     out_line(&o, line);
     out_part_headers_control(&o);

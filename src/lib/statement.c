@@ -97,6 +97,8 @@ int rc_statement_from_bytes(rc_statement *st, const uint8_t *in, size_t len, rc_
         return rc_error_set(err, RC_E_FORMAT, "list key statement names no canonical address");
     if (!rc_point_is_valid_nonidentity(st->A))
         return rc_error_set(err, RC_E_CRYPTO, "list key statement carries an invalid key");
+    if (st->not_after && st->not_after <= st->not_before)
+        return rc_error_set(err, RC_E_FORMAT, "list key statement expires before it is valid");
     return 0;
 }
 

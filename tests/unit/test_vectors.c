@@ -969,7 +969,7 @@ static void split_preamble(const char *t, size_t len, size_t *pre, size_t *rest)
 
 /* The outer message as the service writes it. The preamble carries no
  * data and receivers ignore it: only its words are compared (see the bug
- * noted in FORMAT.md, "Preamble"); everything else byte for byte. */
+ * noted in FORMAT.md section 12); everything else byte for byte. */
 static void check_recrypted(const char *name, const buf_t *got, const char *want)
 {
     size_t gp, gr, wp, wr, wl = strlen(want);

@@ -466,31 +466,34 @@ static int pull_chunk(rc_opener *o, int is_last, rc_sink_fn sink, void *ctx, rc_
         return rc_error_set(err, RC_E_FORMAT, "the decrypted stream has a bad trailer");
     size_t inner_end = n - 2 - tl;
     const uint8_t *tr = o->area + inner_end;
-    int rc = release(o, o->area, inner_end, sink, ctx, err);
-    if (rc)
-        return rc;
-    o->done = 1;
-    if (tr[0] == 0 && tl == 1)
-        return 0;
-    if (tr[0] != 1 || tl < 1 + 64 + 2)
-        return rc_error_set(err, RC_E_FORMAT, "the decrypted stream has a bad trailer");
-    size_t certlen = rc_be16_get(tr + 65);
-    if (tl != 1 + 64 + 2 + certlen)
-        return rc_error_set(err, RC_E_FORMAT, "the decrypted stream has a bad trailer");
-    rc_cert c;
-    if ((rc = rc_cert_from_bytes(&c, tr + 67, certlen, err)))
-        return rc;
-    if ((rc = rc_cert_verify(&c, o->list_signer, err)))
-        return rc;
-    if (memcmp(c.list_id, o->env.list_id, 32) != 0 || c.epoch != o->env.epoch)
-        return rc_error_set(err, RC_E_SIGNATURE,
-                            "the sender's certificate is for another list or epoch");
-    if (crypto_sign_final_verify(&o->sig, tr + 1, c.device_sign_pk) != 0)
-        return rc_error_set(err, RC_E_SIGNATURE,
-                            "the sender's signature over the message does not verify");
-    o->done = 2;
-    o->sender = c;
-    return 0;
+    /* The last plaintext goes into the signature hash now, but reaches the
+     * sink only once the trailer, certificate and signature have checked. */
+    crypto_sign_update(&o->sig, o->area, inner_end);
+    int rc = 0;
+    if (tr[0] == 0 && tl == 1) {
+        o->done = 1;
+    } else if (tr[0] != 1 || tl < 1 + 64 + 2 || tl != 1 + 64 + 2 + (size_t)rc_be16_get(tr + 65)) {
+        rc = rc_error_set(err, RC_E_FORMAT, "the decrypted stream has a bad trailer");
+    } else {
+        rc_cert c;
+        size_t certlen = rc_be16_get(tr + 65);
+        if ((rc = rc_cert_from_bytes(&c, tr + 67, certlen, err)) == 0 &&
+            (rc = rc_cert_verify(&c, o->list_signer, err)) == 0) {
+            if (memcmp(c.list_id, o->env.list_id, 32) != 0 || c.epoch != o->env.epoch)
+                rc = rc_error_set(err, RC_E_SIGNATURE,
+                                  "the sender's certificate is for another list or epoch");
+            else if (crypto_sign_final_verify(&o->sig, tr + 1, c.device_sign_pk) != 0)
+                rc = rc_error_set(err, RC_E_SIGNATURE,
+                                  "the sender's signature over the message does not verify");
+        }
+        if (rc == 0) {
+            o->done = 2;
+            o->sender = c;
+        }
+    }
+    if (rc == 0 && inner_end && sink(ctx, o->area, inner_end) != 0)
+        rc = rc_error_set(err, RC_E_IO, "cannot write the decrypted message");
+    return rc;
 }
 
 int rc_opener_update(rc_opener *o, const uint8_t *in, size_t len, rc_sink_fn sink, void *ctx,

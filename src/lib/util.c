@@ -69,8 +69,10 @@ int rc_scalar_is_canonical_nonzero(const uint8_t s[RC_SCALAR_BYTES])
 
 int rc_point_is_valid_nonidentity(const uint8_t p[RC_POINT_BYTES])
 {
-    /* is_valid_point accepts the identity (all zero): refuse it here. */
-    return crypto_core_ristretto255_is_valid_point(p) == 1 && !sodium_is_zero(p, 32);
+    /* is_valid_point accepts the identity (all zero), and libsodium 1.0.18
+     * ignores bit 255: refuse both here, so every encoding is canonical. */
+    return (p[31] & 0x80) == 0 && crypto_core_ristretto255_is_valid_point(p) == 1 &&
+           !sodium_is_zero(p, 32);
 }
 
 void rc_scalar_random_nonzero(uint8_t s[RC_SCALAR_BYTES])

@@ -663,8 +663,10 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
     GMimeStream *mem = g_mime_stream_mem_new();
     g_mime_data_wrapper_write_to_stream(dw, mem);
     GByteArray *ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
-    char *text = malloc(ba->len + 1);
-    if (text) {
+    char *text = ba->len ? malloc(ba->len + 1) : NULL;
+    if (ba->len == 0) {
+        rc = rc_error_set(err, RC_E_FORMAT, "the control part is empty");
+    } else if (text) {
         memcpy(text, ba->data, ba->len);
         text[ba->len] = '\0';
         if (strlen(text) != ba->len)

@@ -263,7 +263,7 @@ int main(int argc, char **argv)
         rc_statement st;
         rc_device_entry *entries;
         char key[RC_KEYSTR_MAX];
-        size_t n_written;
+        size_t n_written = 0;
         if (rc_mail_parse(&m, fd, &err))
             die("refused");
         /* The service checks the post against the epoch it names. */

@@ -453,13 +453,13 @@ static void test_keystrings(void **state)
 
     char folded[RC_KEYSTR_MAX + 16];
     size_t n = strlen(EXP_KS_DEVICE);
-    snprintf(folded, sizeof folded, "  %.*s\r\n\t%s\n", 40, EXP_KS_DEVICE, EXP_KS_DEVICE + 40);
+    snprintf(folded, sizeof folded, "  %.*s\r\n\t%s\n", 40, EXP_KS_DEVICE, &EXP_KS_DEVICE[40]);
     assert_true(n > 40);
     assert_int_equal(rc_device_public_decode(&dp, folded, NULL), 0);
     assert_memory_equal(&dp, &F.dev.pub, sizeof dp);
 
     /* another version: RC_E_VERSION */
-    snprintf(s, sizeof s, "recrypt2%s", EXP_KS_DEVICE + 8);
+    snprintf(s, sizeof s, "recrypt2%s", &EXP_KS_DEVICE[8]);
     assert_int_equal(rc_device_public_decode(&dp, s, &err), RC_E_VERSION);
     /* another type word */
     assert_int_equal(rc_service_public_decode(&svc.pub, EXP_KS_DEVICE, &err), RC_E_FORMAT);

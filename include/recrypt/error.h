@@ -26,7 +26,9 @@ typedef enum {
     RC_E_PERMISSION = -9, /* file permissions unsafe */
     RC_E_IO = -10,        /* read or write failed */
     RC_E_NOMEM = -11,     /* out of memory */
-    RC_E_INTERNAL = -12   /* a library bug or an unexpected library failure */
+    RC_E_INTERNAL = -12,  /* a library bug or an unexpected library failure */
+    RC_E_NOT_FOUND = -13, /* no such list, member, epoch or key */
+    RC_E_EXISTS = -14     /* already there: list, member, applied request */
 } rc_code;
 
 #define RC_ERROR_MSG_MAX 256

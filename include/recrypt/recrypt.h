@@ -12,6 +12,7 @@
 #include <recrypt/stream.h>
 #include <recrypt/service.h>
 #include <recrypt/message.h>
+#include <recrypt/request.h>
 
 #define RC_VERSION_STRING "0.1.0"
 

@@ -21,6 +21,8 @@ const char *rc_strerror(int code)
     case RC_E_IO: return "input/output error";
     case RC_E_NOMEM: return "out of memory";
     case RC_E_INTERNAL: return "internal error";
+    case RC_E_NOT_FOUND: return "not found";
+    case RC_E_EXISTS: return "already exists";
     }
     return "unknown error";
 }

@@ -1,0 +1,134 @@
+/*
+ * store.h - the server's membership store (LMDB): lists, epochs and their
+ * public keys, members, device entries, owner keys with privileges and
+ * counters, applied request ids, bounce addresses, the server's secret for
+ * marking processed mail, and a schema version. docs/STORE.md documents
+ * the layout.
+ *
+ * Writers: rc_store_apply, one LMDB write transaction per request, all or
+ * nothing; `recryptctl apply` is the only writer. Readers (recryptctl show,
+ * the milter) use an rc_store_reader: one read transaction, so a reader
+ * never sees half a request. Readers and a writer may run at the same time
+ * in different processes.
+ *
+ * The store holds no secret that decrypts mail: service shares r stay
+ * sealed to the service key (rc_store_recrypt_entries unseals them into
+ * guarded memory for one post), W is sealed to its device.
+ *
+ * Ownership: rc_store and rc_store_reader are opaque and freed with their
+ * close/end functions. Structs filled by the getters and passed to the
+ * iteration callbacks are plain copies owned by the caller (or valid for
+ * the duration of the callback, respectively).
+ */
+#ifndef RECRYPT_STORE_H
+#define RECRYPT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <recrypt/recrypt.h>
+#include <recrypt/request.h>
+
+#define RC_STORE_SCHEMA_VERSION 1
+#define RC_STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB of address space */
+#define RC_STORE_SERVICE_KEY_FILE "service.key"
+
+typedef struct rc_store rc_store;
+typedef struct rc_store_reader rc_store_reader;
+
+typedef struct {
+    char address[RC_ADDR_MAX + 1];
+    uint8_t list_id[RC_ID_BYTES];
+    uint64_t current_epoch;
+    char bounce[RC_ADDR_MAX + 1];
+    uint8_t signer_pk[RC_SIGN_PK_BYTES]; /* the list signing key */
+    uint64_t created_at;
+} rc_store_list;
+
+typedef struct {
+    uint64_t epoch;
+    uint64_t grace_until; /* 0 while current; afterwards: usable until then */
+    rc_statement statement; /* holds A */
+} rc_store_epoch;
+
+typedef struct {
+    char address[RC_ADDR_MAX + 1];
+    uint8_t privilege;
+    uint8_t status;
+    uint64_t updated_at;
+} rc_store_member;
+
+typedef struct {
+    char member[RC_ADDR_MAX + 1];
+    uint64_t epoch;
+    rc_device_public device;
+    uint8_t K[RC_POINT_BYTES];
+    uint8_t sealed_r[RC_SEALED_R_BYTES];
+    uint8_t W[RC_WRAP_MAX];
+    size_t W_len;
+    uint64_t enrolled_at;
+} rc_store_device;
+
+typedef struct {
+    rc_owner_public owner;
+    uint8_t privilege;
+    uint64_t last_counter;
+} rc_store_owner;
+
+/* Create a new store in dir (created 0750 if missing): schema version, the
+ * mark secret, and the service key file dir/service.key (0600, generated).
+ * Refuses a directory that already holds a store. Prints nothing; returns
+ * the service's public key in *svc_pub. */
+int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub, rc_error *err);
+
+/* Open an existing store; refuses an unknown schema version with a clear
+ * message. map_size 0: the default. readonly: no writer transactions. */
+int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly, rc_error *err);
+void rc_store_close(rc_store *st);
+
+/* Verify req against the store and apply it in one write transaction.
+ * svc: the service key (it unseals r to check r·G + K == A). Refusals
+ * leave the store unchanged and say why. */
+int rc_store_apply(rc_store *st, const rc_service_secret *svc, const rc_request *req,
+                   uint64_t now, rc_error *err);
+
+int rc_store_reader_begin(rc_store *st, rc_store_reader **out, rc_error *err);
+void rc_store_reader_end(rc_store_reader *rd);
+
+uint32_t rc_store_schema(rc_store_reader *rd);
+/* RC_E_NOT_FOUND when there is no such list / epoch. */
+int rc_store_get_list(rc_store_reader *rd, const char *address, rc_store_list *out,
+                      rc_error *err);
+int rc_store_get_epoch(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                       rc_store_epoch *out, rc_error *err);
+int rc_store_get_member(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
+                        const char *address, rc_store_member *out, rc_error *err);
+
+/* Iteration: the callback returns 0 to go on, non-zero to stop (that value
+ * is returned). */
+typedef int (*rc_store_list_fn)(void *ctx, const rc_store_list *l);
+typedef int (*rc_store_epoch_fn)(void *ctx, const rc_store_epoch *e);
+typedef int (*rc_store_member_fn)(void *ctx, const rc_store_member *m);
+typedef int (*rc_store_device_fn)(void *ctx, const rc_store_device *d);
+typedef int (*rc_store_owner_fn)(void *ctx, const rc_store_owner *o);
+int rc_store_each_list(rc_store_reader *rd, rc_store_list_fn fn, void *ctx, rc_error *err);
+int rc_store_each_epoch(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
+                        rc_store_epoch_fn fn, void *ctx, rc_error *err);
+int rc_store_each_member(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
+                         rc_store_member_fn fn, void *ctx, rc_error *err);
+/* Every device entry of one epoch, whatever the member's status. */
+int rc_store_each_device(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                         rc_store_device_fn fn, void *ctx, rc_error *err);
+int rc_store_each_owner(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
+                        rc_store_owner_fn fn, void *ctx, rc_error *err);
+
+/* What the service recrypts with: the entries of ACTIVE members for one
+ * epoch, r unsealed with svc. *out is rc_secret_alloc'ed (free with
+ * rc_secret_free); *n may be 0. */
+int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
+                             const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                             rc_device_entry **out, size_t *n, rc_error *err);
+
+/* The server's 32-byte secret for marking processed mail. */
+int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err);
+
+#endif

@@ -7,6 +7,7 @@ set -euo pipefail
 _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RECRYPT=${RECRYPT:-$_root/build/src/client/recrypt}
 RC_HARNESS=${RC_HARNESS:-$_root/build/tests/rc-harness}
+RECRYPTCTL=${RECRYPTCTL:-$_root/build/src/ctl/recryptctl}
 T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-test.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T"

@@ -10,6 +10,9 @@
  *   epoch-N/listkey         the signed list key statement of epoch N
  *   epoch-N/entries         one device entry a line: member r W enrolled_at
  *                           (r and W in base64url; what the service stores)
+ *
+ * `recrypt-store` plays the service on the real LMDB store that recryptctl
+ * writes: the list from --list, its epochs, grace and active entries.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include <recrypt/recrypt.h>
+#include "store.h"
 
 static rc_error err;
 
@@ -158,6 +162,67 @@ static int spool(void)
     return fd;
 }
 
+static void write_list_key(const rc_statement *st)
+{
+    char key[RC_KEYSTR_MAX];
+    rc_statement_encode(key, sizeof key, st, &err);
+    /* The list key header, folded at 76 columns. */
+    fputs(RC_HDR_LIST_KEY ":", stdout);
+    for (size_t i = 0, room = 76 - strlen(RC_HDR_LIST_KEY) - 2; i < strlen(key);) {
+        size_t k = strlen(key) - i < room ? strlen(key) - i : room;
+        printf(" %.*s\n", (int)k, key + i);
+        i += k;
+        room = 75;
+    }
+}
+
+/* The service step on the LMDB store, as the milter will do it. */
+static int recrypt_store(const char *db, const char *list, int no_table, uint64_t now)
+{
+    char p[4096], s[RC_KEYSTR_MAX];
+    rc_service_secret *svc = rc_secret_alloc(sizeof *svc);
+    rc_store *st;
+    rc_store_reader *rd;
+    rc_store_list l;
+    rc_store_epoch e;
+    rc_mail *m;
+    rc_device_entry *entries;
+    size_t n, n_written = 0;
+    snprintf(p, sizeof p, "%s/" RC_STORE_SERVICE_KEY_FILE, db);
+    if (rc_keyfile_read(p, s, sizeof s, &err) || rc_service_secret_decode(svc, s, &err))
+        die("cannot load the service key");
+    int fd = spool();
+    if (rc_store_open(&st, db, 0, 1, &err) || rc_store_reader_begin(st, &rd, &err) ||
+        rc_store_get_list(rd, list, &l, &err))
+        die("no such list");
+    if (rc_mail_parse(&m, fd, &err))
+        die("refused");
+    uint64_t epoch = rc_mail_envelope(m)->epoch;
+    if (rc_store_get_epoch(rd, l.list_id, epoch, &e, &err))
+        die("refused: the post names an epoch this list does not have");
+    if (e.grace_until && e.grace_until < now) {
+        rc_error_set(&err, RC_E_POLICY, "epoch %llu of %s expired; the current one is %llu",
+                     (unsigned long long)epoch, l.address, (unsigned long long)l.current_epoch);
+        die("refused");
+    }
+    if (rc_mail_check_post(m, l.address, epoch, e.statement.A, now, 7 * 86400, 3600, &err))
+        die("refused");
+    if (rc_store_recrypt_entries(rd, svc, l.list_id, epoch, &entries, &n, &err))
+        die("cannot read the device entries");
+    write_list_key(&e.statement);
+    if (rc_mail_write_header(m, fd_sink, stdout, &err) ||
+        rc_mail_write_recrypted_body(m, entries, n, !no_table, fd_sink, stdout, &n_written, &err))
+        die("recryption failed");
+    fprintf(stderr, "rc-harness: %zu stanzas for %zu device entries\n", n_written, n);
+    rc_secret_free(entries);
+    rc_secret_free(svc);
+    rc_mail_free(m);
+    rc_store_reader_end(rd);
+    rc_store_close(st);
+    close(fd);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 static void usage(void)
 {
     fputs("usage: rc-harness list-create DIR ADDRESS [--not-after UNIX]\n"
@@ -166,7 +231,8 @@ static void usage(void)
           "       rc-harness signer DIR\n"
           "       rc-harness enrol DIR MEMBER DEVICEKEY [--at UNIX]\n"
           "       rc-harness recrypt DIR [--no-table] [--now UNIX]\n"
-          "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n",
+          "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n"
+          "       rc-harness recrypt-store DB LIST [--no-table] < sealed > delivered\n",
           stderr);
     exit(2);
 }
@@ -242,6 +308,8 @@ int main(int argc, char **argv)
         rc_secret_free(ls);
         return 0;
     }
+    if (strcmp(cmd, "recrypt-store") == 0 && argc >= 4)
+        return recrypt_store(dir, argv[3], argc > 4 && strcmp(argv[4], "--no-table") == 0, now);
     if (strcmp(cmd, "recrypt") == 0) {
         int use_table = 1;
         const char *edir = dir;
@@ -262,7 +330,6 @@ int main(int argc, char **argv)
         rc_mail *m;
         rc_statement st;
         rc_device_entry *entries;
-        char key[RC_KEYSTR_MAX];
         size_t n_written = 0;
         if (rc_mail_parse(&m, fd, &err))
             die("refused");
@@ -276,15 +343,7 @@ int main(int argc, char **argv)
         if (rc_mail_check_post(m, st.address, e, st.A, now, 7 * 86400, 3600, &err))
             die("refused");
         size_t n = load_entries(edir, eepoch ? eepoch : e, &entries);
-        rc_statement_encode(key, sizeof key, &st, &err);
-        /* The list key header, folded at 76 columns. */
-        fputs(RC_HDR_LIST_KEY ":", stdout);
-        for (size_t i = 0, room = 76 - strlen(RC_HDR_LIST_KEY) - 2; i < strlen(key);) {
-            size_t k = strlen(key) - i < room ? strlen(key) - i : room;
-            printf(" %.*s\n", (int)k, key + i);
-            i += k;
-            room = 75;
-        }
+        write_list_key(&st);
         if (rc_mail_write_header(m, fd_sink, stdout, &err) ||
             rc_mail_write_recrypted_body(m, entries, n, use_table, fd_sink, stdout, &n_written,
                                          &err))

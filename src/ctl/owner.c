@@ -1,0 +1,460 @@
+/*
+ * owner.c - see owner.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "keystore.h"
+#include "owner.h"
+
+#define LOCKED_TYPE "list-secret-locked"
+
+int owner_path(char *out, const owner_ks *ks, const char *fmt, ...)
+{
+    char rel[PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= (int)sizeof rel)
+        return -1;
+    return snprintf(out, PATH_MAX, "%s/%s", ks->dir, rel) >= PATH_MAX ? -1 : 0;
+}
+
+int owner_ks_open(owner_ks *ks, const char *home, rc_error *err)
+{
+    keystore k; /* same directory rules as the subscriber's keystore */
+    int rc = keystore_open(&k, home, err);
+    if (rc == 0)
+        snprintf(ks->dir, sizeof ks->dir, "%s", k.dir);
+    return rc;
+}
+
+int owner_write_file(const char *path, const char *text, rc_error *err)
+{
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    mode_t old = umask(077);
+    int fd = mkstemp(tmp);
+    umask(old);
+    if (fd < 0)
+        return rc_error_set(err, RC_E_IO, "cannot write %s: %s", path, strerror(errno));
+    size_t n = strlen(text);
+    int ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return rc_error_set(err, RC_E_IO, "cannot write %s", path);
+    }
+    return 0;
+}
+
+int owner_read_file(const char *path, char *out, size_t outlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, out, outlen - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+static int mkdirs(const char *path, rc_error *err)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+                return rc_error_set(err, RC_E_IO, "cannot create %s: %s", tmp, strerror(errno));
+            if (c == '\0')
+                break;
+            *p = c;
+        }
+    }
+    return 0;
+}
+
+int owner_key_create(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
+{
+    char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
+    int rc;
+    if (!s)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    owner_path(p, ks, "owner.key");
+    if (access(p, F_OK) == 0)
+        rc = rc_error_set(err, RC_E_EXISTS, "an owner key already exists in %s", ks->dir);
+    else if ((rc = mkdirs(ks->dir, err)) == 0 && (rc = rc_owner_generate(out, err)) == 0 &&
+             (rc = rc_owner_secret_encode(s, RC_KEYSTR_MAX, out, err)) == 0)
+        rc = rc_keyfile_write(p, s, err);
+    rc_secret_free(s);
+    return rc;
+}
+
+int owner_key_load(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
+{
+    char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
+    int rc;
+    if (!s)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    owner_path(p, ks, "owner.key");
+    if (access(p, F_OK) != 0)
+        rc = rc_error_set(err, RC_E_NOT_FOUND, "no owner key in %s: run 'recryptctl init'",
+                          ks->dir);
+    else if ((rc = rc_keyfile_read(p, s, RC_KEYSTR_MAX, err)) == 0)
+        rc = rc_owner_secret_decode(out, s, err);
+    rc_secret_free(s);
+    return rc;
+}
+
+int owner_list_exists(const owner_ks *ks, const char *list)
+{
+    char p[PATH_MAX];
+    owner_path(p, ks, "owned/%s/current", list);
+    return access(p, F_OK) == 0;
+}
+
+int owner_list_prepare(const owner_ks *ks, const char *list, rc_error *err)
+{
+    char p[PATH_MAX];
+    owner_path(p, ks, "owned/%s", list);
+    return mkdirs(p, err);
+}
+
+int owner_service_save(const owner_ks *ks, const char *list, const rc_service_public *svc,
+                       rc_error *err)
+{
+    char p[PATH_MAX], s[RC_KEYSTR_MAX + 2];
+    int rc = rc_service_public_encode(s, sizeof s - 1, svc, err);
+    if (rc)
+        return rc;
+    strcat(s, "\n");
+    owner_path(p, ks, "owned/%s/service", list);
+    return owner_write_file(p, s, err);
+}
+
+int owner_service_load(const owner_ks *ks, const char *list, rc_service_public *svc,
+                       rc_error *err)
+{
+    char p[PATH_MAX], s[RC_KEYSTR_MAX];
+    owner_path(p, ks, "owned/%s/service", list);
+    if (owner_read_file(p, s, sizeof s) != 0)
+        return rc_error_set(err, RC_E_NOT_FOUND,
+                            "this keystore does not manage list %s (no service key)", list);
+    return rc_service_public_decode(svc, s, err);
+}
+
+static int read_u64(const owner_ks *ks, const char *list, const char *name, uint64_t *v,
+                    rc_error *err)
+{
+    char p[PATH_MAX], s[64];
+    owner_path(p, ks, "owned/%s/%s", list, name);
+    if (owner_read_file(p, s, sizeof s) != 0)
+        return rc_error_set(err, RC_E_NOT_FOUND, "this keystore does not manage list %s", list);
+    *v = strtoull(s, NULL, 10);
+    return 0;
+}
+
+static int write_u64(const owner_ks *ks, const char *list, const char *name, uint64_t v,
+                     rc_error *err)
+{
+    char p[PATH_MAX], s[64];
+    owner_path(p, ks, "owned/%s/%s", list, name);
+    snprintf(s, sizeof s, "%llu\n", (unsigned long long)v);
+    return owner_write_file(p, s, err);
+}
+
+int owner_next_counter(const owner_ks *ks, const char *list, uint64_t *counter, rc_error *err)
+{
+    uint64_t c = 0;
+    char p[PATH_MAX];
+    owner_path(p, ks, "owned/%s/counter", list);
+    if (access(p, F_OK) == 0 && read_u64(ks, list, "counter", &c, err) != 0)
+        return err ? err->code : RC_E_IO;
+    *counter = c + 1;
+    return write_u64(ks, list, "counter", c + 1, err);
+}
+
+int owner_current_epoch(const owner_ks *ks, const char *list, uint64_t *epoch, rc_error *err)
+{
+    return read_u64(ks, list, "current", epoch, err);
+}
+
+int owner_set_current_epoch(const owner_ks *ks, const char *list, uint64_t epoch, rc_error *err)
+{
+    return write_u64(ks, list, "current", epoch, err);
+}
+
+int owner_is_protected(const owner_ks *ks, const char *list)
+{
+    char p[PATH_MAX];
+    owner_path(p, ks, "owned/%s/protected", list);
+    return access(p, F_OK) == 0;
+}
+
+int owner_set_protected(const owner_ks *ks, const char *list, rc_error *err)
+{
+    char p[PATH_MAX];
+    owner_path(p, ks, "owned/%s/protected", list);
+    return owner_write_file(p, "list secrets are locked with a passphrase\n", err);
+}
+
+/* The passphrase: from the file RECRYPT_PASSPHRASE_FILE names, else asked on
+ * the terminal without echo. */
+static int get_passphrase(char *out, size_t outlen, rc_error *err)
+{
+    const char *file = getenv("RECRYPT_PASSPHRASE_FILE");
+    if (file && *file) {
+        if (owner_read_file(file, out, outlen) != 0)
+            return rc_error_set(err, RC_E_IO, "cannot read the passphrase file %s", file);
+        out[strcspn(out, "\r\n")] = '\0';
+    } else {
+        int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return rc_error_set(err, RC_E_POLICY,
+                                "list secrets are locked and there is no terminal: set "
+                                "RECRYPT_PASSPHRASE_FILE to a file holding the passphrase");
+        struct termios t, quiet;
+        int have_t = tcgetattr(fd, &t) == 0;
+        if (have_t) {
+            quiet = t;
+            quiet.c_lflag &= ~(tcflag_t)ECHO;
+            tcsetattr(fd, TCSAFLUSH, &quiet);
+        }
+        (void)!write(fd, "List secret passphrase: ", 24);
+        ssize_t n = read(fd, out, outlen - 1);
+        (void)!write(fd, "\n", 1);
+        if (have_t)
+            tcsetattr(fd, TCSAFLUSH, &t);
+        close(fd);
+        if (n <= 0)
+            return rc_error_set(err, RC_E_IO, "no passphrase given");
+        out[n] = '\0';
+        out[strcspn(out, "\r\n")] = '\0';
+    }
+    if (!out[0])
+        return rc_error_set(err, RC_E_INVALID, "the passphrase is empty");
+    return 0;
+}
+
+/* Locked payload: u32 opslimit ‖ u32 memlimit MiB ‖ salt ‖ nonce ‖ secretbox. */
+static int lock_secret(char *out, size_t outlen, const char *plain, rc_error *err)
+{
+    char *pass = rc_secret_alloc(512);
+    uint8_t *key = rc_secret_alloc(32);
+    size_t plen = strlen(plain);
+    uint8_t buf[8 + crypto_pwhash_SALTBYTES + crypto_secretbox_NONCEBYTES + RC_KEYSTR_MAX +
+                crypto_secretbox_MACBYTES];
+    unsigned long long ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    size_t mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    int rc = (!pass || !key) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                             : get_passphrase(pass, 512, err);
+    if (rc == 0 && plen > RC_KEYSTR_MAX)
+        rc = rc_error_set(err, RC_E_INVALID, "secret too long");
+    if (rc == 0) {
+        uint8_t *salt = buf + 8, *nonce = salt + crypto_pwhash_SALTBYTES,
+                *box = nonce + crypto_secretbox_NONCEBYTES;
+        buf[0] = (uint8_t)(ops >> 24), buf[1] = (uint8_t)(ops >> 16), buf[2] = (uint8_t)(ops >> 8),
+        buf[3] = (uint8_t)ops;
+        size_t mib = mem >> 20;
+        buf[4] = (uint8_t)(mib >> 24), buf[5] = (uint8_t)(mib >> 16), buf[6] = (uint8_t)(mib >> 8),
+        buf[7] = (uint8_t)mib;
+        randombytes_buf(salt, crypto_pwhash_SALTBYTES);
+        randombytes_buf(nonce, crypto_secretbox_NONCEBYTES);
+        if (crypto_pwhash(key, 32, pass, strlen(pass), salt, ops, mem,
+                          crypto_pwhash_ALG_ARGON2ID13) != 0)
+            rc = rc_error_set(err, RC_E_NOMEM, "not enough memory for the passphrase hash");
+        else {
+            crypto_secretbox_easy(box, (const uint8_t *)plain, plen, nonce, key);
+            size_t total = (size_t)(box - buf) + plen + crypto_secretbox_MACBYTES;
+            rc = rc_keystr_encode(out, outlen, LOCKED_TYPE, buf, total, err);
+        }
+    }
+    rc_secret_free(pass);
+    rc_secret_free(key);
+    return rc;
+}
+
+static int unlock_secret(char *out, size_t outlen, const char *locked, rc_error *err)
+{
+    uint8_t buf[8 + crypto_pwhash_SALTBYTES + crypto_secretbox_NONCEBYTES + RC_KEYSTR_MAX +
+                crypto_secretbox_MACBYTES];
+    size_t len = 0;
+    int rc = rc_keystr_decode(locked, LOCKED_TYPE, buf, sizeof buf, &len, err);
+    if (rc)
+        return rc;
+    size_t head = 8 + crypto_pwhash_SALTBYTES + crypto_secretbox_NONCEBYTES;
+    if (len < head + crypto_secretbox_MACBYTES || len - head - crypto_secretbox_MACBYTES >= outlen)
+        return rc_error_set(err, RC_E_FORMAT, "locked list secret is malformed");
+    unsigned long long ops = (unsigned long long)buf[0] << 24 | buf[1] << 16 | buf[2] << 8 | buf[3];
+    size_t mem = ((size_t)buf[4] << 24 | (size_t)buf[5] << 16 | (size_t)buf[6] << 8 | buf[7]) << 20;
+    char *pass = rc_secret_alloc(512);
+    uint8_t *key = rc_secret_alloc(32);
+    rc = (!pass || !key) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                         : get_passphrase(pass, 512, err);
+    if (rc == 0 && crypto_pwhash(key, 32, pass, strlen(pass), buf + 8, ops, mem,
+                                 crypto_pwhash_ALG_ARGON2ID13) != 0)
+        rc = rc_error_set(err, RC_E_NOMEM, "not enough memory for the passphrase hash");
+    size_t plen = len - head - crypto_secretbox_MACBYTES;
+    if (rc == 0 && crypto_secretbox_open_easy((uint8_t *)out, buf + head, len - head,
+                                              buf + 8 + crypto_pwhash_SALTBYTES, key) != 0)
+        rc = rc_error_set(err, RC_E_AUTH, "wrong passphrase for the list secret");
+    if (rc == 0)
+        out[plen] = '\0';
+    rc_secret_free(pass);
+    rc_secret_free(key);
+    sodium_memzero(buf, sizeof buf);
+    return rc;
+}
+
+int owner_secret_save(const owner_ks *ks, const rc_list_secret *ls, int protect, rc_error *err)
+{
+    char p[PATH_MAX];
+    char *s = rc_secret_alloc(RC_KEYSTR_MAX), *l = rc_secret_alloc(2 * RC_KEYSTR_MAX);
+    int rc = (!s || !l) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                        : rc_list_secret_encode(s, RC_KEYSTR_MAX, ls, err);
+    if (rc == 0 && protect)
+        rc = lock_secret(l, 2 * RC_KEYSTR_MAX, s, err);
+    if (rc == 0) {
+        owner_path(p, ks, "owned/%s/epoch-%llu.secret", ls->address, (unsigned long long)ls->epoch);
+        rc = rc_keyfile_write(p, protect ? l : s, err);
+    }
+    rc_secret_free(s);
+    rc_secret_free(l);
+    return rc;
+}
+
+int owner_secret_load(const owner_ks *ks, const char *list, uint64_t epoch, rc_list_secret *ls,
+                      rc_error *err)
+{
+    char p[PATH_MAX];
+    char *s = rc_secret_alloc(2 * RC_KEYSTR_MAX), *plain = rc_secret_alloc(RC_KEYSTR_MAX);
+    int rc = (!s || !plain) ? rc_error_set(err, RC_E_NOMEM, "out of memory") : 0;
+    owner_path(p, ks, "owned/%s/epoch-%llu.secret", list, (unsigned long long)epoch);
+    if (rc == 0 && access(p, F_OK) != 0)
+        rc = rc_error_set(err, RC_E_NOT_FOUND,
+                          "no list secret for %s epoch %llu in this keystore", list,
+                          (unsigned long long)epoch);
+    if (rc == 0)
+        rc = rc_keyfile_read(p, s, 2 * RC_KEYSTR_MAX, err);
+    if (rc == 0 && strncmp(s, "recrypt1." LOCKED_TYPE ".", strlen("recrypt1." LOCKED_TYPE ".")) == 0)
+        rc = unlock_secret(plain, RC_KEYSTR_MAX, s, err);
+    else if (rc == 0)
+        snprintf(plain, RC_KEYSTR_MAX, "%s", s);
+    if (rc == 0)
+        rc = rc_list_secret_decode(ls, plain, err);
+    rc_secret_free(s);
+    rc_secret_free(plain);
+    return rc;
+}
+
+int owner_statement_save(const owner_ks *ks, const rc_statement *st, rc_error *err)
+{
+    char p[PATH_MAX], s[RC_KEYSTR_MAX + 2];
+    int rc = rc_statement_encode(s, sizeof s - 1, st, err);
+    if (rc)
+        return rc;
+    strcat(s, "\n");
+    owner_path(p, ks, "owned/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
+    return owner_write_file(p, s, err);
+}
+
+int owner_statement_load(const owner_ks *ks, const char *list, uint64_t epoch, rc_statement *st,
+                         char *line, size_t linelen, rc_error *err)
+{
+    char p[PATH_MAX];
+    owner_path(p, ks, "owned/%s/epoch-%llu.listkey", list, (unsigned long long)epoch);
+    if (owner_read_file(p, line, linelen) != 0)
+        return rc_error_set(err, RC_E_NOT_FOUND, "no list key for %s epoch %llu", list,
+                            (unsigned long long)epoch);
+    line[strcspn(line, "\n")] = '\0';
+    return rc_statement_decode(st, line, err);
+}
+
+int roster_add(roster *r, const char *member, uint8_t status, const rc_device_public *dev,
+               rc_error *err)
+{
+    roster_entry *ne = realloc(r->e, (r->n + 1) * sizeof *ne);
+    if (!ne)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    r->e = ne;
+    roster_entry *e = &r->e[r->n];
+    int rc = rc_address_canonical(e->member, member, err);
+    if (rc)
+        return rc;
+    e->status = status;
+    e->device = *dev;
+    r->n++;
+    return 0;
+}
+
+void roster_free(roster *r)
+{
+    free(r->e);
+    r->e = NULL;
+    r->n = 0;
+}
+
+int roster_load(const owner_ks *ks, const char *list, roster *r, rc_error *err)
+{
+    char p[PATH_MAX], line[RC_KEYSTR_MAX + RC_ADDR_MAX + 64], member[RC_ADDR_MAX + 1],
+        status[32], key[RC_KEYSTR_MAX];
+    memset(r, 0, sizeof *r);
+    owner_path(p, ks, "owned/%s/roster", list);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 0;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        rc_device_public dev;
+        uint8_t st = 0;
+        if (sscanf(line, "%254s %31s %1023s", member, status, key) != 3) {
+            rc = rc_error_set(err, RC_E_FORMAT, "roster %s is damaged", p);
+            break;
+        }
+        for (uint8_t s = RC_STATUS_ACTIVE; s <= RC_STATUS_REVOKED; s++)
+            if (strcmp(status, rc_status_name(s)) == 0)
+                st = s;
+        if (!st || (rc = rc_device_public_decode(&dev, key, err)) != 0) {
+            if (!rc)
+                rc = rc_error_set(err, RC_E_FORMAT, "roster %s is damaged", p);
+            break;
+        }
+        rc = roster_add(r, member, st, &dev, err);
+    }
+    fclose(f);
+    if (rc)
+        roster_free(r);
+    return rc;
+}
+
+int roster_save(const owner_ks *ks, const char *list, const roster *r, rc_error *err)
+{
+    char p[PATH_MAX], key[RC_KEYSTR_MAX];
+    size_t cap = r->n * (RC_KEYSTR_MAX + RC_ADDR_MAX + 32) + 1, len = 0;
+    char *text = malloc(cap);
+    if (!text)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    text[0] = '\0';
+    for (size_t i = 0; i < r->n; i++) {
+        rc_device_public_encode(key, sizeof key, &r->e[i].device, NULL);
+        len += (size_t)snprintf(text + len, cap - len, "%s %s %s\n", r->e[i].member,
+                                rc_status_name(r->e[i].status), key);
+    }
+    owner_path(p, ks, "owned/%s/roster", list);
+    int rc = owner_write_file(p, text, err);
+    free(text);
+    return rc;
+}

@@ -148,16 +148,17 @@ static void describe(const rc_request *req, char *out, size_t outlen)
     switch (req->type) {
     case RC_REQ_CREATE_GROUP:
     case RC_REQ_UPDATE_GROUP:
-        snprintf(out, outlen, "%s %s epoch %llu, %zu device entries",
+        snprintf(out, outlen, "%s %s epoch %llu, %zu device entr%s",
                  rc_request_type_name(req->type), req->list,
-                 (unsigned long long)req->statement.epoch, req->n_devices);
+                 (unsigned long long)req->statement.epoch, req->n_devices,
+                 req->n_devices == 1 ? "y" : "ies");
         break;
     case RC_REQ_ADD_MEMBER:
     case RC_REQ_UPDATE_MEMBER:
-        snprintf(out, outlen, "%s %s %s%s%s, %zu device entries", rc_request_type_name(req->type),
+        snprintf(out, outlen, "%s %s %s%s%s, %zu device entr%s", rc_request_type_name(req->type),
                  req->list, req->member, req->type == RC_REQ_UPDATE_MEMBER ? " -> " : "",
                  req->type == RC_REQ_UPDATE_MEMBER ? rc_status_name(req->status) : "",
-                 req->n_devices);
+                 req->n_devices, req->n_devices == 1 ? "y" : "ies");
         break;
     default:
         snprintf(out, outlen, "%s %s (%s)", rc_request_type_name(req->type), req->list,

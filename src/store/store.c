@@ -610,9 +610,6 @@ static int apply_add_member(apply_ctx *a, const rc_store_epoch *cur, rc_error *e
     return put_devices(a, err);
 }
 
-/* Delete the member's device rows of every epoch of the list. */
-static int delete_member_everywhere(apply_ctx *a, const char *member, rc_error *err);
-
 typedef struct {
     uint64_t epochs[64];
     size_t n;
@@ -633,6 +630,7 @@ static int collect_epoch(void *ctx, const MDB_val *k, const MDB_val *v)
     return 0;
 }
 
+/* Delete the member's device rows of every epoch of the list. */
 static int delete_member_everywhere(apply_ctx *a, const char *member, rc_error *err)
 {
     uint64_t from = 0;
@@ -694,6 +692,14 @@ static int apply_update_member(apply_ctx *a, const rc_store_epoch *cur, rc_error
                             "device entries for %s, who is to be %s: a %s member gets none",
                             req->member, rc_status_name(req->status),
                             rc_status_name(req->status));
+    /* A reinstated member gets fresh entries with a new enrolment time
+     * (CRYPTO.md): the old ones must not come back to life. */
+    if (m.status != RC_STATUS_ACTIVE && req->status == RC_STATUS_ACTIVE &&
+        (!(req->flags & RC_UPDATE_REPLACE_DEVICES) || req->n_devices == 0))
+        return rc_error_set(err, RC_E_POLICY,
+                            "reinstating %s needs fresh device entries that replace the old "
+                            "ones",
+                            req->member);
     if ((rc = check_devices(a, cur->epoch, cur->statement.A, req->member, err)) != 0)
         return rc;
     if (req->status == RC_STATUS_REVOKED) {
@@ -1017,8 +1023,10 @@ int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub
         *svc_pub = svc->pub;
     rc_secret_free(ks);
     rc_secret_free(svc);
-    if (rc == 0)
+    if (rc == 0) {
+        rc_error_clear(err);
         return 0;
+    }
     unlink(data);
     unlink(lock);
     return rc;
@@ -1100,6 +1108,7 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly
         goto fail;
     }
     *out = st;
+    rc_error_clear(err);
     return 0;
 fail:
     mdb_env_close(st->env);
@@ -1197,7 +1206,6 @@ typedef struct {
     void *fn;
     void *ctx;
     rc_error *err;
-    int decode_failed;
 } each_ctx;
 
 #define EACH_ADAPTER(name, type, decoder, fntype)                                              \
@@ -1206,11 +1214,7 @@ typedef struct {
         each_ctx *e = c;                                                                       \
         type row;                                                                              \
         int rc = decoder(k, v, &row, e->err);                                                  \
-        if (rc) {                                                                              \
-            e->decode_failed = 1;                                                              \
-            return rc;                                                                         \
-        }                                                                                      \
-        return ((fntype)e->fn)(e->ctx, &row);                                                  \
+        return rc ? rc : ((fntype)e->fn)(e->ctx, &row);                                        \
     }
 
 EACH_ADAPTER(each_list_row, rc_store_list, decode_list, rc_store_list_fn)
@@ -1223,14 +1227,10 @@ static int each_device_row(void *c, const MDB_val *k, const MDB_val *v)
 {
     each_ctx *e = c;
     rc_store_device *row = malloc(sizeof *row);
-    if (!row) {
-        e->decode_failed = 1;
+    if (!row)
         return rc_error_set(e->err, RC_E_NOMEM, "out of memory");
-    }
     int rc = decode_device(k, v, row, e->err);
-    if (rc)
-        e->decode_failed = 1;
-    else
+    if (rc == 0)
         rc = ((rc_store_device_fn)e->fn)(e->ctx, row);
     free(row);
     return rc;
@@ -1242,7 +1242,7 @@ static int run_each(rc_store_reader *rd, int db, const uint8_t *prefix, size_t p
 {
     if (!rd || !fn)
         return rc_error_set(err, RC_E_INVALID, "store iteration: missing argument");
-    each_ctx e = {fn, ctx, err, 0};
+    each_ctx e = {fn, ctx, err};
     return scan_prefix(rd->txn, *db_slot(rd->st, db), prefix, plen, adapter, &e, err);
 }
 

@@ -1,0 +1,1405 @@
+/*
+ * test_store.c - the server's LMDB membership store on real files in a
+ * temporary directory: a list's whole life cycle (create, members with
+ * several devices, suspend, reinstate, revoke, rotate) with the exact store
+ * contents and a real post after every step (only the right devices open
+ * it); each refusal with its code, its message and a byte-identical store
+ * afterwards; a writer process racing a reader that checks an invariant a
+ * half-applied request would break; no secret anywhere in data.mdb; file
+ * modes; and a store of a newer schema refused.
+ *
+ * Requests go through the real path: rc_req_device_make, rc_request_sign,
+ * rc_request_encode and rc_request_decode, then rc_store_apply.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "store.h"
+#include <recrypt/request.h>
+
+#define NOW 1700000000ull
+#define DATE 1700000500ull
+#define MID "store-test.1@example.org"
+#define LIST "team@example.org"
+
+/* ---------------------------------------------------------------- small helpers */
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} mbuf;
+
+static int sink_mem(void *ctx, const uint8_t *b, size_t n)
+{
+    mbuf *m = ctx;
+    if (m->len + n > m->cap) {
+        size_t cap = m->cap ? m->cap : 4096;
+        while (cap < m->len + n)
+            cap *= 2;
+        uint8_t *np = realloc(m->p, cap);
+        if (!np)
+            return -1;
+        m->p = np;
+        m->cap = cap;
+    }
+    memcpy(m->p + m->len, b, n);
+    m->len += n;
+    return 0;
+}
+
+static void mbuf_free(mbuf *m)
+{
+    free(m->p);
+    memset(m, 0, sizeof *m);
+}
+
+static void rm_rf(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static char *tmpdir_new(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *t = malloc(4096);
+    assert_non_null(t);
+    snprintf(t, 4096, "%s/rc-store-XXXXXX", base && *base ? base : "/tmp");
+    assert_non_null(mkdtemp(t));
+    return t;
+}
+
+/* ---------------------------------------------------------------- raw LMDB access */
+
+static const char *const DBS[] = {"meta", "lists", "epochs", "members",
+                                  "devices", "owners", "applied"};
+#define N_DBS (sizeof DBS / sizeof DBS[0])
+
+static MDB_env *raw_open(const char *dir, unsigned flags)
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, RC_STORE_DEFAULT_MAP_SIZE), 0);
+    assert_int_equal(mdb_env_open(env, dir, flags | MDB_NOTLS, 0640), 0);
+    return env;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Every row of every database, in order: name, then (len, key, len, value). */
+static void raw_dump(const char *dir, mbuf *out, size_t *rows)
+{
+    MDB_env *env = raw_open(dir, MDB_RDONLY);
+    MDB_txn *txn;
+    *rows = 0;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    for (size_t i = 0; i < N_DBS; i++) {
+        MDB_dbi dbi;
+        MDB_cursor *c;
+        MDB_val k, v;
+        uint8_t len[4];
+        assert_int_equal(mdb_dbi_open(txn, DBS[i], 0, &dbi), 0);
+        assert_int_equal(sink_mem(out, (const uint8_t *)DBS[i], strlen(DBS[i]) + 1), 0);
+        assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+        int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        while (rc == 0) {
+            put_u32(len, (uint32_t)k.mv_size);
+            sink_mem(out, len, 4);
+            sink_mem(out, k.mv_data, k.mv_size);
+            put_u32(len, (uint32_t)v.mv_size);
+            sink_mem(out, len, 4);
+            sink_mem(out, v.mv_data, v.mv_size);
+            (*rows)++;
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        assert_int_equal(rc, MDB_NOTFOUND);
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+static size_t raw_count(const char *dir, const char *db)
+{
+    MDB_env *env = raw_open(dir, MDB_RDONLY);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_stat s;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    assert_int_equal(mdb_stat(txn, dbi, &s), 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return s.ms_entries;
+}
+
+/* ---------------------------------------------------------------- the world */
+
+enum { D_ALICE, D_BOB1, D_BOB2, D_CAROL, N_D };
+static const char *const DEV_MEMBER[N_D] = {"alice@example.org", "bob@example.org",
+                                            "bob@example.org", "carol@example.org"};
+enum { M_ALICE, M_BOB, M_CAROL, N_M };
+static const char *const MEMBER[N_M] = {"alice@example.org", "bob@example.org",
+                                        "carol@example.org"};
+
+#define MAX_SECRETS 512
+
+typedef struct {
+    char *dir;
+    rc_service_secret *svc;       /* read back from dir/service.key */
+    rc_service_secret *other_svc; /* another service */
+    rc_owner_secret *owner, *admin, *stranger;
+    rc_list_secret *ls1, *ls2; /* epoch 1 and 2 of LIST */
+    rc_statement st1, st2;
+    rc_device_secret *dev[N_D];
+    uint8_t list_id[32];
+    uint64_t ctr_owner, ctr_admin;
+    /* Secrets that must never reach data.mdb: r, k, a, seeds. */
+    uint8_t (*secrets)[32];
+    size_t n_secrets;
+} world;
+
+static world W;
+
+static void secret_add(const uint8_t s[32])
+{
+    assert_true(W.n_secrets < MAX_SECRETS);
+    memcpy(W.secrets[W.n_secrets++], s, 32);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    rc_error err;
+    if (rc_init(&err) != 0)
+        return -1;
+    memset(&W, 0, sizeof W);
+    W.svc = rc_secret_alloc(sizeof *W.svc);
+    W.other_svc = rc_secret_alloc(sizeof *W.other_svc);
+    W.owner = rc_secret_alloc(sizeof *W.owner);
+    W.admin = rc_secret_alloc(sizeof *W.admin);
+    W.stranger = rc_secret_alloc(sizeof *W.stranger);
+    W.ls1 = rc_secret_alloc(sizeof *W.ls1);
+    W.ls2 = rc_secret_alloc(sizeof *W.ls2);
+    W.secrets = rc_secret_alloc(MAX_SECRETS * 32);
+    if (!W.svc || !W.other_svc || !W.owner || !W.admin || !W.stranger || !W.ls1 || !W.ls2 ||
+        !W.secrets)
+        return -1;
+    if (rc_service_generate(W.other_svc, &err) || rc_owner_generate(W.owner, &err) ||
+        rc_owner_generate(W.admin, &err) || rc_owner_generate(W.stranger, &err) ||
+        rc_list_generate(W.ls1, LIST, 1, NULL, &err) ||
+        rc_list_generate(W.ls2, LIST, 2, W.ls1->sign_sk, &err) ||
+        rc_statement_sign(&W.st1, W.ls1, NOW - 100, 0, &err) ||
+        rc_statement_sign(&W.st2, W.ls2, NOW - 100, 0, &err) || rc_list_id(W.list_id, LIST, &err))
+        return -1;
+    for (int i = 0; i < N_D; i++) {
+        W.dev[i] = rc_secret_alloc(sizeof *W.dev[i]);
+        if (!W.dev[i] || rc_device_generate(W.dev[i], &err))
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rc_secret_free(W.svc);
+    rc_secret_free(W.other_svc);
+    rc_secret_free(W.owner);
+    rc_secret_free(W.admin);
+    rc_secret_free(W.stranger);
+    rc_secret_free(W.ls1);
+    rc_secret_free(W.ls2);
+    rc_secret_free(W.secrets);
+    for (int i = 0; i < N_D; i++)
+        rc_secret_free(W.dev[i]);
+    return 0;
+}
+
+/* A new store in a fresh directory; W.svc is read back from its key file. */
+static rc_store *store_new(void)
+{
+    rc_error err;
+    rc_service_public pub;
+    char path[4096], ks[RC_KEYSTR_MAX];
+    rc_store *st = NULL;
+    W.dir = tmpdir_new();
+    snprintf(path, sizeof path, "%s/db", W.dir);
+    free(W.dir);
+    W.dir = strdup(path);
+    assert_int_equal(rc_store_create(W.dir, 0, &pub, &err), RC_OK);
+    snprintf(path, sizeof path, "%s/%s", W.dir, RC_STORE_SERVICE_KEY_FILE);
+    assert_int_equal(rc_keyfile_read(path, ks, sizeof ks, &err), RC_OK);
+    assert_int_equal(rc_service_secret_decode(W.svc, ks, &err), RC_OK);
+    sodium_memzero(ks, sizeof ks);
+    assert_memory_equal(pub.pk, W.svc->pub.pk, 32);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    W.ctr_owner = W.ctr_admin = 0;
+    return st;
+}
+
+static void store_destroy(rc_store *st)
+{
+    rc_store_close(st);
+    char *parent = strdup(W.dir);
+    rm_rf(W.dir);
+    *strrchr(parent, '/') = '\0';
+    rmdir(parent);
+    free(parent);
+    free(W.dir);
+    W.dir = NULL;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void req_init(rc_request *r, uint8_t type, const char *list)
+{
+    memset(r, 0, sizeof *r);
+    r->version = RC_FORMAT_VERSION;
+    r->type = type;
+    memcpy(r->service_pk, W.svc->pub.pk, 32);
+    snprintf(r->list, sizeof r->list, "%s", list);
+    r->created_at = NOW;
+}
+
+/* A device entry for dev (made for the service svc), recorded as a secret
+ * when this service can unseal it. */
+static void req_dev_for(rc_request *r, const rc_list_secret *ls, int dev, const char *member,
+                        uint64_t enrolled, const rc_service_public *svc)
+{
+    rc_error err;
+    rc_req_device *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    assert_int_equal(rc_req_device_make(d, ls, &W.dev[dev]->pub, member, enrolled, svc, &err),
+                     RC_OK);
+    uint8_t rk[2][32];
+    if (crypto_box_seal_open(rk[0], d->sealed_r, RC_SEALED_R_BYTES, W.svc->pub.pk, W.svc->sk) ==
+        0) {
+        crypto_core_ristretto255_scalar_sub(rk[1], ls->a, rk[0]); /* k = a - r */
+        secret_add(rk[0]);
+        secret_add(rk[1]);
+        sodium_memzero(rk, sizeof rk);
+    }
+    assert_int_equal(rc_request_add_device(r, d, &err), RC_OK);
+    free(d);
+}
+
+static void req_dev(rc_request *r, const rc_list_secret *ls, int dev, uint64_t enrolled)
+{
+    req_dev_for(r, ls, dev, DEV_MEMBER[dev], enrolled, &W.svc->pub);
+}
+
+/* Sign, encode, decode (as the server does) and apply. */
+static int submit_as(rc_store *st, rc_request *r, const rc_owner_secret *signer,
+                     uint64_t counter, rc_error *err)
+{
+    uint8_t *enc;
+    size_t len;
+    rc_request dec;
+    rc_error e2;
+    r->counter = counter;
+    assert_int_equal(rc_request_sign(r, signer, &e2), RC_OK);
+    assert_int_equal(rc_request_encode(r, &enc, &len, &e2), RC_OK);
+    assert_int_equal(rc_request_decode(&dec, enc, len, &e2), RC_OK);
+    free(enc);
+    assert_memory_equal(dec.id, r->id, 32);
+    rc_error_clear(err);
+    int rc = rc_store_apply(st, W.svc, &dec, NOW, err);
+    if (rc) {
+        assert_int_equal(err->code, rc);
+        assert_true(strlen(err->msg) > 0);
+    } else {
+        assert_int_equal(err->code, RC_OK);
+    }
+    rc_request_free(&dec);
+    return rc;
+}
+
+/* As the main owner, with the next counter; must succeed. */
+static void apply_ok(rc_store *st, rc_request *r)
+{
+    rc_error err;
+    int rc = submit_as(st, r, W.owner, ++W.ctr_owner, &err);
+    if (rc)
+        fail_msg("%s refused: %s", rc_request_type_name(r->type), err.msg);
+    rc_request_free(r);
+}
+
+static void create_list(rc_store *st)
+{
+    rc_request r;
+    req_init(&r, RC_REQ_CREATE_GROUP, LIST);
+    r.statement = W.st1;
+    r.owner = W.owner->pub;
+    apply_ok(st, &r);
+}
+
+static void add_member(rc_store *st, int m, const int *devs, size_t n, uint64_t enrolled)
+{
+    rc_request r;
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[m]);
+    r.privilege = RC_PRIV_RECRYPT;
+    for (size_t i = 0; i < n; i++)
+        req_dev(&r, W.ls1, devs[i], enrolled);
+    apply_ok(st, &r);
+}
+
+static void update_member(rc_store *st, int m, uint8_t status, uint8_t flags, const int *devs,
+                          size_t n, const rc_list_secret *ls, uint64_t enrolled)
+{
+    rc_request r;
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[m]);
+    r.status = status;
+    r.flags = flags;
+    for (size_t i = 0; i < n; i++)
+        req_dev(&r, ls, devs[i], enrolled);
+    apply_ok(st, &r);
+}
+
+/* ---------------------------------------------------------------- store contents */
+
+typedef struct {
+    rc_store_member m[16];
+    size_t n;
+} members_seen;
+
+static int collect_member(void *ctx, const rc_store_member *m)
+{
+    members_seen *s = ctx;
+    if (s->n == 16)
+        return 1;
+    s->m[s->n++] = *m;
+    return 0;
+}
+
+typedef struct {
+    unsigned mask; /* which of W.dev are there */
+    size_t n;
+    uint64_t enrolled[N_D];
+    int stray; /* rows not matching any known device/member pair */
+} devices_seen;
+
+static int collect_device(void *ctx, const rc_store_device *d)
+{
+    devices_seen *s = ctx;
+    s->n++;
+    for (int i = 0; i < N_D; i++) {
+        if (!memcmp(d->device.sign_pk, W.dev[i]->pub.sign_pk, 32) &&
+            !memcmp(d->device.wrap_pk, W.dev[i]->pub.wrap_pk, 32) &&
+            !strcmp(d->member, DEV_MEMBER[i])) {
+            s->mask |= 1u << i;
+            s->enrolled[i] = d->enrolled_at;
+            return 0;
+        }
+    }
+    s->stray++;
+    return 0;
+}
+
+typedef struct {
+    rc_store_epoch e[8];
+    size_t n;
+} epochs_seen;
+
+static int collect_epoch(void *ctx, const rc_store_epoch *e)
+{
+    epochs_seen *s = ctx;
+    if (s->n == 8)
+        return 1;
+    s->e[s->n++] = *e;
+    return 0;
+}
+
+typedef struct {
+    rc_store_owner o[8];
+    size_t n;
+} owners_seen;
+
+static int collect_owner(void *ctx, const rc_store_owner *o)
+{
+    owners_seen *s = ctx;
+    if (s->n == 8)
+        return 1;
+    s->o[s->n++] = *o;
+    return 0;
+}
+
+typedef struct {
+    uint64_t current_epoch;
+    uint64_t grace[3];        /* grace_until of epoch 1, 2 (index by epoch) */
+    size_t n_epochs;
+    uint8_t status[N_M];      /* 0: not a member */
+    unsigned devs[3];         /* device rows per epoch (index by epoch) */
+    unsigned opens;           /* devices that open a post to the current epoch */
+    uint64_t enrolled[N_D];   /* enrolled_at of the current epoch's rows, 0: any */
+} expect;
+
+/* A post sealed now to the current statement: the service recrypts it from
+ * the store's entries; exactly the devices in `opens` read it. */
+static void check_post(rc_store_reader *rd, const rc_statement *stmt, unsigned opens)
+{
+    rc_error err;
+    rc_device_entry *e = NULL;
+    size_t n = 99;
+    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, stmt->epoch, &e, &n, &err),
+                     RC_OK);
+    assert_non_null(e);
+    assert_int_equal(n, (size_t)__builtin_popcount(opens));
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rc_entry_check(e[i].r, e[i].K, stmt->A, &err), RC_OK);
+        secret_add(e[i].r);
+    }
+
+    static const char body[] = "Subject: test\r\n\r\nthe minutes of the meeting\r\n";
+    mbuf ct = {0};
+    rc_envelope env;
+    rc_sealer *s = NULL;
+    assert_int_equal(rc_sealer_new(&s, &env, stmt, DATE, MID, NULL, NULL, &err), RC_OK);
+    assert_int_equal(rc_sealer_update(s, (const uint8_t *)body, sizeof body - 1, sink_mem, &ct,
+                                      &err),
+                     RC_OK);
+    assert_int_equal(rc_sealer_final(s, sink_mem, &ct, &err), RC_OK);
+    rc_sealer_free(s);
+
+    rc_stanza *stz = calloc(n ? n : 1, sizeof *stz);
+    rc_recryptor *rc = NULL;
+    assert_non_null(stz);
+    assert_int_equal(rc_recryptor_new(&rc, env.E, 0, &err), RC_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rc_recryptor_stanza(rc, e[i].r, e[i].W, e[i].W_len, &stz[i], &err),
+                         RC_OK);
+    rc_recryptor_free(rc);
+    rc_secret_free(e);
+
+    for (int d = 0; d < N_D; d++) {
+        rc_opener *o = NULL;
+        int r = rc_opener_new(&o, &env, stmt, W.dev[d], stz, n, DATE, MID, &err);
+        if (!(opens & (1u << d))) {
+            if (r != RC_E_NOT_FOR_US)
+                fail_msg("device %d: expected NOT_FOR_US, got %d (%s)", d, r, err.msg);
+            assert_null(o);
+            continue;
+        }
+        if (r != RC_OK)
+            fail_msg("device %d does not open the post: %s", d, err.msg);
+        mbuf pt = {0};
+        rc_open_result *res = rc_secret_alloc(sizeof *res);
+        assert_non_null(res);
+        assert_int_equal(rc_opener_update(o, ct.p, ct.len, sink_mem, &pt, &err), RC_OK);
+        assert_int_equal(rc_opener_final(o, sink_mem, &pt, res, &err), RC_OK);
+        rc_opener_free(o);
+        assert_int_equal(pt.len, sizeof body - 1);
+        assert_memory_equal(pt.p, body, pt.len);
+        assert_memory_equal(res->share.list_id, W.list_id, 32);
+        assert_int_equal(res->share.epoch, stmt->epoch);
+        secret_add(res->share.k);
+        rc_secret_free(res);
+        mbuf_free(&pt);
+    }
+    free(stz);
+    mbuf_free(&ct);
+}
+
+static void check_store(rc_store *st, const expect *x)
+{
+    rc_error err;
+    rc_store_reader *rd = NULL;
+    rc_store_list l;
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_schema(rd), RC_STORE_SCHEMA_VERSION);
+
+    /* The list, addressed in any case. */
+    assert_int_equal(rc_store_get_list(rd, "Team@Example.ORG", &l, &err), RC_OK);
+    assert_string_equal(l.address, LIST);
+    assert_memory_equal(l.list_id, W.list_id, 32);
+    assert_int_equal(l.current_epoch, x->current_epoch);
+    assert_string_equal(l.bounce, "team-bounces@example.org");
+    assert_memory_equal(l.signer_pk, W.ls1->sign_pk, 32);
+    assert_int_equal(l.created_at, NOW);
+
+    /* Epochs and their grace. */
+    epochs_seen es = {0};
+    assert_int_equal(rc_store_each_epoch(rd, W.list_id, collect_epoch, &es, &err), RC_OK);
+    assert_int_equal(es.n, x->n_epochs);
+    for (size_t i = 0; i < es.n; i++) {
+        uint64_t ep = i + 1;
+        const rc_statement *want = ep == 1 ? &W.st1 : &W.st2;
+        assert_int_equal(es.e[i].epoch, ep);
+        assert_int_equal(es.e[i].grace_until, x->grace[ep]);
+        assert_memory_equal(es.e[i].statement.A, want->A, 32);
+        assert_memory_equal(es.e[i].statement.sig, want->sig, 64);
+        assert_int_equal(rc_statement_verify(&es.e[i].statement, &err), RC_OK);
+        rc_store_epoch one;
+        assert_int_equal(rc_store_get_epoch(rd, W.list_id, ep, &one, &err), RC_OK);
+        assert_int_equal(one.grace_until, x->grace[ep]);
+    }
+    rc_store_epoch none;
+    assert_int_equal(rc_store_get_epoch(rd, W.list_id, x->n_epochs + 1, &none, &err),
+                     RC_E_NOT_FOUND);
+
+    /* Members with their status. */
+    members_seen ms = {0};
+    size_t want_members = 0;
+    assert_int_equal(rc_store_each_member(rd, W.list_id, collect_member, &ms, &err), RC_OK);
+    for (int m = 0; m < N_M; m++) {
+        rc_store_member one;
+        int rc = rc_store_get_member(rd, W.list_id, MEMBER[m], &one, &err);
+        if (!x->status[m]) {
+            assert_int_equal(rc, RC_E_NOT_FOUND);
+            continue;
+        }
+        want_members++;
+        assert_int_equal(rc, RC_OK);
+        assert_string_equal(one.address, MEMBER[m]);
+        assert_int_equal(one.status, x->status[m]);
+        assert_int_equal(one.privilege, RC_PRIV_RECRYPT);
+        assert_int_equal(one.updated_at, NOW);
+    }
+    assert_int_equal(ms.n, want_members);
+
+    /* Device rows per epoch. */
+    for (uint64_t ep = 1; ep <= 2; ep++) {
+        devices_seen ds = {0};
+        assert_int_equal(rc_store_each_device(rd, W.list_id, ep, collect_device, &ds, &err),
+                         RC_OK);
+        assert_int_equal(ds.stray, 0);
+        if (ds.mask != x->devs[ep])
+            fail_msg("epoch %llu: device rows 0x%x, expected 0x%x", (unsigned long long)ep,
+                     ds.mask, x->devs[ep]);
+        assert_int_equal(ds.n, (size_t)__builtin_popcount(x->devs[ep]));
+        if (ep == x->current_epoch)
+            for (int d = 0; d < N_D; d++)
+                if (x->enrolled[d])
+                    assert_int_equal(ds.enrolled[d], x->enrolled[d]);
+    }
+
+    /* Owners. */
+    owners_seen os = {0};
+    assert_int_equal(rc_store_each_owner(rd, W.list_id, collect_owner, &os, &err), RC_OK);
+    assert_int_equal(os.n, 1);
+    assert_memory_equal(os.o[0].owner.sign_pk, W.owner->pub.sign_pk, 32);
+    assert_memory_equal(os.o[0].owner.box_pk, W.owner->pub.box_pk, 32);
+    assert_int_equal(os.o[0].privilege, RC_PRIV_SUPER);
+    assert_int_equal(os.o[0].last_counter, W.ctr_owner);
+
+    check_post(rd, x->current_epoch == 1 ? &W.st1 : &W.st2, x->opens);
+    rc_store_reader_end(rd);
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+#define BIT(d) (1u << (d))
+
+static void test_life_cycle(void **state)
+{
+    (void)state;
+    rc_store *st = store_new();
+    expect x;
+    memset(&x, 0, sizeof x);
+
+    create_list(st);
+    x.current_epoch = 1;
+    x.n_epochs = 1;
+    check_store(st, &x);
+
+    int alice[] = {D_ALICE}, bob[] = {D_BOB1, D_BOB2}, carol[] = {D_CAROL};
+    add_member(st, M_ALICE, alice, 1, NOW - 10);
+    x.status[M_ALICE] = RC_STATUS_ACTIVE;
+    x.devs[1] = x.opens = BIT(D_ALICE);
+    check_store(st, &x);
+
+    add_member(st, M_BOB, bob, 2, NOW - 10);
+    x.status[M_BOB] = RC_STATUS_ACTIVE;
+    x.devs[1] = x.opens = BIT(D_ALICE) | BIT(D_BOB1) | BIT(D_BOB2);
+    check_store(st, &x);
+
+    add_member(st, M_CAROL, carol, 1, NOW - 10);
+    x.status[M_CAROL] = RC_STATUS_ACTIVE;
+    x.devs[1] = x.opens = BIT(D_ALICE) | BIT(D_BOB1) | BIT(D_BOB2) | BIT(D_CAROL);
+    x.enrolled[D_BOB1] = x.enrolled[D_BOB2] = NOW - 10;
+    check_store(st, &x);
+
+    /* Suspend bob: his rows stay, he gets no stanza. */
+    update_member(st, M_BOB, RC_STATUS_SUSPENDED, 0, NULL, 0, W.ls1, 0);
+    x.status[M_BOB] = RC_STATUS_SUSPENDED;
+    x.opens = BIT(D_ALICE) | BIT(D_CAROL);
+    check_store(st, &x);
+
+    /* Reinstate bob with fresh entries replacing the old ones. */
+    update_member(st, M_BOB, RC_STATUS_ACTIVE, RC_UPDATE_REPLACE_DEVICES, bob, 2, W.ls1, NOW);
+    x.status[M_BOB] = RC_STATUS_ACTIVE;
+    x.opens = x.devs[1];
+    x.enrolled[D_BOB1] = x.enrolled[D_BOB2] = NOW;
+    check_store(st, &x);
+
+    /* Revoke carol: her rows go, in every epoch. */
+    update_member(st, M_CAROL, RC_STATUS_REVOKED, 0, NULL, 0, W.ls1, 0);
+    x.status[M_CAROL] = RC_STATUS_REVOKED;
+    x.devs[1] = x.opens = BIT(D_ALICE) | BIT(D_BOB1) | BIT(D_BOB2);
+    check_store(st, &x);
+
+    /* Rotate with no grace: entries for every continuing device. */
+    rc_request r;
+    req_init(&r, RC_REQ_UPDATE_GROUP, LIST);
+    r.statement = W.st2;
+    r.grace_until = 0;
+    req_dev(&r, W.ls2, D_ALICE, NOW + 1);
+    req_dev(&r, W.ls2, D_BOB1, NOW + 1);
+    req_dev(&r, W.ls2, D_BOB2, NOW + 1);
+    apply_ok(st, &r);
+    x.current_epoch = 2;
+    x.n_epochs = 2;
+    x.grace[1] = 1; /* refused at once: a time in the past */
+    x.grace[2] = 0;
+    x.devs[2] = x.opens = BIT(D_ALICE) | BIT(D_BOB1) | BIT(D_BOB2);
+    x.enrolled[D_ALICE] = x.enrolled[D_BOB1] = x.enrolled[D_BOB2] = NOW + 1;
+    check_store(st, &x);
+
+    /* Carol's old share does not open a post to epoch 2 either way. */
+    rc_store_close(st);
+    assert_int_equal(raw_count(W.dir, "applied"), 8);
+    assert_int_equal(raw_count(W.dir, "lists"), 1);
+    assert_int_equal(raw_count(W.dir, "devices"), 6);
+
+    /* No secret in the data file. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.mdb", W.dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    struct stat sb;
+    assert_int_equal(fstat(fileno(f), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);
+    uint8_t *data = malloc((size_t)sb.st_size);
+    assert_non_null(data);
+    assert_int_equal(fread(data, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
+    fclose(f);
+    secret_add(W.ls1->a);
+    secret_add(W.ls2->a);
+    secret_add(W.ls1->sign_sk); /* the seed */
+    secret_add(W.owner->sign_sk);
+    secret_add(W.owner->box_sk);
+    secret_add(W.svc->sk);
+    for (int d = 0; d < N_D; d++) {
+        secret_add(W.dev[d]->wrap_sk);
+        secret_add(W.dev[d]->sign_sk);
+    }
+    assert_true(W.n_secrets > 40);
+    for (size_t i = 0; i < W.n_secrets; i++) {
+        if (memmem(data, (size_t)sb.st_size, W.secrets[i], 32))
+            fail_msg("secret %zu found in data.mdb", i);
+        /* A 16-byte piece of it neither. */
+        assert_null(memmem(data, (size_t)sb.st_size, W.secrets[i] + 8, 16));
+    }
+    /* ...while public values are there (the scan does look at real data). */
+    assert_non_null(memmem(data, (size_t)sb.st_size, W.st2.A, 32));
+    assert_non_null(memmem(data, (size_t)sb.st_size, W.dev[D_ALICE]->pub.wrap_pk, 32));
+    free(data);
+    W.n_secrets = 0;
+
+    snprintf(path, sizeof path, "%s/%s", W.dir, RC_STORE_SERVICE_KEY_FILE);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    snprintf(path, sizeof path, "%s/lock.mdb", W.dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0660);
+    assert_int_equal(stat(W.dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0750);
+
+    /* A read-only open sees the same and refuses to write. */
+    rc_error err;
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 1, &err), RC_OK);
+    memset(&x.status, 0, sizeof x.status);
+    x.status[M_ALICE] = x.status[M_BOB] = RC_STATUS_ACTIVE;
+    x.status[M_CAROL] = RC_STATUS_REVOKED;
+    check_store(st, &x);
+    req_init(&r, RC_REQ_ADD_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_ADMIN;
+    r.counter = W.ctr_owner + 1;
+    assert_int_equal(rc_request_sign(&r, W.owner, &err), RC_OK);
+    assert_int_equal(rc_store_apply(st, W.svc, &r, NOW, &err), RC_E_INVALID);
+    assert_non_null(strstr(err.msg, "read-only"));
+    store_destroy(st);
+}
+
+/* ---------------------------------------------------------------- refusals */
+
+static void reopen(rc_store **st)
+{
+    rc_error err;
+    assert_int_equal(rc_store_open(st, W.dir, 0, 0, &err), RC_OK);
+}
+
+static void dump_now(rc_store **st, mbuf *out, size_t *rows)
+{
+    rc_store_close(*st);
+    raw_dump(W.dir, out, rows);
+    reopen(st);
+}
+
+/* The request is refused with `code` and a message containing `needle`, and
+ * every row of every database is as before. Frees the request. */
+static void refused(rc_store **st, rc_request *r, const rc_owner_secret *signer,
+                    uint64_t counter, int code, const char *needle)
+{
+    mbuf before = {0}, after = {0};
+    size_t rb, ra;
+    rc_error err;
+    dump_now(st, &before, &rb);
+    int rc = submit_as(*st, r, signer, counter, &err);
+    if (rc != code)
+        fail_msg("%s: expected %d (%s), got %d: %s", needle, code, rc_strerror(code), rc,
+                 err.msg);
+    if (!strstr(err.msg, needle))
+        fail_msg("message \"%s\" does not say \"%s\"", err.msg, needle);
+    dump_now(st, &after, &ra);
+    assert_true(rb > 5);
+    assert_int_equal(ra, rb);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.p, before.p, before.len);
+    mbuf_free(&before);
+    mbuf_free(&after);
+    rc_request_free(r);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    rc_store *st = store_new();
+    rc_request r;
+    rc_error err;
+    create_list(st);
+    req_init(&r, RC_REQ_ADD_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_ADMIN;
+    apply_ok(st, &r);
+    int alice[] = {D_ALICE};
+    add_member(st, M_ALICE, alice, 1, NOW);
+    uint64_t next = W.ctr_owner + 1;
+
+    /* A successful request does change the dump (the comparison means something). */
+    mbuf d0 = {0}, d1 = {0};
+    size_t r0, r1;
+    dump_now(&st, &d0, &r0);
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.status = RC_STATUS_SUSPENDED;
+    apply_ok(st, &r);
+    dump_now(&st, &d1, &r1);
+    assert_int_equal(r1, r0 + 1); /* one more applied request */
+    assert_true(d0.len != d1.len || memcmp(d0.p, d1.p, d0.len) != 0);
+    mbuf_free(&d0);
+    mbuf_free(&d1);
+    next = W.ctr_owner + 1;
+
+    /* A signer who is not an owner of the list. */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    refused(&st, &r, W.stranger, 1, RC_E_POLICY, "is not an owner of team@example.org");
+
+    /* An ADMIN owner adding an owner: SUPER is needed. */
+    req_init(&r, RC_REQ_ADD_OWNER, LIST);
+    r.owner = W.stranger->pub;
+    r.privilege = RC_PRIV_ADMIN;
+    refused(&st, &r, W.admin, 1, RC_E_POLICY, "has ADMIN, SUPER is needed");
+
+    /* ...while the ADMIN may add a member (and its counter starts at 0). */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_CAROL]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_CAROL, NOW);
+    assert_int_equal(submit_as(st, &r, W.admin, 1, &err), RC_OK);
+
+    /* The same request again: a replay, whatever the counter says. */
+    refused(&st, &r, W.admin, 1, RC_E_EXISTS, "request already applied (replay)");
+
+    /* A new request whose counter is not above the last one. */
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_CAROL]);
+    r.status = RC_STATUS_SUSPENDED;
+    r.created_at = NOW + 5;
+    refused(&st, &r, W.admin, 1, RC_E_POLICY, "counter 1 is not above the last applied 1");
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.status = RC_STATUS_ACTIVE;
+    refused(&st, &r, W.owner, next - 2, RC_E_POLICY, "replayed or out-of-order request");
+
+    /* A list the store does not know. */
+    req_init(&r, RC_REQ_ADD_MEMBER, "other@example.org");
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    refused(&st, &r, W.owner, next, RC_E_NOT_FOUND, "unknown list other@example.org");
+
+    /* An entry whose K does not match: r·G + K != A. */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    req_dev(&r, W.ls1, D_BOB2, NOW);
+    memcpy(r.devices[1].K, r.devices[0].K, 32);
+    refused(&st, &r, W.owner, next, RC_E_CRYPTO,
+            "device entry for bob@example.org (device ");
+
+    /* r sealed to another service's key. */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    req_dev_for(&r, W.ls1, D_BOB2, MEMBER[M_BOB], NOW, &W.other_svc->pub);
+    refused(&st, &r, W.owner, next, RC_E_CRYPTO, "is not sealed to this service");
+
+    /* A request for another service altogether. */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    memcpy(r.service_pk, W.other_svc->pub.pk, 32);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev_for(&r, W.ls1, D_BOB1, MEMBER[M_BOB], NOW, &W.other_svc->pub);
+    refused(&st, &r, W.owner, next, RC_E_POLICY, "request is for another service (key ");
+
+    /* Adding a member who is there. */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_ALICE, NOW + 9);
+    refused(&st, &r, W.owner, next, RC_E_EXISTS, "alice@example.org is already a member");
+
+    /* More state checks. */
+    req_init(&r, RC_REQ_CREATE_GROUP, LIST);
+    r.statement = W.st1;
+    r.owner = W.owner->pub;
+    refused(&st, &r, W.owner, next, RC_E_EXISTS, "list team@example.org exists");
+
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST); /* an entry of another epoch */
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls2, D_BOB1, NOW);
+    refused(&st, &r, W.owner, next, RC_E_POLICY, "not the target epoch 1");
+
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST); /* an entry for someone else */
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_CAROL, NOW);
+    refused(&st, &r, W.owner, next, RC_E_INVALID, "is for carol@example.org, not for bob");
+
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST); /* the same device twice */
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    refused(&st, &r, W.owner, next, RC_E_EXISTS, "is already enrolled in epoch 1");
+
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST); /* no device */
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    refused(&st, &r, W.owner, next, RC_E_INVALID, "carries no device entry");
+
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST); /* unknown member */
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.status = RC_STATUS_ACTIVE;
+    refused(&st, &r, W.owner, next, RC_E_NOT_FOUND, "bob@example.org is not a member");
+
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST); /* devices for a suspension */
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.status = RC_STATUS_SUSPENDED;
+    req_dev(&r, W.ls1, D_ALICE, NOW);
+    refused(&st, &r, W.owner, next, RC_E_POLICY, "a suspended member gets none");
+
+    req_init(&r, RC_REQ_UPDATE_GROUP, LIST); /* not a newer epoch */
+    r.statement = W.st1;
+    refused(&st, &r, W.owner, next, RC_E_POLICY, "epoch 1 is not above the current 1");
+
+    rc_list_secret *rogue = rc_secret_alloc(sizeof *rogue);
+    assert_non_null(rogue);
+    assert_int_equal(rc_list_generate(rogue, LIST, 2, NULL, &err), RC_OK);
+    req_init(&r, RC_REQ_UPDATE_GROUP, LIST); /* another list signing key */
+    assert_int_equal(rc_statement_sign(&r.statement, rogue, NOW, 0, &err), RC_OK);
+    refused(&st, &r, W.owner, next, RC_E_POLICY, "not by the list's signing key");
+    rc_secret_free(rogue);
+
+    req_init(&r, RC_REQ_UPDATE_GROUP, LIST); /* an entry for a non-member */
+    r.statement = W.st2;
+    req_dev(&r, W.ls2, D_ALICE, NOW);
+    req_dev(&r, W.ls2, D_BOB1, NOW);
+    refused(&st, &r, W.owner, next, RC_E_NOT_FOUND, "bob@example.org, who is not a member");
+
+    req_init(&r, RC_REQ_UPDATE_GROUP, LIST); /* an entry split from the old key */
+    r.statement = W.st2;
+    req_dev(&r, W.ls2, D_ALICE, NOW);
+    req_dev(&r, W.ls2, D_CAROL, NOW);
+    r.devices[1].epoch = 2;
+    {
+        rc_request tmp;
+        req_init(&tmp, RC_REQ_ADD_MEMBER, LIST);
+        req_dev(&tmp, W.ls1, D_CAROL, NOW);
+        memcpy(r.devices[1].sealed_r, tmp.devices[0].sealed_r, RC_SEALED_R_BYTES);
+        rc_request_free(&tmp);
+    }
+    refused(&st, &r, W.owner, next, RC_E_CRYPTO, "does not split the list key of epoch 2");
+
+    /* Reinstating without fresh entries would revive the old ones. */
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.status = RC_STATUS_ACTIVE;
+    refused(&st, &r, W.owner, next, RC_E_POLICY, "needs fresh device entries");
+
+    /* After all that, the next counter still works. */
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.status = RC_STATUS_ACTIVE;
+    r.flags = RC_UPDATE_REPLACE_DEVICES;
+    req_dev(&r, W.ls1, D_ALICE, NOW);
+    apply_ok(st, &r);
+    assert_int_equal(W.ctr_owner, next);
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
+/* A signature is rc_request_decode's business: any changed byte fails. */
+static void test_request_tamper(void **state)
+{
+    (void)state;
+    rc_request r, dec;
+    rc_error err;
+    uint8_t *enc;
+    size_t len;
+    memset(W.svc, 0, sizeof *W.svc);
+    assert_int_equal(rc_service_generate(W.svc, &err), RC_OK);
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    r.counter = 7;
+    assert_int_equal(rc_request_sign(&r, W.owner, &err), RC_OK);
+    assert_int_equal(rc_request_encode(&r, &enc, &len, &err), RC_OK);
+    assert_int_equal(rc_request_decode(&dec, enc, len, &err), RC_OK);
+    rc_request_free(&dec);
+    for (size_t i = 0; i < len; i++) {
+        enc[i] ^= 0x04;
+        int rc = rc_request_decode(&dec, enc, len, &err);
+        enc[i] ^= 0x04;
+        if (rc == RC_OK)
+            fail_msg("a request with byte %zu changed decodes", i);
+        assert_int_equal(err.code, rc);
+        assert_null(dec.devices);
+        if (i >= len - RC_SIG_BYTES) {
+            assert_int_equal(rc, RC_E_SIGNATURE);
+            assert_non_null(strstr(err.msg, "signature does not verify"));
+        }
+    }
+    free(enc);
+    rc_request_free(&r);
+    W.n_secrets = 0;
+}
+
+/* ---------------------------------------------------------------- concurrency */
+
+#define RACE_REQUESTS 201 /* 67 members: add, suspend, reinstate */
+#define RACE_BASE_TIME 5000
+
+/* The writer's request s (1-based): member s/3, one of three steps. Its
+ * counter is s + 1 (the list's creation was 1), applied at BASE + counter. */
+static void race_member(char *out, size_t cap, uint64_t s)
+{
+    snprintf(out, cap, "m%03llu@example.org", (unsigned long long)((s - 1) / 3));
+}
+
+/* No cmocka in here: this runs in the forked writer. */
+static int race_writer(const char *dir)
+{
+    rc_store *st = NULL;
+    rc_error err;
+    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    rc_req_device *d = calloc(1, sizeof *d);
+    if (!dev || !d || rc_store_open(&st, dir, 0, 0, &err) != 0)
+        return 2;
+    for (uint64_t s = 1; s <= RACE_REQUESTS; s++) {
+        rc_request r, dec;
+        uint8_t *enc = NULL;
+        size_t len;
+        int phase = (int)((s - 1) % 3), rc = 0;
+        req_init(&r, phase == 0 ? RC_REQ_ADD_MEMBER : RC_REQ_UPDATE_MEMBER, LIST);
+        race_member(r.member, sizeof r.member, s);
+        r.privilege = RC_PRIV_RECRYPT;
+        r.status = phase == 1 ? RC_STATUS_SUSPENDED : RC_STATUS_ACTIVE;
+        r.flags = phase == 2 ? RC_UPDATE_REPLACE_DEVICES : 0;
+        r.counter = s + 1;
+        for (int i = 0; i < 2 && phase != 1 && rc == 0; i++)
+            if ((rc = rc_device_generate(dev, &err)) == 0 &&
+                (rc = rc_req_device_make(d, W.ls1, &dev->pub, r.member, s, &W.svc->pub,
+                                         &err)) == 0)
+                rc = rc_request_add_device(&r, d, &err);
+        if (rc == 0 && (rc = rc_request_sign(&r, W.owner, &err)) == 0 &&
+            (rc = rc_request_encode(&r, &enc, &len, &err)) == 0 &&
+            (rc = rc_request_decode(&dec, enc, len, &err)) == 0) {
+            rc = rc_store_apply(st, W.svc, &dec, RACE_BASE_TIME + s + 1, &err);
+            rc_request_free(&dec);
+        }
+        free(enc);
+        rc_request_free(&r);
+        if (rc) {
+            fprintf(stderr, "writer: request %llu: %s\n", (unsigned long long)s, err.msg);
+            return 1;
+        }
+        usleep(10000); /* let the reader see many states */
+    }
+    rc_store_close(st);
+    rc_secret_free(dev);
+    free(d);
+    return 0;
+}
+
+typedef struct {
+    size_t n, active, suspended, bad_name;
+    uint64_t max_updated;
+    int status[RACE_REQUESTS / 3 + 1];
+} race_members;
+
+static int race_member_row(void *ctx, const rc_store_member *m)
+{
+    race_members *rm = ctx;
+    unsigned idx;
+    if (sscanf(m->address, "m%3u@", &idx) != 1 || idx > RACE_REQUESTS / 3) {
+        rm->bad_name++;
+        return 0;
+    }
+    rm->status[idx] = m->status;
+    rm->n++;
+    rm->active += m->status == RC_STATUS_ACTIVE;
+    rm->suspended += m->status == RC_STATUS_SUSPENDED;
+    if (m->updated_at > rm->max_updated)
+        rm->max_updated = m->updated_at;
+    return 0;
+}
+
+typedef struct {
+    size_t per_member[RACE_REQUESTS / 3 + 1];
+    size_t n;
+} race_devices;
+
+static int race_device_row(void *ctx, const rc_store_device *d)
+{
+    race_devices *rd = ctx;
+    unsigned idx;
+    if (sscanf(d->member, "m%3u@", &idx) == 1 && idx <= RACE_REQUESTS / 3)
+        rd->per_member[idx]++;
+    rd->n++;
+    return 0;
+}
+
+static int race_owner_row(void *ctx, const rc_store_owner *o)
+{
+    *(uint64_t *)ctx = o->last_counter;
+    return 0;
+}
+
+/* One consistent look at the store: returns the owner's counter, or 0 and
+ * a reason in why when the invariant does not hold. */
+static uint64_t race_check(rc_store *st, char *why, size_t cap)
+{
+    rc_error err;
+    rc_store_reader *rd = NULL;
+    uint64_t counter = 0, result = 0;
+    race_members *rm = calloc(1, sizeof *rm);
+    race_devices *rdv = calloc(1, sizeof *rdv);
+    rc_device_entry *e = NULL;
+    size_t n_e = 0;
+    assert_non_null(rm);
+    assert_non_null(rdv);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_each_owner(rd, W.list_id, race_owner_row, &counter, &err), RC_OK);
+    assert_int_equal(rc_store_each_member(rd, W.list_id, race_member_row, rm, &err), RC_OK);
+    assert_int_equal(rc_store_each_device(rd, W.list_id, 1, race_device_row, rdv, &err), RC_OK);
+    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, 1, &e, &n_e, &err), RC_OK);
+    rc_secret_free(e);
+    rc_store_reader_end(rd);
+
+    uint64_t s = counter - 1; /* the writer's requests applied so far */
+    size_t want_n = s ? (size_t)((s - 1) / 3 + 1) : 0;
+    int last_phase = s ? (int)((s - 1) % 3) : 0;
+    if (counter < 1)
+        snprintf(why, cap, "owner counter %llu", (unsigned long long)counter);
+    else if (rm->bad_name || rm->n != want_n)
+        snprintf(why, cap, "counter %llu: %zu members, expected %zu", (unsigned long long)counter,
+                 rm->n, want_n);
+    else if (s && rm->max_updated != RACE_BASE_TIME + counter)
+        snprintf(why, cap, "counter %llu: last update at %llu", (unsigned long long)counter,
+                 (unsigned long long)rm->max_updated);
+    else if (rm->suspended != (size_t)(s && last_phase == 1) ||
+             (s && rm->status[want_n - 1] !=
+                       (last_phase == 1 ? RC_STATUS_SUSPENDED : RC_STATUS_ACTIVE)))
+        snprintf(why, cap, "counter %llu: %zu suspended members", (unsigned long long)counter,
+                 rm->suspended);
+    else if (rdv->n != 2 * rm->n)
+        snprintf(why, cap, "counter %llu: %zu device rows for %zu members",
+                 (unsigned long long)counter, rdv->n, rm->n);
+    else if (n_e != 2 * rm->active)
+        snprintf(why, cap, "counter %llu: %zu recryption entries for %zu active members",
+                 (unsigned long long)counter, n_e, rm->active);
+    else {
+        result = counter;
+        for (size_t i = 0; i < rm->n; i++)
+            if (rdv->per_member[i] != 2) {
+                snprintf(why, cap, "counter %llu: member %zu has %zu device rows",
+                         (unsigned long long)counter, i, rdv->per_member[i]);
+                result = 0;
+            }
+    }
+    free(rm);
+    free(rdv);
+    return result;
+}
+
+static void test_concurrent_reader(void **state)
+{
+    (void)state;
+    rc_store *st = store_new();
+    rc_error err;
+    create_list(st);
+    rc_store_close(st); /* never use an LMDB environment across fork() */
+
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(race_writer(W.dir));
+
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 1, &err), RC_OK);
+    size_t iterations = 0, distinct = 0, violations = 0;
+    uint64_t last = 0;
+    char why[256] = "";
+    int status = 0, done = 0;
+    time_t start = time(NULL);
+    while (!done) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        assert_true(w >= 0);
+        done = w == pid;
+        uint64_t c = race_check(st, why, sizeof why);
+        if (!c) {
+            if (violations++ < 5)
+                print_error("violation: %s\n", why);
+        } else if (c != last) {
+            if (c < last)
+                fail_msg("the counter went back from %llu to %llu", (unsigned long long)last,
+                         (unsigned long long)c);
+            distinct++;
+            last = c;
+        }
+        iterations++;
+        if (time(NULL) - start > 120) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("the writer did not finish");
+        }
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(violations, 0);
+    assert_int_equal(last, RACE_REQUESTS + 1); /* saw the final state */
+    assert_true(iterations >= 50);
+    assert_true(distinct >= 10); /* and many states on the way */
+    print_message("reader: %zu iterations, %zu distinct states, %ld s\n", iterations, distinct,
+                  (long)(time(NULL) - start));
+    W.ctr_owner = RACE_REQUESTS + 1;
+    store_destroy(st);
+}
+
+/* ---------------------------------------------------------------- creation, schema */
+
+static void set_meta(const char *dir, const char *key, const void *val, size_t len)
+{
+    MDB_env *env = raw_open(dir, 0);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
+    if (val)
+        assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    else
+        assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_create_and_schema(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_service_public pub;
+    rc_store *st = store_new(), *st2 = NULL;
+
+    /* Fresh store: schema 1, a mark secret, every database empty but meta. */
+    rc_store_reader *rd;
+    uint8_t mark[32], mark2[32];
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_schema(rd), 1);
+    assert_int_equal(rc_store_mark_secret(rd, mark, &err), RC_OK);
+    assert_false(sodium_is_zero(mark, 32));
+    rc_store_list l;
+    assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_E_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "unknown list team@example.org"));
+    rc_store_reader_end(rd);
+    rc_store_close(st);
+    for (size_t i = 1; i < N_DBS; i++)
+        assert_int_equal(raw_count(W.dir, DBS[i]), 0);
+    assert_int_equal(raw_count(W.dir, "meta"), 2);
+
+    /* Another store has another mark secret and service key. */
+    char *first = W.dir;
+    W.dir = NULL;
+    rc_service_secret keep = *W.svc;
+    st = store_new();
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_mark_secret(rd, mark2, &err), RC_OK);
+    rc_store_reader_end(rd);
+    assert_memory_not_equal(mark, mark2, 32);
+    assert_memory_not_equal(keep.pub.pk, W.svc->pub.pk, 32);
+    sodium_memzero(&keep, sizeof keep);
+    store_destroy(st);
+    W.dir = first;
+
+    /* A directory that holds a store is refused. */
+    assert_int_equal(rc_store_create(W.dir, 0, &pub, &err), RC_E_EXISTS);
+    assert_non_null(strstr(err.msg, "already holds a store"));
+
+    /* Two readers and a writer at once in one process are fine. */
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    rc_store_reader *r1, *r2;
+    assert_int_equal(rc_store_reader_begin(st, &r1, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &r2, &err), RC_OK);
+    create_list(st);
+    assert_int_equal(rc_store_get_list(r1, LIST, &l, &err), RC_E_NOT_FOUND); /* snapshot */
+    rc_store_reader_end(r1);
+    rc_store_reader_end(r2);
+    assert_int_equal(rc_store_reader_begin(st, &r1, &err), RC_OK);
+    assert_int_equal(rc_store_get_list(r1, LIST, &l, &err), RC_OK);
+    rc_store_reader_end(r1);
+    rc_store_close(st);
+
+    /* A newer schema is refused, read-only or not. */
+    uint8_t v2[4] = {0, 0, 0, 2};
+    set_meta(W.dir, "schema", v2, 4);
+    for (int ro = 0; ro <= 1; ro++) {
+        st2 = (rc_store *)(uintptr_t)1;
+        assert_int_equal(rc_store_open(&st2, W.dir, 0, ro, &err), RC_E_VERSION);
+        assert_null(st2);
+        assert_int_equal(err.code, RC_E_VERSION);
+        assert_string_equal(err.msg, "store schema version 2 is newer than this build "
+                                     "understands (1)");
+    }
+    /* No schema at all: not a recrypt store. */
+    set_meta(W.dir, "schema", NULL, 0);
+    assert_int_equal(rc_store_open(&st2, W.dir, 0, 1, &err), RC_E_FORMAT);
+    assert_non_null(strstr(err.msg, "not a recrypt store (no schema version)"));
+    /* Back to 1: opens again, the list is there. */
+    uint8_t v1[4] = {0, 0, 0, 1};
+    set_meta(W.dir, "schema", v1, 4);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 1, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
+    rc_store_reader_end(rd);
+
+    /* A directory without a store. */
+    char *empty = tmpdir_new();
+    assert_int_equal(rc_store_open(&st2, empty, 0, 1, &err), RC_E_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "no store in"));
+    rmdir(empty);
+    free(empty);
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
+/* A small map fills up: the refusal says so and the store stays usable. */
+static void test_map_full(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    create_list(st);
+    rc_store_close(st);
+    assert_int_equal(rc_store_open(&st, W.dir, 64 * 1024, 0, &err), RC_OK);
+    int full = 0;
+    for (int i = 0; i < 200 && !full; i++) {
+        rc_request r;
+        req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+        snprintf(r.member, sizeof r.member, "x%03d@example.org", i);
+        r.privilege = RC_PRIV_RECRYPT;
+        for (int k = 0; k < 8; k++)
+            req_dev_for(&r, W.ls1, D_ALICE + (k % N_D), r.member, NOW, &W.svc->pub);
+        /* the same device key twice would be refused: vary them */
+        for (int k = 0; k < 8; k++)
+            randombytes_buf(r.devices[k].device.sign_pk, 32);
+        int rc = submit_as(st, &r, W.owner, ++W.ctr_owner, &err);
+        if (rc) {
+            assert_int_equal(rc, RC_E_IO);
+            assert_non_null(strstr(err.msg, "store is full: raise the map size"));
+            W.ctr_owner--;
+            full = 1;
+        }
+        rc_request_free(&r);
+        W.n_secrets = 0;
+    }
+    assert_true(full);
+    rc_store_close(st);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    rc_request r;
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_ALICE, NOW);
+    apply_ok(st, &r);
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_life_cycle),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_request_tamper),
+        cmocka_unit_test(test_create_and_schema),
+        cmocka_unit_test(test_map_full),
+        cmocka_unit_test(test_concurrent_reader),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

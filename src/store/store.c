@@ -375,7 +375,7 @@ static int scan_prefix(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t 
     int rc = 0;
     mrc = plen ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (mrc == 0) {
-        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+        if (k.mv_size < plen || (plen && memcmp(k.mv_data, prefix, plen) != 0))
             break;
         if ((rc = fn(ctx, &k, &v)) != 0)
             break;

@@ -81,7 +81,9 @@ static void test_round_trip_armor(void **state)
     /* Two requests in one file, with text around them. */
     size_t one = t.len;
     text_sink(&t, (const uint8_t *)"some text between\n", 18);
-    text_sink(&t, (const uint8_t *)t.p, one);
+    char *copy = strndup(t.p, one);
+    text_sink(&t, (const uint8_t *)copy, one);
+    free(copy);
     assert_int_equal(rc_request_read_armored(t.p, t.len, &got, &n, &err), 0);
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++) {

@@ -136,6 +136,12 @@ int rc_owner_secret_decode(rc_owner_secret *k, const char *str, rc_error *err);
 int rc_list_secret_encode(char *out, size_t outlen, const rc_list_secret *k, rc_error *err);
 int rc_list_secret_decode(rc_list_secret *k, const char *str, rc_error *err);
 
+/* Fingerprint types beyond the key string types: the list signing key (what
+ * clients pin) and a device's signing key (how a device is shown everywhere:
+ * keygen, recryptctl show, the Recrypt-Verdict header). */
+#define RC_FP_LIST_SIGNER "list-signer"
+#define RC_FP_DEVICE_SIGNER "device-signer"
+
 /* Fingerprint (UDF, 140 bits) of a public key's bytes, tagged by type. */
 int rc_key_fingerprint(char *out, size_t outlen, const char *type, const uint8_t *pub,
                        size_t len, rc_error *err);

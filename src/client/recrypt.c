@@ -148,7 +148,7 @@ static int cmd_keygen(keystore *ks, int force)
     if (rc == 0 && (rc = rc_device_generate(dev, &err)) == 0 &&
         (rc = keystore_device_save(ks, dev, &err)) == 0 &&
         (rc = rc_device_public_encode(line, sizeof line, &dev->pub, &err)) == 0) {
-        rc_key_fingerprint(fp, sizeof fp, RC_KT_DEVICE, dev->pub.sign_pk, 32, NULL);
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
         printf("%s\n", line);
         fprintf(stderr, "%s: device key created in %s (fingerprint %s)\n", progname, ks->dir, fp);
     }
@@ -165,7 +165,7 @@ static int cmd_pubkey(keystore *ks)
     int rc = dev ? keystore_device_load(ks, dev, &err)
                  : rc_error_set(&err, RC_E_NOMEM, "out of memory");
     if (rc == 0 && (rc = rc_device_public_encode(line, sizeof line, &dev->pub, &err)) == 0) {
-        rc_key_fingerprint(fp, sizeof fp, RC_KT_DEVICE, dev->pub.sign_pk, 32, NULL);
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
         printf("%s\n", line);
         fprintf(stderr, "%s: fingerprint %s\n", progname, fp);
     }

@@ -181,6 +181,8 @@ static int apply_requests(const char *db, const char *key_file, size_t map_size,
         char what[RC_ADDR_MAX * 2 + 128];
         describe(&reqs[i], what, sizeof what);
         rc = rc_store_apply(st, svc, &reqs[i], now, err);
+        if (rc == RC_E_INVALID) /* a request the store cannot take is malformed, not a usage error */
+            rc = err->code = RC_E_FORMAT;
         if (rc == 0)
             fprintf(stderr, "%s: applied: %s\n", progname, what);
         else {
@@ -480,8 +482,10 @@ static int build_rotation(rc_request *req, owner_ctx *c, const ctl_opts *o, rost
         c->ls = prev;
         req->grace_until = grace_days ? now + grace_days * 86400 : 0;
     }
+    /* Entries for active members only: a suspended member gets fresh ones
+     * when reinstated, and must not learn the new key meanwhile. */
     for (size_t i = 0; rc == 0 && i < ro->n; i++)
-        if (ro->e[i].status != RC_STATUS_REVOKED)
+        if (ro->e[i].status == RC_STATUS_ACTIVE)
             rc = add_entries(req, c, next, ro->e[i].member, &ro->e[i].device, 1, err);
     if (rc == 0)
         rc = rc_request_sign(req, c->owner, err);
@@ -538,6 +542,10 @@ static int cmd_member_status(const ctl_opts *o, const char *list, const char *me
     }
     if (rc == 0 && (rc = emit(o, reqs, n, &err)) == 0)
         rc = roster_save(&c.ks, c.list, &ro, &err);
+    if (rc == 0 && status == RC_STATUS_REVOKED)
+        fprintf(stderr, "%s: %s revoked; the list key rotated to epoch %llu: publish it "
+                        "('recryptctl list key %s')\n",
+                progname, addr, (unsigned long long)reqs[1].statement.epoch, c.list);
     for (size_t i = 0; i < 2; i++)
         rc_request_free(&reqs[i]);
     roster_free(&ro);
@@ -892,7 +900,7 @@ static int show_device(void *ctx, const rc_store_device *d)
 {
     (void)ctx;
     char fp[RC_UDF_MAX];
-    rc_key_fingerprint(fp, sizeof fp, RC_KT_DEVICE, d->device.sign_pk, 32, NULL);
+    rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, d->device.sign_pk, 32, NULL);
     printf("    epoch %llu device %s of %s enrolled %llu\n", (unsigned long long)d->epoch, fp,
            d->member, (unsigned long long)d->enrolled_at);
     return 0;
@@ -918,7 +926,9 @@ static int show_epoch(void *ctx, const rc_store_epoch *e)
     (void)ctx;
     char fp[RC_UDF_MAX];
     rc_key_fingerprint(fp, sizeof fp, "list-signer", e->statement.signer_pk, 32, NULL);
-    if (e->grace_until)
+    if (e->grace_until && e->grace_until <= (uint64_t)time(NULL))
+        printf("  epoch %llu (previous; refused)\n", (unsigned long long)e->epoch);
+    else if (e->grace_until)
         printf("  epoch %llu (previous; usable until %llu)\n", (unsigned long long)e->epoch,
                (unsigned long long)e->grace_until);
     else

@@ -922,7 +922,7 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
                               r.cert.address);
             goto done;
         }
-        rc_key_fingerprint(fp, sizeof fp, "device-signer", r.cert.device_sign_pk, 32, NULL);
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, r.cert.device_sign_pk, 32, NULL);
         snprintf(verdict, sizeof verdict,
                  RC_HDR_VERDICT ": signed; member=%s; device=%s; list=%s; epoch=%llu%s",
                  r.cert.address, fp, st->address, (unsigned long long)st->epoch, ih.eol);

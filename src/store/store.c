@@ -630,12 +630,15 @@ static int collect_epoch(void *ctx, const MDB_val *k, const MDB_val *v)
     return 0;
 }
 
-/* Delete the member's device rows of every epoch of the list. */
-static int delete_member_everywhere(apply_ctx *a, const char *member, rc_error *err)
+/* Call fn for every epoch of the list, in order, in batches (the cursor is
+ * closed before fn runs, so fn may write). */
+typedef int (*epoch_do_fn)(apply_ctx *a, uint64_t epoch, const void *ctx, rc_error *err);
+
+static int for_each_epoch(apply_ctx *a, epoch_do_fn fn, const void *ctx, rc_error *err)
 {
     uint64_t from = 0;
     for (;;) {
-        /* Epochs in batches: list id ‖ epoch keys sort by epoch. */
+        /* list id ‖ epoch keys sort by epoch. */
         epoch_list el;
         uint8_t kb[40];
         memset(&el, 0, sizeof el);
@@ -660,9 +663,7 @@ static int delete_member_everywhere(apply_ctx *a, const char *member, rc_error *
         if (mrc && mrc != MDB_NOTFOUND)
             return mdb_error(err, mrc, "walking the epochs");
         for (size_t i = 0; i < el.n; i++) {
-            uint8_t pb[KEY_MAX];
-            size_t plen = key_device_prefix(pb, a->list_id, el.epochs[i], member);
-            int rc = delete_prefix(a->txn, a->st->devices, pb, plen, NULL, err);
+            int rc = fn(a, el.epochs[i], ctx, err);
             if (rc)
                 return rc;
         }
@@ -670,6 +671,33 @@ static int delete_member_everywhere(apply_ctx *a, const char *member, rc_error *
             return 0;
         from = el.epochs[el.n - 1] + 1;
     }
+}
+
+static int delete_member_in_epoch(apply_ctx *a, uint64_t epoch, const void *member,
+                                  rc_error *err)
+{
+    uint8_t pb[KEY_MAX];
+    size_t plen = key_device_prefix(pb, a->list_id, epoch, member);
+    return delete_prefix(a->txn, a->st->devices, pb, plen, NULL, err);
+}
+
+/* Delete the member's device rows of every epoch of the list. */
+static int delete_member_everywhere(apply_ctx *a, const char *member, rc_error *err)
+{
+    return for_each_epoch(a, delete_member_in_epoch, member, err);
+}
+
+/* A rotation without grace (a revocation) ends every grace period still
+ * running, not only the one of the epoch it replaces: the revoked member
+ * may know any of those keys. */
+static int end_grace_of_epoch(apply_ctx *a, uint64_t epoch, const void *ctx, rc_error *err)
+{
+    (void)ctx;
+    rc_store_epoch e;
+    int rc = txn_get_epoch(a->st, a->txn, a->list_id, epoch, &e, err);
+    if (rc || e.grace_until <= 1 || epoch == a->list.current_epoch)
+        return rc;
+    return put_epoch(a->txn, a->st, a->list_id, &e.statement, 1, 0, err);
 }
 
 static int apply_update_member(apply_ctx *a, const rc_store_epoch *cur, rc_error *err)
@@ -761,6 +789,8 @@ static int apply_update_group(apply_ctx *a, const rc_store_epoch *cur, rc_error 
     if ((rc = check_devices(a, s->epoch, s->A, NULL, err)) != 0)
         return rc;
 
+    if (req->grace_until == 0 && (rc = for_each_epoch(a, end_grace_of_epoch, NULL, err)) != 0)
+        return rc;
     rc_store_epoch prev = *cur;
     prev.grace_until = req->grace_until ? req->grace_until : 1;
     if ((rc = put_epoch(a->txn, a->st, a->list_id, &prev.statement, prev.grace_until, 0, err)) ||

@@ -32,14 +32,19 @@ show >show.txt
   pass "store: 3 active members, 4 device entries in epoch 1" || failed "store after adds: $(cat show.txt)"
 
 n=0
-# deliver KEYFILE: alice seals a fresh post, the service recrypts from the store.
+# deliver KEYFILE [SENDER]: SENDER (alice) seals a fresh post, the service
+# recrypts from the store into d.eml (removed first, so a failed delivery
+# cannot leave an old one behind).
 deliver() {
   n=$((n + 1))
+  rm -f d.eml
   printf 'From: alice@example.org\nTo: %s\nSubject: step %s\nDate: %s\nMessage-ID: <step%s.%s@example.org>\n\nstep %s\n' \
     "$LIST" "$n" "$(date -R)" "$n" "$$" "$n" >m.eml
-  dev alice seal --to "$1" <m.eml >s.eml 2>/dev/null
+  dev "${2:-alice}" seal --to "$1" <m.eml >s.eml 2>"$T/.seal" || { cat "$T/.seal" >"$T/.svc"; return 1; }
   "$RC_HARNESS" recrypt-store "$T/db" "$LIST" <s.eml >d.eml 2>"$T/.svc" || return 1
 }
+deliver_ok() { deliver "$@" || { failed "post with $1 not delivered: $(cat "$T/.svc")"; return 1; }; }
+
 # opens STEP DEVICE...: exactly these devices open d.eml; the others get 67.
 opens() {
   local step=$1; shift
@@ -54,18 +59,18 @@ opens() {
 }
 
 sleep 1 # devices get stanzas only for posts dated after their enrolment
-deliver team.key && opens "after adding" alice bob-laptop bob-phone carol
+deliver_ok team.key && opens "after adding" alice bob-laptop bob-phone carol
 
 ctl member suspend "$LIST" bob@example.org --out s.req && apply s.req 2>/dev/null
 show | grep -q '^  member bob@example.org suspended$' && pass "store: bob suspended" || failed "suspend"
-deliver team.key && opens "bob suspended" alice carol
+deliver_ok team.key && opens "bob suspended" alice carol
 
 ctl member reinstate "$LIST" bob@example.org --out r.req && apply r.req 2>/dev/null
 show >show.txt
 grep -q '^  member bob@example.org active$' show.txt && [ "$(grep -c 'device .* of bob@example.org' show.txt)" -eq 2 ] &&
   pass "store: bob active again with 2 fresh entries" || failed "reinstate: $(cat show.txt)"
 sleep 1
-deliver team.key && opens "bob reinstated" alice bob-laptop bob-phone carol
+deliver_ok team.key && opens "bob reinstated" alice bob-laptop bob-phone carol
 
 ctl member revoke "$LIST" carol@example.org --out v.req 2>/dev/null
 [ "$(grep -c BEGIN v.req)" -eq 2 ] && pass "revoke writes UpdateMember and a rotation" || failed "revoke requests"
@@ -78,14 +83,39 @@ if deliver team.key; then failed "a post to the revoked epoch 1 is still recrypt
   grep -q "expired" "$T/.svc" && pass "epoch 1 refused at once after revocation (no grace)" || failed "epoch 1: $(cat "$T/.svc")"; fi
 ctl list key "$LIST" >team2.key 2>/dev/null
 sleep 1
-deliver team2.key && opens "carol revoked, epoch 2" alice bob-laptop bob-phone
+deliver_ok team2.key && opens "carol revoked, epoch 2" alice bob-laptop bob-phone
 
 ctl list rotate "$LIST" --grace 7 --out rot.req 2>/dev/null && apply rot.req 2>/dev/null
 show | grep -q '^  epoch 2 (previous; usable until' && pass "store: epoch 2 kept for the grace period" || failed "rotate grace"
-deliver team2.key && opens "old key within the grace period" alice bob-laptop bob-phone
+deliver_ok team2.key && opens "old key within the grace period" alice bob-laptop bob-phone
 ctl list key "$LIST" >team3.key 2>/dev/null
 sleep 1
-deliver team3.key && opens "epoch 3" alice bob-laptop bob-phone
+deliver_ok team3.key && opens "epoch 3" alice bob-laptop bob-phone
+
+# A suspended member gets no entry in a new epoch; reinstating gives fresh ones.
+ctl member suspend "$LIST" bob@example.org --out s2.req 2>/dev/null && apply s2.req 2>/dev/null
+ctl list rotate "$LIST" --grace 7 --out rot4.req 2>/dev/null && apply rot4.req 2>/dev/null
+ctl list key "$LIST" >team4.key 2>/dev/null
+show >show.txt
+grep -q 'current-epoch 4' show.txt && ! grep -q 'epoch 4 device .* of bob@example.org' show.txt &&
+  pass "store: no epoch-4 entry for suspended bob" || failed "suspended member in new epoch: $(cat show.txt)"
+sleep 1
+deliver_ok team4.key && opens "bob suspended across a rotation" alice
+ctl member reinstate "$LIST" bob@example.org --out r2.req 2>/dev/null && apply r2.req 2>/dev/null
+sleep 1
+deliver_ok team4.key && opens "bob reinstated in epoch 4" alice bob-laptop bob-phone
+
+# Revocation ends every grace period still running (epoch 3 was in grace).
+newdev late-sender # has seen no newer key than epoch 3
+deliver_ok team3.key late-sender && opens "epoch 3 still within its grace period" alice bob-laptop bob-phone
+ctl member revoke "$LIST" bob@example.org --out v2.req 2>/dev/null && apply v2.req 2>/dev/null
+if deliver team3.key late-sender; then failed "epoch 3 still accepted after a revocation"; else
+  grep -q "expired" "$T/.svc" && pass "revocation ended the grace of older epochs too" || failed "epoch 3: $(cat "$T/.svc")"; fi
+"$RECRYPTCTL" show --db "$T/db" "$LIST" | grep -q '^  epoch 3 (previous; refused)' &&
+  pass "show says the old epochs are refused" || failed "show grace"
+ctl list key "$LIST" >team5.key 2>/dev/null
+sleep 1
+deliver_ok team5.key && opens "bob revoked, epoch 5" alice
 
 # Refusals: each with a clear message, the store byte for byte unchanged.
 before=$(digest)

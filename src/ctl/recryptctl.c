@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@ static const char *progname = "recryptctl";
 
 typedef struct {
     const char *home, *db, *out, *service_key, *bounce, *apply_db, *key_file, *privilege;
-    const char *secrets_out;
+    const char *secrets_out, *user;
     const char *devices[MAX_DEVICE_ARGS];
     size_t n_devices;
     long grace_days; /* -1: the command's default */
@@ -75,8 +76,10 @@ static void usage(FILE *f)
 "in DIR directly (owner and server on one machine).\n"
 "\n"
 "Server commands:\n"
-"  server init --db DIR [--map-size MiB] create the store and the service key\n"
-"                                        (DIR/service.key, 0600); prints the\n"
+"  server init --db DIR [--map-size MiB] [--user USER]\n"
+"                                        create the store and the service key\n"
+"                                        (DIR/service.key, 0600), owned by USER\n"
+"                                        (the milter's user); prints the\n"
 "                                        service's public key line for owners\n"
 "  apply --db DIR [--key FILE] [FILE ...|-]\n"
 "                                        verify and apply requests, each in one\n"
@@ -811,9 +814,24 @@ static int cmd_server_init(const ctl_opts *o)
     char line[RC_KEYSTR_MAX];
     if (!o->db)
         return usage_error("server init needs --db DIR");
+    struct passwd *pw = NULL;
+    if (o->user && !(pw = getpwnam(o->user))) {
+        rc_error_set(&err, RC_E_NOT_FOUND, "no such user '%s' (--user)", o->user);
+        return fail(&err);
+    }
     int rc = rc_store_create(o->db, o->map_size, &pub, &err);
     if (rc == 0)
         rc = rc_service_public_encode(line, sizeof line, &pub, &err);
+    /* The service reads the store and its key as this user; apply may
+     * still run as root later: LMDB writes in place, ownership stays. */
+    static const char *const files[] = {"", "/data.mdb", "/lock.mdb", "/" RC_STORE_SERVICE_KEY_FILE};
+    for (size_t i = 0; rc == 0 && pw && i < sizeof files / sizeof *files; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s%s", o->db, files[i]);
+        if (chown(path, pw->pw_uid, pw->pw_gid) != 0)
+            rc = rc_error_set(&err, RC_E_IO, "cannot give %s to %s: %s", path, o->user,
+                              strerror(errno));
+    }
     if (rc)
         return fail(&err);
     printf("%s\n", line);
@@ -989,6 +1007,7 @@ int main(int argc, char **argv)
         {"map-size", required_argument, NULL, 'm'}, {"privilege", required_argument, NULL, 'P'},
         {"protect", no_argument, NULL, 'p'},        {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},        {"secrets-out", required_argument, NULL, 'O'},
+        {"user", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0}};
     ctl_opts o = {.grace_days = -1};
     rc_error err;
@@ -1006,6 +1025,7 @@ int main(int argc, char **argv)
         case 'P': o.privilege = optarg; break;
         case 'p': o.protect = 1; break;
         case 'O': o.secrets_out = optarg; break;
+        case 'u': o.user = optarg; break;
         case 'D':
             if (o.n_devices == MAX_DEVICE_ARGS)
                 return usage_error("too many --device options");

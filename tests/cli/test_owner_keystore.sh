@@ -44,4 +44,20 @@ a, seed = p[2 + n + 8:2 + n + 8 + 32], p[2 + n + 8 + 32:2 + n + 8 + 64]
 db = open(sys.argv[2], 'rb').read()
 sys.exit(1 if (a in db or seed in db or len(a) != 32) else 0)
 PY
+# server init --user: the store belongs to the service's user; a reader
+# running as that user opens it even after root applied requests.
+if id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+  svc2=$("$RECRYPTCTL" server init --db "$T/db2" --user nobody 2>/dev/null)
+  [ "$(stat -c %U "$T/db2/data.mdb") $(stat -c %U "$T/db2/service.key")" = "nobody nobody" ] &&
+    pass "server init --user gives the store to that user" || failed "store owner"
+  chmod 0755 "$T"
+  expect_ok "root applies a request to the service user's store" \
+    ctl --apply "$T/db2" list create u@example.org --service-key "$svc2"
+  expect_ok "the service user reads the store root wrote to" \
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$RECRYPTCTL" show --db "$T/db2"
+  grep -q '^list u@example.org current-epoch 1' "$T/.out" && pass "and sees the new list" ||
+    failed "service user does not see the list"
+  expect_fail "server init --user with an unknown user" 66 "no such user 'no-such-user'" \
+    "$RECRYPTCTL" server init --db "$T/db4" --user no-such-user
+fi
 finish

@@ -46,7 +46,7 @@ int keystore_open(keystore *ks, const char *home_opt, rc_error *err)
     return 0;
 }
 
-static int mkdir_p(const char *path, rc_error *err)
+int keystore_mkdirs(const char *path, rc_error *err)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", path);
@@ -67,7 +67,7 @@ int keystore_prepare(const keystore *ks, rc_error *err)
 {
     char p[PATH_MAX];
     path_of(p, ks, "lists");
-    int rc = mkdir_p(p, err);
+    int rc = keystore_mkdirs(p, err);
     if (rc == 0)
         chmod(ks->dir, 0700);
     return rc;
@@ -77,15 +77,16 @@ static int list_dir(char *out, const keystore *ks, const char *list, rc_error *e
 {
     if (path_of(out, ks, "lists/%s", list) != 0)
         return rc_error_set(err, RC_E_INVALID, "path too long");
-    return mkdir_p(out, err);
+    return keystore_mkdirs(out, err);
 }
 
-/* Small text files: written 0600 via rename. */
-static int write_text(const char *path, const char *text, rc_error *err)
+int keystore_write_file(const char *path, const char *text, rc_error *err)
 {
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    mode_t old = umask(077);
     int fd = mkstemp(tmp);
+    umask(old);
     if (fd < 0)
         return rc_error_set(err, RC_E_IO, "cannot write %s: %s", path, strerror(errno));
     size_t n = strlen(text);
@@ -98,7 +99,7 @@ static int write_text(const char *path, const char *text, rc_error *err)
     return 0;
 }
 
-static int read_text(const char *path, char *out, size_t outlen)
+int keystore_read_file(const char *path, char *out, size_t outlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -152,7 +153,7 @@ int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_erro
     char p[PATH_MAX], text[512], b64[64];
     unsigned long long epoch;
     path_of(p, ks, "lists/%s/pin", list);
-    if (read_text(p, text, sizeof text) != 0)
+    if (keystore_read_file(p, text, sizeof text) != 0)
         return 0;
     size_t len = 0;
     if (sscanf(text, "signer %63s\nepoch %llu", b64, &epoch) != 2 ||
@@ -168,7 +169,7 @@ static int statement_known(const keystore *ks, const rc_statement *st)
 {
     char p[PATH_MAX], text[RC_KEYSTR_MAX], mine[RC_KEYSTR_MAX];
     path_of(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
-    if (read_text(p, text, sizeof text) != 0 || rc_statement_encode(mine, sizeof mine, st, NULL))
+    if (keystore_read_file(p, text, sizeof text) != 0 || rc_statement_encode(mine, sizeof mine, st, NULL))
         return 0;
     text[strcspn(text, "\n")] = '\0';
     return strcmp(text, mine) == 0;
@@ -221,7 +222,7 @@ int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         snprintf(text, sizeof text, "signer %s\nepoch %llu\n", b64, (unsigned long long)st->epoch);
         path_of(p, ks, "lists/%s/pin", st->address);
-        if ((rc = write_text(p, text, err)))
+        if ((rc = keystore_write_file(p, text, err)))
             return rc;
     }
     if (!statement_known(ks, st)) {
@@ -229,7 +230,7 @@ int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
             return rc;
         strcat(text, "\n");
         path_of(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
-        if ((rc = write_text(p, text, err)))
+        if ((rc = keystore_write_file(p, text, err)))
             return rc;
     }
     return 0;
@@ -246,7 +247,7 @@ int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list
     sodium_bin2base64(text, sizeof text - 1, b, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     strcat(text, "\n");
     path_of(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)cert->epoch);
-    return write_text(p, text, err);
+    return keystore_write_file(p, text, err);
 }
 
 int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_cert *cert)
@@ -255,7 +256,7 @@ int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_
     uint8_t b[RC_CERT_MAX];
     size_t len = 0;
     path_of(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)epoch);
-    if (read_text(p, text, sizeof text) != 0)
+    if (keystore_read_file(p, text, sizeof text) != 0)
         return 0;
     text[strcspn(text, "\n")] = '\0';
     if (sodium_base642bin(b, sizeof b, text, strlen(text), NULL, &len, NULL,

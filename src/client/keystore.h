@@ -45,4 +45,11 @@ int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list
 /* 1 and *cert when this device holds a certificate for (list, epoch). */
 int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_cert *cert);
 
+/* Small files shared by the subscriber's and the owner's keystores:
+ * written through a private temporary file (0600) and renamed into place;
+ * read whole into out (NUL-terminated). mkdirs creates a path with 0700. */
+int keystore_write_file(const char *path, const char *text, rc_error *err);
+int keystore_read_file(const char *path, char *out, size_t outlen);
+int keystore_mkdirs(const char *path, rc_error *err);
+
 #endif

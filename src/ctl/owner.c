@@ -37,56 +37,6 @@ int owner_ks_open(owner_ks *ks, const char *home, rc_error *err)
     return rc;
 }
 
-int owner_write_file(const char *path, const char *text, rc_error *err)
-{
-    char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    mode_t old = umask(077);
-    int fd = mkstemp(tmp);
-    umask(old);
-    if (fd < 0)
-        return rc_error_set(err, RC_E_IO, "cannot write %s: %s", path, strerror(errno));
-    size_t n = strlen(text);
-    int ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return rc_error_set(err, RC_E_IO, "cannot write %s", path);
-    }
-    return 0;
-}
-
-int owner_read_file(const char *path, char *out, size_t outlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, out, outlen - 1);
-    close(fd);
-    if (n < 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
-}
-
-static int mkdirs(const char *path, rc_error *err)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return rc_error_set(err, RC_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-            if (c == '\0')
-                break;
-            *p = c;
-        }
-    }
-    return 0;
-}
-
 int owner_key_create(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
 {
     char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
@@ -96,7 +46,7 @@ int owner_key_create(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
     owner_path(p, ks, "owner.key");
     if (access(p, F_OK) == 0)
         rc = rc_error_set(err, RC_E_EXISTS, "an owner key already exists in %s", ks->dir);
-    else if ((rc = mkdirs(ks->dir, err)) == 0 && (rc = rc_owner_generate(out, err)) == 0 &&
+    else if ((rc = keystore_mkdirs(ks->dir, err)) == 0 && (rc = rc_owner_generate(out, err)) == 0 &&
              (rc = rc_owner_secret_encode(s, RC_KEYSTR_MAX, out, err)) == 0)
         rc = rc_keyfile_write(p, s, err);
     rc_secret_free(s);
@@ -130,7 +80,7 @@ int owner_list_prepare(const owner_ks *ks, const char *list, rc_error *err)
 {
     char p[PATH_MAX];
     owner_path(p, ks, "owned/%s", list);
-    return mkdirs(p, err);
+    return keystore_mkdirs(p, err);
 }
 
 int owner_service_save(const owner_ks *ks, const char *list, const rc_service_public *svc,
@@ -142,7 +92,7 @@ int owner_service_save(const owner_ks *ks, const char *list, const rc_service_pu
         return rc;
     strcat(s, "\n");
     owner_path(p, ks, "owned/%s/service", list);
-    return owner_write_file(p, s, err);
+    return keystore_write_file(p, s, err);
 }
 
 int owner_service_load(const owner_ks *ks, const char *list, rc_service_public *svc,
@@ -150,7 +100,7 @@ int owner_service_load(const owner_ks *ks, const char *list, rc_service_public *
 {
     char p[PATH_MAX], s[RC_KEYSTR_MAX];
     owner_path(p, ks, "owned/%s/service", list);
-    if (owner_read_file(p, s, sizeof s) != 0)
+    if (keystore_read_file(p, s, sizeof s) != 0)
         return rc_error_set(err, RC_E_NOT_FOUND,
                             "this keystore does not manage list %s (no service key)", list);
     return rc_service_public_decode(svc, s, err);
@@ -161,7 +111,7 @@ static int read_u64(const owner_ks *ks, const char *list, const char *name, uint
 {
     char p[PATH_MAX], s[64];
     owner_path(p, ks, "owned/%s/%s", list, name);
-    if (owner_read_file(p, s, sizeof s) != 0)
+    if (keystore_read_file(p, s, sizeof s) != 0)
         return rc_error_set(err, RC_E_NOT_FOUND, "this keystore does not manage list %s", list);
     *v = strtoull(s, NULL, 10);
     return 0;
@@ -173,7 +123,7 @@ static int write_u64(const owner_ks *ks, const char *list, const char *name, uin
     char p[PATH_MAX], s[64];
     owner_path(p, ks, "owned/%s/%s", list, name);
     snprintf(s, sizeof s, "%llu\n", (unsigned long long)v);
-    return owner_write_file(p, s, err);
+    return keystore_write_file(p, s, err);
 }
 
 int owner_next_counter(const owner_ks *ks, const char *list, uint64_t *counter, rc_error *err)
@@ -208,7 +158,7 @@ int owner_set_protected(const owner_ks *ks, const char *list, rc_error *err)
 {
     char p[PATH_MAX];
     owner_path(p, ks, "owned/%s/protected", list);
-    return owner_write_file(p, "list secrets are locked with a passphrase\n", err);
+    return keystore_write_file(p, "list secrets are locked with a passphrase\n", err);
 }
 
 /* The passphrase: from the file RECRYPT_PASSPHRASE_FILE names, else asked on
@@ -217,7 +167,7 @@ static int get_passphrase(char *out, size_t outlen, rc_error *err)
 {
     const char *file = getenv("RECRYPT_PASSPHRASE_FILE");
     if (file && *file) {
-        if (owner_read_file(file, out, outlen) != 0)
+        if (keystore_read_file(file, out, outlen) != 0)
             return rc_error_set(err, RC_E_IO, "cannot read the passphrase file %s", file);
         out[strcspn(out, "\r\n")] = '\0';
     } else {
@@ -368,7 +318,7 @@ int owner_statement_save(const owner_ks *ks, const rc_statement *st, rc_error *e
         return rc;
     strcat(s, "\n");
     owner_path(p, ks, "owned/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
-    return owner_write_file(p, s, err);
+    return keystore_write_file(p, s, err);
 }
 
 int owner_statement_load(const owner_ks *ks, const char *list, uint64_t epoch, rc_statement *st,
@@ -376,7 +326,7 @@ int owner_statement_load(const owner_ks *ks, const char *list, uint64_t epoch, r
 {
     char p[PATH_MAX];
     owner_path(p, ks, "owned/%s/epoch-%llu.listkey", list, (unsigned long long)epoch);
-    if (owner_read_file(p, line, linelen) != 0)
+    if (keystore_read_file(p, line, linelen) != 0)
         return rc_error_set(err, RC_E_NOT_FOUND, "no list key for %s epoch %llu", list,
                             (unsigned long long)epoch);
     line[strcspn(line, "\n")] = '\0';
@@ -454,7 +404,7 @@ int roster_save(const owner_ks *ks, const char *list, const roster *r, rc_error 
                                 rc_status_name(r->e[i].status), key);
     }
     owner_path(p, ks, "owned/%s/roster", list);
-    int rc = owner_write_file(p, text, err);
+    int rc = keystore_write_file(p, text, err);
     free(text);
     return rc;
 }

@@ -66,9 +66,7 @@ int roster_add(roster *r, const char *member, uint8_t status, const rc_device_pu
                rc_error *err);
 void roster_free(roster *r);
 
-/* Files of the owner keystore: written 0600 via a temporary file. */
-int owner_write_file(const char *path, const char *text, rc_error *err);
-int owner_read_file(const char *path, char *out, size_t outlen);
+/* A path inside the owner keystore (files: keystore_write_file/read_file). */
 int owner_path(char *out, const owner_ks *ks, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

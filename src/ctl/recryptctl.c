@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "keystore.h"
 #include "owner.h"
 #include "store.h"
 

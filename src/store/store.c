@@ -27,8 +27,8 @@
 #include "store.h"
 
 #define ROW_VERSION 1
-#define N_DBS 7
-#define MAX_DBS 8
+#define N_DBS 8
+#define MAX_DBS 12
 
 /* Longest key: devices (list id, epoch, str8 member, device key). */
 #define KEY_MAX (RC_ID_BYTES + 8 + 1 + RC_ADDR_MAX + RC_SIGN_PK_BYTES)
@@ -50,7 +50,7 @@
 
 struct rc_store {
     MDB_env *env;
-    MDB_dbi meta, lists, epochs, members, devices, owners, applied;
+    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered;
     int readonly;
 };
 
@@ -59,15 +59,15 @@ struct rc_store_reader {
     MDB_txn *txn;
 };
 
-enum { DB_META, DB_LISTS, DB_EPOCHS, DB_MEMBERS, DB_DEVICES, DB_OWNERS, DB_APPLIED };
+enum { DB_META, DB_LISTS, DB_EPOCHS, DB_MEMBERS, DB_DEVICES, DB_OWNERS, DB_APPLIED, DB_DELIVERED };
 
-static const char *const db_names[N_DBS] = {"meta",    "lists",  "epochs", "members",
-                                            "devices", "owners", "applied"};
+static const char *const db_names[N_DBS] = {"meta",    "lists",  "epochs",  "members",
+                                            "devices", "owners", "applied", "delivered"};
 
 static MDB_dbi *db_slot(rc_store *st, int i)
 {
-    MDB_dbi *slots[N_DBS] = {&st->meta,    &st->lists,  &st->epochs, &st->members,
-                             &st->devices, &st->owners, &st->applied};
+    MDB_dbi *slots[N_DBS] = {&st->meta,    &st->lists,  &st->epochs,  &st->members,
+                             &st->devices, &st->owners, &st->applied, &st->delivered};
     return slots[i];
 }
 
@@ -1412,4 +1412,67 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
     *out = e.out;
     *n = e.n;
     return 0;
+}
+
+/* ---------------------------------------------------------------- replay cache */
+
+int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
+                                 uint64_t window, int *seen, rc_error *err)
+{
+    MDB_txn *txn;
+    *seen = 0;
+    if (st->readonly)
+        return rc_error_set(err, RC_E_INVALID, "the store is open read-only");
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_error(err, mrc, "starting a write transaction");
+    MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
+    mrc = mdb_get(txn, st->delivered, &k, &v);
+    if (mrc == 0 && v.mv_size == 8 && rc_be64_get(v.mv_data) + window >= now) {
+        *seen = 1;
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    if (mrc && mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mdb_error(err, mrc, "reading the replay cache");
+    }
+    uint8_t when[8];
+    rc_be64_put(when, now);
+    MDB_val nv = {8, when};
+    mrc = mdb_put(txn, st->delivered, &k, &nv, 0);
+    /* Forget entries older than the window: a few per post, so the cache
+     * stays the size of one window's traffic without a separate sweep. */
+    MDB_cursor *c;
+    if (mrc == 0 && (mrc = mdb_cursor_open(txn, st->delivered, &c)) == 0) {
+        MDB_val ck, cv;
+        int left = 8, r = mdb_cursor_get(c, &ck, &cv, MDB_FIRST);
+        while (r == 0 && left-- > 0) {
+            if (cv.mv_size == 8 && rc_be64_get(cv.mv_data) + window < now)
+                mdb_cursor_del(c, 0);
+            r = mdb_cursor_get(c, &ck, &cv, MDB_NEXT);
+        }
+        mdb_cursor_close(c);
+    }
+    if (mrc == 0)
+        mrc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    return mrc ? mdb_error(err, mrc, "recording a delivered post") : 0;
+}
+
+int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_error(err, mrc, "starting a write transaction");
+    MDB_val k = {RC_POINT_BYTES, (void *)E};
+    mrc = mdb_del(txn, st->delivered, &k, NULL);
+    if (mrc && mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mdb_error(err, mrc, "forgetting a post");
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? mdb_error(err, mrc, "forgetting a post") : 0;
 }

@@ -6,7 +6,8 @@
  * the layout.
  *
  * Writers: rc_store_apply, one LMDB write transaction per request, all or
- * nothing; `recryptctl apply` is the only writer. Readers (recryptctl show,
+ * nothing; `recryptctl apply` is the only writer of membership data. The
+ * milter writes only its replay cache (rc_store_delivered_*). Readers (recryptctl show,
  * the milter) use an rc_store_reader: one read transaction, so a reader
  * never sees half a request. Readers and a writer may run at the same time
  * in different processes.
@@ -127,6 +128,15 @@ int rc_store_each_owner(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
 int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
                              const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
                              rc_device_entry **out, size_t *n, rc_error *err);
+
+/* The milter's replay cache (sub-database "delivered": E -> u64 time).
+ * check_add: *seen = 1 when E was recorded within `window` seconds before
+ * now (a retry or a replay: deliver nothing); otherwise records E and
+ * *seen = 0. forget: drop E again (the post was not delivered after all).
+ * Both need a store opened read-write, each in its own write transaction. */
+int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
+                                 uint64_t window, int *seen, rc_error *err);
+int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err);
 
 /* The server's 32-byte secret for marking processed mail. */
 int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err);

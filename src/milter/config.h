@@ -1,0 +1,48 @@
+/*
+ * config.h - recrypt-milter's configuration: "Name value" lines in the
+ * OpenDKIM style (docs/admin-guide.md has the reference). config_load
+ * fills a config from a file and reports the first problem with its line
+ * number; the daemon keeps the current config behind a lock and swaps in a
+ * new one on SIGUSR1.
+ */
+#ifndef RECRYPT_MILTER_CONFIG_H
+#define RECRYPT_MILTER_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <recrypt/error.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/recrypt/recrypt-milter.conf"
+
+enum { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_NOTICE, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+enum { PLAINTEXT_REJECT, PLAINTEXT_FANOUT };
+enum { POSTING_OPEN, POSTING_MEMBERS };
+
+typedef struct {
+    char socket[PATH_MAX];
+    char database[PATH_MAX];
+    char key_file[PATH_MAX]; /* "" = database/service.key */
+    char user[128];          /* "" = stay as we are */
+    char pid_file[PATH_MAX];
+    char temp_dir[PATH_MAX];
+    int syslog;
+    int syslog_facility;
+    int log_level;
+    mode_t umask;
+    uint64_t max_message_size;
+    int plaintext_policy;
+    int posting_policy;
+    uint64_t freshness_window;
+    uint64_t future_skew;
+    uint64_t max_fanout;
+    size_t map_size;
+} config;
+
+void config_defaults(config *c);
+/* Read path into c (defaults first). On error: RC_E_FORMAT/RC_E_IO with
+ * "FILE:LINE: what is wrong". */
+int config_load(config *c, const char *path, rc_error *err);
+
+#endif

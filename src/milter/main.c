@@ -1,0 +1,307 @@
+/*
+ * recrypt-milter - the recrypt gateway daemon for Postfix and Sendmail.
+ *
+ * Start-up, in order (Postfix's and OpenDKIM's order): read the config;
+ * open the service key and the store while still privileged; no core
+ * dumps; drop to UserID; set up the socket (stale unix socket removed after
+ * a failed connect); fork unless -f; pid file; signals in a dedicated
+ * thread (SIGTERM/SIGINT stop, SIGUSR1 reloads the config, SIGUSR2 logs
+ * counters; SIGHUP is left alone: libmilter ends smfi_main on it); run.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "log.h"
+#include "milter.h"
+
+static daemon_ctx D;
+static const char *config_path = CONFIG_DEFAULT_PATH;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: recrypt-milter [-c CONFIG] [-f] [-n] [-p SOCKET] [-P PIDFILE] [-u USER[:GROUP]]\n"
+"\n"
+"The recrypt gateway: recrypts encrypted posts to protected lists for every\n"
+"member device, without being able to read them. Postfix: smtpd_milters;\n"
+"Sendmail: INPUT_MAIL_FILTER. See recrypt-milter(8) and docs/admin-guide.md.\n"
+"\n"
+"  -c CONFIG   configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+"  -f          stay in the foreground\n"
+"  -n          check the configuration and the store, then exit\n"
+"  -p SOCKET   unix:/path or inet:port@host (overrides Socket)\n"
+"  -P PIDFILE  pid file (overrides PidFile)\n"
+"  -u USER     run as USER[:GROUP] (overrides UserID)\n"
+"  -V          version\n"
+"Signals: SIGTERM stops, SIGUSR1 reloads the configuration, SIGUSR2 logs counters.\n");
+}
+
+static int fatal(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fatal(int code, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (log_uses_syslog())
+        log_msg(LOG_LEVEL_ERROR, NULL, "%s", text);
+    fprintf(stderr, "recrypt-milter: %s\n", text);
+    return code;
+}
+
+/* Open the service key and the store (privileged step). */
+static int open_secrets(const config *c, rc_error *err)
+{
+    char *s = rc_secret_alloc(RC_KEYSTR_MAX);
+    D.svc = rc_secret_alloc(sizeof *D.svc);
+    if (!s || !D.svc)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int rc = rc_keyfile_read(c->key_file, s, RC_KEYSTR_MAX, err);
+    if (rc == 0)
+        rc = rc_service_secret_decode(D.svc, s, err);
+    rc_secret_free(s);
+    if (rc)
+        return rc;
+    if ((rc = rc_store_open(&D.store, c->database, c->map_size, 0, err)) != 0)
+        return rc;
+    rc_store_reader *rd;
+    if ((rc = rc_store_reader_begin(D.store, &rd, err)) == 0) {
+        rc = rc_store_mark_secret(rd, D.mark_secret, err);
+        rc_store_reader_end(rd);
+    }
+    return rc;
+}
+
+static int drop_privileges(const char *spec, rc_error *err)
+{
+    char user[128], *group;
+    snprintf(user, sizeof user, "%s", spec);
+    group = strchr(user, ':');
+    if (group)
+        *group++ = '\0';
+    struct passwd *pw = getpwnam(user);
+    if (!pw)
+        return rc_error_set(err, RC_E_NOT_FOUND, "UserID: no such user '%s'", user);
+    gid_t gid = pw->pw_gid;
+    if (group) {
+        struct group *gr = getgrnam(group);
+        if (!gr)
+            return rc_error_set(err, RC_E_NOT_FOUND, "UserID: no such group '%s'", group);
+        gid = gr->gr_gid;
+    }
+    if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+        return 0;
+    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0)
+        return rc_error_set(err, RC_E_PERMISSION, "cannot become %s: %s", spec, strerror(errno));
+    /* setuid clears dumpability on some kernels' paths; make sure. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return 0;
+}
+
+/* unix:/path or local:/path or /path -> path; NULL for inet sockets. */
+static const char *unix_path(const char *sock)
+{
+    if (!strncmp(sock, "unix:", 5))
+        return sock + 5;
+    if (!strncmp(sock, "local:", 6))
+        return sock + 6;
+    return sock[0] == '/' ? sock : NULL;
+}
+
+/* A unix socket left by a dead daemon is removed; a live one is an error. */
+static int stale_socket(const char *path, rc_error *err)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return 0;
+    if (!S_ISSOCK(sb.st_mode))
+        return rc_error_set(err, RC_E_EXISTS, "%s exists and is not a socket", path);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return rc_error_set(err, RC_E_INVALID, "socket path %s is too long", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (live)
+        return rc_error_set(err, RC_E_EXISTS, "another milter is listening on %s", path);
+    if (unlink(path) != 0)
+        return rc_error_set(err, RC_E_IO, "cannot remove the stale socket %s: %s", path,
+                            strerror(errno));
+    log_msg(LOG_LEVEL_NOTICE, NULL, "removed stale socket %s", path);
+    return 0;
+}
+
+static void *signal_thread(void *arg)
+{
+    sigset_t *set = arg;
+    for (;;) {
+        int sig;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGUSR1) {
+            config c;
+            rc_error err;
+            if (config_load(&c, config_path, &err) != 0) {
+                log_msg(LOG_LEVEL_ERROR, NULL, "reload refused, old configuration kept: %s",
+                        err.msg);
+                continue;
+            }
+            pthread_rwlock_wrlock(&D.lock);
+            if (strcmp(c.socket, D.cfg.socket) || strcmp(c.database, D.cfg.database) ||
+                strcmp(c.user, D.cfg.user))
+                log_msg(LOG_LEVEL_WARNING, NULL,
+                        "Socket, Database and UserID change only on restart");
+            /* Keep what a running daemon cannot change. */
+            memcpy(c.socket, D.cfg.socket, sizeof c.socket);
+            memcpy(c.database, D.cfg.database, sizeof c.database);
+            memcpy(c.user, D.cfg.user, sizeof c.user);
+            D.cfg = c;
+            pthread_rwlock_unlock(&D.lock);
+            log_set_level(c.log_level);
+            log_msg(LOG_LEVEL_NOTICE, NULL, "configuration reloaded from %s", config_path);
+        } else if (sig == SIGUSR2) {
+            milter_log_counters();
+        } else {
+            log_msg(LOG_LEVEL_NOTICE, NULL, "stopping on signal %d", sig);
+            smfi_stop();
+            return NULL;
+        }
+    }
+}
+
+static int check_only(const config *c)
+{
+    rc_error err;
+    if (open_secrets(c, &err) != 0)
+        return fatal(EX_CONFIG, "%s", err.msg);
+    struct stat sb;
+    if (stat(c->temp_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return fatal(EX_CONFIG, "TemporaryDirectory %s is not a directory", c->temp_dir);
+    printf("recrypt-milter: configuration %s and store %s are usable\n", config_path, c->database);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *opt_sock = NULL, *opt_pid = NULL, *opt_user = NULL;
+    int foreground = 0, check = 0, c;
+    rc_error err;
+    while ((c = getopt(argc, argv, "c:fnp:P:u:Vh")) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 'f': foreground = 1; break;
+        case 'n': check = 1; break;
+        case 'p': opt_sock = optarg; break;
+        case 'P': opt_pid = optarg; break;
+        case 'u': opt_user = optarg; break;
+        case 'V': printf("recrypt-milter %s\n", RC_VERSION_STRING); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    if (rc_init(&err) != 0)
+        return fatal(EX_SOFTWARE, "%s", err.msg);
+    if (config_load(&D.cfg, config_path, &err) != 0)
+        return fatal(EX_CONFIG, "%s", err.msg);
+    if (opt_sock)
+        snprintf(D.cfg.socket, sizeof D.cfg.socket, "%s", opt_sock);
+    if (opt_pid)
+        snprintf(D.cfg.pid_file, sizeof D.cfg.pid_file, "%s", opt_pid);
+    if (opt_user)
+        snprintf(D.cfg.user, sizeof D.cfg.user, "%s", opt_user);
+    if (check)
+        return check_only(&D.cfg);
+    log_setup(D.cfg.syslog || !foreground, D.cfg.syslog_facility, D.cfg.log_level);
+
+    /* No core files, not dumpable: the process holds the service key. */
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+    if (open_secrets(&D.cfg, &err) != 0)
+        return fatal(EX_CONFIG, "%s", err.msg);
+    if (D.cfg.user[0] && drop_privileges(D.cfg.user, &err) != 0)
+        return fatal(EX_CONFIG, "%s", err.msg);
+    umask(D.cfg.umask);
+
+    const char *path = unix_path(D.cfg.socket);
+    if (path && stale_socket(path, &err) != 0)
+        return fatal(EX_UNAVAILABLE, "%s", err.msg);
+    if (smfi_setconn(D.cfg.socket) != MI_SUCCESS)
+        return fatal(EX_CONFIG, "Socket %s is not usable", D.cfg.socket);
+    pthread_rwlock_init(&D.lock, NULL);
+    milter_set_daemon(&D);
+    if (smfi_register(*milter_description()) != MI_SUCCESS)
+        return fatal(EX_SOFTWARE, "smfi_register failed");
+    if (smfi_opensocket(1) != MI_SUCCESS)
+        return fatal(EX_UNAVAILABLE, "cannot open the socket %s", D.cfg.socket);
+
+    if (!foreground) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return fatal(EX_OSERR, "fork: %s", strerror(errno));
+        if (pid > 0)
+            _exit(0);
+        setsid();
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+            if (null > 2)
+                close(null);
+        }
+    }
+    if (D.cfg.pid_file[0]) {
+        FILE *f = fopen(D.cfg.pid_file, "w");
+        if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)
+            return fatal(EX_CANTCREAT, "cannot write the pid file %s", D.cfg.pid_file);
+    }
+
+    /* Signals go to one thread; the milter threads never see them. */
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t th;
+    pthread_create(&th, NULL, signal_thread, &set);
+    pthread_detach(th);
+
+    log_msg(LOG_LEVEL_NOTICE, NULL, "recrypt-milter %s listening on %s, store %s",
+            RC_VERSION_STRING, D.cfg.socket, D.cfg.database);
+    int rc = smfi_main();
+    milter_log_counters();
+    if (D.cfg.pid_file[0])
+        unlink(D.cfg.pid_file);
+    rc_store_close(D.store);
+    rc_secret_free(D.svc);
+    sodium_memzero(D.mark_secret, sizeof D.mark_secret);
+    log_msg(LOG_LEVEL_NOTICE, NULL, "stopped");
+    return rc == MI_SUCCESS ? 0 : EX_SOFTWARE;
+}

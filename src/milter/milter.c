@@ -1,0 +1,761 @@
+/*
+ * milter.c - recrypt-milter's libmilter callbacks.
+ *
+ * RCPT: a recipient that is a list in the store makes the transaction a
+ * protected one; from then on (and for a list after ordinary recipients)
+ * further recipients get 452 4.5.3, so one rewritten body never reaches
+ * anyone it was not meant for. Headers and body of a protected transaction
+ * are spooled to a private file. At end of message the post is checked
+ * (CRYPTO.md, recryption step 1), recrypted for every active device
+ * enrolled before its date, and the MTA is told to replace the body, the
+ * recipients, the envelope sender and the list headers. Any internal error
+ * is a tempfail: never a half-rewritten or plaintext delivery.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "log.h"
+#include "milter.h"
+
+#define RC_L_PROCESSED "recrypt/marker" /* 16-byte BLAKE2b personal */
+#define HDR_PROCESSED "Recrypt-Processed"
+#define MAX_RCPT_LEN (RC_ADDR_MAX + 3)
+#define BODY_CHUNK 65536
+
+static daemon_ctx *D;
+
+void milter_set_daemon(daemon_ctx *d)
+{
+    D = d;
+}
+
+#define COUNT(field) __atomic_add_fetch(&D->field, 1, __ATOMIC_RELAXED)
+
+void milter_log_counters(void)
+{
+    log_msg(LOG_LEVEL_NOTICE, NULL,
+            "counters: recrypted=%lu stanzas=%lu refused=%lu tempfail=%lu replays=%lu "
+            "passed=%lu plaintext=%lu",
+            __atomic_load_n(&D->n_recrypted, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_stanzas, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_refused, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_tempfail, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_replays, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_passed, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_plaintext, __ATOMIC_RELAXED));
+}
+
+/* ---- state ---- */
+
+typedef struct {
+    int protected_list;            /* a protected list is the recipient */
+    int n_rcpts;                   /* recipients accepted so far */
+    char list[RC_ADDR_MAX + 1];    /* canonical list address */
+    char list_rcpt[MAX_RCPT_LEN];  /* the recipient as given, for smfi_delrcpt */
+    char sender[RC_ADDR_MAX + 1];  /* envelope sender, lowercased ("" = <>) */
+    char from[RC_ADDR_MAX + 1];    /* From header address, lowercased */
+    char marker[128];              /* Recrypt-Processed value, if any */
+    int n_list_key, n_processed, n_list_id, n_list_post; /* header counts to remove */
+    int spool;                     /* -1 when none */
+    uint64_t size;
+    int too_big;
+    char qid[64];
+} msg_state;
+
+typedef struct {
+    msg_state m;
+} conn_state;
+
+static void msg_reset(msg_state *m)
+{
+    if (m->spool >= 0)
+        close(m->spool);
+    memset(m, 0, sizeof *m);
+    m->spool = -1;
+    snprintf(m->qid, sizeof m->qid, "NOQUEUE");
+}
+
+static conn_state *conn(SMFICTX *ctx)
+{
+    return smfi_getpriv(ctx);
+}
+
+static void read_config(config *out)
+{
+    pthread_rwlock_rdlock(&D->lock);
+    *out = D->cfg;
+    pthread_rwlock_unlock(&D->lock);
+}
+
+static void set_qid(SMFICTX *ctx, msg_state *m)
+{
+    const char *q = smfi_getsymval(ctx, "i");
+    if (q && *q)
+        snprintf(m->qid, sizeof m->qid, "%s", q);
+}
+
+/* "<Addr@Dom>" or "Addr@Dom" -> canonical address; -1 if it is not one. */
+static int address_of(const char *arg, char *out)
+{
+    char buf[RC_ADDR_MAX + 8];
+    const char *p = arg;
+    while (*p == ' ')
+        p++;
+    if (*p == '<')
+        p++;
+    size_t n = strcspn(p, ">");
+    if (n == 0 || n > RC_ADDR_MAX)
+        return -1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return rc_address_canonical(out, buf, NULL) == 0 ? 0 : -1;
+}
+
+static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *xcode,
+                      sfsistat st, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *xcode,
+                      sfsistat st, const char *fmt, ...)
+{
+    char text[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    /* '%' would be taken for a format by the MTA: remove it. */
+    for (char *p = text; *p; p++)
+        if (*p == '%' || *p == '\r' || *p == '\n')
+            *p = ' ';
+    smfi_setreply(ctx, (char *)code, (char *)xcode, text);
+    log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_WARNING : LOG_LEVEL_NOTICE, m ? m->qid : NULL,
+            "%s %s %s", code, xcode, text);
+    if (st == SMFIS_TEMPFAIL)
+        COUNT(n_tempfail);
+    else if (st == SMFIS_REJECT)
+        COUNT(n_refused);
+    return st;
+}
+
+static int spool_write(msg_state *m, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = write(m->spool, b, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int spool_open(msg_state *m, const config *cfg)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/recrypt-milter.XXXXXX", cfg->temp_dir);
+    mode_t old = umask(077);
+    m->spool = mkstemp(path);
+    umask(old);
+    if (m->spool < 0)
+        return -1;
+    unlink(path);
+    return 0;
+}
+
+/* A second private file (the rewritten body). */
+static int spool_open_fd(int *fd, const config *cfg)
+{
+    msg_state tmp;
+    tmp.spool = -1;
+    if (spool_open(&tmp, cfg) != 0)
+        return -1;
+    *fd = tmp.spool;
+    return 0;
+}
+
+/* ---- callbacks ---- */
+
+static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr)
+{
+    (void)host;
+    (void)addr;
+    conn_state *c = calloc(1, sizeof *c);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    c->m.spool = -1;
+    msg_reset(&c->m);
+    smfi_setpriv(ctx, c);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    msg_reset(&c->m);
+    set_qid(ctx, &c->m);
+    if (argv[0] && address_of(argv[0], c->m.sender) != 0)
+        c->m.sender[0] = '\0';
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    msg_state *m = &c->m;
+    set_qid(ctx, m);
+    char addr[RC_ADDR_MAX + 1];
+    int is_list = 0;
+    if (argv[0] && address_of(argv[0], addr) == 0) {
+        rc_store_reader *rd;
+        rc_store_list l;
+        rc_error err;
+        if (rc_store_reader_begin(D->store, &rd, &err) != 0)
+            return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                         "recrypt: membership store unavailable, try again later");
+        int rc = rc_store_get_list(rd, addr, &l, &err);
+        rc_store_reader_end(rd);
+        if (rc != 0 && rc != RC_E_NOT_FOUND)
+            return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                         "recrypt: membership store unavailable, try again later");
+        is_list = rc == 0;
+    }
+    if (is_list) {
+        if (m->n_rcpts > 0)
+            return reply(ctx, m, "452", "4.5.3", SMFIS_TEMPFAIL,
+                         "%s is an encrypted list: send to it in a transaction of its own", addr);
+        m->protected_list = 1;
+        snprintf(m->list, sizeof m->list, "%s", addr);
+        snprintf(m->list_rcpt, sizeof m->list_rcpt, "%s", argv[0]);
+        config cfg;
+        read_config(&cfg);
+        if (spool_open(m, &cfg) != 0)
+            return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                         "recrypt: cannot spool the message, try again later");
+    } else if (m->protected_list) {
+        return reply(ctx, m, "452", "4.5.3", SMFIS_TEMPFAIL,
+                     "this transaction goes to the encrypted list %s: send to other recipients "
+                     "separately",
+                     m->list);
+    }
+    m->n_rcpts++;
+    return SMFIS_CONTINUE;
+}
+
+/* Lowercased address in a From value: inside <> if present, else the
+ * whole value trimmed. Good enough for the members-only check, which is
+ * forgeable anyway (signatures are what readers trust). */
+static void from_address(const char *v, char *out)
+{
+    char buf[RC_ADDR_MAX + 8];
+    const char *lt = strrchr(v, '<');
+    const char *p = lt ? lt + 1 : v;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t n = lt ? strcspn(p, ">") : strcspn(p, " \t\r\n");
+    out[0] = '\0';
+    if (n == 0 || n > RC_ADDR_MAX)
+        return;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    if (rc_address_canonical(out, buf, NULL) != 0)
+        out[0] = '\0';
+}
+
+static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    msg_state *m = &c->m;
+    if (!m->protected_list || m->too_big)
+        return SMFIS_CONTINUE;
+    if (!strcasecmp(name, RC_HDR_LIST_KEY))
+        m->n_list_key++;
+    else if (!strcasecmp(name, HDR_PROCESSED)) {
+        m->n_processed++;
+        snprintf(m->marker, sizeof m->marker, "%s", value);
+    } else if (!strcasecmp(name, "List-Id"))
+        m->n_list_id++;
+    else if (!strcasecmp(name, "List-Post"))
+        m->n_list_post++;
+    else if (!strcasecmp(name, "From"))
+        from_address(value, m->from);
+    /* Spool as CRLF text: the MTA hands folded values with bare LF. */
+    int bad = spool_write(m, name, strlen(name)) || spool_write(m, ": ", 2);
+    for (const char *p = value; !bad && *p; p++) {
+        if (*p == '\r')
+            continue;
+        bad = *p == '\n' ? spool_write(m, "\r\n", 2) : spool_write(m, p, 1);
+    }
+    if (bad || spool_write(m, "\r\n", 2))
+        return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                     "recrypt: cannot spool the message, try again later");
+    m->size += strlen(name) + strlen(value) + 4;
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_eoh(SMFICTX *ctx)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    if (!c->m.protected_list)
+        return SMFIS_ACCEPT; /* not ours: no body, no changes */
+    if (spool_write(&c->m, "\r\n", 2))
+        return reply(ctx, &c->m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                     "recrypt: cannot spool the message, try again later");
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    msg_state *m = &c->m;
+    config cfg;
+    read_config(&cfg);
+    m->size += len;
+    if (m->size > cfg.max_message_size) {
+        m->too_big = 1;
+        return reply(ctx, m, "552", "5.3.4", SMFIS_REJECT,
+                     "message too big for the encrypted list %s (limit %llu bytes)", m->list,
+                     (unsigned long long)cfg.max_message_size);
+    }
+    if (spool_write(m, chunk, len))
+        return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                     "recrypt: cannot spool the message, try again later");
+    return SMFIS_CONTINUE;
+}
+
+/* ---- end of message ---- */
+
+static void marker_mac(char out[64], const uint8_t list_id[32], const rc_envelope *env)
+{
+    uint8_t in[32 + 32 + 32], mac[32];
+    crypto_generichash_blake2b_state st;
+    uint8_t personal[16] = {0}, salt[16] = {0};
+    memcpy(personal, RC_L_PROCESSED, strlen(RC_L_PROCESSED));
+    memcpy(in, list_id, 32);
+    memcpy(in + 32, env->E, 32);
+    memcpy(in + 64, env->KC, 32);
+    crypto_generichash_blake2b_init_salt_personal(&st, D->mark_secret, 32, sizeof mac, salt,
+                                                  personal);
+    crypto_generichash_blake2b_update(&st, in, sizeof in);
+    crypto_generichash_blake2b_final(&st, mac, sizeof mac);
+    sodium_bin2base64(out, 64, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* Is the spooled message in the recrypt form at all (else: plaintext)? */
+static int looks_sealed(int fd)
+{
+    char buf[16384];
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    for (char *p = buf; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return strstr(buf, "multipart/encrypted") && strstr(buf, RC_MIME_PROTOCOL);
+}
+
+typedef struct {
+    rc_store_reader *rd;
+    const uint8_t *list_id;
+    uint64_t before;
+    char (*rcpt)[RC_ADDR_MAX + 1];
+    size_t n, cap;
+    int failed;
+} rcpt_collect;
+
+/* Recipients: active members with a device enrolled before the post's date. */
+static int collect_rcpt(void *ctx, const rc_store_device *d)
+{
+    rcpt_collect *rc = ctx;
+    rc_store_member mem;
+    if (d->enrolled_at >= rc->before)
+        return 0;
+    for (size_t i = 0; i < rc->n; i++)
+        if (!strcmp(rc->rcpt[i], d->member))
+            return 0;
+    if (rc_store_get_member(rc->rd, rc->list_id, d->member, &mem, NULL) != 0 ||
+        mem.status != RC_STATUS_ACTIVE)
+        return 0;
+    if (rc->n == rc->cap) {
+        size_t ncap = rc->cap ? rc->cap * 2 : 16;
+        void *p = realloc(rc->rcpt, ncap * sizeof *rc->rcpt);
+        if (!p) {
+            rc->failed = 1;
+            return 1;
+        }
+        rc->rcpt = p;
+        rc->cap = ncap;
+    }
+    snprintf(rc->rcpt[rc->n++], RC_ADDR_MAX + 1, "%s", d->member);
+    return 0;
+}
+
+static int members_only_ok(rc_store_reader *rd, const uint8_t *list_id, const msg_state *m)
+{
+    rc_store_member mem;
+    const char *who[2] = {m->sender, m->from};
+    for (int i = 0; i < 2; i++)
+        if (who[i][0] && rc_store_get_member(rd, list_id, who[i], &mem, NULL) == 0 &&
+            mem.status == RC_STATUS_ACTIVE)
+            return 1;
+    return 0;
+}
+
+/* Tell the MTA: new body, recipients, sender, headers. */
+static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list *l,
+                   const rc_statement *st, const char *marker, char (*rcpt)[RC_ADDR_MAX + 1],
+                   size_t n_rcpt, int keep_body)
+{
+    if (!keep_body) {
+        uint8_t *buf = malloc(BODY_CHUNK);
+        if (!buf || lseek(body_fd, 0, SEEK_SET) != 0) {
+            free(buf);
+            return -1;
+        }
+        ssize_t got;
+        /* All replacebody calls back to back, nothing in between. */
+        while ((got = read(body_fd, buf, BODY_CHUNK)) > 0)
+            if (smfi_replacebody(ctx, buf, (int)got) != MI_SUCCESS) {
+                free(buf);
+                return -1;
+            }
+        free(buf);
+        if (got < 0)
+            return -1;
+    }
+    if (smfi_delrcpt(ctx, m->list_rcpt) != MI_SUCCESS)
+        return -1;
+    for (size_t i = 0; i < n_rcpt; i++) {
+        char a[MAX_RCPT_LEN];
+        snprintf(a, sizeof a, "<%s>", rcpt[i]);
+        if (smfi_addrcpt(ctx, a) != MI_SUCCESS)
+            return -1;
+    }
+    char bounce[MAX_RCPT_LEN];
+    snprintf(bounce, sizeof bounce, "<%s>", l->bounce);
+    if (smfi_chgfrom(ctx, bounce, NULL) != MI_SUCCESS)
+        return -1;
+    /* Headers of ours that came in are removed, ours added. */
+    for (int i = m->n_list_key; i > 0; i--)
+        if (smfi_chgheader(ctx, RC_HDR_LIST_KEY, i, NULL) != MI_SUCCESS)
+            return -1;
+    for (int i = m->n_processed; i > 0; i--)
+        if (smfi_chgheader(ctx, HDR_PROCESSED, i, NULL) != MI_SUCCESS)
+            return -1;
+    for (int i = m->n_list_id; i > 0; i--)
+        if (smfi_chgheader(ctx, "List-Id", i, NULL) != MI_SUCCESS)
+            return -1;
+    for (int i = m->n_list_post; i > 0; i--)
+        if (smfi_chgheader(ctx, "List-Post", i, NULL) != MI_SUCCESS)
+            return -1;
+    char v[RC_KEYSTR_MAX + 64], id[RC_ADDR_MAX + 8];
+    snprintf(id, sizeof id, "<%s>", l->address);
+    char *at = strchr(id, '@');
+    if (at)
+        *at = '.';
+    snprintf(v, sizeof v, "<mailto:%s>", l->address);
+    if (smfi_addheader(ctx, "List-Id", id) != MI_SUCCESS ||
+        smfi_addheader(ctx, "List-Post", v) != MI_SUCCESS)
+        return -1;
+    if (st) {
+        char key[RC_KEYSTR_MAX];
+        if (rc_statement_encode(key, sizeof key, st, NULL) != 0)
+            return -1;
+        /* Folded: continuation lines of at most 75 characters. */
+        size_t o = 0, len = strlen(key);
+        for (size_t i = 0; i < len; i += 72) {
+            if (i)
+                o += (size_t)snprintf(v + o, sizeof v - o, "\n ");
+            o += (size_t)snprintf(v + o, sizeof v - o, "%.72s", key + i);
+        }
+        if (smfi_addheader(ctx, RC_HDR_LIST_KEY, v) != MI_SUCCESS)
+            return -1;
+    }
+    if (marker && smfi_addheader(ctx, HDR_PROCESSED, (char *)marker) != MI_SUCCESS)
+        return -1;
+    return 0;
+}
+
+static int body_sink(void *ctx, const uint8_t *p, size_t n)
+{
+    return rc_fd_sink(ctx, p, n);
+}
+
+static sfsistat process(SMFICTX *ctx, msg_state *m)
+{
+    config cfg;
+    rc_error err;
+    rc_mail *mail = NULL;
+    rc_store_reader *rd = NULL;
+    rc_store_list l;
+    rc_store_epoch ep;
+    rc_device_entry *entries = NULL;
+    rcpt_collect rc_ = {0};
+    int out = -1, recorded = 0;
+    size_t n_entries = 0, n_stanzas = 0;
+    sfsistat st = SMFIS_TEMPFAIL;
+    uint64_t now = (uint64_t)time(NULL);
+    read_config(&cfg);
+
+    if (rc_store_reader_begin(D->store, &rd, &err) != 0 ||
+        rc_store_get_list(rd, m->list, &l, &err) != 0) {
+        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                   "recrypt: membership store unavailable, try again later");
+        goto done;
+    }
+    /* Plaintext posts. */
+    if (!looks_sealed(m->spool)) {
+        COUNT(n_plaintext);
+        if (cfg.plaintext_policy == PLAINTEXT_REJECT) {
+            rc_store_epoch cur;
+            char key[RC_KEYSTR_MAX] = "";
+            if (rc_store_get_epoch(rd, l.list_id, l.current_epoch, &cur, NULL) == 0)
+                rc_statement_encode(key, sizeof key, &cur.statement, NULL);
+            smfi_setmlreply(ctx, "550", "5.7.1",
+                            "recrypt: this list accepts only encrypted posts.",
+                            "Seal the message with: recrypt seal --to LISTKEY",
+                            "(the list key is in the Recrypt-List-Key header of any list",
+                            "message, or ask the list owner). The current list key is:", key,
+                            NULL);
+            log_msg(LOG_LEVEL_NOTICE, m->qid, "550 5.7.1 plaintext post to %s refused", m->list);
+            COUNT(n_refused);
+            st = SMFIS_REJECT;
+            goto done;
+        }
+    } else if (rc_mail_parse(&mail, m->spool, &err) != 0) {
+        st = reply(ctx, m, "554", "5.6.0", SMFIS_REJECT, "malformed recrypt message: %s",
+                   err.msg);
+        goto done;
+    }
+
+    if (mail) {
+        const rc_envelope *env = rc_mail_envelope(mail);
+        /* Already processed by this service: pass unchanged. */
+        if (m->n_processed) {
+            char want[64];
+            marker_mac(want, l.list_id, env);
+            if (m->n_processed == 1 && sodium_memcmp(want, m->marker, 43) == 0 &&
+                strlen(m->marker) == 43) {
+                log_msg(LOG_LEVEL_INFO, m->qid, "list=%s: already processed here, passed",
+                        m->list);
+                COUNT(n_passed);
+                st = SMFIS_ACCEPT;
+                goto done;
+            }
+        }
+        if (rc_mail_stanza_count(mail)) {
+            st = reply(ctx, m, "554", "5.7.1", SMFIS_REJECT,
+                       "the post already carries stanzas but no valid processing mark");
+            goto done;
+        }
+        if (rc_store_get_epoch(rd, l.list_id, env->epoch, &ep, &err) != 0) {
+            st = reply(ctx, m, "550", "5.7.0", SMFIS_REJECT,
+                       "sealed for epoch %llu, which list %s does not have (current epoch "
+                       "%llu): get the current list key",
+                       (unsigned long long)env->epoch, l.address,
+                       (unsigned long long)l.current_epoch);
+            goto done;
+        }
+        if (ep.grace_until && ep.grace_until < now) {
+            st = reply(ctx, m, "550", "5.7.0", SMFIS_REJECT,
+                       "the list key of epoch %llu of %s is no longer accepted: seal with the "
+                       "current list key (epoch %llu, in the Recrypt-List-Key header of list "
+                       "messages)",
+                       (unsigned long long)env->epoch, l.address,
+                       (unsigned long long)l.current_epoch);
+            goto done;
+        }
+        int crc = rc_mail_check_post(mail, l.address, env->epoch, ep.statement.A, now,
+                                     cfg.freshness_window, cfg.future_skew, &err);
+        if (crc == RC_E_POLICY && strstr(err.msg, "another list")) {
+            st = reply(ctx, m, "550", "5.7.1", SMFIS_REJECT, "%s", err.msg);
+            goto done;
+        }
+        if (crc == RC_E_POLICY) {
+            st = reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", err.msg);
+            goto done;
+        }
+        if (crc) {
+            st = reply(ctx, m, "554", "5.7.1", SMFIS_REJECT, "%s", err.msg);
+            goto done;
+        }
+    } else if (rc_store_get_epoch(rd, l.list_id, l.current_epoch, &ep, &err) != 0) {
+        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: store inconsistent");
+        goto done;
+    }
+
+    if (cfg.posting_policy == POSTING_MEMBERS && !members_only_ok(rd, l.list_id, m)) {
+        st = reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
+                   "%s accepts posts from members only (judged on the envelope sender and "
+                   "From, which can be forged; members' signatures are what readers trust)",
+                   l.address);
+        goto done;
+    }
+
+    /* Recipients and entries. */
+    rc_.rd = rd;
+    rc_.list_id = l.list_id;
+    rc_.before = mail ? rc_mail_date(mail) : UINT64_MAX;
+    if (rc_store_each_device(rd, l.list_id, ep.epoch, collect_rcpt, &rc_, &err) != 0 ||
+        rc_.failed) {
+        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the members");
+        goto done;
+    }
+    if (rc_.n == 0) {
+        st = reply(ctx, m, "550", "5.2.1", SMFIS_REJECT,
+                   "list %s has no active member who can read this post", l.address);
+        goto done;
+    }
+    if (mail && rc_store_recrypt_entries(rd, D->svc, l.list_id, ep.epoch, &entries, &n_entries,
+                                         &err) != 0) {
+        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the entries");
+        goto done;
+    }
+    if ((uint64_t)(n_entries ? n_entries : 1) * rc_.n > cfg.max_fanout) {
+        st = reply(ctx, m, "552", "5.5.3", SMFIS_REJECT,
+                   "list %s is too large for one post (%zu devices, %zu addresses; limit %llu)",
+                   l.address, n_entries, rc_.n, (unsigned long long)cfg.max_fanout);
+        goto done;
+    }
+
+    char marker[64];
+    if (mail) {
+        int seen = 0;
+        const rc_envelope *env = rc_mail_envelope(mail);
+        if (rc_store_delivered_check_add(D->store, env->E, now, cfg.freshness_window, &seen,
+                                         &err) != 0) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: replay cache: %s",
+                       err.msg);
+            goto done;
+        }
+        if (seen) {
+            log_msg(LOG_LEVEL_NOTICE, m->qid,
+                    "list=%s epoch=%llu: this post was delivered before (retry or replay): "
+                    "accepted and discarded",
+                    l.address, (unsigned long long)env->epoch);
+            COUNT(n_replays);
+            st = SMFIS_DISCARD;
+            goto done;
+        }
+        recorded = 1;
+        config c2 = cfg;
+        if (spool_open_fd(&out, &c2) != 0 ||
+            rc_mail_write_recrypted_body(mail, entries, n_entries, 1, body_sink, &out,
+                                         &n_stanzas, &err) != 0) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot recrypt: %s",
+                       err.msg[0] ? err.msg : "spool");
+            goto done;
+        }
+        marker_mac(marker, l.list_id, env);
+    }
+    if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, rc_.rcpt, rc_.n,
+                mail == NULL) != 0) {
+        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                   "recrypt: the MTA refused a change, try again later");
+        goto done;
+    }
+    if (!mail && smfi_addheader(ctx, "Recrypt-Encrypted", "no (plaintext post, delivered as it came)") !=
+                     MI_SUCCESS) {
+        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot mark the post");
+        goto done;
+    }
+    recorded = 0; /* delivered: keep E in the replay cache */
+    if (mail) {
+        COUNT(n_recrypted);
+        __atomic_add_fetch(&D->n_stanzas, n_stanzas, __ATOMIC_RELAXED);
+    }
+    log_msg(LOG_LEVEL_INFO, m->qid, "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu: %s",
+            l.address, (unsigned long long)ep.epoch, n_stanzas, rc_.n,
+            (unsigned long long)m->size, mail ? "recrypted" : "plaintext fan-out");
+    st = SMFIS_CONTINUE;
+done:
+    if (recorded && mail)
+        rc_store_delivered_forget(D->store, rc_mail_envelope(mail)->E, NULL);
+    if (out >= 0)
+        close(out);
+    rc_secret_free(entries);
+    free(rc_.rcpt);
+    rc_store_reader_end(rd);
+    rc_mail_free(mail);
+    return st;
+}
+
+static sfsistat cb_eom(SMFICTX *ctx)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    msg_state *m = &c->m;
+    set_qid(ctx, m);
+    if (!m->protected_list)
+        return SMFIS_CONTINUE;
+    sfsistat st = process(ctx, m);
+    msg_reset(m);
+    return st;
+}
+
+static sfsistat cb_abort(SMFICTX *ctx)
+{
+    conn_state *c = conn(ctx);
+    if (c)
+        msg_reset(&c->m);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_close(SMFICTX *ctx)
+{
+    conn_state *c = conn(ctx);
+    if (c) {
+        msg_reset(&c->m);
+        free(c);
+        smfi_setpriv(ctx, NULL);
+    }
+    return SMFIS_CONTINUE;
+}
+
+static struct smfiDesc desc = {
+    "recrypt",
+    SMFI_VERSION,
+    SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |
+        SMFIF_CHGFROM,
+    cb_connect,
+    NULL, /* helo */
+    cb_envfrom,
+    cb_envrcpt,
+    cb_header,
+    cb_eoh,
+    cb_body,
+    cb_eom,
+    cb_abort,
+    cb_close,
+    NULL, /* unknown */
+    NULL, /* data */
+    NULL, /* negotiate */
+};
+
+struct smfiDesc *milter_description(void)
+{
+    return &desc;
+}

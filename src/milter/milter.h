@@ -1,0 +1,35 @@
+/*
+ * milter.h - the libmilter side of recrypt-milter: callbacks, per-connection
+ * and per-message state, and the end-of-message recryption (milter.c).
+ * main.c owns the daemon: it fills a daemon_ctx before smfi_main and swaps
+ * the config on reload through daemon_config_*.
+ */
+#ifndef RECRYPT_MILTER_MILTER_H
+#define RECRYPT_MILTER_MILTER_H
+
+#include <pthread.h>
+#include <libmilter/mfapi.h>
+#include <recrypt/recrypt.h>
+#include "config.h"
+#include "store.h"
+
+typedef struct {
+    pthread_rwlock_t lock; /* guards cfg (reload swaps it) */
+    config cfg;
+    rc_store *store;          /* opened read-write (the replay cache) */
+    rc_service_secret *svc;   /* guarded memory; opened before dropping privileges */
+    uint8_t mark_secret[32];  /* for the Recrypt-Processed marker */
+    /* counters (atomic) */
+    unsigned long n_recrypted, n_stanzas, n_refused, n_tempfail, n_replays, n_passed,
+        n_plaintext;
+} daemon_ctx;
+
+/* The daemon's state for the callbacks (libmilter gives callbacks no other
+ * way to reach it). Set once before smfi_main. */
+void milter_set_daemon(daemon_ctx *d);
+/* The callback table for smfi_register. */
+struct smfiDesc *milter_description(void);
+/* Log the counters (SIGUSR2). */
+void milter_log_counters(void);
+
+#endif

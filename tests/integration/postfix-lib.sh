@@ -1,0 +1,423 @@
+# Helpers for the integration tests against a real Postfix on loopback.
+# Sourced by tests/integration/test_*.sh (bash), after tests/cli/lib.sh if
+# the test wants its helpers (then $T is that one's directory).
+#
+# Everything lives under one temporary directory $T, removed at exit: a
+# private Postfix instance (its own config directory, queue, data directory,
+# log file and maildirs), the milter's config, store and spool. Servers
+# listen on 127.0.0.1 only, on free ports picked at random; nothing is sent
+# off the machine (default_transport is error:) and no DNS lookup is made.
+#
+# Needs: root (Postfix starts as root), Debian's postfix (postfix, postconf,
+# smtp-sink), swaks or python3, script (util-linux).
+#
+#   pf_mailbox ADDRESS...      give these addresses a maildir (call before pf_start)
+#   pf_start [nomilter]        start the instance (with smtpd_milters unless nomilter)
+#   pf_stop                    stop it and wait until its master is gone
+#   pf_maildir ADDRESS         the maildir new/ directory of an address
+#   pf_count ADDRESS           messages in that new/ directory
+#   pf_wait_delivered N ADDRESS TIMEOUT   wait until it holds >= N messages
+#   pf_queue_empty_wait TIMEOUT           wait until no message is in flight
+#   pf_grep_queue PATTERN      files of the queue that hold PATTERN (status 0 if any)
+#   pf_log                     the instance's log file
+#   milter_start CONFIG        run recrypt-milter -f -c CONFIG, wait for its socket
+#   milter_config FILE [Name value]...    write a config (defaults below)
+#   milter_stop                SIGTERM, wait
+#   send_mail FROM RCPT... FILE           SMTP to the instance; transcript in $SMTP_OUT
+#   smtp_replied PATTERN       the last transcript has a server reply matching PATTERN
+#   leak_watch_start PATTERN / leak_watch_stop   poll queue and milter spool
+#                              (and the milter's open files) for PATTERN meanwhile
+#   free_port                  a free TCP port on 127.0.0.1
+
+_pf_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RECRYPT_MILTER=${RECRYPT_MILTER:-$_pf_root/build/src/milter/recrypt-milter}
+POSTFIX=${POSTFIX:-$(command -v postfix || echo /usr/sbin/postfix)}
+POSTCONF=${POSTCONF:-$(command -v postconf || echo /usr/sbin/postconf)}
+
+if [ -z "${T:-}" ]; then
+  T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-it.XXXXXX")
+fi
+# Postfix daemons (user postfix) and the virtual delivery agent (user
+# nobody) must reach their directories under $T.
+chmod 711 "$T"
+
+PF_DIR=$T/postfix          # config directory: main.cf, master.cf
+PF_QUEUE=$T/queue
+PF_DATA=$T/pfdata
+PF_LOGDIR=$T/log
+PF_LOG=$PF_LOGDIR/postfix.log
+PF_MAIL=$T/mail
+PF_VMAILBOX=$T/vmailbox
+PF_ACCESS=$T/rcpt_access
+PF_DOMAIN=${PF_DOMAIN:-example.org}
+MILTER_SPOOL=$T/spool
+MILTER_LOG=$T/milter.log
+SMTP_OUT=$T/smtp.out
+MILTER_PID=
+_pf_started=0
+_leak_pid=
+
+: >"$PF_VMAILBOX"
+: >"$PF_ACCESS"
+
+_pf_cleanup() {
+  local rc=$?
+  leak_watch_stop 2>/dev/null || true
+  milter_stop 2>/dev/null || true
+  [ "$_pf_started" = 1 ] && { pf_stop >/dev/null 2>&1 || true; }
+  if [ -n "${PF_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
+  exit $rc
+}
+trap _pf_cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PF_PORT=${PF_PORT:-$(free_port)}
+MILTER_PORT=${MILTER_PORT:-$(free_port)}
+while [ "$MILTER_PORT" = "$PF_PORT" ]; do MILTER_PORT=$(free_port); done
+
+# _port_open PORT: something accepts connections on 127.0.0.1:PORT.
+_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pf_mailbox() {
+  local a
+  for a in "$@"; do
+    a=${a,,}
+    echo "$a ${a#*@}/${a%@*}/" >>"$PF_VMAILBOX"
+  done
+}
+pf_maildir() { local a=${1,,}; echo "$PF_MAIL/${a#*@}/${a%@*}/new"; }
+pf_count() {
+  local d
+  d=$(pf_maildir "$1")
+  [ -d "$d" ] || { echo 0; return; }
+  find "$d" -type f | wc -l
+}
+pf_log() { echo "$PF_LOG"; }
+
+_pf_write_config() {
+  local milter=$1 uid gid
+  uid=$(id -u nobody) gid=$(id -g nobody)
+  mkdir -p "$PF_DIR" "$PF_QUEUE" "$PF_DATA" "$PF_LOGDIR" "$PF_MAIL"
+  chown postfix "$PF_DATA"
+  chmod 700 "$PF_DATA"
+  chown "$uid:$gid" "$PF_MAIL"
+  chmod 700 "$PF_MAIL"
+  cat >"$PF_DIR/main.cf" <<EOF
+# Private test instance (tests/integration/postfix-lib.sh).
+compatibility_level = 3.6
+queue_directory = $PF_QUEUE
+data_directory = $PF_DATA
+maillog_file = $PF_LOG
+maillog_file_prefixes = $PF_LOGDIR
+myhostname = mx.$PF_DOMAIN
+mydomain = $PF_DOMAIN
+myorigin = \$myhostname
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+relayhost =
+# Nothing leaves this machine, and nothing looks up DNS.
+default_transport = error:5.7.0 test instance delivers to $PF_DOMAIN only
+relay_transport = error:5.7.0 test instance delivers to $PF_DOMAIN only
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+lmtp_host_lookup = native
+smtpd_peername_lookup = no
+notify_classes =
+biff = no
+smtpd_banner = \$myhostname ESMTP recrypt-test
+# Maildirs.
+virtual_mailbox_domains = $PF_DOMAIN
+virtual_mailbox_base = $PF_MAIL
+virtual_mailbox_maps = texthash:$PF_VMAILBOX
+virtual_uid_maps = static:$uid
+virtual_gid_maps = static:$gid
+virtual_mailbox_limit = 0
+mailbox_size_limit = 0
+message_size_limit = 104857600
+smtpd_recipient_restrictions = check_recipient_access texthash:$PF_ACCESS, permit_mynetworks, reject_unauth_destination
+# Quick retries and bounces.
+queue_run_delay = 5s
+minimal_backoff_time = 5s
+maximal_backoff_time = 10s
+bounce_queue_lifetime = 1h
+EOF
+  if [ "$milter" = yes ]; then
+    cat >>"$PF_DIR/main.cf" <<EOF
+smtpd_milters = inet:127.0.0.1:$MILTER_PORT
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6
+EOF
+  fi
+  # Every service runs without chroot from this directory; only the smtp
+  # listener on 127.0.0.1:PF_PORT.
+  cat >"$PF_DIR/master.cf" <<EOF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+}
+
+# pf_start [nomilter]: start the instance; on failure show why (Postfix
+# prints its fatal: line only on a terminal, hence script) and return 1.
+pf_start() {
+  local milter=yes
+  [ "${1:-}" = nomilter ] && milter=no
+  _pf_write_config "$milter"
+  local out=$T/pf-start.out rc=0
+  script -qec "'$POSTFIX' -c '$PF_DIR' start" /dev/null >"$out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ] || grep -q 'fatal:' "$out"; then
+    echo "pf_start: postfix refused to start (exit $rc):" >&2
+    tr -d '\r' <"$out" | sed 's/^/  /' >&2
+    [ -f "$PF_LOG" ] && grep -E 'fatal|error|panic' "$PF_LOG" | tail -5 | sed 's/^/  log: /' >&2
+    return 1
+  fi
+  _pf_started=1
+  local i
+  for i in $(seq 1 100); do
+    _port_open "$PF_PORT" && return 0
+    sleep 0.1
+  done
+  echo "pf_start: nothing answers on 127.0.0.1:$PF_PORT after 10 s" >&2
+  [ -f "$PF_LOG" ] && tail -20 "$PF_LOG" | sed 's/^/  log: /' >&2
+  return 1
+}
+
+_pf_master_pid() {
+  local f=$PF_QUEUE/pid/master.pid
+  [ -f "$f" ] && tr -d ' \n' <"$f"
+}
+
+pf_stop() {
+  [ "$_pf_started" = 1 ] || return 0
+  local pid
+  pid=$(_pf_master_pid || true)
+  "$POSTFIX" -c "$PF_DIR" stop >/dev/null 2>&1 || true
+  if [ -n "$pid" ]; then
+    local i
+    for i in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      "$POSTFIX" -c "$PF_DIR" abort >/dev/null 2>&1 || true
+      sleep 0.5
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+  _pf_started=0
+}
+
+# pf_wait_delivered N ADDRESS TIMEOUT: 0 once the maildir holds >= N messages.
+pf_wait_delivered() {
+  local n=$1 addr=$2 timeout=${3:-20} end
+  end=$((SECONDS + timeout))
+  while [ "$(pf_count "$addr")" -lt "$n" ]; do
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.2
+  done
+}
+
+# Messages in flight (not counting the hold queue).
+_pf_in_flight() {
+  local d n=0
+  for d in maildrop incoming active deferred; do
+    [ -d "$PF_QUEUE/$d" ] && n=$((n + $(find "$PF_QUEUE/$d" -type f | wc -l)))
+  done
+  echo "$n"
+}
+
+# pf_queue_empty_wait TIMEOUT: 0 once no message is in flight.
+pf_queue_empty_wait() {
+  local timeout=${1:-20} end
+  end=$((SECONDS + timeout))
+  while [ "$(_pf_in_flight)" -ne 0 ]; do
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.2
+  done
+}
+
+# pf_grep_queue PATTERN: print the queue files holding PATTERN (fixed
+# string); status 0 if there is one. Sockets and FIFOs are skipped.
+pf_grep_queue() {
+  local d dirs=()
+  for d in maildrop incoming active deferred hold corrupt saved bounce defer trace; do
+    [ -d "$PF_QUEUE/$d" ] && dirs+=("$PF_QUEUE/$d")
+  done
+  [ ${#dirs[@]} -gt 0 ] || return 1
+  grep -rlaF -D skip -- "$1" "${dirs[@]}" 2>/dev/null
+}
+
+# _milter_grep PATTERN: files in the milter's spool, or open in the milter
+# (its spool files are unlinked at once), holding PATTERN.
+_milter_grep() {
+  local hit=1 f
+  if [ -d "$MILTER_SPOOL" ] && grep -rlaF -D skip -- "$1" "$MILTER_SPOOL" 2>/dev/null; then hit=0; fi
+  if [ -n "$MILTER_PID" ] && [ -d "/proc/$MILTER_PID/fd" ]; then
+    for f in /proc/"$MILTER_PID"/fd/*; do
+      [ -f "$f" ] || continue
+      if grep -qaF -- "$1" "$f" 2>/dev/null; then
+        echo "$f -> $(readlink "$f")"
+        hit=0
+      fi
+    done
+  fi
+  return $hit
+}
+
+# leak_watch_start PATTERN: a background poller that records in
+# $T/leaks every queue file or milter spool file seen holding PATTERN.
+leak_watch_start() {
+  leak_watch_stop
+  : >"$T/leaks"
+  (
+    trap 'exit 0' TERM
+    while :; do
+      pf_grep_queue "$1" >>"$T/leaks" || true
+      _milter_grep "$1" >>"$T/leaks" || true
+      sleep 0.05
+    done
+  ) &
+  _leak_pid=$!
+}
+leak_watch_stop() {
+  [ -n "$_leak_pid" ] || return 0
+  kill "$_leak_pid" 2>/dev/null || true
+  wait "$_leak_pid" 2>/dev/null || true
+  _leak_pid=
+}
+
+# milter_config FILE [Name value]...: the test config, plus or overriding
+# the given settings.
+milter_config() {
+  local file=$1; shift
+  mkdir -p "$MILTER_SPOOL"
+  chmod 700 "$MILTER_SPOOL"
+  {
+    echo "# recrypt-milter test config (tests/integration/postfix-lib.sh)"
+    echo "Socket inet:$MILTER_PORT@127.0.0.1"
+    echo "Database ${MILTER_DB:-$T/db}"
+    echo "Syslog no"
+    echo "LogLevel debug"
+    echo "TemporaryDirectory $MILTER_SPOOL"
+    while [ $# -ge 2 ]; do echo "$1 $2"; shift 2; done
+  } >"$file"
+}
+
+# milter_start CONFIG: run the milter in the foreground (in the background
+# of this shell), its stderr in $MILTER_LOG; wait until it accepts.
+milter_start() {
+  local conf=$1
+  [ -x "$RECRYPT_MILTER" ] || { echo "milter_start: no milter at $RECRYPT_MILTER" >&2; return 1; }
+  "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
+  MILTER_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    if ! kill -0 "$MILTER_PID" 2>/dev/null; then
+      echo "milter_start: the milter exited:" >&2
+      tail -20 "$MILTER_LOG" | sed 's/^/  milter: /' >&2
+      MILTER_PID=
+      return 1
+    fi
+    _port_open "$MILTER_PORT" && return 0
+    sleep 0.1
+  done
+  echo "milter_start: nothing answers on 127.0.0.1:$MILTER_PORT after 10 s" >&2
+  tail -20 "$MILTER_LOG" | sed 's/^/  milter: /' >&2
+  return 1
+}
+
+milter_stop() {
+  [ -n "$MILTER_PID" ] || return 0
+  kill -TERM "$MILTER_PID" 2>/dev/null || true
+  local i
+  for i in $(seq 1 100); do
+    kill -0 "$MILTER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$MILTER_PID" 2>/dev/null && { echo "milter_stop: still running after 10 s; SIGKILL" >&2; kill -KILL "$MILTER_PID" 2>/dev/null || true; }
+  wait "$MILTER_PID" 2>/dev/null || true
+  MILTER_PID=
+}
+
+# send_mail FROM RCPT... FILE: one SMTP transaction to the instance. The
+# transcript goes to $SMTP_OUT: server replies on lines starting "<- " (or
+# "<** " for errors), as swaks writes them. Returns swaks' exit status
+# (0 all well, 24 no recipient accepted, 25 DATA refused, 26 message
+# refused after the final dot, ...).
+send_mail() {
+  local from=$1; shift
+  local n=$#
+  local file=${!n}
+  local rcpts=("${@:1:$((n - 1))}")
+  local rc=0
+  if command -v swaks >/dev/null 2>&1; then
+    local to
+    to=$(IFS=,; echo "${rcpts[*]}")
+    swaks --server 127.0.0.1 --port "$PF_PORT" --helo client.example.org \
+      --from "$from" --to "$to" --data "@$file" --timeout 60 --suppress-data \
+      >"$SMTP_OUT" 2>&1 || rc=$?
+  else
+    python3 - "$PF_PORT" "$from" "$file" "${rcpts[@]}" >"$SMTP_OUT" 2>&1 <<'EOF' || rc=$?
+import smtplib, sys
+port, sender, path, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+def show(code, msg, good):
+    for line in (msg.decode(errors="replace") or "").split("\n"):
+        print(("<-  " if good else "<** ") + "%d %s" % (code, line))
+s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=60)
+c, m = s.ehlo(); show(c, m, c == 250)
+c, m = s.mail(sender); show(c, m, c == 250)
+if c != 250: sys.exit(23)
+ok = 0
+for r in rcpts:
+    print(" -> RCPT TO:<%s>" % r)
+    c, m = s.rcpt(r); show(c, m, c in (250, 251)); ok += c in (250, 251)
+if not ok: sys.exit(24)
+c, m = s.docmd("DATA"); show(c, m, c == 354)
+if c != 354: sys.exit(25)
+data = open(path, "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+data = b"\r\n".join(b"." + l if l.startswith(b".") else l for l in data.split(b"\r\n"))
+if not data.endswith(b"\r\n"): data += b"\r\n"
+s.send(data + b".\r\n")
+c, m = s.getreply(); show(c, m, c == 250)
+s.quit()
+sys.exit(0 if c == 250 else 26)
+EOF
+  fi
+  return $rc
+}
+
+# smtp_replied PATTERN: a server reply of the last transaction matches the
+# extended regexp PATTERN (matched against "CODE TEXT").
+smtp_replied() {
+  sed -n 's/^<[-*~][-*~ ]* *//p' "$SMTP_OUT" | grep -qE -- "$1"
+}
+# smtp_replies: the server replies of the last transaction, one line each.
+smtp_replies() { sed -n 's/^<[-*~][-*~ ]* *//p' "$SMTP_OUT"; }

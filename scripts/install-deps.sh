@@ -8,6 +8,7 @@ PACKAGES=(
   libsodium-dev libgmime-3.0-dev liblmdb-dev libmilter-dev libcmocka-dev libdecaf-dev
   clang libclang-rt-14-dev
   python3
+  postfix swaks miltertest
 )
 
 missing=()
@@ -24,5 +25,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is only a test instance here: install it without configuring a
+# system mail service (the tests run private instances on loopback).
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

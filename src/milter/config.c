@@ -189,8 +189,8 @@ int config_load(config *c, const char *path, rc_error *err)
     if (!f)
         return rc_error_set(err, RC_E_IO, "cannot read the configuration %s: %s", path,
                             strerror(errno));
-    char line[4096];
-    int lineno = 0, rc = 0;
+    char line[4096], seen[32][32];
+    int lineno = 0, rc = 0, n_seen = 0;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         if (!strchr(line, '\n') && !feof(f)) {
@@ -219,6 +219,15 @@ int config_load(config *c, const char *path, rc_error *err)
             rc = rc_error_set(err, RC_E_FORMAT, "%s:%d: %s has no value", path, lineno, name);
             break;
         }
+        for (int i = 0; i < n_seen; i++)
+            if (!strcasecmp(seen[i], name)) {
+                rc = rc_error_set(err, RC_E_FORMAT, "%s:%d: %s is set twice", path, lineno, name);
+                break;
+            }
+        if (rc)
+            break;
+        if (n_seen < 32)
+            snprintf(seen[n_seen++], sizeof seen[0], "%s", name);
         const char *why = set(c, name, v);
         if (why)
             rc = rc_error_set(err, RC_E_FORMAT, "%s:%d: %s: %s", path, lineno, name, why);

@@ -248,7 +248,9 @@ int main(int argc, char **argv)
 
     const char *path = unix_path(D.cfg.socket);
     if (path && stale_socket(path, &err) != 0)
-        return fatal(EX_UNAVAILABLE, "%s", err.msg);
+        return fatal(err.code == RC_E_EXISTS && strstr(err.msg, "listening") ? EX_TEMPFAIL
+                                                                           : EX_CONFIG,
+                     "%s", err.msg);
     if (smfi_setconn(D.cfg.socket) != MI_SUCCESS)
         return fatal(EX_CONFIG, "Socket %s is not usable", D.cfg.socket);
     pthread_rwlock_init(&D.lock, NULL);
@@ -256,7 +258,7 @@ int main(int argc, char **argv)
     if (smfi_register(*milter_description()) != MI_SUCCESS)
         return fatal(EX_SOFTWARE, "smfi_register failed");
     if (smfi_opensocket(1) != MI_SUCCESS)
-        return fatal(EX_UNAVAILABLE, "cannot open the socket %s", D.cfg.socket);
+        return fatal(EX_TEMPFAIL, "cannot open the socket %s", D.cfg.socket);
 
     if (!foreground) {
         pid_t pid = fork();

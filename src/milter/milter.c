@@ -135,8 +135,9 @@ static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *
         if (*p == '%' || *p == '\r' || *p == '\n')
             *p = ' ';
     smfi_setreply(ctx, (char *)code, (char *)xcode, text);
-    log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_WARNING : LOG_LEVEL_NOTICE, m ? m->qid : NULL,
-            "%s %s %s", code, xcode, text);
+    log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE, m ? m->qid : NULL,
+            "list=%s verdict=%s reply=\"%s %s %s\"", m && m->list[0] ? m->list : "-",
+            st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", code, xcode, text);
     if (st == SMFIS_TEMPFAIL)
         COUNT(n_tempfail);
     else if (st == SMFIS_REJECT)
@@ -539,7 +540,10 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
                             "(the list key is in the Recrypt-List-Key header of any list",
                             "message, or ask the list owner). The current list key is:", key,
                             NULL);
-            log_msg(LOG_LEVEL_NOTICE, m->qid, "550 5.7.1 plaintext post to %s refused", m->list);
+            log_msg(LOG_LEVEL_NOTICE, m->qid,
+                    "list=%s verdict=rejected reply=\"550 5.7.1 plaintext post to an encrypted "
+                    "list\"",
+                    m->list);
             COUNT(n_refused);
             st = SMFIS_REJECT;
             goto done;
@@ -558,8 +562,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             marker_mac(want, l.list_id, env);
             if (m->n_processed == 1 && sodium_memcmp(want, m->marker, 43) == 0 &&
                 strlen(m->marker) == 43) {
-                log_msg(LOG_LEVEL_INFO, m->qid, "list=%s: already processed here, passed",
-                        m->list);
+                log_msg(LOG_LEVEL_INFO, m->qid,
+                        "list=%s epoch=%llu stanzas=0 recipients=0 verdict=passed", m->list,
+                        (unsigned long long)env->epoch);
                 COUNT(n_passed);
                 st = SMFIS_ACCEPT;
                 goto done;
@@ -651,9 +656,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             goto done;
         }
         if (seen) {
-            log_msg(LOG_LEVEL_NOTICE, m->qid,
-                    "list=%s epoch=%llu: this post was delivered before (retry or replay): "
-                    "accepted and discarded",
+            log_msg(LOG_LEVEL_INFO, m->qid,
+                    "list=%s epoch=%llu stanzas=0 recipients=0 verdict=duplicate (delivered "
+                    "before: a retry or a replay; accepted and discarded)",
                     l.address, (unsigned long long)env->epoch);
             COUNT(n_replays);
             st = SMFIS_DISCARD;
@@ -686,9 +691,10 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         COUNT(n_recrypted);
         __atomic_add_fetch(&D->n_stanzas, n_stanzas, __ATOMIC_RELAXED);
     }
-    log_msg(LOG_LEVEL_INFO, m->qid, "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu: %s",
-            l.address, (unsigned long long)ep.epoch, n_stanzas, rc_.n,
-            (unsigned long long)m->size, mail ? "recrypted" : "plaintext fan-out");
+    log_msg(LOG_LEVEL_INFO, m->qid,
+            "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu verdict=%s", l.address,
+            (unsigned long long)ep.epoch, n_stanzas, rc_.n, (unsigned long long)m->size,
+            mail ? "delivered" : "delivered-plaintext");
     st = SMFIS_CONTINUE;
 done:
     if (recorded && mail)

@@ -63,6 +63,7 @@ _leak_pid=
 _pf_cleanup() {
   local rc=$?
   leak_watch_stop 2>/dev/null || true
+  [ -n "$_deadline_pid" ] && kill "$_deadline_pid" 2>/dev/null
   milter_stop 2>/dev/null || true
   [ "$_pf_started" = 1 ] && { pf_stop >/dev/null 2>&1 || true; }
   if [ -n "${PF_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
@@ -155,6 +156,9 @@ smtpd_milters = inet:127.0.0.1:$MILTER_PORT
 non_smtpd_milters =
 milter_default_action = tempfail
 milter_protocol = 6
+milter_connect_timeout = 10s
+milter_command_timeout = 20s
+milter_content_timeout = 30s
 EOF
   fi
   # Every service runs without chroot from this directory; only the smtp
@@ -195,7 +199,11 @@ pf_start() {
   script -qec "'$POSTFIX' -c '$PF_DIR' start" /dev/null >"$out" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ] || grep -q 'fatal:' "$out"; then
     echo "pf_start: postfix refused to start (exit $rc):" >&2
-    tr -d '\r' <"$out" | sed 's/^/  /' >&2
+    if grep -q 'fatal:' "$out"; then
+      tr -d '\r' <"$out" | grep 'fatal:' | sed 's/^/  /' >&2
+    else
+      tr -d '\r' <"$out" | tail -15 | sed 's/^/  /' >&2
+    fi
     [ -f "$PF_LOG" ] && grep -E 'fatal|error|panic' "$PF_LOG" | tail -5 | sed 's/^/  log: /' >&2
     return 1
   fi
@@ -299,9 +307,10 @@ leak_watch_start() {
   : >"$T/leaks"
   (
     trap 'exit 0' TERM
+    exec >/dev/null 2>&1
     while :; do
-      pf_grep_queue "$1" >>"$T/leaks" || true
-      _milter_grep "$1" >>"$T/leaks" || true
+      pf_grep_queue "$1" >>"$T/leaks" 2>/dev/null || true
+      _milter_grep "$1" >>"$T/leaks" 2>/dev/null || true
       sleep 0.05
     done
   ) &
@@ -312,6 +321,20 @@ leak_watch_stop() {
   kill "$_leak_pid" 2>/dev/null || true
   wait "$_leak_pid" 2>/dev/null || true
   _leak_pid=
+}
+
+# pf_deadline SECONDS: end this test (SIGTERM to this shell, so the EXIT
+# trap cleans up) if it is still running after SECONDS.
+_deadline_pid=
+pf_deadline() {
+  local end=$((SECONDS + $1)) me=$$
+  (
+    trap 'exit 0' TERM
+    while [ "$SECONDS" -lt "$end" ]; do sleep 1; done
+    echo "FAIL - deadline: still running after $1 s; stopping" >&2
+    kill -TERM "$me"
+  ) >/dev/null &
+  _deadline_pid=$!
 }
 
 # milter_config FILE [Name value]...: the test config, plus or overriding
@@ -382,7 +405,7 @@ send_mail() {
     local to
     to=$(IFS=,; echo "${rcpts[*]}")
     swaks --server 127.0.0.1 --port "$PF_PORT" --helo client.example.org \
-      --from "$from" --to "$to" --data "@$file" --timeout 60 --suppress-data \
+      --from "$from" --to "$to" --data "@$file" --timeout 45 --suppress-data \
       >"$SMTP_OUT" 2>&1 || rc=$?
   else
     python3 - "$PF_PORT" "$from" "$file" "${rcpts[@]}" >"$SMTP_OUT" 2>&1 <<'EOF' || rc=$?
@@ -391,7 +414,7 @@ port, sender, path, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv
 def show(code, msg, good):
     for line in (msg.decode(errors="replace") or "").split("\n"):
         print(("<-  " if good else "<** ") + "%d %s" % (code, line))
-s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=60)
+s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=45)
 c, m = s.ehlo(); show(c, m, c == 250)
 c, m = s.mail(sender); show(c, m, c == 250)
 if c != 250: sys.exit(23)

@@ -1,0 +1,319 @@
+#!/bin/bash
+# Milter-protocol tests of recrypt-milter with miltertest (Debian package
+# `miltertest`): the edge cases that are hard to provoke through Postfix.
+# Sets up a store with recryptctl, seals posts with recrypt, starts the
+# milter on a loopback port and runs tests/milter/*.lua against it.
+#
+# miltertest 1.6.0 reads every reply of the filter into a 1024-byte stack
+# buffer, so a replaced body (SMFIR_REPLBODY chunks of up to 64 KiB) makes
+# it abort ("stack smashing detected"); it also cannot show reply codes
+# given at RCPT. So the scripts talk to the milter through a small relay
+# (python3, written below) that passes every packet on unchanged except the
+# body chunks: it keeps those in $T/out/QID.body and hands miltertest a
+# one-line stand-in. It also writes each packet the milter sent, one line
+# each, to $T/out/QID.log (QID: the "i" macro), where the scripts read the
+# reply codes and the sender change.
+#
+# Environment (CTest sets the first three): RECRYPT, RECRYPTCTL, RC_HARNESS,
+# RECRYPT_MILTER (default: the binaries of <repo>/build); RC_KEEP=1 keeps
+# the temporary directory (milter.log, out/, *.out) for a look.
+set -euo pipefail
+
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$_root/tests/milter
+RECRYPT=${RECRYPT:-$_root/build/src/client/recrypt}
+RECRYPTCTL=${RECRYPTCTL:-$_root/build/src/ctl/recryptctl}
+RC_HARNESS=${RC_HARNESS:-$_root/build/tests/rc-harness}
+RECRYPT_MILTER=${RECRYPT_MILTER:-$_root/build/src/milter/recrypt-milter}
+
+# Absolute paths: the test runs in its own directory.
+for v in RECRYPT RECRYPTCTL RC_HARNESS RECRYPT_MILTER; do
+  [ -x "${!v}" ] || { echo "FAIL - $v: ${!v} is not an executable"; echo "0 passed, 1 failed"; exit 1; }
+  printf -v "$v" '%s' "$(readlink -f "${!v}")"
+done
+for tool in miltertest python3 timeout; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-mt.XXXXXX")
+milter_pid= relay_pid=
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  [ -n "$milter_pid" ] && kill "$milter_pid" 2>/dev/null || true
+  if [ -n "${RC_KEEP:-}" ]; then echo "kept: $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+cd "$T"
+fails=0
+passes=0
+pass() { passes=$((passes + 1)); echo "ok - $*"; }
+failed() { fails=$((fails + 1)); echo "FAIL - $*"; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_port PORT: up to 10 s for something to listen on 127.0.0.1:PORT.
+wait_port() {
+  for _ in $(seq 100); do
+    python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+      "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---- the store: three lists, members, devices ----
+ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
+svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+ctl init >owner.pub 2>/dev/null
+for l in list empty two; do
+  ctl list create "$l@example.org" --service-key "$svc" --apply "$T/db" 2>/dev/null
+  ctl list key "$l@example.org" >"$l.key" 2>/dev/null
+done
+for d in alice bob-laptop bob-phone carol; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
+ctl member add list@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
+ctl member add list@example.org bob@example.org --device "$(cat bob-laptop.pub)" \
+  --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null
+ctl member add list@example.org carol@example.org --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
+ctl member suspend list@example.org carol@example.org --apply "$T/db" 2>/dev/null
+ctl member add two@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
+show=$("$RECRYPTCTL" show --db "$T/db" list@example.org)
+if grep -q '^  member alice@example.org active$' <<<"$show" && grep -q '^  member bob@example.org active$' <<<"$show" &&
+  grep -q '^  member carol@example.org suspended$' <<<"$show"; then
+  pass "store: alice and bob active, carol suspended"
+else
+  failed "store set-up: $show"
+  echo "$passes passed, $fails failed"
+  exit 1
+fi
+sleep 1 # devices get stanzas only for posts dated after their enrolment
+
+# ---- the posts ----
+MARKERS=()
+n=0
+# plain NAME [TO]: a plaintext message NAME.txt with a unique marker.
+plain() {
+  n=$((n + 1))
+  local marker="PLAINTEXT-MARKER-$1-$$-$RANDOM$RANDOM"
+  MARKERS+=("$marker")
+  printf 'From: Alice <alice@example.org>\nTo: %s\nSubject: %s subject %s\nDate: %s\nMessage-ID: <mt%s.%s.%s@example.org>\n\n%s\nsecond line of %s\n' \
+    "${2:-list@example.org}" "$1" "$marker" "$(date -R)" "$n" "$$" "$RANDOM" "$marker" "$1" >"$1.txt"
+}
+# sealed NAME KEYFILE [TO]: NAME.eml, sealed by alice to the list key.
+sealed() {
+  plain "$1" "${3:-list@example.org}"
+  dev alice seal --to "$2" <"$1.txt" >"$1.eml" 2>/dev/null || { failed "seal $1"; return 1; }
+}
+sealed post1 list.key
+sealed conn1 list.key
+sealed conn2 list.key
+plain ordinary nobody@example.org
+sealed abort1 list.key
+sealed abort2 list.key
+sealed abort3 list.key
+sealed processed list.key
+"$RC_HARNESS" recrypt-store "$T/db" list@example.org <processed.eml >recrypted.eml 2>/dev/null ||
+  failed "rc-harness recrypt-store (for the already-recrypted post)"
+sealed noone empty.key empty@example.org
+plain plaintext
+sealed replay list.key
+sealed other two.key
+sealed version list.key
+sed 's/^Version: 1$/Version: 2/' version.eml >garbled.eml
+cmp -s version.eml garbled.eml && failed "garbled post: no 'Version: 1' line to change"
+
+# ---- the milter, behind the relay ----
+mkdir -p spool out
+MPORT=$(free_port)
+cat >milter.conf <<CONF
+Socket inet:$MPORT@127.0.0.1
+Database $T/db
+Syslog no
+LogLevel debug
+TemporaryDirectory $T/spool
+CONF
+"$RECRYPT_MILTER" -f -c milter.conf 2>milter.log &
+milter_pid=$!
+wait_port "$MPORT" || { failed "the milter does not listen: $(cat milter.log)"; echo "$passes passed, $fails failed"; exit 1; }
+
+cat >relay.py <<'PY'
+# Relay between miltertest and the milter (see test_miltertest.sh).
+import os, re, socket, struct, sys, threading
+listen_port, milter_port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            return None
+        b += c
+    return b
+def packet(s):
+    h = recv_exact(s, 4)
+    if h is None:
+        return None
+    n = struct.unpack(">I", h)[0]
+    return recv_exact(s, n) if 0 < n < (1 << 26) else None
+def send(s, cmd, data):
+    s.sendall(struct.pack(">I", len(data) + 1) + cmd + data)
+class Conn:
+    def __init__(self):
+        self.qid = "NOQID"
+    def path(self, ext):
+        return os.path.join(out, re.sub(r"[^A-Za-z0-9_.-]", "_", self.qid) + ext)
+    def note(self, text):
+        with open(self.path(".log"), "a") as f:
+            f.write(text + "\n")
+def mta_side(c, mta, milter):
+    while True:
+        p = packet(mta)
+        if p is None:
+            break
+        cmd, data = p[:1], p[1:]
+        if cmd == b"D" and data[:1] == b"M":
+            parts = data[1:].split(b"\0")
+            for k, v in zip(parts[0::2], parts[1::2]):
+                if k in (b"i", b"{i}"):
+                    c.qid = v.decode("utf-8", "replace")
+        if cmd == b"E":
+            open(c.path(".body"), "wb").close()
+        send(milter, cmd, data)
+    milter.shutdown(socket.SHUT_WR)
+def milter_side(c, mta, milter):
+    while True:
+        p = packet(milter)
+        if p is None:
+            break
+        cmd, data = p[:1], p[1:]
+        if cmd == b"b":
+            with open(c.path(".body"), "ab") as f:
+                f.write(data)
+            c.note("b %d" % len(data))
+            data = b"[body chunk kept by the test relay]\r\n"
+        else:
+            text = data.replace(b"\0", b" ").replace(b"\r\n", b" / ").replace(b"\n", b"\\n").rstrip()
+            c.note(cmd.decode("latin-1") + " " + text.decode("utf-8", "replace"))
+        send(mta, cmd, data)
+    mta.close()
+def serve(mta):
+    try:
+        milter = socket.create_connection(("127.0.0.1", milter_port))
+    except OSError:
+        mta.close()
+        return
+    c = Conn()
+    t = threading.Thread(target=mta_side, args=(c, mta, milter), daemon=True)
+    t.start()
+    try:
+        milter_side(c, mta, milter)
+    except OSError:
+        pass
+    t.join(5)
+    milter.close()
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", listen_port))
+srv.listen(16)
+while True:
+    s, _ = srv.accept()
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+PY
+RPORT=$(free_port)
+python3 relay.py "$RPORT" "$MPORT" "$T/out" 2>relay.log &
+relay_pid=$!
+wait_port "$RPORT" || failed "the relay does not listen: $(cat relay.log)"
+
+export MT_SOCKET="inet:$RPORT@127.0.0.1" MT_LIB="$HERE/lib.lua" MT_OUT="$T/out" MT_DIR="$T"
+fds() { ls "/proc/$milter_pid/fd" 2>/dev/null | wc -l; }
+
+# run SCRIPT: run tests/milter/SCRIPT.lua; its "ok -"/"FAIL -" lines count.
+run() {
+  local script=$1 rc=0
+  MT_NAME=$script timeout 120 miltertest -s "$HERE/$script.lua" >"$script.out" 2>"$script.err" || rc=$?
+  local p f
+  p=$(grep -c '^ok - ' "$script.out" || true)
+  f=$(grep -c '^FAIL - ' "$script.out" || true)
+  sed -n 's/^\(ok\|FAIL\) - /&'"$script"': /p' "$script.out"
+  passes=$((passes + p))
+  fails=$((fails + f))
+  if [ "$rc" -ne 0 ]; then
+    failed "$script: miltertest exit $rc: $(tail -c 400 "$script.err" | tr '\n' ' ')"
+  elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+    failed "$script: no result"
+  fi
+  if ! kill -0 "$milter_pid" 2>/dev/null; then
+    failed "$script: the milter is gone: $(tail -n 5 milter.log | tr '\n' ' ')"
+    echo "$passes passed, $fails failed"
+    exit 1
+  fi
+}
+
+run recrypt            # 1
+fd_base=$(fds)
+run connection         # 2
+run abort              # 3
+run recipients         # 4
+run processed          # 5
+run no_member          # 6
+run plaintext          # 7
+run replay             # 8
+run other_list         # 9
+run version            # 10
+
+# The recrypted post opens for exactly alice's and bob's devices.
+if [ -s out/recrypt-1.eml ]; then
+  for d in alice bob-laptop bob-phone carol; do
+    want=yes
+    [ "$d" = carol ] && want=no
+    if dev "$d" open <out/recrypt-1.eml >"open-$d.txt" 2>"open-$d.err"; then got=yes; else got=no; fi
+    if [ "$got" != "$want" ]; then
+      failed "delivered post: $d opens=$got, expected $want ($(head -c 200 "open-$d.err"))"
+    elif [ "$got" = yes ] && ! tail -n +2 "open-$d.txt" | cmp -s - post1.txt; then
+      failed "delivered post: $d does not get the original message back"
+    else
+      pass "delivered post: $d $([ "$want" = yes ] && echo opens it || echo cannot open it)"
+    fi
+  done
+else
+  failed "delivered post: recrypt.lua wrote no out/recrypt-1.eml"
+fi
+
+# No file descriptor left open by the transactions (spool files, store).
+sleep 0.5
+fd_end=$(fds)
+[ "$fd_end" -le "$fd_base" ] && pass "no descriptor leaked ($fd_base after the first test, $fd_end at the end)" ||
+  failed "descriptors: $fd_base after the first test, $fd_end at the end: $(ls -l /proc/$milter_pid/fd 2>&1 | tail -n +2 | tr '\n' ' ')"
+leftover=$(ls spool | wc -l)
+[ "$leftover" -eq 0 ] && pass "TemporaryDirectory empty" || failed "TemporaryDirectory holds $leftover files"
+
+# Clean stop on SIGTERM.
+kill -TERM "$milter_pid"
+rc=0
+for _ in $(seq 100); do kill -0 "$milter_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$milter_pid" 2>/dev/null; then
+  failed "the milter is still running 10 s after SIGTERM"
+  kill -KILL "$milter_pid" 2>/dev/null || true
+else
+  wait "$milter_pid" || rc=$?
+  [ "$rc" -eq 0 ] && pass "SIGTERM: clean stop (exit 0)" || failed "SIGTERM: exit $rc"
+fi
+milter_pid=
+grep -q 'stopped' milter.log && pass "log says it stopped" || failed "no 'stopped' in the log"
+
+# The log: a line with the queue id for the recrypted post, no plaintext.
+grep -q 'recrypt-1.*list=list@example.org.*stanzas=3.*recipients=2' milter.log &&
+  pass "log: one line with queue id, list, stanzas, recipients" ||
+  failed "log: no line for recrypt-1 with list, stanzas=3, recipients=2"
+leak=0
+for m in "${MARKERS[@]}"; do
+  if grep -qF "$m" milter.log; then leak=1; failed "the milter's log holds the plaintext marker $m"; fi
+done
+[ "$leak" -eq 0 ] && pass "the milter's log holds no plaintext of any post (${#MARKERS[@]} markers)"
+
+if [ "$fails" -ne 0 ]; then
+  echo "--- milter log (last 60 lines)"
+  tail -n 60 milter.log
+fi
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]

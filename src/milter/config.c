@@ -226,8 +226,8 @@ int config_load(config *c, const char *path, rc_error *err)
             }
         if (rc)
             break;
-        if (n_seen < 32)
-            snprintf(seen[n_seen++], sizeof seen[0], "%s", name);
+        if (n_seen < 32 && strlen(name) < sizeof seen[0])
+            memcpy(seen[n_seen++], name, strlen(name) + 1);
         const char *why = set(c, name, v);
         if (why)
             rc = rc_error_set(err, RC_E_FORMAT, "%s:%d: %s: %s", path, lineno, name, why);

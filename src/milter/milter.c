@@ -43,14 +43,15 @@ void milter_log_counters(void)
 {
     log_msg(LOG_LEVEL_NOTICE, NULL,
             "counters: recrypted=%lu stanzas=%lu refused=%lu tempfail=%lu replays=%lu "
-            "passed=%lu plaintext=%lu",
+            "passed=%lu plaintext=%lu deferred-rcpt=%lu",
             __atomic_load_n(&D->n_recrypted, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_stanzas, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_refused, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_tempfail, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_replays, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_passed, __ATOMIC_RELAXED),
-            __atomic_load_n(&D->n_plaintext, __ATOMIC_RELAXED));
+            __atomic_load_n(&D->n_plaintext, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_deferred, __ATOMIC_RELAXED));
 }
 
 /* ---- state ---- */
@@ -135,10 +136,16 @@ static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *
         if (*p == '%' || *p == '\r' || *p == '\n')
             *p = ' ';
     smfi_setreply(ctx, (char *)code, (char *)xcode, text);
-    log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE, m ? m->qid : NULL,
-            "list=%s verdict=%s reply=\"%s %s %s\"", m && m->list[0] ? m->list : "-",
-            st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", code, xcode, text);
-    if (st == SMFIS_TEMPFAIL)
+    /* 452 4.5.3 at RCPT is the normal way to split a transaction, not a failure. */
+    int deferred = !strcmp(code, "452");
+    log_msg(st == SMFIS_TEMPFAIL && !deferred ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE,
+            m ? m->qid : NULL, "list=%s verdict=%s reply=\"%s %s %s\"",
+            m && m->list[0] ? m->list : "-",
+            deferred ? "deferred-rcpt" : st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", code,
+            xcode, text);
+    if (deferred)
+        COUNT(n_deferred);
+    else if (st == SMFIS_TEMPFAIL)
         COUNT(n_tempfail);
     else if (st == SMFIS_REJECT)
         COUNT(n_refused);
@@ -573,6 +580,11 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         if (rc_mail_stanza_count(mail)) {
             st = reply(ctx, m, "554", "5.7.1", SMFIS_REJECT,
                        "the post already carries stanzas but no valid processing mark");
+            goto done;
+        }
+        if (sodium_memcmp(env->list_id, l.list_id, RC_ID_BYTES) != 0) {
+            st = reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
+                       "the message was sealed for another list than %s", l.address);
             goto done;
         }
         if (rc_store_get_epoch(rd, l.list_id, env->epoch, &ep, &err) != 0) {

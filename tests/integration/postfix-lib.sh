@@ -62,6 +62,10 @@ _leak_pid=
 
 _pf_cleanup() {
   local rc=$?
+  # A test that stops through set -e says where (else it would end silently).
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -n "$_pf_err" ]; then
+    echo "FAIL - the test stopped early (exit $rc) at $_pf_err"
+  fi
   leak_watch_stop 2>/dev/null || true
   [ -n "$_deadline_pid" ] && kill "$_deadline_pid" 2>/dev/null
   milter_stop 2>/dev/null || true
@@ -69,6 +73,8 @@ _pf_cleanup() {
   if [ -n "${PF_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
   exit $rc
 }
+_pf_err=
+trap '_pf_err="line $LINENO: $BASH_COMMAND"' ERR
 trap _pf_cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -440,7 +446,8 @@ EOF
 # smtp_replied PATTERN: a server reply of the last transaction matches the
 # extended regexp PATTERN (matched against "CODE TEXT").
 smtp_replied() {
-  sed -n 's/^<[-*~][-*~ ]* *//p' "$SMTP_OUT" | grep -qE -- "$1"
+  # (grep reads all its input: no SIGPIPE for sed under pipefail)
+  smtp_replies | grep -E -- "$1" >/dev/null
 }
 # smtp_replies: the server replies of the last transaction, one line each.
 smtp_replies() { sed -n 's/^<[-*~][-*~ ]* *//p' "$SMTP_OUT"; }

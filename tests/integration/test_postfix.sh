@@ -43,6 +43,10 @@ ctl list key "$LIST" >list.key 2>/dev/null
 # The other list at the same epoch as this one: only its List-Id differs.
 ctl list rotate "$OTHER" --grace 0 --apply "$T/db" 2>/dev/null
 ctl list key "$OTHER" >other.key 2>/dev/null
+# A third list still at epoch 1 (an epoch this list no longer accepts).
+THIRD=third@example.org
+ctl list create "$THIRD" --service-key "$svc" --apply "$T/db" 2>/dev/null
+ctl list key "$THIRD" >third.key 2>/dev/null
 "$RECRYPTCTL" show --db "$T/db" "$LIST" >show.txt
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' show.txt)
 if [ "$(grep -c '^  member .* active$' show.txt)" -eq 4 ] && grep -q "^  member dave@$D suspended" show.txt &&
@@ -59,9 +63,9 @@ pf_mailbox alice@$D bob@$D carol@$D dave@$D erin@$D "$LIST" "$BOUNCE" "$OTHER" \
   poster@$D outsider@$D held@$D
 echo "held@$D HOLD" >"$PF_ACCESS"
 milter_config "$T/milter.conf"
-milter_start "$T/milter.conf" || { failed "milter starts"; finish; exit 1; }
+milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
 pass "milter starts and listens on 127.0.0.1:$MILTER_PORT"
-pf_start || { failed "postfix starts"; finish; exit 1; }
+pf_start || { failed "postfix starts"; finish || exit 1; }
 pass "postfix starts on 127.0.0.1:$PF_PORT with smtpd_milters"
 
 MARK="rcmark$RANDOM$RANDOM$RANDOM" # in every sealed post's plaintext only
@@ -75,12 +79,13 @@ msg() {
 seal() { dev poster seal --to "$1" <"$2" >"$3" 2>"$T/.seal" || failed "seal $2: $(cat "$T/.seal")"; }
 # headers FILE: the header block, one unfolded field per line.
 headers() {
-  tr -d '\r' <"$1" | awk '/^$/ {exit} /^[ \t]/ {sub(/^[ \t]+/, " "); h = h $0; next}
+  # (awk reads to the end: an early exit would SIGPIPE tr under pipefail)
+  tr -d '\r' <"$1" | awk 'body {next} /^$/ {body = 1; next} /^[ \t]/ {sub(/^[ \t]+/, " "); h = h $0; next}
     {if (h != "") print h; h = $0} END {if (h != "") print h}'
 }
-hval() { headers "$1" | { grep -i "^$2:" || true; } | sed 's/^[^:]*:[ \t]*//'; }
+hval() { { headers "$1" | grep -i "^$2:" | sed 's/^[^:]*:[ \t]*//'; } || true; }
 # (not the bounce mailbox: every post bounces for frank)
-ALL=(alice@$D bob@$D carol@$D dave@$D erin@$D "$LIST" "$OTHER" poster@$D outsider@$D)
+ALL=("alice@$D" "bob@$D" "carol@$D" "dave@$D" "erin@$D" "$LIST" "$OTHER" "poster@$D" "outsider@$D")
 counts() { local a; for a in "${ALL[@]}"; do echo "$a $(pf_count "$a")"; done; }
 settle() { pf_queue_empty_wait 20 || echo "  (queue not empty after 20 s)"; sleep 0.5; }
 # newest ADDRESS: the newest file in the address's maildir
@@ -197,10 +202,15 @@ seal other.key m4o.eml s4o.eml
 rc=0; send_mail poster@$D "$LIST" s4o.eml || rc=$?
 [ $rc -ne 0 ] && pass "4: post sealed for $OTHER sent to $LIST refused (swaks exit $rc)" ||
   failed "4: post sealed for another list accepted"
-expect_reply "4: post sealed for another list gets 550 5.7.1" '^55[04][ -]5\.7\.1'
-expect_reply "4: ... exactly 550 5.7.1 (spec)" '^550[ -]5\.7\.1'
+expect_reply "4: post sealed for another list (same epoch) gets 550 5.7.1" '^550[ -]5\.7\.1'
+msg m4t.eml
+seal third.key m4t.eml s4t.eml
+rc=0; send_mail poster@$D "$LIST" s4t.eml || rc=$?
+[ $rc -ne 0 ] && pass "4: post sealed for $THIRD (epoch 1) sent to $LIST refused (swaks exit $rc)" ||
+  failed "4: post sealed for another list at another epoch accepted"
+expect_reply "4: post sealed for another list (other epoch) gets 550 5.7.1" '^550[ -]5\.7\.1'
 settle
-[ "$(counts)" = "$before" ] && pass "4: the other list's post reached nobody" || failed "4: the other list's post was delivered"
+[ "$(counts)" = "$before" ] && pass "4: the other lists' posts reached nobody" || failed "4: another list's post was delivered"
 
 # --- 5. a plaintext post to the list.
 PMARK="rcplain$RANDOM$RANDOM"
@@ -277,4 +287,4 @@ if [ "$fails" -ne 0 ]; then
   echo "# --- milter log (last 40 lines)"
   tail -40 "$MILTER_LOG" | sed 's/^/# /'
 fi
-finish
+if finish; then exit 0; else exit 1; fi

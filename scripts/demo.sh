@@ -1,60 +1,63 @@
 #!/usr/bin/env bash
-# The end-to-end demo: a list with three members (one with two devices), a
-# post sealed once to the list key, recrypted for every device, opened by
-# each. The owner uses recryptctl, the server's store is real LMDB written
-# by `recryptctl apply`, subscribers use `recrypt`; the service step is
-# played by rc-harness (the core recrypt-milter will run, on the same store)
-# until the milter lands.
+# The end-to-end demo, with the real parts: a private Postfix on loopback
+# with recrypt-milter, the server's LMDB store written by `recryptctl apply`,
+# a list owner's `recryptctl`, and subscribers' `recrypt`. A list with three
+# members (one with two devices); one post sealed once to the list key, sent
+# by SMTP, recrypted by the milter for every device, delivered by Postfix to
+# each member's maildir, and opened on every device.
+# Run as root on Debian 12 (it installs what it needs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 build=$("$root/scripts/build.sh" release)
 RECRYPT=$build/src/client/recrypt
-HARNESS=$build/tests/rc-harness
 CTL=$build/src/ctl/recryptctl
+export RECRYPT_MILTER=$build/src/milter/recrypt-milter
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it starts a private Postfix)" >&2; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-demo.XXXXXX")
+source "$root/tests/integration/postfix-lib.sh" # cleans up $T, Postfix and the milter at exit
+cd "$T"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { sed 's/^/    /'; }
-dev() { local d=$1; shift; RECRYPT_HOME="$work/$d" "$RECRYPT" "$@"; }
-cut76() { cut -c1-76 | sed 's/$//'; }
+cut76() { cut -c1-76; }
+dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
+owner() { RECRYPT_HOME="$T/owner" "$CTL" "$@"; }
+LIST=demo@example.org
 
-say "1. The mail admin creates the server's store; the list owner creates demo@example.org"
-svc=$("$CTL" server init --db "$work/db" 2>/dev/null)
-echo "Service key line (the admin gives it to list owners):"; echo "$svc" | cut76 | show
-owner() { RECRYPT_HOME="$work/owner" "$CTL" "$@"; }
+say "1. The mail admin creates the store; the list owner creates $LIST"
+svc=$("$CTL" server init --db "$T/db" 2>/dev/null)
+echo "Service key line (the admin gives it to list owners):"; echo "$svc" | show
 owner init >/dev/null 2>&1
-owner list create demo@example.org --service-key "$svc" --out create.req 2>/dev/null
-echo "The owner's signed request, sent to the admin (it holds no secret):"
+owner list create "$LIST" --service-key "$svc" --out create.req 2>/dev/null
+echo "The owner's signed request (it holds no secret), applied by the admin:"
 head -3 create.req | show
-"$CTL" apply --db "$work/db" create.req 2>&1 | show
-owner list key demo@example.org >list.key 2>/dev/null
+"$CTL" apply --db "$T/db" create.req 2>&1 | show
+owner list key "$LIST" >list.key 2>/dev/null
 echo "List key line, published for senders:"; cut76 <list.key | show
 
-say "2. Three members create device keys; bob has a laptop and a phone"
-for d in alice bob-laptop bob-phone carol mallory; do
-  dev "$d" keygen >"$d.pub" 2>/dev/null
-  printf '%-11s %s…\n' "$d" "$(cut -c1-60 "$d.pub")" | show
-done
-
-say "3. The owner enrols each device (mallory is not a member); the admin applies"
-owner member add demo@example.org alice@example.org --device "$(cat alice.pub)" --out m1.req
-owner member add demo@example.org bob@example.org --device "$(cat bob-laptop.pub)" \
+say "2. Members create device keys (bob has a laptop and a phone); the owner enrols them"
+for d in alice bob-laptop bob-phone carol mallory; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
+owner member add "$LIST" alice@example.org --device "$(cat alice.pub)" --out m1.req
+owner member add "$LIST" bob@example.org --device "$(cat bob-laptop.pub)" \
   --device "$(cat bob-phone.pub)" --out m2.req
-owner member add demo@example.org carol@example.org --device "$(cat carol.pub)" --out m3.req
-"$CTL" apply --db "$work/db" m1.req m2.req m3.req 2>&1 | show
-echo "What the server's store holds (recryptctl show): addresses and device keys,"
-echo "never a key that decrypts mail (service shares stay sealed to the service key):"
-"$CTL" show --db "$work/db" | show
-sleep 1 # devices get stanzas for posts dated after their enrolment
+owner member add "$LIST" carol@example.org --device "$(cat carol.pub)" --out m3.req
+"$CTL" apply --db "$T/db" m1.req m2.req m3.req 2>&1 | show
+sleep 1 # a device gets stanzas for posts dated after its enrolment
+
+say "3. Postfix on 127.0.0.1 with recrypt-milter (smtpd_milters, milter_default_action = tempfail)"
+pf_mailbox "$LIST" demo-bounces@example.org alice@example.org bob@example.org carol@example.org \
+  mallory@example.org
+milter_config "$T/milter.conf"
+milter_start "$T/milter.conf"
+pf_start
+echo "Postfix listens on 127.0.0.1:$PF_PORT, the milter on 127.0.0.1:$MILTER_PORT"
 
 say "4. Alice writes a post and seals it once, to the list key"
 cat >post.eml <<MAIL
 From: Alice <alice@example.org>
-To: demo@example.org
+To: $LIST
 Subject: Launch date
 Date: $(date -R)
 Message-ID: <demo-$$@example.org>
@@ -63,28 +66,31 @@ The launch is on Thursday. Do not forward.
 MAIL
 show <post.eml
 dev alice seal --to list.key <post.eml >sealed.eml 2>/dev/null
-echo "Sealed ($(wc -c <sealed.eml) bytes); the subject and text are inside the ciphertext:"
+echo "What travels (and what the server sees): addressing fields and ciphertext"
 sed -n '1,/^Proof:/p' sealed.eml | cut76 | show
 
-say "5. The service recrypts: one stanza (R = r·E, W) per device, no key that reads the mail"
-"$HARNESS" recrypt-store "$work/db" demo@example.org <sealed.eml >delivered.eml
-echo "Stanzas in the delivered message: $(grep -c '^Stanza: ' delivered.eml)"
-grep -q "Do not forward" sealed.eml delivered.eml "$work/db/data.mdb" &&
-  { echo "PLAINTEXT FOUND on the server side: demo failed"; exit 1; }
-echo "The plaintext appears nowhere in the sealed message, the delivered one, or the store."
+say "5. Alice's mail program sends it to the list by SMTP"
+send_mail alice@example.org "$LIST" sealed.eml || true
+smtp_replies | tail -3 | show
+for a in alice bob carol; do pf_wait_delivered 1 "$a@example.org" 30 || true; done
+echo "Milter log:"; grep -E 'verdict=' "$MILTER_LOG" | sed 's/.*recrypt-milter //' | show
 
-say "6. Every member device opens its copy"
-for d in alice bob-laptop bob-phone carol; do
-  echo "-- $d:"
-  dev "$d" open <delivered.eml 2>/dev/null | show
+say "6. Each member's copy, as Postfix delivered it, and what each device reads"
+for m in alice:alice bob:bob-laptop bob:bob-phone carol:carol; do
+  addr=${m%%:*}@example.org d=${m#*:}
+  f=$(ls "$(pf_maildir "$addr")"/* | head -1)
+  echo "-- $addr, delivered copy: $(grep -c '^Stanza: ' "$f") stanzas, $(grep -m1 '^Return-Path:' "$f"), $(grep -m1 '^List-Id:' "$f")"
+  echo "   opened on $d:"
+  dev "$d" open <"$f" 2>/dev/null | show
 done
+echo "-- mallory@example.org: $(pf_count mallory@example.org) messages (not a member)"
 
-say "7. Mallory's device is not enrolled"
-dev mallory open <delivered.eml 2>&1 >/dev/null | show || true
-
-say "8. Alice's device received its membership certificate when it opened; her next post is signed"
-dev alice seal --to list.key <post.eml 2>/dev/null |
-  "$HARNESS" recrypt-store "$work/db" demo@example.org 2>/dev/null >delivered2.eml
-dev carol open <delivered2.eml 2>/dev/null | head -n1 | show
+say "7. What the server holds"
+"$CTL" show --db "$T/db" | show
+if grep -rqs "Do not forward" "$T/db" "$PF_QUEUE" "$MILTER_SPOOL" "$MILTER_LOG" "$PF_MAIL"; then
+  echo "PLAINTEXT FOUND on the server side: demo failed"; exit 1
+fi
+echo "The plaintext appears nowhere on the server: not in the store, the Postfix queue,"
+echo "the milter's spool, its log, or the delivered maildir files (only ciphertext)."
 echo
 echo "Demo complete."

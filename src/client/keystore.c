@@ -13,8 +13,7 @@
 #include <unistd.h>
 #include "keystore.h"
 
-__attribute__((format(printf, 3, 4))) static int path_of(char *out, const keystore *ks,
-                                                          const char *fmt, ...)
+int keystore_path(char *out, const keystore *ks, const char *fmt, ...)
 {
     char rel[PATH_MAX];
     va_list ap;
@@ -66,7 +65,7 @@ int keystore_mkdirs(const char *path, rc_error *err)
 int keystore_prepare(const keystore *ks, rc_error *err)
 {
     char p[PATH_MAX];
-    path_of(p, ks, "lists");
+    keystore_path(p, ks, "lists");
     int rc = keystore_mkdirs(p, err);
     if (rc == 0)
         chmod(ks->dir, 0700);
@@ -75,7 +74,7 @@ int keystore_prepare(const keystore *ks, rc_error *err)
 
 static int list_dir(char *out, const keystore *ks, const char *list, rc_error *err)
 {
-    if (path_of(out, ks, "lists/%s", list) != 0)
+    if (keystore_path(out, ks, "lists/%s", list) != 0)
         return rc_error_set(err, RC_E_INVALID, "path too long");
     return keystore_mkdirs(out, err);
 }
@@ -115,7 +114,7 @@ int keystore_read_file(const char *path, char *out, size_t outlen)
 int keystore_device_exists(const keystore *ks)
 {
     char p[PATH_MAX];
-    path_of(p, ks, "device.key");
+    keystore_path(p, ks, "device.key");
     return access(p, F_OK) == 0;
 }
 
@@ -124,7 +123,7 @@ int keystore_device_save(const keystore *ks, const rc_device_secret *dev, rc_err
     char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
     if (!s)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    path_of(p, ks, "device.key");
+    keystore_path(p, ks, "device.key");
     int rc = rc_device_secret_encode(s, RC_KEYSTR_MAX, dev, err);
     if (rc == 0)
         rc = rc_keyfile_write(p, s, err);
@@ -137,7 +136,7 @@ int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *er
     char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
     if (!s)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    path_of(p, ks, "device.key");
+    keystore_path(p, ks, "device.key");
     int rc;
     if (access(p, F_OK) != 0)
         rc = rc_error_set(err, RC_E_IO, "this device has no key yet (%s): run 'recrypt keygen'",
@@ -152,7 +151,7 @@ int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_erro
 {
     char p[PATH_MAX], text[512], b64[64];
     unsigned long long epoch;
-    path_of(p, ks, "lists/%s/pin", list);
+    keystore_path(p, ks, "lists/%s/pin", list);
     if (keystore_read_file(p, text, sizeof text) != 0)
         return 0;
     size_t len = 0;
@@ -168,7 +167,7 @@ int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_erro
 static int statement_known(const keystore *ks, const rc_statement *st)
 {
     char p[PATH_MAX], text[RC_KEYSTR_MAX], mine[RC_KEYSTR_MAX];
-    path_of(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
+    keystore_path(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
     if (keystore_read_file(p, text, sizeof text) != 0 || rc_statement_encode(mine, sizeof mine, st, NULL))
         return 0;
     text[strcspn(text, "\n")] = '\0';
@@ -221,7 +220,7 @@ int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
         sodium_bin2base64(b64, sizeof b64, st->signer_pk, 32,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         snprintf(text, sizeof text, "signer %s\nepoch %llu\n", b64, (unsigned long long)st->epoch);
-        path_of(p, ks, "lists/%s/pin", st->address);
+        keystore_path(p, ks, "lists/%s/pin", st->address);
         if ((rc = keystore_write_file(p, text, err)))
             return rc;
     }
@@ -229,7 +228,7 @@ int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
         if ((rc = rc_statement_encode(text, sizeof text - 1, st, err)))
             return rc;
         strcat(text, "\n");
-        path_of(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
+        keystore_path(p, ks, "lists/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
         if ((rc = keystore_write_file(p, text, err)))
             return rc;
     }
@@ -246,7 +245,7 @@ int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list
         return rc;
     sodium_bin2base64(text, sizeof text - 1, b, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     strcat(text, "\n");
-    path_of(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)cert->epoch);
+    keystore_path(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)cert->epoch);
     return keystore_write_file(p, text, err);
 }
 
@@ -255,7 +254,7 @@ int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_
     char p[PATH_MAX], text[2 * RC_CERT_MAX];
     uint8_t b[RC_CERT_MAX];
     size_t len = 0;
-    path_of(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)epoch);
+    keystore_path(p, ks, "lists/%s/cert-%llu", list, (unsigned long long)epoch);
     if (keystore_read_file(p, text, sizeof text) != 0)
         return 0;
     text[strcspn(text, "\n")] = '\0';

@@ -45,6 +45,10 @@ int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list
 /* 1 and *cert when this device holds a certificate for (list, epoch). */
 int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_cert *cert);
 
+/* DIR/<printf fmt> inside the keystore; -1 when too long. */
+int keystore_path(char *out, const keystore *ks, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Small files shared by the subscriber's and the owner's keystores:
  * written through a private temporary file (0600) and renamed into place;
  * read whole into out (NUL-terminated). mkdirs creates a path with 0700. */

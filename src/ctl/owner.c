@@ -16,25 +16,9 @@
 
 #define LOCKED_TYPE "list-secret-locked"
 
-int owner_path(char *out, const owner_ks *ks, const char *fmt, ...)
-{
-    char rel[PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(rel, sizeof rel, fmt, ap);
-    va_end(ap);
-    if (n < 0 || n >= (int)sizeof rel)
-        return -1;
-    return snprintf(out, PATH_MAX, "%s/%s", ks->dir, rel) >= PATH_MAX ? -1 : 0;
-}
-
 int owner_ks_open(owner_ks *ks, const char *home, rc_error *err)
 {
-    keystore k; /* same directory rules as the subscriber's keystore */
-    int rc = keystore_open(&k, home, err);
-    if (rc == 0)
-        snprintf(ks->dir, sizeof ks->dir, "%s", k.dir);
-    return rc;
+    return keystore_open(ks, home, err);
 }
 
 int owner_key_create(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
@@ -43,7 +27,7 @@ int owner_key_create(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
     int rc;
     if (!s)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    owner_path(p, ks, "owner.key");
+    keystore_path(p, ks, "owner.key");
     if (access(p, F_OK) == 0)
         rc = rc_error_set(err, RC_E_EXISTS, "an owner key already exists in %s", ks->dir);
     else if ((rc = keystore_mkdirs(ks->dir, err)) == 0 && (rc = rc_owner_generate(out, err)) == 0 &&
@@ -59,7 +43,7 @@ int owner_key_load(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
     int rc;
     if (!s)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    owner_path(p, ks, "owner.key");
+    keystore_path(p, ks, "owner.key");
     if (access(p, F_OK) != 0)
         rc = rc_error_set(err, RC_E_NOT_FOUND, "no owner key in %s: run 'recryptctl init'",
                           ks->dir);
@@ -72,14 +56,14 @@ int owner_key_load(const owner_ks *ks, rc_owner_secret *out, rc_error *err)
 int owner_list_exists(const owner_ks *ks, const char *list)
 {
     char p[PATH_MAX];
-    owner_path(p, ks, "owned/%s/current", list);
+    keystore_path(p, ks, "owned/%s/current", list);
     return access(p, F_OK) == 0;
 }
 
 int owner_list_prepare(const owner_ks *ks, const char *list, rc_error *err)
 {
     char p[PATH_MAX];
-    owner_path(p, ks, "owned/%s", list);
+    keystore_path(p, ks, "owned/%s", list);
     return keystore_mkdirs(p, err);
 }
 
@@ -91,7 +75,7 @@ int owner_service_save(const owner_ks *ks, const char *list, const rc_service_pu
     if (rc)
         return rc;
     strcat(s, "\n");
-    owner_path(p, ks, "owned/%s/service", list);
+    keystore_path(p, ks, "owned/%s/service", list);
     return keystore_write_file(p, s, err);
 }
 
@@ -99,7 +83,7 @@ int owner_service_load(const owner_ks *ks, const char *list, rc_service_public *
                        rc_error *err)
 {
     char p[PATH_MAX], s[RC_KEYSTR_MAX];
-    owner_path(p, ks, "owned/%s/service", list);
+    keystore_path(p, ks, "owned/%s/service", list);
     if (keystore_read_file(p, s, sizeof s) != 0)
         return rc_error_set(err, RC_E_NOT_FOUND,
                             "this keystore does not manage list %s (no service key)", list);
@@ -110,7 +94,7 @@ static int read_u64(const owner_ks *ks, const char *list, const char *name, uint
                     rc_error *err)
 {
     char p[PATH_MAX], s[64];
-    owner_path(p, ks, "owned/%s/%s", list, name);
+    keystore_path(p, ks, "owned/%s/%s", list, name);
     if (keystore_read_file(p, s, sizeof s) != 0)
         return rc_error_set(err, RC_E_NOT_FOUND, "this keystore does not manage list %s", list);
     *v = strtoull(s, NULL, 10);
@@ -121,7 +105,7 @@ static int write_u64(const owner_ks *ks, const char *list, const char *name, uin
                      rc_error *err)
 {
     char p[PATH_MAX], s[64];
-    owner_path(p, ks, "owned/%s/%s", list, name);
+    keystore_path(p, ks, "owned/%s/%s", list, name);
     snprintf(s, sizeof s, "%llu\n", (unsigned long long)v);
     return keystore_write_file(p, s, err);
 }
@@ -130,7 +114,7 @@ int owner_next_counter(const owner_ks *ks, const char *list, uint64_t *counter, 
 {
     uint64_t c = 0;
     char p[PATH_MAX];
-    owner_path(p, ks, "owned/%s/counter", list);
+    keystore_path(p, ks, "owned/%s/counter", list);
     if (access(p, F_OK) == 0 && read_u64(ks, list, "counter", &c, err) != 0)
         return err ? err->code : RC_E_IO;
     *counter = c + 1;
@@ -150,14 +134,14 @@ int owner_set_current_epoch(const owner_ks *ks, const char *list, uint64_t epoch
 int owner_is_protected(const owner_ks *ks, const char *list)
 {
     char p[PATH_MAX];
-    owner_path(p, ks, "owned/%s/protected", list);
+    keystore_path(p, ks, "owned/%s/protected", list);
     return access(p, F_OK) == 0;
 }
 
 int owner_set_protected(const owner_ks *ks, const char *list, rc_error *err)
 {
     char p[PATH_MAX];
-    owner_path(p, ks, "owned/%s/protected", list);
+    keystore_path(p, ks, "owned/%s/protected", list);
     return keystore_write_file(p, "list secrets are locked with a passphrase\n", err);
 }
 
@@ -278,7 +262,7 @@ int owner_secret_save(const owner_ks *ks, const rc_list_secret *ls, int protect,
     if (rc == 0 && protect)
         rc = lock_secret(l, 2 * RC_KEYSTR_MAX, s, err);
     if (rc == 0) {
-        owner_path(p, ks, "owned/%s/epoch-%llu.secret", ls->address, (unsigned long long)ls->epoch);
+        keystore_path(p, ks, "owned/%s/epoch-%llu.secret", ls->address, (unsigned long long)ls->epoch);
         rc = rc_keyfile_write(p, protect ? l : s, err);
     }
     rc_secret_free(s);
@@ -292,7 +276,7 @@ int owner_secret_load(const owner_ks *ks, const char *list, uint64_t epoch, rc_l
     char p[PATH_MAX];
     char *s = rc_secret_alloc(2 * RC_KEYSTR_MAX), *plain = rc_secret_alloc(RC_KEYSTR_MAX);
     int rc = (!s || !plain) ? rc_error_set(err, RC_E_NOMEM, "out of memory") : 0;
-    owner_path(p, ks, "owned/%s/epoch-%llu.secret", list, (unsigned long long)epoch);
+    keystore_path(p, ks, "owned/%s/epoch-%llu.secret", list, (unsigned long long)epoch);
     if (rc == 0 && access(p, F_OK) != 0)
         rc = rc_error_set(err, RC_E_NOT_FOUND,
                           "no list secret for %s epoch %llu in this keystore", list,
@@ -317,7 +301,7 @@ int owner_statement_save(const owner_ks *ks, const rc_statement *st, rc_error *e
     if (rc)
         return rc;
     strcat(s, "\n");
-    owner_path(p, ks, "owned/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
+    keystore_path(p, ks, "owned/%s/epoch-%llu.listkey", st->address, (unsigned long long)st->epoch);
     return keystore_write_file(p, s, err);
 }
 
@@ -325,7 +309,7 @@ int owner_statement_load(const owner_ks *ks, const char *list, uint64_t epoch, r
                          char *line, size_t linelen, rc_error *err)
 {
     char p[PATH_MAX];
-    owner_path(p, ks, "owned/%s/epoch-%llu.listkey", list, (unsigned long long)epoch);
+    keystore_path(p, ks, "owned/%s/epoch-%llu.listkey", list, (unsigned long long)epoch);
     if (keystore_read_file(p, line, linelen) != 0)
         return rc_error_set(err, RC_E_NOT_FOUND, "no list key for %s epoch %llu", list,
                             (unsigned long long)epoch);
@@ -362,7 +346,7 @@ int roster_load(const owner_ks *ks, const char *list, roster *r, rc_error *err)
     char p[PATH_MAX], line[RC_KEYSTR_MAX + RC_ADDR_MAX + 64], member[RC_ADDR_MAX + 1],
         status[32], key[RC_KEYSTR_MAX];
     memset(r, 0, sizeof *r);
-    owner_path(p, ks, "owned/%s/roster", list);
+    keystore_path(p, ks, "owned/%s/roster", list);
     FILE *f = fopen(p, "r");
     if (!f)
         return 0;
@@ -403,7 +387,7 @@ int roster_save(const owner_ks *ks, const char *list, const roster *r, rc_error 
         len += (size_t)snprintf(text + len, cap - len, "%s %s %s\n", r->e[i].member,
                                 rc_status_name(r->e[i].status), key);
     }
-    owner_path(p, ks, "owned/%s/roster", list);
+    keystore_path(p, ks, "owned/%s/roster", list);
     int rc = keystore_write_file(p, text, err);
     free(text);
     return rc;

@@ -19,10 +19,10 @@
 
 #include <limits.h>
 #include <recrypt/recrypt.h>
+#include "keystore.h"
 
-typedef struct {
-    char dir[PATH_MAX];
-} owner_ks;
+/* The owner's keystore is a keystore (same directory rules and files). */
+typedef keystore owner_ks;
 
 /* A member's device as the owner remembers it. */
 typedef struct {
@@ -66,8 +66,5 @@ int roster_add(roster *r, const char *member, uint8_t status, const rc_device_pu
                rc_error *err);
 void roster_free(roster *r);
 
-/* A path inside the owner keystore (files: keystore_write_file/read_file). */
-int owner_path(char *out, const owner_ks *ks, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

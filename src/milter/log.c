@@ -12,6 +12,8 @@ static int log_to_syslog, log_level = LOG_LEVEL_INFO;
 
 void log_setup(int use_syslog, int facility, int level)
 {
+    if (log_to_syslog)
+        closelog();
     log_to_syslog = use_syslog;
     log_level = level;
     if (use_syslog)

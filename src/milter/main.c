@@ -31,6 +31,7 @@
 
 static daemon_ctx D;
 static const char *config_path = CONFIG_DEFAULT_PATH;
+static int foreground;
 
 static void usage(FILE *f)
 {
@@ -145,7 +146,7 @@ static int stale_socket(const char *path, rc_error *err)
     if (unlink(path) != 0)
         return rc_error_set(err, RC_E_IO, "cannot remove the stale socket %s: %s", path,
                             strerror(errno));
-    log_msg(LOG_LEVEL_NOTICE, NULL, "removed stale socket %s", path);
+    log_msg(LOG_LEVEL_WARNING, NULL, "removed stale socket %s", path);
     return 0;
 }
 
@@ -160,21 +161,31 @@ static void *signal_thread(void *arg)
             config c;
             rc_error err;
             if (config_load(&c, config_path, &err) != 0) {
-                log_msg(LOG_LEVEL_ERROR, NULL, "reload refused, old configuration kept: %s",
+                log_msg(LOG_LEVEL_WARNING, NULL, "reload refused, old configuration kept: %s",
                         err.msg);
                 continue;
             }
             pthread_rwlock_wrlock(&D.lock);
+            /* What a running daemon cannot change keeps its old value. */
             if (strcmp(c.socket, D.cfg.socket) || strcmp(c.database, D.cfg.database) ||
-                strcmp(c.user, D.cfg.user))
+                strcmp(c.user, D.cfg.user) || strcmp(c.pid_file, D.cfg.pid_file) ||
+                strcmp(c.key_file, D.cfg.key_file) || c.map_size != D.cfg.map_size ||
+                c.umask != D.cfg.umask)
                 log_msg(LOG_LEVEL_WARNING, NULL,
-                        "Socket, Database and UserID change only on restart");
-            /* Keep what a running daemon cannot change. */
+                        "Socket, Database, KeyFile, UserID, PidFile, UMask and MapSize change "
+                        "only on restart: their old values are kept");
             memcpy(c.socket, D.cfg.socket, sizeof c.socket);
             memcpy(c.database, D.cfg.database, sizeof c.database);
             memcpy(c.user, D.cfg.user, sizeof c.user);
+            memcpy(c.pid_file, D.cfg.pid_file, sizeof c.pid_file);
+            memcpy(c.key_file, D.cfg.key_file, sizeof c.key_file);
+            c.map_size = D.cfg.map_size;
+            c.umask = D.cfg.umask;
+            int relog = c.syslog != D.cfg.syslog || c.syslog_facility != D.cfg.syslog_facility;
             D.cfg = c;
             pthread_rwlock_unlock(&D.lock);
+            if (relog)
+                log_setup(c.syslog || !foreground, c.syslog_facility, c.log_level);
             log_set_level(c.log_level);
             log_msg(LOG_LEVEL_NOTICE, NULL, "configuration reloaded from %s", config_path);
         } else if (sig == SIGUSR2) {
@@ -202,7 +213,7 @@ static int check_only(const config *c)
 int main(int argc, char **argv)
 {
     const char *opt_sock = NULL, *opt_pid = NULL, *opt_user = NULL;
-    int foreground = 0, check = 0, c;
+    int check = 0, c;
     rc_error err;
     while ((c = getopt(argc, argv, "c:fnp:P:u:Vh")) != -1) {
         switch (c) {
@@ -301,6 +312,10 @@ int main(int argc, char **argv)
     milter_log_counters();
     if (D.cfg.pid_file[0])
         unlink(D.cfg.pid_file);
+    /* libmilter removes its unix socket only when not running as root. */
+    struct stat sb;
+    if (path && lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+        unlink(path);
     rc_store_close(D.store);
     rc_secret_free(D.svc);
     sodium_memzero(D.mark_secret, sizeof D.mark_secret);

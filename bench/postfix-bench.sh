@@ -1,0 +1,542 @@
+#!/usr/bin/env bash
+# postfix-bench.sh: figures for recrypt-milter behind a real Postfix on
+# loopback. A benchmark, not a test: CTest does not run it; run it by hand,
+# as root:
+#
+#   bash bench/postfix-bench.sh [BUILD_DIR]      (default BUILD_DIR: <repo>/build)
+#
+# 1. Throughput: sealed posts per second through Postfix with the milter,
+#    for lists of 1, 100 and 1000 devices, beside the same Postfix with no
+#    milter fanning the same posts out to the same member addresses.
+#    Postfix relays everything to smtp-sink on loopback (no local delivery).
+# 2. The milter's peak memory (VmHWM) for a large post against a 1 MiB post:
+#    the body is spooled to a file, so the peak must not grow with the size.
+#
+# A private Postfix instance (tests/integration/postfix-lib.sh, with its
+# own main.cf written here), the milter, the store and smtp-sink live in a
+# temporary directory removed at the end; everything listens on 127.0.0.1
+# only. Parameters (environment; all printed at the start):
+#
+#   PFB_POSTS          posts per run for 1 and 100 devices        (200)
+#   PFB_POSTS_1000     posts per run for 1000 devices             (50)
+#   PFB_CONC           parallel SMTP connections of the sender     (4)
+#   PFB_BODY           plaintext body of each post, bytes          (4096)
+#   PFB_SMALL_MIB      plaintext size of the small memory post     (1)
+#   PFB_BIG_MIB        plaintext size of the large memory post     (50)
+#   PFB_SLACK_MIB      allowed growth of the peak, large vs small  (4)
+#   PFB_RUN_TIMEOUT    seconds allowed for one run                 (300)
+#   PFB_DEADLINE       seconds allowed for the whole bench         (1500)
+#
+# Exit status: 0 all runs complete and the memory check passes; 1 a run
+# failed or timed out, or the peak grows with the size; 2 bad usage;
+# 77 something needed is missing (root, postfix, smtp-sink, python3, the
+# build).
+set -euo pipefail
+
+case "${1:-}" in
+  -h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0 ;;
+esac
+[ $# -le 1 ] || { echo "usage: bash bench/postfix-bench.sh [BUILD_DIR]" >&2; exit 2; }
+
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-$_root/build}
+skip() { echo "postfix-bench: $*" >&2; exit 77; }
+[ -d "$BUILD" ] || skip "no build directory $BUILD"
+BUILD=$(cd "$BUILD" && pwd)
+PATH=$PATH:/usr/sbin:/sbin
+[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
+command -v postfix >/dev/null || skip "postfix is not installed"
+SMTP_SINK=$(command -v smtp-sink || true)
+[ -n "$SMTP_SINK" ] || skip "smtp-sink (ships with postfix) not found"
+command -v python3 >/dev/null || skip "python3 is needed"
+command -v script >/dev/null || skip "script (util-linux) is needed"
+getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
+RECRYPT=$BUILD/src/client/recrypt
+RECRYPTCTL=$BUILD/src/ctl/recryptctl
+export RECRYPT_MILTER=$BUILD/src/milter/recrypt-milter
+for b in "$RECRYPT" "$RECRYPTCTL" "$RECRYPT_MILTER"; do
+  [ -x "$b" ] || skip "missing $b (build the project first)"
+done
+
+num() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "postfix-bench: $1 must be a positive integer, not '$2'" >&2; exit 2; }; }
+POSTS=${PFB_POSTS:-200};          num PFB_POSTS "$POSTS"
+POSTS_1000=${PFB_POSTS_1000:-50}; num PFB_POSTS_1000 "$POSTS_1000"
+CONC=${PFB_CONC:-4};              num PFB_CONC "$CONC"
+BODY=${PFB_BODY:-4096};           num PFB_BODY "$BODY"
+SMALL_MIB=${PFB_SMALL_MIB:-1};    num PFB_SMALL_MIB "$SMALL_MIB"
+BIG_MIB=${PFB_BIG_MIB:-50};       num PFB_BIG_MIB "$BIG_MIB"
+SLACK_MIB=${PFB_SLACK_MIB:-4};    num PFB_SLACK_MIB "$SLACK_MIB"
+RUN_TIMEOUT=${PFB_RUN_TIMEOUT:-300}; num PFB_RUN_TIMEOUT "$RUN_TIMEOUT"
+DEADLINE=${PFB_DEADLINE:-1500};   num PFB_DEADLINE "$DEADLINE"
+# Postfix's message_size_limit and the milter's MaxMessageSize: room for the
+# large post sealed (base64, about 4/3) with some margin.
+SIZE_LIMIT=$(( (BIG_MIB * 2 + 16) * 1048576 ))
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-pfbench.XXXXXX")
+# shellcheck source=../tests/integration/postfix-lib.sh
+source "$_root/tests/integration/postfix-lib.sh"
+
+SINK_PORT=$(free_port)
+while [ "$SINK_PORT" = "$PF_PORT" ] || [ "$SINK_PORT" = "$MILTER_PORT" ]; do SINK_PORT=$(free_port); done
+SINK_PID=
+PF_ALIASES=$T/virtual
+D=example.org          # the lists' domain (virtual alias domain)
+MD=sink.example.net    # the members' domain (relayed to smtp-sink)
+CONF=$T/milter.conf
+PY=$T/pfb.py
+fails=0
+
+sink_stop() {
+  [ -n "$SINK_PID" ] || return 0
+  kill -TERM "$SINK_PID" 2>/dev/null || true
+  wait "$SINK_PID" 2>/dev/null || true
+  SINK_PID=
+}
+# Our processes first, then the library's cleanup (milter, Postfix, $T);
+# it takes the exit status from $?.
+_bench_cleanup() {
+  local rc=$?
+  sink_stop
+  (exit "$rc")
+  _pf_cleanup
+}
+trap _bench_cleanup EXIT
+
+# The private instance of postfix-lib.sh, but relaying everything to
+# smtp-sink: list and bounce addresses are virtual aliases in $D (valid at
+# RCPT), member addresses are in $MD, a relay domain; relayhost is the sink.
+_pf_write_config() {
+  local milter=$1
+  mkdir -p "$PF_DIR" "$PF_QUEUE" "$PF_DATA" "$PF_LOGDIR"
+  chown postfix "$PF_DATA"
+  chmod 700 "$PF_DATA"
+  cat >"$PF_DIR/main.cf" <<EOF
+# Private benchmark instance (bench/postfix-bench.sh).
+compatibility_level = 3.6
+queue_directory = $PF_QUEUE
+data_directory = $PF_DATA
+maillog_file = $PF_LOG
+maillog_file_prefixes = $PF_LOGDIR
+myhostname = mx.$D
+mydomain = $D
+myorigin = \$myhostname
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+# Everything goes to smtp-sink on loopback; no DNS.
+relayhost = [127.0.0.1]:$SINK_PORT
+default_transport = smtp
+relay_transport = relay
+relay_domains = $MD
+virtual_alias_domains = $D
+virtual_alias_maps = texthash:$PF_ALIASES
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+lmtp_host_lookup = native
+smtpd_peername_lookup = no
+notify_classes =
+biff = no
+smtpd_banner = \$myhostname ESMTP recrypt-bench
+message_size_limit = $SIZE_LIMIT
+mailbox_size_limit = 0
+virtual_mailbox_limit = 0
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+queue_run_delay = 5s
+minimal_backoff_time = 5s
+maximal_backoff_time = 10s
+bounce_queue_lifetime = 1h
+EOF
+  if [ "$milter" = yes ]; then
+    cat >>"$PF_DIR/main.cf" <<EOF
+smtpd_milters = inet:127.0.0.1:$MILTER_PORT
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6
+milter_connect_timeout = 10s
+milter_command_timeout = 30s
+milter_content_timeout = 300s
+EOF
+  fi
+  cat >"$PF_DIR/master.cf" <<EOF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+}
+
+# The SMTP sender and log watcher: sends the given files (read and converted
+# to CRLF before the clock starts) over CONC connections, one transaction
+# each, then follows Postfix's log until EXPECT deliveries (status=sent
+# lines) have been logged since the start, or the timeout.
+cat >"$PY" <<'EOF'
+import os, queue, smtplib, sys, threading, time
+port, sender, rcpt, conc, log, expect, timeout = sys.argv[1:8]
+port, conc, expect, timeout = int(port), int(conc), int(expect), float(timeout)
+datas = []
+for f in sys.argv[8:]:
+    with open(f, "rb") as fh:
+        datas.append(fh.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+off = os.path.getsize(log) if os.path.exists(log) else 0
+work = queue.Queue()
+for d in datas:
+    work.put(d)
+lock = threading.Lock()
+accepted, errors = [0], []
+def worker():
+    s = None
+    while True:
+        try:
+            d = work.get_nowait()
+        except queue.Empty:
+            break
+        try:
+            if s is None:
+                s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=min(timeout, 300))
+            s.sendmail(sender, [rcpt], d)
+            with lock:
+                accepted[0] += 1
+        except smtplib.SMTPServerDisconnected as e:
+            errors.append("disconnected: %s" % e); s = None
+        except smtplib.SMTPException as e:
+            errors.append(str(e))
+            try:
+                s.rset()
+            except Exception:
+                s = None
+        except OSError as e:
+            errors.append("%s" % e); s = None
+    if s is not None:
+        try:
+            s.quit()
+        except Exception:
+            pass
+t0 = time.monotonic()
+threads = [threading.Thread(target=worker) for _ in range(conc)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+t_smtp = time.monotonic() - t0
+sent = deferred = bounced = postmaster = 0
+chunk = b""
+pos, rest = off, b""
+while True:
+    if os.path.exists(log):
+        with open(log, "rb") as fh:
+            fh.seek(pos)
+            chunk = fh.read()
+        pos += len(chunk)
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for l in lines:
+            if b" status=sent " in l:
+                sent += 1
+                if b"to=<postmaster@" in l:
+                    postmaster += 1
+            elif b" status=deferred " in l:
+                deferred += 1
+            elif b" status=bounced " in l:
+                bounced += 1
+    now = time.monotonic() - t0
+    if sent >= expect or now > timeout or (accepted[0] == 0 and not chunk):
+        break
+    time.sleep(0.01)
+print("accepted=%d refused=%d delivered=%d deferred=%d bounced=%d postmaster=%d smtp_s=%.3f total_s=%.3f"
+      % (accepted[0], len(errors), sent, deferred, bounced, postmaster, t_smtp, now))
+for e in errors[:3]:
+    print("error=" + e.replace("\n", " ")[:300])
+EOF
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}'; }
+# kv KEY LINE: the value of KEY=value in LINE.
+kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
+
+ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+dev() { local d=$1; shift; RECRYPT_HOME="$T/dev/$d" "$RECRYPT" "$@"; }
+
+milter_conf() {
+  cat >"$CONF" <<EOF
+# recrypt-milter benchmark config (bench/postfix-bench.sh)
+Socket inet:$MILTER_PORT@127.0.0.1
+Database $T/db
+Syslog no
+LogLevel notice
+TemporaryDirectory $MILTER_SPOOL
+MaxMessageSize $SIZE_LIMIT
+MaxFanout 1000000
+EOF
+  mkdir -p "$MILTER_SPOOL"
+  chmod 700 "$MILTER_SPOOL"
+}
+
+# status_kib FIELD: FIELD (VmHWM, VmRSS) of the running milter, in KiB.
+status_kib() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$MILTER_PID/status"; }
+
+# milter_counters: the milter's counters (SIGUSR2 logs them).
+milter_counters() {
+  local before
+  before=$(grep -c 'counters:' "$MILTER_LOG" || true)
+  kill -USR2 "$MILTER_PID"
+  local i
+  for i in $(seq 1 50); do
+    [ "$(grep -c 'counters:' "$MILTER_LOG" || true)" -gt "$before" ] && break
+    sleep 0.1
+  done
+  grep 'counters:' "$MILTER_LOG" | tail -1 | sed 's/.*counters: //'
+}
+
+sink_start() {
+  sink_stop
+  "$SMTP_SINK" -4 -c -u nobody -m 512 "127.0.0.1:$SINK_PORT" 1024 >"$T/sink.out" 2>&1 &
+  SINK_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    _port_open "$SINK_PORT" && return 0
+    kill -0 "$SINK_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "postfix-bench: smtp-sink does not answer on 127.0.0.1:$SINK_PORT: $(head -c 300 "$T/sink.out")" >&2
+  return 1
+}
+# sink_msgs: transactions smtp-sink has received (its last -c counter).
+sink_msgs() { tr '\r' '\n' <"$T/sink.out" | sed -n 's/.*msg=\([0-9]*\).*/\1/p' | tail -1; }
+
+# aliases MODE LIST [MEMBER...]: the list address resolves to postmaster
+# (mode milter: the milter replaces the list recipient by the members) or
+# to the members themselves (mode plain: Postfix fans out, no milter).
+aliases() {
+  local mode=$1 list=$2; shift 2
+  {
+    if [ "$mode" = milter ]; then
+      echo "$list postmaster@$MD"
+    else
+      local IFS=,
+      echo "$list $*"
+    fi
+    echo "${list%@*}-bounces@$D owner@$MD"
+  } >"$PF_ALIASES"
+}
+
+# one_run MODE LIST EXPECT FILES...: (re)start Postfix (and the milter in
+# mode milter), send a warm-up message to an ordinary address, then the
+# posts; prints the sender's result line, then (milter) the counters and peak.
+RUN_RESULT= RUN_COUNTERS= RUN_HWM=
+one_run() {
+  local mode=$1 list=$2 expect=$3; shift 3
+  pf_stop
+  milter_stop
+  if [ "$mode" = milter ]; then
+    : >"$MILTER_LOG"
+    milter_start "$CONF"
+    pf_start
+  else
+    pf_start nomilter
+  fi
+  local w
+  printf 'From: poster@%s\nTo: warmup@%s\nSubject: warm-up\nDate: %s\nMessage-ID: <warm%s.%s@%s>\n\nwarm-up\n' \
+    "$D" "$MD" "$(date -R)" "$$" "$RANDOM" "$D" >"$T/warm.eml"
+  w=$(python3 "$PY" "$PF_PORT" "poster@$D" "warmup@$MD" 1 "$PF_LOG" 1 30 "$T/warm.eml")
+  [ "$(kv delivered "$w")" = 1 ] || { echo "postfix-bench: warm-up message not relayed: $w" >&2; return 1; }
+  RUN_RESULT=$(python3 "$PY" "$PF_PORT" "poster@$D" "$list" "$CONC" "$PF_LOG" "$expect" "$RUN_TIMEOUT" "$@")
+  RUN_COUNTERS= RUN_HWM=
+  if [ "$mode" = milter ]; then
+    RUN_HWM=$(status_kib VmHWM)
+    RUN_COUNTERS=$(milter_counters)
+  fi
+}
+
+echo "recrypt postfix-bench: $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), $("$RECRYPT_MILTER" -V 2>&1 | head -1)"
+echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) online CPUs, $(awk '/MemTotal/ {printf "%d MiB RAM", $2/1024}' /proc/meminfo)"
+echo "build: $BUILD (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
+echo "parameters: PFB_POSTS=$POSTS PFB_POSTS_1000=$POSTS_1000 PFB_CONC=$CONC PFB_BODY=$BODY PFB_SMALL_MIB=$SMALL_MIB PFB_BIG_MIB=$BIG_MIB PFB_SLACK_MIB=$SLACK_MIB PFB_RUN_TIMEOUT=$RUN_TIMEOUT PFB_DEADLINE=$DEADLINE"
+echo "postfix: relayhost [127.0.0.1]:sink, message_size_limit $SIZE_LIMIT, default concurrency and recipient limits;"
+echo "milter: LogLevel notice, MaxMessageSize $SIZE_LIMIT, MaxFanout 1000000, spool in the temporary directory"
+echo
+pf_deadline "$DEADLINE"
+
+# --- the store: one list per size, plus one for the memory part.
+t_setup=$SECONDS
+svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+ctl init >/dev/null 2>&1
+mkdir -p "$T/dev"
+dev poster keygen >/dev/null 2>&1
+# make_list LIST TAG MEMBERS DEVICES_PER_MEMBER: members TAG-I@$MD
+make_list() {
+  local list=$1 tag=$2 members=$3 per=$4 i j args
+  ctl list create "$list" --service-key "$svc" --apply "$T/db" >/dev/null 2>&1
+  : >"$T/$tag.members"
+  for i in $(seq 1 "$members"); do
+    args=()
+    for j in $(seq 1 "$per"); do
+      dev "$tag-$i-$j" keygen >"$T/dev/$tag-$i-$j.pub" 2>/dev/null
+      args+=(--device "$(cat "$T/dev/$tag-$i-$j.pub")")
+    done
+    ctl member add "$list" "$tag-$i@$MD" "${args[@]}" --apply "$T/db" >/dev/null 2>&1
+    echo "$tag-$i@$MD" >>"$T/$tag.members"
+  done
+  ctl list key "$list" >"$T/$tag.key" 2>/dev/null
+}
+SIZES=(1 100 1000)
+declare -A MEMBERS=([1]=1 [100]=50 [1000]=500) PER=([1]=1 [100]=2 [1000]=2) NPOSTS=([1]=$POSTS [100]=$POSTS [1000]=$POSTS_1000)
+for n in "${SIZES[@]}"; do make_list "d$n@$D" "d$n" "${MEMBERS[$n]}" "${PER[$n]}"; done
+make_list "mem@$D" mem 1 1
+"$RECRYPTCTL" show --db "$T/db" >"$T/show.txt"
+for n in "${SIZES[@]}"; do
+  got=$(awk -v l="d$n@$D" '$1 == "list" {cur = $2} $1 == "member" && $NF == "active" && cur == l {c++} END {print c + 0}' "$T/show.txt")
+  [ "$got" -eq "${MEMBERS[$n]}" ] || { echo "postfix-bench: list d$n@$D has $got active members, expected ${MEMBERS[$n]}" >&2; exit 1; }
+done
+echo "store: lists of 1, 100, 1000 devices (1 member x 1, 50 x 2, 500 x 2) and one of 1 device for part 2, made in $((SECONDS - t_setup)) s"
+sleep 1 # stanzas go to devices enrolled before the post's Date
+
+# --- the posts, each sealed separately (the milter discards a repeated E).
+filler=$(head -c $((BODY * 3 / 4 + 64)) /dev/urandom | base64 -w 76)
+t_seal=$SECONDS
+for n in "${SIZES[@]}"; do
+  mkdir -p "$T/posts$n"
+  for i in $(seq 1 "${NPOSTS[$n]}"); do
+    { printf 'From: poster@%s\nTo: d%s@%s\nSubject: bench post %s\nDate: %s\nMessage-ID: <bench%s.%s.%s@%s>\n\n' \
+        "$D" "$n" "$D" "$i" "$(date -R)" "$n" "$i" "$$" "$D"
+      head -c "$BODY" <<<"$filler"; echo; } >"$T/plain.eml"
+    dev poster seal --to "$(cat "$T/d$n.key")" <"$T/plain.eml" >"$T/posts$n/$i.eml" 2>"$T/seal.err" ||
+      { echo "postfix-bench: seal failed: $(head -c 300 "$T/seal.err")" >&2; exit 1; }
+  done
+done
+echo "posts: $(( POSTS * 2 + POSTS_1000 )) sealed in $((SECONDS - t_seal)) s; plaintext $(wc -c <"$T/plain.eml") bytes, sealed $(wc -c <"$T/posts1/1.eml") bytes each"
+
+milter_conf
+sink_start
+
+# --- 1. throughput
+echo
+echo "1. Throughput: sealed posts sent by SMTP over $CONC connections to the list address; time from"
+echo "   the first connection until Postfix has logged every copy relayed to smtp-sink (status=sent)."
+echo "   with milter: recrypt-milter rewrites each post and replaces the list by the members."
+echo "   no milter:   smtpd_milters unset; the list address is a virtual alias of the same members,"
+echo "                so Postfix relays the same posts (without stanzas) to the same addresses."
+echo "   copies = member recipients relayed (Postfix sends up to 50 recipients per SMTP transaction)."
+echo
+printf '   %7s %7s %5s | %8s %8s %9s %10s | %8s %8s %9s | %6s\n' \
+  devices members posts "milter s" "posts/s" "copies/s" "peak KiB" "plain s" "posts/s" "copies/s" ratio
+printf '   %s\n' "------------------------------------------------------------------------------------------------------"
+declare -A R
+for n in "${SIZES[@]}"; do
+  m=${MEMBERS[$n]} p=${NPOSTS[$n]}
+  files=()
+  for i in $(seq 1 "$p"); do files+=("$T/posts$n/$i.eml"); done
+  expect=$((m * p))
+  line_ok=1
+  for mode in milter plain; do
+    if [ "$mode" = milter ]; then
+      aliases milter "d$n@$D"
+    else
+      mapfile -t mem <"$T/d$n.members"
+      aliases plain "d$n@$D" "${mem[@]}"
+    fi
+    one_run "$mode" "d$n@$D" "$expect" "${files[@]}"
+    R[$mode.res]=$RUN_RESULT R[$mode.hwm]=$RUN_HWM R[$mode.cnt]=$RUN_COUNTERS
+    s=$(kv total_s "$RUN_RESULT")
+    if [ "$(kv accepted "$RUN_RESULT")" != "$p" ] || [ "$(kv delivered "$RUN_RESULT")" -lt "$expect" ] ||
+      [ "$(kv postmaster "$RUN_RESULT")" != 0 ]; then
+      line_ok=0
+      echo "   FAIL ($n devices, $mode): expected $p posts accepted and $expect copies relayed, got: $RUN_RESULT" | tr '\n' ' '
+      echo
+    fi
+    if [ "$mode" = milter ]; then
+      rec=$(kv recrypted "$RUN_COUNTERS") st=$(kv stanzas "$RUN_COUNTERS")
+      if [ "$rec" != "$p" ] || [ "$st" != $((p * n)) ]; then
+        line_ok=0
+        echo "   FAIL ($n devices): milter counters: $RUN_COUNTERS (expected recrypted=$p stanzas=$((p * n)))"
+      fi
+    fi
+    R[$mode.s]=$s
+  done
+  [ "$line_ok" = 1 ] || fails=$((fails + 1))
+  ms=${R[milter.s]} ps=${R[plain.s]}
+  printf '   %7d %7d %5d | %8.2f %8.1f %9.1f %10s | %8.2f %8.1f %9.1f | %5.2fx\n' \
+    "$n" "$m" "$p" "$ms" "$(div "$p" "$ms")" "$(div "$expect" "$ms")" "${R[milter.hwm]}" \
+    "$ps" "$(div "$p" "$ps")" "$(div "$expect" "$ps")" "$(div "$ps" "$ms")"
+  echo "$n devices: milter [${R[milter.res]}] [${R[milter.cnt]}]; no milter [${R[plain.res]}]" >>"$T/details"
+done
+echo
+echo "   ratio = posts/s with milter / posts/s without (below 1: the milter's share of the cost);"
+echo "   peak KiB = the milter's VmHWM at the end of its run (a fresh milter per run)."
+echo "   smtp-sink received $(sink_msgs) SMTP transactions in all (warm-up messages included)."
+echo "   details (smtp_s = until the last post was accepted; total_s = until the last copy was relayed):"
+sed 's/^/     /' "$T/details"
+
+# --- 2. peak memory, small post against large post
+echo
+echo "2. The milter's peak memory (VmHWM of /proc/PID/status, KiB) for one post to a list of 1 device;"
+echo "   a fresh milter per post; read after Postfix has relayed the rewritten post to smtp-sink."
+echo
+make_big() { # MIB FILE: a plaintext post of exactly MIB MiB (76-column base64 lines)
+  local mib=$1 out=$2 hdr
+  hdr=$(printf 'From: poster@%s\nTo: mem@%s\nSubject: %s MiB\nDate: %s\nMessage-ID: <mem%s.%s@%s>\n\n' \
+    "$D" "$D" "$mib" "$(date -R)" "$mib" "$$" "$D")
+  { echo "$hdr"; head -c $((mib * 1048576)) /dev/urandom | base64 -w 76; } | head -c $((mib * 1048576)) >"$out"
+  echo >>"$out"
+}
+printf '   %9s %12s %12s %10s %10s %10s %9s\n' "plaintext" "sealed bytes" "start KiB" "peak KiB" "over start" "relayed s" "result"
+declare -A PEAK
+aliases milter "mem@$D"
+for mib in "$SMALL_MIB" "$BIG_MIB"; do
+  make_big "$mib" "$T/big.eml"
+  dev poster seal --to "$(cat "$T/mem.key")" <"$T/big.eml" >"$T/big.sealed" 2>"$T/seal.err" ||
+    { echo "postfix-bench: seal failed: $(head -c 300 "$T/seal.err")" >&2; exit 1; }
+  rm -f "$T/big.eml"
+  pf_stop
+  milter_stop
+  : >"$MILTER_LOG"
+  milter_start "$CONF"
+  pf_start
+  start=$(status_kib VmHWM)
+  res=$(python3 "$PY" "$PF_PORT" "poster@$D" "mem@$D" 1 "$PF_LOG" 1 "$RUN_TIMEOUT" "$T/big.sealed")
+  peak=$(status_kib VmHWM)
+  PEAK[$mib]=$peak
+  r=ok
+  if [ "$(kv delivered "$res")" != 1 ] || ! kill -0 "$MILTER_PID" 2>/dev/null; then
+    r=FAIL; fails=$((fails + 1))
+  fi
+  printf '   %6s MiB %12d %12s %10s %10s %10s %9s\n' "$mib" "$(wc -c <"$T/big.sealed")" "$start" "$peak" \
+    "$((peak - start))" "$(kv total_s "$res")" "$r"
+  [ "$r" = ok ] || echo "   $res"
+  rm -f "$T/big.sealed"
+done
+milter_stop
+pf_stop
+growth=$((PEAK[$BIG_MIB] - PEAK[$SMALL_MIB]))
+echo
+if [ "$growth" -le $((SLACK_MIB * 1024)) ]; then
+  echo "   PASS: the $BIG_MIB MiB peak is $growth KiB above the $SMALL_MIB MiB peak (allowed: $SLACK_MIB MiB)"
+else
+  echo "   FAIL: the $BIG_MIB MiB peak is $growth KiB above the $SMALL_MIB MiB peak (allowed: $SLACK_MIB MiB)"
+  fails=$((fails + 1))
+fi
+echo "   (relayed s: from the first connection until Postfix logged the copy relayed to smtp-sink)"
+echo
+if [ "$fails" -eq 0 ]; then echo "RESULT: PASS"; else echo "RESULT: FAIL ($fails)"; fi
+[ "$fails" -eq 0 ]

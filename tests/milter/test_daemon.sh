@@ -1,0 +1,617 @@
+#!/bin/bash
+# Tests of recrypt-milter as a daemon: its policy settings and its
+# operational behaviour (the companion of test_miltertest.sh, which covers
+# the milter protocol's edge cases).
+#
+#  1. -n: a good configuration is usable (exit 0); an unknown setting, a bad
+#     value, a setting given twice, no Socket, no Database, a Database that
+#     is not a store, a world-readable KeyFile: exit 78 naming file:line or
+#     the problem; nothing listens afterwards.
+#  2. MaxMessageSize: a larger post gets 552 5.3.4.
+#  3. PostingPolicy members: a non-member's post gets 550 5.7.1; members'
+#     posts are recrypted.
+#  4. PlaintextPolicy fanout: a plaintext post is delivered as it came.
+#  5. MaxFanout: over the cap, 552 5.5.3.
+#  6. FreshnessWindow/FutureSkew: a Date too old or too far ahead, 550 5.7.0.
+#  7. An epoch past its grace (rotation with --grace 0): 550 5.7.0 naming
+#     the current epoch.
+#  8. A stale unix socket is replaced; a live one is not stolen (exit 75).
+#  9. SIGUSR1 reloads (a broken configuration is refused, the old kept);
+#     SIGUSR2 logs the counters; SIGTERM stops with exit 0.
+# 10. No core dumps, not dumpable.
+# 11. No log line holds a post's plaintext or a key string.
+#
+# Each policy case runs its own milter (on a free loopback port, log on
+# stderr) behind the relay of test_miltertest.sh (miltertest cannot take a
+# replaced body; see README.md), with tests/milter/daemon_post.lua.
+#
+# Environment (CTest sets them): RECRYPT, RECRYPTCTL, RC_HARNESS,
+# RECRYPT_MILTER (default: the binaries of <repo>/build); RC_KEEP=1 keeps
+# the temporary directory for a look.
+set -euo pipefail
+
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$_root/tests/milter
+RECRYPT=${RECRYPT:-$_root/build/src/client/recrypt}
+RECRYPTCTL=${RECRYPTCTL:-$_root/build/src/ctl/recryptctl}
+RC_HARNESS=${RC_HARNESS:-$_root/build/tests/rc-harness}
+RECRYPT_MILTER=${RECRYPT_MILTER:-$_root/build/src/milter/recrypt-milter}
+
+for v in RECRYPT RECRYPTCTL RC_HARNESS RECRYPT_MILTER; do
+  [ -x "${!v}" ] || { echo "FAIL - $v: ${!v} is not an executable"; echo "0 passed, 1 failed"; exit 1; }
+  printf -v "$v" '%s' "$(readlink -f "${!v}")"
+done
+for tool in miltertest python3 timeout; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-daemon.XXXXXX")
+STARTED=() # every background process this test started
+cleanup() {
+  for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "${RC_KEEP:-}" ]; then echo "kept: $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+cd "$T"
+fails=0
+passes=0
+pass() { passes=$((passes + 1)); echo "ok - $*"; }
+failed() { fails=$((fails + 1)); echo "FAIL - $*"; }
+finish() {
+  if [ "$fails" -ne 0 ]; then
+    for f in m-*.log; do
+      [ -e "$f" ] || continue
+      echo "--- $f (last 15 lines)"
+      tail -n 15 "$f"
+    done
+  fi
+  echo "$passes passed, $fails failed"
+  [ "$fails" -eq 0 ]
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# listening PORT: something accepts connections on 127.0.0.1:PORT now.
+listening() {
+  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+    "$1" 2>/dev/null
+}
+# unix_listening PATH: something accepts connections on the unix socket PATH.
+unix_listening() {
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(1); s.connect(sys.argv[1]); s.close()' "$1" 2>/dev/null
+}
+# wait_for CMD...: up to 10 s for CMD to succeed.
+wait_for() {
+  for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+# wait_log FILE PATTERN: up to 10 s for FILE to hold a line matching PATTERN.
+wait_log() { wait_for grep -qE -- "$2" "$1"; }
+# wait_exit PID: up to 10 s for PID (a child) to end; its exit status in
+# RC (999 if it is still running).
+gone() { ! kill -0 "$1" 2>/dev/null; }
+wait_exit() {
+  RC=0
+  if ! wait_for gone "$1"; then RC=999; return; fi
+  wait "$1" 2>/dev/null || RC=$?
+}
+
+# core_limit PID: "SOFT HARD" of its core file size limit (prlimit, or
+# /proc/PID/limits where prlimit may not look at another user's process).
+core_limit() {
+  local l
+  if l=$(prlimit --pid "$1" --core --output SOFT,HARD --noheadings 2>/dev/null); then
+    echo $l
+  else
+    awk '/^Max core file size/ {print $5, $6}' "/proc/$1/limits" 2>/dev/null || echo "unknown"
+  fi
+}
+
+# ---- the store ----
+ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
+svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+ctl init >owner.pub 2>/dev/null
+for l in list rot; do
+  ctl list create "$l@example.org" --service-key "$svc" --apply "$T/db" 2>/dev/null
+  ctl list key "$l@example.org" >"$l.key" 2>/dev/null
+done
+for d in alice bob-laptop bob-phone carol mallory; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
+ctl member add list@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
+ctl member add list@example.org bob@example.org --device "$(cat bob-laptop.pub)" \
+  --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null
+ctl member add list@example.org carol@example.org --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
+ctl member suspend list@example.org carol@example.org --apply "$T/db" 2>/dev/null
+ctl member add rot@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
+show=$("$RECRYPTCTL" show --db "$T/db" list@example.org)
+if grep -q '^  member alice@example.org active$' <<<"$show" && grep -q '^  member bob@example.org active$' <<<"$show" &&
+  grep -q '^  member carol@example.org suspended$' <<<"$show"; then
+  pass "store: list@ with alice and bob active, carol suspended; rot@ with alice"
+else
+  failed "store set-up: $show"
+  finish
+  exit 1
+fi
+sleep 1 # devices get stanzas only for posts dated after their enrolment
+
+# ---- the posts ----
+MARKERS=()
+n=0
+# plain NAME [TO] [FROM] [DATE]: a plaintext message NAME.txt with a unique
+# marker; BODYFILL=N adds N bytes of filler lines.
+plain() {
+  n=$((n + 1))
+  local marker="PLAINTEXT-MARKER-$1-$$-$RANDOM$RANDOM"
+  MARKERS+=("$marker")
+  {
+    printf 'From: %s\nTo: %s\nSubject: %s subject %s\nDate: %s\nMessage-ID: <dt%s.%s.%s@example.org>\n\n%s\nsecond line of %s\n' \
+      "${3:-Alice <alice@example.org>}" "${2:-list@example.org}" "$1" "$marker" "${4:-$(date -R)}" \
+      "$n" "$$" "$RANDOM" "$marker" "$1"
+    if [ -n "${BODYFILL:-}" ]; then
+      head -c "$BODYFILL" /dev/zero | tr '\0' 'x' | fold -w 76
+      echo
+    fi
+  } >"$1.txt"
+}
+# sealed NAME KEYFILE [TO] [FROM] [DATE] [DEVICE]: NAME.eml sealed by
+# DEVICE (default alice).
+sealed() {
+  plain "$1" "${3:-list@example.org}" "${4:-}" "${5:-}"
+  dev "${6:-alice}" seal --to "$2" <"$1.txt" >"$1.eml" 2>/dev/null || { failed "seal $1"; return 1; }
+}
+sealed size-small list.key
+BODYFILL=20000 sealed size-big list.key
+sealed nonmember list.key list@example.org "Mallory <mallory@example.net>" "" mallory
+sealed member list.key
+sealed member-from list.key
+plain fanout-plain
+sealed maxfanout list.key
+sealed fresh-now list.key
+sealed fresh-old list.key list@example.org "" "$(date -R -d '2 days ago')"
+sealed fresh-future list.key list@example.org "" "$(date -R -d '3 hours')"
+sealed rot-old rot.key rot@example.org
+plain reload-before
+plain reload-after
+plain reload-broken
+old_date=$(sed -n 's/^Date: //p' fresh-old.eml | head -n 1)
+[ "$old_date" = "$(sed -n 's/^Date: //p' fresh-old.txt)" ] ||
+  failed "recrypt seal did not keep the Date of the input ($old_date)"
+[ "$(wc -c <size-big.eml)" -gt 16384 ] && [ "$(wc -c <size-small.eml)" -lt 8192 ] ||
+  failed "post sizes: size-big.eml $(wc -c <size-big.eml) bytes, size-small.eml $(wc -c <size-small.eml) bytes"
+
+# The rotation of rot@ (case 7): the old key refused at once.
+ctl list rotate rot@example.org --grace 0 --apply "$T/db" >/dev/null 2>&1 || failed "list rotate --grace 0"
+ctl list key rot@example.org >rot2.key 2>/dev/null
+sleep 1 # the rotation may re-date the continuing devices' entries
+sealed rot-new rot2.key rot@example.org
+
+# ---- running milters ----
+mkdir -p spool out
+cat >relay.py <<'PY'
+# Relay between miltertest and the milter (as in test_miltertest.sh): it
+# passes every packet on, keeps the replaced body in OUT/QID.body (handing
+# miltertest a one-line stand-in) and notes each packet from the milter in
+# OUT/QID.log.
+import os, re, socket, struct, sys, threading
+listen_port, milter_port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            return None
+        b += c
+    return b
+def packet(s):
+    h = recv_exact(s, 4)
+    if h is None:
+        return None
+    n = struct.unpack(">I", h)[0]
+    return recv_exact(s, n) if 0 < n < (1 << 26) else None
+def send(s, cmd, data):
+    s.sendall(struct.pack(">I", len(data) + 1) + cmd + data)
+class Conn:
+    def __init__(self):
+        self.qid = "NOQID"
+    def path(self, ext):
+        return os.path.join(out, re.sub(r"[^A-Za-z0-9_.-]", "_", self.qid) + ext)
+    def note(self, text):
+        with open(self.path(".log"), "a") as f:
+            f.write(text + "\n")
+def mta_side(c, mta, milter):
+    while True:
+        p = packet(mta)
+        if p is None:
+            break
+        cmd, data = p[:1], p[1:]
+        if cmd == b"D" and data[:1] == b"M":
+            parts = data[1:].split(b"\0")
+            for k, v in zip(parts[0::2], parts[1::2]):
+                if k in (b"i", b"{i}"):
+                    c.qid = v.decode("utf-8", "replace")
+        if cmd == b"E":
+            open(c.path(".body"), "wb").close()
+        send(milter, cmd, data)
+    milter.shutdown(socket.SHUT_WR)
+def milter_side(c, mta, milter):
+    while True:
+        p = packet(milter)
+        if p is None:
+            break
+        cmd, data = p[:1], p[1:]
+        if cmd == b"b":
+            with open(c.path(".body"), "ab") as f:
+                f.write(data)
+            c.note("b %d" % len(data))
+            data = b"[body chunk kept by the test relay]\r\n"
+        else:
+            text = data.replace(b"\0", b" ").replace(b"\r\n", b" / ").replace(b"\n", b"\\n").rstrip()
+            c.note(cmd.decode("latin-1") + " " + text.decode("utf-8", "replace"))
+        send(mta, cmd, data)
+    mta.close()
+def serve(mta):
+    try:
+        milter = socket.create_connection(("127.0.0.1", milter_port))
+    except OSError:
+        mta.close()
+        return
+    c = Conn()
+    t = threading.Thread(target=mta_side, args=(c, mta, milter), daemon=True)
+    t.start()
+    try:
+        milter_side(c, mta, milter)
+    except OSError:
+        pass
+    t.join(5)
+    milter.close()
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", listen_port))
+srv.listen(16)
+while True:
+    s, _ = srv.accept()
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+PY
+
+export MT_LIB="$HERE/lib.lua" MT_OUT="$T/out" MT_DIR="$T"
+milter_pid='' relay_pid='' inst=''
+
+# conf NAME [LINES...]: m-NAME.conf on a free loopback port (MPORT), with
+# the store, log on stderr at debug, the spool; then LINES.
+conf() {
+  local name=$1; shift
+  MPORT=$(free_port)
+  {
+    printf 'Socket inet:%s@127.0.0.1\nDatabase %s\nSyslog no\nLogLevel debug\nTemporaryDirectory %s\n' \
+      "$MPORT" "$T/db" "$T/spool"
+    if [ $# -gt 0 ]; then printf '%s\n' "$@"; fi
+  } >"m-$name.conf"
+}
+# start NAME [LINES...]: a milter with conf NAME LINES (or an m-NAME.conf
+# already written, when no LINES and it exists), log m-NAME.log, behind a
+# relay; MT_SOCKET points at the relay. Returns 1 if either does not listen.
+start() {
+  local name=$1; shift
+  if [ $# -gt 0 ] || [ ! -e "m-$name.conf" ]; then conf "$name" "$@"; fi
+  MPORT=$(sed -n 's/^Socket inet:\([0-9]*\)@.*/\1/p' "m-$name.conf")
+  inst=$name
+  "$RECRYPT_MILTER" -f -c "m-$name.conf" 2>"m-$name.log" &
+  milter_pid=$!
+  STARTED+=("$milter_pid")
+  if ! wait_for listening "$MPORT"; then
+    failed "$name: the milter does not listen: $(tail -n 5 "m-$name.log" | tr '\n' ' ')"
+    return 1
+  fi
+  local rport
+  rport=$(free_port)
+  python3 relay.py "$rport" "$MPORT" "$T/out" 2>"relay-$name.log" &
+  relay_pid=$!
+  STARTED+=("$relay_pid")
+  wait_for listening "$rport" || { failed "$name: the relay does not listen: $(cat "relay-$name.log")"; return 1; }
+  export MT_SOCKET="inet:$rport@127.0.0.1"
+}
+# stop: SIGTERM to the milter, its exit status in RC; stops the relay.
+stop() {
+  kill -TERM "$milter_pid" 2>/dev/null || true
+  wait_exit "$milter_pid"
+  [ "$RC" = 999 ] && kill -KILL "$milter_pid" 2>/dev/null
+  kill "$relay_pid" 2>/dev/null || true
+  wait "$relay_pid" 2>/dev/null || true
+  milter_pid='' relay_pid=''
+}
+
+# run LABEL [VAR=VALUE ...]: daemon_post.lua with those settings (the queue
+# ids are LABEL-1, ...); its "ok -"/"FAIL -" lines count.
+run() {
+  local label=$1 rc=0 p f; shift
+  env MT_NAME="$label" "$@" timeout 120 miltertest -s "$HERE/daemon_post.lua" >"$label.out" 2>"$label.err" || rc=$?
+  p=$(grep -c '^ok - ' "$label.out" || true)
+  f=$(grep -c '^FAIL - ' "$label.out" || true)
+  grep -E '^(ok|FAIL) - ' "$label.out" || true
+  passes=$((passes + p))
+  fails=$((fails + f))
+  if [ "$rc" -ne 0 ]; then
+    failed "$label: miltertest exit $rc: $(tail -c 400 "$label.err" | tr '\n' ' ')"
+  elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+    failed "$label: no result"
+  fi
+  kill -0 "$milter_pid" 2>/dev/null || failed "$label: the milter ($inst) is gone: $(tail -n 5 "m-$inst.log" | tr '\n' ' ')"
+}
+# stopped NAME: the current milter stops on SIGTERM with exit 0.
+stopped() {
+  stop
+  [ "$RC" = 0 ] && pass "$1: SIGTERM, exit 0" || failed "$1: exit $RC after SIGTERM (999: still running after 10 s)"
+}
+
+# ==== 1. recrypt-milter -n ====
+NPORT=$(free_port)
+printf 'Socket inet:%s@127.0.0.1\nDatabase %s\nSyslog no\nLogLevel info\n' "$NPORT" "$T/db" >n-good.conf
+rc=0
+"$RECRYPT_MILTER" -n -c n-good.conf >n-good.out 2>n-good.err || rc=$?
+if [ "$rc" -eq 0 ] && grep -q 'usable' n-good.out; then
+  pass "-n good configuration: exit 0, says it is usable"
+else
+  failed "-n good configuration: exit $rc: $(cat n-good.out n-good.err | head -c 300)"
+fi
+if listening "$NPORT"; then failed "-n good configuration: something listens on its port afterwards"; else
+  pass "-n good configuration: nothing listens on its port afterwards"; fi
+
+mkdir -p notastore
+cp db/service.key wr.key
+chmod 644 wr.key
+base() { printf 'Socket unix:%s\nSyslog no\n' "$T/n.sock"; }
+{ base; printf 'Database %s\nFrobnicate yes\n' "$T/db"; } >n-unknown.conf
+{ base; printf 'Database %s\nLogLevel loud\n' "$T/db"; } >n-loud.conf
+{ base; printf 'Database %s\nMaxFanout 10\nmaxfanout 20\n' "$T/db"; } >n-twice.conf
+printf 'Database %s\nSyslog no\n' "$T/db" >n-nosocket.conf
+{ base; printf 'LogLevel info\n'; } >n-nodb.conf
+{ base; printf 'Database %s\nKeyFile %s\n' "$T/notastore" "$T/db/service.key"; } >n-notastore.conf
+{ base; printf 'Database %s\nKeyFile %s\n' "$T/db" "$T/wr.key"; } >n-worldkey.conf
+# nflag NAME PATTERN WHAT: -n on n-NAME.conf exits 78 saying PATTERN (grep -E)
+nflag() {
+  local rc=0
+  "$RECRYPT_MILTER" -n -c "n-$1.conf" >"n-$1.out" 2>"n-$1.err" || rc=$?
+  if [ "$rc" -ne 78 ]; then
+    failed "-n $3: exit $rc, expected 78 ($(cat "n-$1.out" "n-$1.err" | head -c 300))"
+  elif ! grep -qE -- "$2" "n-$1.err"; then
+    failed "-n $3: the message does not match /$2/: $(head -c 300 "n-$1.err")"
+  else
+    pass "-n $3: exit 78, $(head -n 1 "n-$1.err" | sed "s|$T/||g")"
+  fi
+  if [ -e "$T/n.sock" ]; then failed "-n $3: the socket $T/n.sock exists afterwards"; rm -f "$T/n.sock"; fi
+}
+nflag unknown 'n-unknown\.conf:4: .*unknown setting' "unknown setting"
+nflag loud 'n-loud\.conf:4: .*LogLevel' "LogLevel loud"
+nflag twice 'n-twice\.conf:5: .*(twice|again|already)' "a setting given twice"
+nflag nosocket 'n-nosocket\.conf.*Socket' "no Socket"
+nflag nodb 'n-nodb\.conf.*Database' "no Database"
+nflag notastore 'notastore.*(store|data\.mdb)|(store|data\.mdb).*notastore' "a Database that is not a store"
+nflag worldkey 'wr\.key.*(group|others|world|mode)' "a world-readable KeyFile"
+[ -z "$(ls -A notastore)" ] && pass "-n on a directory that is not a store leaves it empty" ||
+  failed "-n created files in a directory that is not a store: $(ls -A notastore | tr '\n' ' ')"
+[ ! -e "$T/n.sock" ] && pass "-n: no socket left behind by any of the checks" || true
+
+# ==== 2. MaxMessageSize ====
+if start size "MaxMessageSize 8192"; then
+  run size-small MT_POST=size-small.eml MT_EXPECT=recrypted MT_STANZAS=3
+  run size-big MT_POST=size-big.eml MT_EXPECT="552 5.3.4" MT_STEP=body
+  stopped size
+fi
+
+# ==== 3. PostingPolicy members ====
+if start members "PostingPolicy members"; then
+  run members-non MT_POST=nonmember.eml MT_SENDER="<mallory@example.net>" MT_EXPECT="550 5.7.1" \
+    MT_TEXT="members only"
+  run members-member MT_POST=member.eml MT_EXPECT=recrypted MT_STANZAS=3
+  # The From is a member, the envelope sender not: "or" in the spec.
+  run members-from MT_POST=member-from.eml MT_SENDER="<mallory@example.net>" MT_EXPECT=recrypted
+  stopped members
+fi
+
+# ==== 4. PlaintextPolicy fanout ====
+if start fanout "PlaintextPolicy fanout"; then
+  run fanout MT_POST=fanout-plain.txt MT_EXPECT=fanout
+  stopped fanout
+fi
+
+# ==== 5. MaxFanout ====
+if start maxfanout "MaxFanout 2"; then
+  run maxfanout MT_POST=maxfanout.eml MT_EXPECT="552 5.5.3"
+  stopped maxfanout
+fi
+
+# ==== 6. FreshnessWindow and FutureSkew ====
+if start fresh "FreshnessWindow 1d" "FutureSkew 1h"; then
+  run fresh-old MT_POST=fresh-old.eml MT_EXPECT="550 5.7.0" MT_TEXT="Date"
+  run fresh-future MT_POST=fresh-future.eml MT_EXPECT="550 5.7.0" MT_TEXT="Date"
+  run fresh-now MT_POST=fresh-now.eml MT_EXPECT=recrypted MT_STANZAS=3
+  stopped fresh
+fi
+
+# ==== 7. An epoch past its grace ====
+if start epoch; then
+  run epoch-old MT_POST=rot-old.eml MT_RCPT="<rot@example.org>" MT_EXPECT="550 5.7.0" MT_TEXT="epoch 2"
+  run epoch-new MT_POST=rot-new.eml MT_RCPT="<rot@example.org>" MT_EXPECT=recrypted \
+    MT_ADDED=alice@example.org MT_STANZAS=1
+  stopped epoch
+fi
+
+# ==== 8. Stale and live unix sockets ====
+SOCK=$T/m.sock
+printf 'Socket unix:%s\nDatabase %s\nSyslog no\nLogLevel info\n' "$SOCK" "$T/db" >m-sock.conf
+"$RECRYPT_MILTER" -f -c m-sock.conf 2>m-sock1.log &
+p1=$!
+STARTED+=("$p1")
+if wait_for unix_listening "$SOCK"; then
+  pass "unix socket: the milter listens on unix:\$T/m.sock"
+  mode=$(stat -c %a "$SOCK")
+  [ "$mode" = 770 ] && pass "unix socket: mode 0770 (UMask 007)" || failed "unix socket: mode $mode, expected 770"
+  kill -KILL "$p1"
+  wait "$p1" 2>/dev/null || true
+  if [ -S "$SOCK" ] && ! unix_listening "$SOCK"; then
+    pass "unix socket: kill -9 leaves a stale socket file"
+    "$RECRYPT_MILTER" -f -c m-sock.conf 2>m-sock2.log &
+    p2=$!
+    STARTED+=("$p2")
+    if wait_for unix_listening "$SOCK" && kill -0 "$p2" 2>/dev/null; then
+      pass "stale socket: a new milter starts on it"
+      if grep -q "stale socket" m-sock2.log; then pass "stale socket: its removal is logged: $(grep 'stale socket' m-sock2.log | sed "s|$T/||g; s/^[^ ]* //")"
+      else failed "stale socket: not logged: $(head -n 5 m-sock2.log | tr '\n' ' ')"; fi
+      # A second milter on the live socket must not steal it.
+      rc=0
+      timeout 10 "$RECRYPT_MILTER" -f -c m-sock.conf 2>m-sock3.log || rc=$?
+      if [ "$rc" -eq 75 ] && grep -q 'another milter is listening' m-sock3.log; then
+        pass "live socket: a second milter exits 75, 'another milter is listening'"
+      else
+        failed "live socket: a second milter: exit $rc (124: still running after 10 s): $(head -c 300 m-sock3.log)"
+      fi
+      if kill -0 "$p2" 2>/dev/null && unix_listening "$SOCK"; then
+        pass "live socket: the first milter still runs and answers on it"
+      else
+        failed "live socket: the running milter lost its socket (or died)"
+      fi
+      kill -TERM "$p2"
+      wait_exit "$p2"
+      [ "$RC" = 0 ] && pass "unix socket: SIGTERM, exit 0" || failed "unix socket: exit $RC after SIGTERM"
+      [ ! -e "$SOCK" ] && pass "unix socket: removed at a clean stop" || failed "unix socket: $SOCK left after a clean stop"
+    else
+      failed "stale socket: the milter does not start over it: $(head -n 5 m-sock2.log | tr '\n' ' ')"
+    fi
+  else
+    failed "unix socket: no stale socket file after kill -9 (cannot test the stale case)"
+  fi
+else
+  failed "unix socket: the milter does not listen on $SOCK: $(head -n 5 m-sock1.log | tr '\n' ' ')"
+fi
+
+# ==== 9. Signals: SIGUSR1 reload, SIGUSR2 counters, SIGTERM ====
+conf reload "PlaintextPolicy reject" "PidFile $T/reload.pid"
+sed -i 's/^LogLevel debug$/LogLevel notice/' m-reload.conf
+if start reload; then
+  rpid=$milter_pid
+  [ "$(cat reload.pid 2>/dev/null)" = "$rpid" ] && pass "reload: pid file written" ||
+    failed "reload: pid file holds '$(cat reload.pid 2>/dev/null)', not $rpid"
+  run reload-before MT_POST=reload-before.txt MT_EXPECT="550 5.7.1" MT_TEXT="recrypt seal"
+
+  # ---- 10. not dumpable, no core files (this milter runs as the invoking user) ----
+  lim=$(core_limit "$rpid")
+  [ "$lim" = "0 0" ] && pass "no core files: core size limit soft 0, hard 0" ||
+    failed "core limit of the milter: '$lim', expected '0 0'"
+
+  # A new configuration: LogLevel info (delivered posts are logged, they
+  # were not at notice), PlaintextPolicy fanout; the PidFile changed too
+  # (restart only: the old value must be kept, with a warning).
+  sed -i 's/^LogLevel notice$/LogLevel info/; s/^PlaintextPolicy reject$/PlaintextPolicy fanout/; s|^PidFile .*|PidFile '"$T"'/reload-new.pid|' m-reload.conf
+  kill -USR1 "$rpid"
+  if wait_log m-reload.log 'reloaded'; then pass "SIGUSR1: the log says reloaded"; else failed "SIGUSR1: no 'reloaded' in the log"; fi
+  run reload-after MT_POST=reload-after.txt MT_EXPECT=fanout
+  wait_log m-reload.log 'reload-after-1: .*verdict=delivered' &&
+    pass "SIGUSR1: LogLevel info applies (the delivered post is logged)" ||
+    failed "SIGUSR1: no info line for reload-after-1 (LogLevel not reloaded?)"
+  grep -qiE 'restart' m-reload.log && pass "SIGUSR1: changing PidFile logs a restart-only warning" ||
+    failed "SIGUSR1: PidFile changed on reload, but no warning that it needs a restart (admin guide section 11)"
+
+  # A broken configuration: refused as a whole, the old one kept.
+  cp m-reload.conf m-reload.good
+  # PlaintextPolicy reject comes before the bad line: a partly applied
+  # configuration would show in the next post.
+  { grep -vE '^(PlaintextPolicy|LogLevel) ' m-reload.good; echo "PlaintextPolicy reject"; echo "LogLevel loud"; } >m-reload.conf
+  kill -USR1 "$rpid"
+  wait_log m-reload.log '(refused|kept|not reloaded).*m-reload\.conf:[0-9]+: .*LogLevel' &&
+    pass "SIGUSR1 with a broken configuration: refused, logged: $(grep -E 'refused|kept' m-reload.log | tail -n 1 | sed "s|$T/||g; s/^[^ ]* //")" ||
+    failed "SIGUSR1 with a broken configuration: nothing logged about it: $(tail -n 3 m-reload.log | tr '\n' ' ')"
+  sleep 0.3
+  kill -0 "$rpid" 2>/dev/null && pass "SIGUSR1 with a broken configuration: the milter keeps running" ||
+    failed "SIGUSR1 with a broken configuration: the milter is gone"
+  run reload-broken MT_POST=reload-broken.txt MT_EXPECT=fanout
+
+  kill -USR2 "$rpid"
+  if wait_log m-reload.log 'counters:'; then
+    line=$(grep 'counters:' m-reload.log | tail -n 1)
+    if grep -q 'refused=1 ' <<<"$line" && grep -q 'plaintext=3 ' <<<"$line" && grep -q 'recrypted=0 ' <<<"$line"; then
+      pass "SIGUSR2: a counters line (recrypted=0 refused=1 plaintext=3)"
+    else
+      failed "SIGUSR2: counters line, expected recrypted=0 refused=1 plaintext=3: $line"
+    fi
+  else
+    failed "SIGUSR2: no counters line in the log"
+  fi
+  stop
+  [ "$RC" = 0 ] && pass "SIGTERM: exit 0" || failed "SIGTERM: exit $RC (999: still running after 10 s)"
+  grep -q 'stopped' m-reload.log && pass "SIGTERM: the log says stopped" || failed "SIGTERM: no 'stopped' in the log"
+  [ ! -e reload.pid ] && pass "SIGTERM: the pid file is removed" ||
+    failed "SIGTERM: the pid file reload.pid is left (PidFile was changed by the reload; admin guide section 11 says it is kept until a restart)"
+fi
+
+# ==== 10. Not dumpable ====
+# A non-dumpable process's /proc/PID files belong to root whatever its user:
+# visible only when it runs as someone else than root. As root, the milter
+# is started as nobody with setpriv (on a copy of the store that nobody
+# owns), so that only its own prctl can make it non-dumpable (a setuid in
+# the process, as with -u, clears the flag by itself); without setpriv,
+# with -u nobody.
+asuser=()
+dumpdb=$T/db
+if [ "$(id -u)" -eq 0 ]; then
+  if ! id nobody >/dev/null 2>&1; then
+    asuser=(skip)
+  elif command -v setpriv >/dev/null; then
+    asuser=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups)
+    dumpdb=$T/db-nobody
+    cp -a "$T/db" "$dumpdb"
+    chown -R nobody "$dumpdb"
+    chmod 711 "$T"
+  else
+    asuser=(-u nobody)
+  fi
+fi
+if [ "${asuser[0]:-}" = skip ]; then
+  echo "# no user 'nobody': the dumpable check needs a non-root user"
+else
+  conf dump
+  sed -i "s|^Database .*|Database $dumpdb|" m-dump.conf
+  if [ "${asuser[0]:-}" = setpriv ]; then
+    "${asuser[@]}" "$RECRYPT_MILTER" -f -c m-dump.conf 2>m-dump.log &
+  else
+    "$RECRYPT_MILTER" -f -c m-dump.conf "${asuser[@]}" 2>m-dump.log &
+  fi
+  dpid=$!
+  STARTED+=("$dpid")
+  if wait_for listening "$MPORT"; then
+    duid=$(awk '/^Uid:/ {print $2}' "/proc/$dpid/status")
+    owner=$(stat -c %u "/proc/$dpid/status")
+    if [ "$duid" -ne 0 ] && [ "$owner" -eq 0 ]; then
+      pass "not dumpable: /proc/PID belongs to root while the milter runs as uid $duid"
+    else
+      failed "dumpable: the milter runs as uid $duid and /proc/PID/status belongs to uid $owner"
+    fi
+    lim=$(core_limit "$dpid")
+    [ "$lim" = "0 0" ] && pass "no core files (as uid $duid): soft 0, hard 0" || failed "core limit (as uid $duid): '$lim'"
+  else
+    failed "not dumpable: the milter ${asuser[*]} does not listen: $(head -n 5 m-dump.log | tr '\n' ' ')"
+  fi
+  kill -TERM "$dpid" 2>/dev/null || true
+  wait_exit "$dpid"
+fi
+
+# ==== 11. The logs: no plaintext, no key ====
+cat m-*.log >all-logs.txt
+leak=0
+for m in "${MARKERS[@]}"; do
+  if grep -qF "$m" all-logs.txt; then leak=1; failed "a milter log holds the plaintext marker $m"; fi
+done
+[ "$leak" -eq 0 ] && pass "no milter log holds the plaintext of any post (${#MARKERS[@]} markers, $(wc -l <all-logs.txt) lines)"
+if grep -qF 'recrypt1.' all-logs.txt; then
+  failed "a milter log holds a key string: $(grep -F 'recrypt1.' all-logs.txt | head -n 2 | cut -c 1-200)"
+else
+  pass "no milter log holds a key string (recrypt1.)"
+fi
+for f in $(cat db/service.key | tr -d '\n') $(cat list.key rot.key rot2.key | tr -d ' '); do
+  if grep -qF "${f:20:40}" all-logs.txt; then failed "a milter log holds part of a key: ${f:0:30}..."; fi
+done
+leftover=$(ls spool | wc -l)
+[ "$leftover" -eq 0 ] && pass "TemporaryDirectory empty at the end" || failed "TemporaryDirectory holds $leftover files"
+
+finish

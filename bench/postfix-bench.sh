@@ -24,6 +24,7 @@
 #   PFB_SMALL_MIB      plaintext size of the small memory post     (1)
 #   PFB_BIG_MIB        plaintext size of the large memory post     (50)
 #   PFB_SLACK_MIB      allowed growth of the peak, large vs small  (4)
+#   PFB_SOCKET         milter socket: inet (loopback TCP) or unix   (inet)
 #   PFB_RUN_TIMEOUT    seconds allowed for one run                 (300)
 #   PFB_DEADLINE       seconds allowed for the whole bench         (1500)
 #
@@ -68,6 +69,8 @@ BODY=${PFB_BODY:-4096};           num PFB_BODY "$BODY"
 SMALL_MIB=${PFB_SMALL_MIB:-1};    num PFB_SMALL_MIB "$SMALL_MIB"
 BIG_MIB=${PFB_BIG_MIB:-50};       num PFB_BIG_MIB "$BIG_MIB"
 SLACK_MIB=${PFB_SLACK_MIB:-4};    num PFB_SLACK_MIB "$SLACK_MIB"
+SOCKET=${PFB_SOCKET:-inet}
+case "$SOCKET" in inet | unix) ;; *) echo "postfix-bench: PFB_SOCKET must be inet or unix" >&2; exit 2 ;; esac
 RUN_TIMEOUT=${PFB_RUN_TIMEOUT:-300}; num PFB_RUN_TIMEOUT "$RUN_TIMEOUT"
 DEADLINE=${PFB_DEADLINE:-1500};   num PFB_DEADLINE "$DEADLINE"
 # Postfix's message_size_limit and the milter's MaxMessageSize: room for the
@@ -85,6 +88,14 @@ PF_ALIASES=$T/virtual
 D=example.org          # the lists' domain (virtual alias domain)
 MD=sink.example.net    # the members' domain (relayed to smtp-sink)
 CONF=$T/milter.conf
+if [ "$SOCKET" = unix ]; then
+  # Postfix's smtpd and cleanup run unchrooted here and as user postfix.
+  mkdir -p "$T/sock"
+  chown postfix "$T/sock"
+  MILTER_SOCKET=unix:$T/sock/milter.sock PF_MILTER=unix:$T/sock/milter.sock
+else
+  MILTER_SOCKET=inet:$MILTER_PORT@127.0.0.1 PF_MILTER=inet:127.0.0.1:$MILTER_PORT
+fi
 PY=$T/pfb.py
 fails=0
 
@@ -98,6 +109,8 @@ sink_stop() {
 # it takes the exit status from $?.
 _bench_cleanup() {
   local rc=$?
+  trap - ERR
+  set +e
   sink_stop
   (exit "$rc")
   _pf_cleanup
@@ -154,7 +167,7 @@ bounce_queue_lifetime = 1h
 EOF
   if [ "$milter" = yes ]; then
     cat >>"$PF_DIR/main.cf" <<EOF
-smtpd_milters = inet:127.0.0.1:$MILTER_PORT
+smtpd_milters = $PF_MILTER
 non_smtpd_milters =
 milter_default_action = tempfail
 milter_protocol = 6
@@ -278,10 +291,30 @@ kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
 ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
 dev() { local d=$1; shift; RECRYPT_HOME="$T/dev/$d" "$RECRYPT" "$@"; }
 
+# milter_start CONFIG: as postfix-lib.sh's, but also for a unix socket.
+milter_start() {
+  local conf=$1 i
+  "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
+  MILTER_PID=$!
+  for i in $(seq 1 100); do
+    if ! kill -0 "$MILTER_PID" 2>/dev/null; then
+      echo "milter_start: the milter exited:" >&2
+      tail -20 "$MILTER_LOG" | sed 's/^/  milter: /' >&2
+      MILTER_PID=
+      return 1
+    fi
+    if [ "$SOCKET" = unix ]; then [ -S "${MILTER_SOCKET#unix:}" ] && return 0
+    else _port_open "$MILTER_PORT" && return 0; fi
+    sleep 0.1
+  done
+  echo "milter_start: the milter does not listen on $MILTER_SOCKET after 10 s" >&2
+  return 1
+}
+
 milter_conf() {
   cat >"$CONF" <<EOF
 # recrypt-milter benchmark config (bench/postfix-bench.sh)
-Socket inet:$MILTER_PORT@127.0.0.1
+Socket $MILTER_SOCKET
 Database $T/db
 Syslog no
 LogLevel notice
@@ -289,6 +322,8 @@ TemporaryDirectory $MILTER_SPOOL
 MaxMessageSize $SIZE_LIMIT
 MaxFanout 1000000
 EOF
+  # (unix socket: the milter runs as root here; let Postfix's user in)
+  [ "$SOCKET" = inet ] || echo "UMask 000" >>"$CONF"
   mkdir -p "$MILTER_SPOOL"
   chmod 700 "$MILTER_SPOOL"
 }
@@ -323,7 +358,7 @@ sink_start() {
   return 1
 }
 # sink_msgs: transactions smtp-sink has received (its last -c counter).
-sink_msgs() { tr '\r' '\n' <"$T/sink.out" | sed -n 's/.*msg=\([0-9]*\).*/\1/p' | tail -1; }
+sink_msgs() { tr '\r' '\n' <"$T/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
 
 # aliases MODE LIST [MEMBER...]: the list address resolves to postmaster
 # (mode milter: the milter replaces the list recipient by the members) or
@@ -372,7 +407,7 @@ one_run() {
 echo "recrypt postfix-bench: $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), $("$RECRYPT_MILTER" -V 2>&1 | head -1)"
 echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) online CPUs, $(awk '/MemTotal/ {printf "%d MiB RAM", $2/1024}' /proc/meminfo)"
 echo "build: $BUILD (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
-echo "parameters: PFB_POSTS=$POSTS PFB_POSTS_1000=$POSTS_1000 PFB_CONC=$CONC PFB_BODY=$BODY PFB_SMALL_MIB=$SMALL_MIB PFB_BIG_MIB=$BIG_MIB PFB_SLACK_MIB=$SLACK_MIB PFB_RUN_TIMEOUT=$RUN_TIMEOUT PFB_DEADLINE=$DEADLINE"
+echo "parameters: PFB_POSTS=$POSTS PFB_POSTS_1000=$POSTS_1000 PFB_CONC=$CONC PFB_BODY=$BODY PFB_SMALL_MIB=$SMALL_MIB PFB_BIG_MIB=$BIG_MIB PFB_SLACK_MIB=$SLACK_MIB PFB_SOCKET=$SOCKET PFB_RUN_TIMEOUT=$RUN_TIMEOUT PFB_DEADLINE=$DEADLINE"
 echo "postfix: relayhost [127.0.0.1]:sink, message_size_limit $SIZE_LIMIT, default concurrency and recipient limits;"
 echo "milter: LogLevel notice, MaxMessageSize $SIZE_LIMIT, MaxFanout 1000000, spool in the temporary directory"
 echo
@@ -494,11 +529,22 @@ echo "2. The milter's peak memory (VmHWM of /proc/PID/status, KiB) for one post 
 echo "   a fresh milter per post; read after Postfix has relayed the rewritten post to smtp-sink."
 echo
 make_big() { # MIB FILE: a plaintext post of exactly MIB MiB (76-column base64 lines)
-  local mib=$1 out=$2 hdr
-  hdr=$(printf 'From: poster@%s\nTo: mem@%s\nSubject: %s MiB\nDate: %s\nMessage-ID: <mem%s.%s@%s>\n\n' \
-    "$D" "$D" "$mib" "$(date -R)" "$mib" "$$" "$D")
-  { echo "$hdr"; head -c $((mib * 1048576)) /dev/urandom | base64 -w 76; } | head -c $((mib * 1048576)) >"$out"
-  echo >>"$out"
+  python3 - "$1" "$2" "$D" "$(date -R)" "$$" <<'PYEOF'
+import base64, os, sys
+mib, out, dom, date, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+size = mib * 1048576
+hdr = ("From: poster@%s\nTo: mem@%s\nSubject: %d MiB\nDate: %s\nMessage-ID: <mem%d.%s@%s>\n\n"
+       % (dom, dom, mib, date, mib, pid, dom)).encode()
+with open(out, "wb") as f:
+    f.write(hdr)
+    left = size - len(hdr)
+    while left > 0:
+        b = base64.encodebytes(os.urandom(57 * 1024))  # 76-column lines
+        if len(b) >= left:
+            b = b[:left - 1] + b"\n"
+        f.write(b)
+        left -= len(b)
+PYEOF
 }
 printf '   %9s %12s %12s %10s %10s %10s %9s\n' "plaintext" "sealed bytes" "start KiB" "peak KiB" "over start" "relayed s" "result"
 declare -A PEAK

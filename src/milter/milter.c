@@ -305,10 +305,14 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         from_address(value, m->from);
     /* Spool as CRLF text: the MTA hands folded values with bare LF. */
     int bad = spool_write(m, name, strlen(name)) || spool_write(m, ": ", 2);
-    for (const char *p = value; !bad && *p; p++) {
-        if (*p == '\r')
-            continue;
-        bad = *p == '\n' ? spool_write(m, "\r\n", 2) : spool_write(m, p, 1);
+    for (const char *p = value; !bad && *p;) {
+        size_t run = strcspn(p, "\r\n"); /* write each line in one call */
+        bad = run && spool_write(m, p, run);
+        p += run;
+        if (!bad && *p == '\n')
+            bad = spool_write(m, "\r\n", 2);
+        if (*p)
+            p++;
     }
     if (bad || spool_write(m, "\r\n", 2))
         return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,

@@ -169,6 +169,7 @@ sealed member-from list.key
 plain fanout-plain
 sealed maxfanout list.key
 sealed fresh-now list.key
+sealed internal list.key
 sealed fresh-old list.key list@example.org "" "$(date -R -d '2 days ago')"
 sealed fresh-future list.key list@example.org "" "$(date -R -d '3 hours')"
 sealed rot-old rot.key rot@example.org
@@ -594,6 +595,15 @@ else
   fi
   kill -TERM "$dpid" 2>/dev/null || true
   wait_exit "$dpid"
+fi
+
+# ==== 12. An internal error is a tempfail, never a delivery ====
+# A service key that parses but is not the one r was sealed to: the entries
+# cannot be opened at end of message.
+"$RECRYPTCTL" server init --db "$T/otherdb" >/dev/null 2>&1
+if start internal "KeyFile $T/otherdb/service.key"; then
+  run internal MT_POST=internal.eml MT_EXPECT="451 4.3.0"
+  stopped internal
 fi
 
 # ==== 11. The logs: no plaintext, no key ====

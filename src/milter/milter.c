@@ -654,7 +654,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the entries");
         goto done;
     }
-    if ((uint64_t)(n_entries ? n_entries : 1) * rc_.n > cfg.max_fanout) {
+    /* Readers refuse a message with more stanzas than RC_MAX_STANZAS. */
+    if ((uint64_t)(n_entries ? n_entries : 1) * rc_.n > cfg.max_fanout ||
+        n_entries > RC_MAX_STANZAS) {
         st = reply(ctx, m, "552", "5.5.3", SMFIS_REJECT,
                    "list %s is too large for one post (%zu devices, %zu addresses; limit %llu)",
                    l.address, n_entries, rc_.n, (unsigned long long)cfg.max_fanout);

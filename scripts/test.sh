@@ -3,7 +3,9 @@
 #   1. a release build with -Wall -Wextra -Werror, every CTest test
 #      (cmocka unit tests and command-line tests of the real binaries);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test again;
-#   3. each libFuzzer target briefly (FUZZ_SECONDS, default 20).
+#   3. the systemd unit (systemd-analyze verify) and the AppArmor profile
+#      (apparmor_parser) parse checks;
+#   4. each libFuzzer target briefly (FUZZ_SECONDS, default 20).
 # Installs missing Debian packages first (needs root on a fresh machine).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,9 @@ adir=$("$root/scripts/build.sh" asan)
 (cd "$adir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest --output-on-failure -j"$(nproc)")
+
+echo "== systemd unit and AppArmor profile"
+bash "$root/packaging/check-units.sh"
 
 if [ -x "$root/scripts/fuzz.sh" ]; then
   echo "== fuzz targets (${FUZZ_SECONDS:-20} s each)"

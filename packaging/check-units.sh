@@ -25,7 +25,7 @@ MANPAGE=$ROOT/docs/man/recrypt-milter.8
 # Overall exposure of `systemd-analyze security`, times 10: fail above 2.0.
 EXPOSURE_MAX=20
 # Capabilities the profile may grant (only used when started as root).
-PROFILE_CAPS="dac_override dac_read_search setgid setuid"
+PROFILE_CAPS="dac_read_search setgid setuid"
 
 export PATH=$PATH:/usr/sbin:/sbin
 fails=0

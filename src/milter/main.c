@@ -2,8 +2,8 @@
  * recrypt-milter - the recrypt gateway daemon for Postfix and Sendmail.
  *
  * Start-up, in order (Postfix's and OpenDKIM's order): read the config;
- * open the service key and the store while still privileged; no core
- * dumps; drop to UserID; set up the socket (stale unix socket removed after
+ * no core dumps; open the service key while still privileged; drop to
+ * UserID; open the store as that user; set up the socket (stale unix socket removed after
  * a failed connect); fork unless -f; pid file; signals in a dedicated
  * thread (SIGTERM/SIGINT stop, SIGUSR1 reloads the config, SIGUSR2 logs
  * counters; SIGHUP is left alone: libmilter ends smfi_main on it); run.
@@ -66,8 +66,9 @@ static int fatal(int code, const char *fmt, ...)
     return code;
 }
 
-/* Open the service key and the store (privileged step). */
-static int open_secrets(const config *c, rc_error *err)
+/* The service key: opened while still privileged (it is 0600, the
+ * store's owner's or root's). */
+static int open_key(const config *c, rc_error *err)
 {
     char *s = rc_secret_alloc(RC_KEYSTR_MAX);
     D.svc = rc_secret_alloc(sizeof *D.svc);
@@ -77,9 +78,15 @@ static int open_secrets(const config *c, rc_error *err)
     if (rc == 0)
         rc = rc_service_secret_decode(D.svc, s, err);
     rc_secret_free(s);
+    return rc;
+}
+
+/* The store: opened as the service user, so that a lock file LMDB creates
+ * belongs to that user, not to root. */
+static int open_store(const config *c, rc_error *err)
+{
+    int rc = rc_store_open(&D.store, c->database, c->map_size, 0, err);
     if (rc)
-        return rc;
-    if ((rc = rc_store_open(&D.store, c->database, c->map_size, 0, err)) != 0)
         return rc;
     rc_store_reader *rd;
     if ((rc = rc_store_reader_begin(D.store, &rd, err)) == 0) {
@@ -201,7 +208,7 @@ static void *signal_thread(void *arg)
 static int check_only(const config *c)
 {
     rc_error err;
-    if (open_secrets(c, &err) != 0)
+    if (open_key(c, &err) != 0 || open_store(c, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
     struct stat sb;
     if (stat(c->temp_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
@@ -251,9 +258,11 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_CORE, &nocore);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-    if (open_secrets(&D.cfg, &err) != 0)
+    if (open_key(&D.cfg, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
     if (D.cfg.user[0] && drop_privileges(D.cfg.user, &err) != 0)
+        return fatal(EX_CONFIG, "%s", err.msg);
+    if (open_store(&D.cfg, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
     umask(D.cfg.umask);
 

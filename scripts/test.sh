@@ -4,7 +4,8 @@
 #      (cmocka unit tests and command-line tests of the real binaries);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test again;
 #   3. the systemd unit (systemd-analyze verify) and the AppArmor profile
-#      (apparmor_parser) parse checks;
+#      (apparmor_parser) parse checks; the Debian package built, checked
+#      with lintian, installed, run, removed and purged;
 #   4. each libFuzzer target briefly (FUZZ_SECONDS, default 20).
 # Installs missing Debian packages first (needs root on a fresh machine).
 set -euo pipefail
@@ -25,6 +26,9 @@ adir=$("$root/scripts/build.sh" asan)
 
 echo "== systemd unit and AppArmor profile"
 bash "$root/packaging/check-units.sh"
+
+echo "== Debian package: build, lintian, install, run, remove, purge"
+bash "$root/packaging/build-deb.sh"
 
 if [ -x "$root/scripts/fuzz.sh" ]; then
   echo "== fuzz targets (${FUZZ_SECONDS:-20} s each)"

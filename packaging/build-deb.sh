@@ -1,0 +1,201 @@
+#!/bin/sh
+# packaging/build-deb.sh: build the Debian package of recrypt with CPack's
+# DEB generator, check it with lintian, then (as root) install it, run the
+# installed binaries, remove and purge it, and check what is left.
+#
+#   packaging/build-deb.sh              build, lintian, install/remove/purge check
+#   packaging/build-deb.sh --no-install build and lintian only (no root needed
+#                                       when lintian is installed)
+#
+# Exit status: 0 all good; 1 a step or a check failed (lintian errors too).
+# Lintian warnings are printed and do not fail; packaging/README.md
+# ("The Debian package") explains the ones expected.
+# The install check refuses to run when the package, the user recrypt or
+# /var/lib/recrypt already exist (it would purge a real store), and it never
+# leaves the package installed.
+set -eu
+START=$(date +%s)
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=build-deb
+INSTALL_CHECK=yes
+[ "${1:-}" = --no-install ] && INSTALL_CHECK=no
+
+say() { printf '%s\n' "$*"; }
+FAILS=0
+ok()   { say "ok - $*"; }
+bad()  { say "not ok - $*"; FAILS=$((FAILS + 1)); }
+check() { # check DESCRIPTION COMMAND...
+    d=$1; shift
+    if "$@"; then ok "$d"; else bad "$d"; fi
+}
+
+# ---- build ---------------------------------------------------------------
+say "# configure ($BUILD, Release, prefix /usr)"
+# Debian's hardening and optimisation flags (-fstack-protector-strong,
+# -Wl,-z,relro, ...): CMake reads CFLAGS and LDFLAGS from the environment.
+# -z now too (bindnow), as debhelper's hardening=+all would.
+CFLAGS=$(dpkg-buildflags --get CFLAGS)
+LDFLAGS="$(dpkg-buildflags --get LDFLAGS) -Wl,-z,now"
+export CFLAGS LDFLAGS
+# Until the top-level CMakeLists.txt has `include(packaging/deb/cpack.cmake)`,
+# pull it in with CMAKE_PROJECT_INCLUDE.
+EXTRA=
+if ! grep -q 'packaging/deb/cpack.cmake' CMakeLists.txt; then
+    EXTRA="-DCMAKE_PROJECT_INCLUDE=$ROOT/packaging/deb/cpack.cmake"
+    say "# CMakeLists.txt does not include packaging/deb/cpack.cmake: using CMAKE_PROJECT_INCLUDE"
+fi
+rm -f "$BUILD"/recrypt_*.deb
+# shellcheck disable=SC2086
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+      -DRECRYPT_DEB=ON -DBUILD_TESTING=OFF $EXTRA >"$BUILD.configure.log" 2>&1 \
+    || { cat "$BUILD.configure.log"; exit 1; }
+mv "$BUILD.configure.log" "$BUILD/configure.log"
+say "# build"
+cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 \
+    || { tail -50 "$BUILD/build.log"; exit 1; }
+say "# cpack -G DEB"
+(cd "$BUILD" && cpack -G DEB) >"$BUILD/cpack.log" 2>&1 \
+    || { cat "$BUILD/cpack.log"; exit 1; }
+DEB=$(ls "$BUILD"/recrypt_*.deb)
+say "# package: $DEB"
+dpkg-deb --field "$DEB" | sed 's/^/#   /'
+say "# contents:"
+dpkg-deb --contents "$DEB" | awk '{print "#   " $1, $2, $6}'
+
+# ---- lintian -------------------------------------------------------------
+if ! command -v lintian >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        say "# installing lintian"
+        apt-get install -y lintian >/dev/null
+    else
+        say "lintian is missing: apt-get install lintian (as root)"; exit 1
+    fi
+fi
+say "# lintian $(lintian --version | awk '{print $2}')"
+LINTIAN_RC=0
+lintian --display-info --fail-on error "$DEB" >"$BUILD/lintian.log" 2>&1 || LINTIAN_RC=$?
+cat "$BUILD/lintian.log"
+if [ "$LINTIAN_RC" -ne 0 ] || grep -q '^E: ' "$BUILD/lintian.log"; then
+    bad "lintian: errors (status $LINTIAN_RC)"
+else
+    ok "lintian: no error ($(grep -c '^W: ' "$BUILD/lintian.log" || true) warnings, $(grep -c '^I: ' "$BUILD/lintian.log" || true) info)"
+fi
+
+if [ "$INSTALL_CHECK" = no ]; then
+    say "# --no-install: install check skipped"
+    [ "$FAILS" -eq 0 ] || exit 1
+    exit 0
+fi
+
+# ---- install, run, remove, purge ---------------------------------------------
+if [ "$(id -u)" != 0 ]; then
+    say "the install check needs root (or use --no-install)"; exit 1
+fi
+if dpkg-query -W -f='${db:Status-Status}' recrypt 2>/dev/null | grep -qv not-installed \
+   || getent passwd recrypt >/dev/null || getent group recrypt >/dev/null \
+   || [ -e /var/lib/recrypt ] || [ -e /etc/recrypt ]; then
+    say "refusing the install check: package recrypt, user/group recrypt, /var/lib/recrypt or /etc/recrypt already exist"
+    exit 1
+fi
+
+INSTALLED=no
+cleanup() {
+    if [ "$INSTALLED" = yes ]; then
+        say "# cleanup: purging the package"
+        RECRYPT_PURGE_STORE=yes dpkg -P recrypt >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+STAMP=$(mktemp)
+sleep 1
+status() { dpkg-query -W -f='${db:Status-Abbrev}' recrypt 2>/dev/null | tr -d ' ' || true; }
+mode_owner() { stat -c '%a %U:%G' "$1"; }
+user_is_system() { uid=$(getent passwd recrypt | cut -d: -f3); [ -n "$uid" ] && [ "$uid" -lt 1000 ]; }
+all_gone() {
+    rc=0
+    for p in /usr/bin/recrypt /usr/bin/recryptctl /usr/sbin/recrypt-milter \
+             /usr/share/man/man1/recrypt.1.gz /usr/share/man/man1/recryptctl.1.gz \
+             /usr/share/man/man8/recrypt-milter.8.gz /usr/share/doc/recrypt \
+             /lib/systemd/system/recrypt-milter.service \
+             /etc/recrypt /etc/apparmor.d/usr.sbin.recrypt-milter \
+             /etc/apparmor.d/local/usr.sbin.recrypt-milter \
+             /etc/systemd/system/recrypt-milter.service /var/lib/recrypt; do
+        if [ -e "$p" ] || [ -L "$p" ]; then say "#   left: $p"; rc=1; fi
+    done
+    for f in /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked; do
+        if [ -d "$f" ] && find "$f" -name '*recrypt*' | grep -q .; then
+            say "#   left: systemd state under $f"; rc=1
+        fi
+    done
+    if getent passwd recrypt >/dev/null; then say "#   left: user recrypt"; rc=1; fi
+    if getent group recrypt >/dev/null; then say "#   left: group recrypt"; rc=1; fi
+    return $rc
+}
+
+say "# 1. dpkg -i"
+T0=$(date +%s)
+dpkg -i "$DEB" >"$BUILD/dpkg-i.log" 2>&1 || { cat "$BUILD/dpkg-i.log"; bad "dpkg -i"; exit 1; }
+INSTALLED=yes
+ok "dpkg -i $(basename "$DEB") (status $(status))"
+check "user recrypt is a system user ($(getent passwd recrypt))" user_is_system
+check "group recrypt exists" sh -c "getent group recrypt >/dev/null"
+check "/var/lib/recrypt is 750 recrypt:recrypt ($(mode_owner /var/lib/recrypt))" \
+      test "$(mode_owner /var/lib/recrypt)" = "750 recrypt:recrypt"
+check "conffiles: $(dpkg-query -W -f='${Conffiles}' recrypt | awk 'NF{printf "%s ", $1}')" \
+      sh -c "dpkg-query -W -f='\${Conffiles}' recrypt | grep -q ' /etc/recrypt/recrypt-milter.conf '"
+check "AppArmor local include created" test -f /etc/apparmor.d/local/usr.sbin.recrypt-milter
+for c in "recrypt --version" "recryptctl --version" "recrypt-milter -V"; do
+    # shellcheck disable=SC2086
+    if out=$($c 2>&1); then ok "$c: $out"; else bad "$c: $out"; fi
+done
+if out=$(recryptctl server init --db /var/lib/recrypt --user recrypt 2>&1); then
+    ok "recryptctl server init --db /var/lib/recrypt --user recrypt"
+    printf '%s\n' "$out" | sed 's/^/#   /'
+else
+    bad "recryptctl server init: $out"
+fi
+if out=$(recrypt-milter -n 2>&1); then ok "recrypt-milter -n (root, /etc/recrypt/recrypt-milter.conf)${out:+: $out}"
+else bad "recrypt-milter -n: $out"; fi
+if out=$(runuser -u recrypt -- /usr/sbin/recrypt-milter -n 2>&1); then ok "recrypt-milter -n as user recrypt (as the unit runs it)${out:+: $out}"
+else bad "recrypt-milter -n as recrypt: $out"; fi
+
+say "# 2. dpkg -r"
+dpkg -r recrypt >"$BUILD/dpkg-r.log" 2>&1 || { cat "$BUILD/dpkg-r.log"; bad "dpkg -r"; }
+check "status after remove: rc ($(status))" test "$(status)" = rc
+check "binaries removed" sh -c '! test -e /usr/bin/recrypt && ! test -e /usr/bin/recryptctl && ! test -e /usr/sbin/recrypt-milter'
+check "unit, man pages and doc removed" sh -c '! test -e /lib/systemd/system/recrypt-milter.service && ! test -e /usr/share/man/man8/recrypt-milter.8.gz && ! test -e /usr/share/doc/recrypt'
+check "conffiles kept" sh -c 'test -f /etc/recrypt/recrypt-milter.conf && test -f /etc/apparmor.d/usr.sbin.recrypt-milter'
+check "store and user kept" sh -c 'test -f /var/lib/recrypt/service.key && getent passwd recrypt >/dev/null'
+
+say "# 3. dpkg -P (store present)"
+dpkg -P recrypt >"$BUILD/dpkg-P.log" 2>&1 || { cat "$BUILD/dpkg-P.log"; bad "dpkg -P"; }
+sed 's/^/#   /' "$BUILD/dpkg-P.log"
+check "status after purge: not installed ($(status))" sh -c "! dpkg-query -W recrypt >/dev/null 2>&1 || test \"\$(dpkg-query -W -f='\${db:Status-Status}' recrypt)\" = not-installed"
+check "conffiles, /etc/recrypt and AppArmor local file removed" sh -c '! test -e /etc/recrypt && ! test -e /etc/apparmor.d/usr.sbin.recrypt-milter && ! test -e /etc/apparmor.d/local/usr.sbin.recrypt-milter'
+check "store (/var/lib/recrypt) and user recrypt kept on purge" sh -c 'test -f /var/lib/recrypt/service.key && getent passwd recrypt >/dev/null'
+UID1=$(getent passwd recrypt | cut -d: -f3)
+
+say "# 4. dpkg -i again: the kept user and store are reused"
+dpkg -i "$DEB" >"$BUILD/dpkg-i2.log" 2>&1 || { cat "$BUILD/dpkg-i2.log"; bad "dpkg -i (again)"; exit 1; }
+check "same uid ($UID1)" test "$(getent passwd recrypt | cut -d: -f3)" = "$UID1"
+if out=$(runuser -u recrypt -- /usr/sbin/recrypt-milter -n 2>&1); then ok "recrypt-milter -n with the kept store${out:+: $out}"
+else bad "recrypt-milter -n with the kept store: $out"; fi
+dpkg -r recrypt >"$BUILD/dpkg-r2.log" 2>&1 || { cat "$BUILD/dpkg-r2.log"; bad "dpkg -r (again)"; }
+
+say "# 5. RECRYPT_PURGE_STORE=yes dpkg -P"
+RECRYPT_PURGE_STORE=yes dpkg -P recrypt >"$BUILD/dpkg-P2.log" 2>&1 || { cat "$BUILD/dpkg-P2.log"; bad "dpkg -P (store)"; }
+INSTALLED=no
+check "nothing of the package is left (files, systemd state, user, group)" all_gone
+LEFT=$(find /etc /lib /usr /var /run /srv /opt -xdev -newer "$STAMP" -name '*recrypt*' \
+       -not -path '/var/lib/dpkg/*' -not -path '/var/cache/apt/*' -not -path '/var/log/*' 2>/dev/null || true)
+if [ -z "$LEFT" ]; then ok "no new path named *recrypt* under /etc /lib /usr /var /run /srv /opt"
+else bad "new paths left:"; say "$LEFT" | sed 's/^/#   /'; fi
+rm -f "$STAMP"
+say "# install/remove/purge check: $(($(date +%s) - T0)) s"
+
+say "# total: $(($(date +%s) - START)) s"
+if [ "$FAILS" -ne 0 ]; then say "$FAILS check(s) failed"; exit 1; fi
+say "all checks passed"

@@ -1,7 +1,9 @@
 #!/bin/sh
 # packaging/build-deb.sh: build the Debian package of recrypt with CPack's
 # DEB generator, check it with lintian, then (as root) install it, run the
-# installed binaries, remove and purge it, and check what is left.
+# installed binaries (and the Postfix end-to-end test,
+# tests/integration/test_postfix.sh, against them), remove and purge it,
+# and check what is left.
 #
 #   packaging/build-deb.sh              build, lintian, install/remove/purge check
 #   packaging/build-deb.sh --no-install build and lintian only (no root needed
@@ -161,6 +163,33 @@ if out=$(recrypt-milter -n 2>&1); then ok "recrypt-milter -n (root, /etc/recrypt
 else bad "recrypt-milter -n: $out"; fi
 if out=$(runuser -u recrypt -- /usr/sbin/recrypt-milter -n 2>&1); then ok "recrypt-milter -n as user recrypt (as the unit runs it)${out:+: $out}"
 else bad "recrypt-milter -n as recrypt: $out"; fi
+
+# The Postfix end-to-end test, run against the installed binaries: the
+# package's recrypt, recryptctl and recrypt-milter (not the build tree's)
+# behind a private Postfix on loopback. Guarded by a file-size limit and a
+# timeout so that a runaway cannot fill the disk or hang CI.
+if [ "${RECRYPT_DEB_SKIP_POSTFIX:-}" = yes ]; then
+    say "# RECRYPT_DEB_SKIP_POSTFIX=yes: Postfix test against the installed binaries skipped"
+elif ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
+    bad "postfix is not installed (scripts/install-deps.sh): cannot test the installed binaries"
+else
+    say "# Postfix end-to-end test against the installed binaries"
+    T1=$(date +%s)
+    PF_RC=0
+    ( ulimit -f 262144  # 256 MiB per file
+      RECRYPT=/usr/bin/recrypt RECRYPTCTL=/usr/bin/recryptctl \
+      RECRYPT_MILTER=/usr/sbin/recrypt-milter \
+      exec timeout -k 10 600 bash "$ROOT/tests/integration/test_postfix.sh" ) \
+        >"$BUILD/postfix-installed.log" 2>&1 </dev/null || PF_RC=$?
+    sed 's/^/#   /' "$BUILD/postfix-installed.log" | tail -n 5
+    summary=$(tail -n 1 "$BUILD/postfix-installed.log")
+    if [ "$PF_RC" -eq 0 ] && grep -q '^ok - ' "$BUILD/postfix-installed.log"; then
+        ok "Postfix end-to-end test with /usr/bin/recrypt, /usr/bin/recryptctl, /usr/sbin/recrypt-milter: $summary ($(($(date +%s) - T1)) s)"
+    else
+        grep -E '^(FAIL|not ok|skip)' "$BUILD/postfix-installed.log" | head -n 20 | sed 's/^/#   /'
+        bad "Postfix end-to-end test against the installed binaries (exit $PF_RC): $summary"
+    fi
+fi
 
 say "# 2. dpkg -r"
 dpkg -r recrypt >"$BUILD/dpkg-r.log" 2>&1 || { cat "$BUILD/dpkg-r.log"; bad "dpkg -r"; }

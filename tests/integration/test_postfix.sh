@@ -18,6 +18,7 @@ _m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
 source "$_here/../cli/lib.sh"
 source "$_here/postfix-lib.sh"
 pf_deadline 240
+echo "# binaries: $RECRYPT, $RECRYPTCTL, $RECRYPT_MILTER"
 
 LIST=list@example.org
 OTHER=other@example.org

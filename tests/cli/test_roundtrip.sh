@@ -10,9 +10,13 @@ newdev bob
 enrol list alice@example.org alice
 enrol list bob@example.org bob
 
+# The Date is now (the devices were enrolled two days ago: a post dated
+# before a device's enrolment carries no stanza for it); date -R has a
+# fixed width, so the header length below stays exact.
+DATE=$(LC_ALL=C date -u -R)
 hdr() {
   printf 'From: Alice <alice@example.org>\nTo: list@example.org\nSubject: %s\n' "$1"
-  printf 'Date: Wed, 25 Nov 2026 10:00:00 +0000\nMessage-ID: <%s@example.org>\n' "$2"
+  printf 'Date: %s\nMessage-ID: <%s@example.org>\n' "$DATE" "$2"
 }
 
 # Bodies of exact sizes; the chunk size is 65536 bytes of inner message.

@@ -979,7 +979,7 @@ static int cmd_show(const ctl_opts *o, const char *list)
         return usage_error("show needs --db DIR");
     int rc = list ? rc_address_canonical(canon, list, &err) : 0;
     if (rc == 0)
-        rc = rc_store_open(&st, o->db, o->map_size, 1, &err);
+        rc = rc_store_open(&st, o->db, o->map_size, RC_STORE_READONLY, &err);
     if (rc == 0)
         rc = rc_store_reader_begin(st, &rd, &err);
     if (rc == 0 && list) {

@@ -30,8 +30,10 @@
 void rc_label(uint8_t out[RC_LABEL_BYTES], const char *label);
 
 void rc_be16_put(uint8_t *p, uint16_t v);
+void rc_be32_put(uint8_t *p, uint32_t v);
 void rc_be64_put(uint8_t *p, uint64_t v);
 uint16_t rc_be16_get(const uint8_t *p);
+uint32_t rc_be32_get(const uint8_t *p);
 uint64_t rc_be64_get(const uint8_t *p);
 
 /* BLAKE2b with `personal` = label; outlen 16..64. */

@@ -18,6 +18,14 @@ void rc_be16_put(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)v;
 }
 
+void rc_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
 void rc_be64_put(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {
@@ -29,6 +37,11 @@ void rc_be64_put(uint8_t *p, uint64_t v)
 uint16_t rc_be16_get(const uint8_t *p)
 {
     return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+uint32_t rc_be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 uint64_t rc_be64_get(const uint8_t *p)

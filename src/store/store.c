@@ -2,11 +2,16 @@
  * store.c - the server's membership store on LMDB (see store.h and
  * docs/STORE.md for the layout).
  *
- * One environment, seven named databases. rc_store_apply checks a decoded
+ * One environment, nine named databases. rc_store_apply checks a decoded
  * request against the store and applies it inside one write transaction:
  * any refusal aborts the transaction, so the store is either unchanged or
  * carries the whole request. Readers use one read transaction each
  * (MDB_NOTLS: it may span calls and threads).
+ *
+ * Schema versions: rc_store_open migrates an older store to
+ * RC_STORE_SCHEMA_VERSION in one write transaction (the table
+ * `migrations` below, one step per version); a read-only open leaves it as
+ * it is and only reads.
  *
  * Secrets: the service shares r are stored sealed to the service key
  * (sealed_r) and only unsealed into stack buffers that are wiped at once
@@ -27,7 +32,7 @@
 #include "store.h"
 
 #define ROW_VERSION 1
-#define N_DBS 8
+#define N_DBS 9
 #define MAX_DBS 12
 
 /* Longest key: devices (list id, epoch, str8 member, device key). */
@@ -50,8 +55,9 @@
 
 struct rc_store {
     MDB_env *env;
-    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered;
+    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered, delivered_at;
     int readonly;
+    uint32_t schema; /* as found (read-only) or after migration */
 };
 
 struct rc_store_reader {
@@ -59,15 +65,29 @@ struct rc_store_reader {
     MDB_txn *txn;
 };
 
-enum { DB_META, DB_LISTS, DB_EPOCHS, DB_MEMBERS, DB_DEVICES, DB_OWNERS, DB_APPLIED, DB_DELIVERED };
+enum {
+    DB_META,
+    DB_LISTS,
+    DB_EPOCHS,
+    DB_MEMBERS,
+    DB_DEVICES,
+    DB_OWNERS,
+    DB_APPLIED,
+    DB_DELIVERED,
+    DB_DELIVERED_AT
+};
 
-static const char *const db_names[N_DBS] = {"meta",    "lists",  "epochs",  "members",
-                                            "devices", "owners", "applied", "delivered"};
+static const char *const db_names[N_DBS] = {"meta",    "lists",   "epochs",
+                                            "members", "devices", "owners",
+                                            "applied", "delivered", "delivered-at"};
+/* The schema version that introduced each database. */
+static const uint32_t db_since[N_DBS] = {1, 1, 1, 1, 1, 1, 1, 1, 2};
 
 static MDB_dbi *db_slot(rc_store *st, int i)
 {
-    MDB_dbi *slots[N_DBS] = {&st->meta,    &st->lists,  &st->epochs,  &st->members,
-                             &st->devices, &st->owners, &st->applied, &st->delivered};
+    MDB_dbi *slots[N_DBS] = {&st->meta,    &st->lists,   &st->epochs,
+                             &st->members, &st->devices, &st->owners,
+                             &st->applied, &st->delivered, &st->delivered_at};
     return slots[i];
 }
 
@@ -918,13 +938,27 @@ static int apply_in_txn(apply_ctx *a, rc_error *err)
     return mrc ? mdb_error(err, mrc, "recording the request") : 0;
 }
 
+/* Writers need a read-write open of a store at this build's schema. */
+static int writable(const rc_store *st, rc_error *err)
+{
+    if (st->readonly)
+        return rc_error_set(err, RC_E_INVALID, "the store is open read-only");
+    if (st->schema != RC_STORE_SCHEMA_VERSION)
+        return rc_error_set(err, RC_E_VERSION,
+                            "store schema version %u is not migrated to %u yet: open it for "
+                            "writing without RC_STORE_NO_MIGRATE",
+                            st->schema, RC_STORE_SCHEMA_VERSION);
+    return 0;
+}
+
 int rc_store_apply(rc_store *st, const rc_service_secret *svc, const rc_request *req,
                    uint64_t now, rc_error *err)
 {
     if (!st || !svc || !req)
         return rc_error_set(err, RC_E_INVALID, "rc_store_apply: missing argument");
-    if (st->readonly)
-        return rc_error_set(err, RC_E_INVALID, "the store is open read-only");
+    int rc = writable(st, err);
+    if (rc)
+        return rc;
     apply_ctx a;
     memset(&a, 0, sizeof a);
     a.st = st;
@@ -934,7 +968,7 @@ int rc_store_apply(rc_store *st, const rc_service_secret *svc, const rc_request 
     int mrc = mdb_txn_begin(st->env, NULL, 0, &a.txn);
     if (mrc)
         return mdb_error(err, mrc, "starting a write transaction");
-    int rc = apply_in_txn(&a, err);
+    rc = apply_in_txn(&a, err);
     if (rc) {
         mdb_txn_abort(a.txn);
         return rc;
@@ -1023,7 +1057,8 @@ int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub
     rc_store tmp;
     for (int i = 0; i < N_DBS && !mrc; i++)
         mrc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, db_slot(&tmp, i));
-    uint8_t schema[4] = {0, 0, 0, RC_STORE_SCHEMA_VERSION}, mark[32];
+    uint8_t schema[4], mark[32];
+    rc_be32_put(schema, RC_STORE_SCHEMA_VERSION);
     randombytes_buf(mark, sizeof mark);
     MDB_val k1 = {strlen(META_SCHEMA), META_SCHEMA}, v1 = {4, schema};
     MDB_val k2 = {strlen(META_MARK), META_MARK}, v2 = {32, mark};
@@ -1068,12 +1103,118 @@ fail_env:
     return rc;
 }
 
-static uint32_t be32_get(const uint8_t *p)
+/* meta/schema in txn: 0 and *ver set, or an error naming dir. */
+static int read_schema(MDB_txn *txn, MDB_dbi *meta, const char *dir, uint32_t *ver, rc_error *err)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    MDB_val k = {strlen(META_SCHEMA), META_SCHEMA}, v;
+    int mrc = mdb_dbi_open(txn, "meta", 0, meta);
+    if (mrc == 0)
+        mrc = mdb_get(txn, *meta, &k, &v);
+    if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE)
+        return rc_error_set(err, RC_E_FORMAT, "%s is not a recrypt store (no schema version)",
+                            dir);
+    if (mrc)
+        return mdb_error(err, mrc, "reading the schema version");
+    if (v.mv_size != 4)
+        return rc_error_set(err, RC_E_FORMAT, "store schema version is malformed");
+    *ver = rc_be32_get(v.mv_data);
+    if (*ver > RC_STORE_SCHEMA_VERSION)
+        return rc_error_set(err, RC_E_VERSION,
+                            "store schema version %u is newer than this build understands (%u)",
+                            *ver, RC_STORE_SCHEMA_VERSION);
+    if (*ver < 1)
+        return rc_error_set(err, RC_E_FORMAT, "store schema version %u is invalid", *ver);
+    return 0;
 }
 
-int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly, rc_error *err)
+/* ---------------------------------------------------------------- migrations
+ *
+ * One step per schema version: steps[i].run turns schema steps[i].from into
+ * from + 1 inside the caller's write transaction. store_migrate runs every
+ * step a store needs and the new version in that one transaction: the store
+ * is either migrated completely or unchanged. */
+
+/* 1 -> 2: the replay cache gets a time index, "delivered-at"
+ * (u64 time ‖ E -> empty), so that old entries are found oldest first. */
+static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
+{
+    MDB_dbi delivered, at;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int mrc = mdb_dbi_open(txn, "delivered", 0, &delivered);
+    if (mrc == MDB_NOTFOUND)
+        return rc_error_set(err, RC_E_FORMAT, "store is damaged: no 'delivered' database");
+    if (mrc || (mrc = mdb_dbi_open(txn, "delivered-at", MDB_CREATE, &at)) != 0 ||
+        (mrc = mdb_cursor_open(txn, delivered, &c)) != 0)
+        return mdb_error(err, mrc, "indexing the replay cache");
+    int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (r == 0) {
+        if (k.mv_size != RC_POINT_BYTES || v.mv_size != 8) {
+            mdb_cursor_close(c);
+            return damaged(err, "delivered");
+        }
+        uint8_t ik[8 + RC_POINT_BYTES];
+        memcpy(ik, v.mv_data, 8);
+        memcpy(ik + 8, k.mv_data, RC_POINT_BYTES);
+        MDB_val ikv = {sizeof ik, ik}, empty = {0, NULL};
+        if ((r = mdb_put(txn, at, &ikv, &empty, 0)) != 0)
+            break;
+        r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return r == MDB_NOTFOUND ? 0 : mdb_error(err, r, "indexing the replay cache");
+}
+
+static const struct {
+    uint32_t from;
+    int (*run)(MDB_txn *txn, rc_error *err);
+} migrations[] = {
+    {1, migrate_1_to_2},
+};
+
+static int store_migrate(MDB_env *env, const char *dir, rc_error *err)
+{
+    MDB_txn *txn;
+    MDB_dbi meta;
+    uint32_t ver = 0, from;
+    int mrc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_error(err, mrc, "starting a write transaction");
+    /* Again inside the write transaction: another process may have
+     * migrated the store meanwhile. */
+    int rc = read_schema(txn, &meta, dir, &ver, err);
+    from = ver;
+    while (rc == 0 && ver < RC_STORE_SCHEMA_VERSION) {
+        size_t i = 0;
+        while (i < sizeof migrations / sizeof migrations[0] && migrations[i].from != ver)
+            i++;
+        if (i == sizeof migrations / sizeof migrations[0])
+            rc = rc_error_set(err, RC_E_INTERNAL, "no migration from store schema %u", ver);
+        else if ((rc = migrations[i].run(txn, err)) == 0)
+            ver++;
+    }
+    if (rc == 0 && ver != from) {
+        uint8_t b[4];
+        rc_be32_put(b, ver);
+        MDB_val k = {strlen(META_SCHEMA), META_SCHEMA}, v = {4, b};
+        if ((mrc = mdb_put(txn, meta, &k, &v, 0)) != 0 || (mrc = mdb_txn_commit(txn)) != 0)
+            rc = mdb_error(err, mrc, "writing the schema version");
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc) {
+        char why[RC_ERROR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return rc_error_set(err, rc,
+                            "cannot migrate the store in %s from schema %u to %u (the store "
+                            "is unchanged): %s",
+                            dir, from, RC_STORE_SCHEMA_VERSION, why);
+    }
+    return 0;
+}
+
+int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned flags, rc_error *err)
 {
     char data[PATH_MAX];
     struct stat sb;
@@ -1089,8 +1230,8 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly
     rc_store *st = calloc(1, sizeof *st);
     if (!st)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    st->readonly = readonly ? 1 : 0;
-    if ((rc = env_new(&st->env, dir, map_size, readonly ? MDB_RDONLY : 0, err)) != 0) {
+    st->readonly = (flags & RC_STORE_READONLY) ? 1 : 0;
+    if ((rc = env_new(&st->env, dir, map_size, st->readonly ? MDB_RDONLY : 0, err)) != 0) {
         free(st);
         return rc;
     }
@@ -1100,27 +1241,22 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly
         rc = mdb_error(err, mrc, "starting a read transaction");
         goto fail;
     }
-    mrc = mdb_dbi_open(txn, "meta", 0, &st->meta);
-    MDB_val k = {strlen(META_SCHEMA), META_SCHEMA}, v;
-    if (mrc == 0)
-        mrc = mdb_get(txn, st->meta, &k, &v);
-    if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
-        rc = rc_error_set(err, RC_E_FORMAT, "%s is not a recrypt store (no schema version)", dir);
-    } else if (mrc) {
-        rc = mdb_error(err, mrc, "reading the schema version");
-    } else if (v.mv_size != 4) {
-        rc = rc_error_set(err, RC_E_FORMAT, "store schema version is malformed");
-    } else {
-        uint32_t ver = be32_get(v.mv_data);
-        if (ver > RC_STORE_SCHEMA_VERSION)
-            rc = rc_error_set(err, RC_E_VERSION,
-                              "store schema version %u is newer than this build understands "
-                              "(%u)",
-                              ver, RC_STORE_SCHEMA_VERSION);
-        else if (ver < 1)
-            rc = rc_error_set(err, RC_E_FORMAT, "store schema version %u is invalid", ver);
+    rc = read_schema(txn, &st->meta, dir, &st->schema, err);
+    if (rc == 0 && st->schema < RC_STORE_SCHEMA_VERSION && !st->readonly &&
+        !(flags & RC_STORE_NO_MIGRATE)) {
+        mdb_txn_abort(txn);
+        txn = NULL;
+        if ((rc = store_migrate(st->env, dir, err)) == 0 &&
+            (mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+            rc = mdb_error(err, mrc, "starting a read transaction");
+        if (rc == 0)
+            rc = read_schema(txn, &st->meta, dir, &st->schema, err);
     }
+    /* The databases of the store's schema; a later one stays unopened (an
+     * unmigrated store is only read, and its readers do not use them). */
     for (int i = 1; rc == 0 && i < N_DBS; i++) {
+        if (db_since[i] > st->schema)
+            continue;
         mrc = mdb_dbi_open(txn, db_names[i], 0, db_slot(st, i));
         if (mrc == MDB_NOTFOUND)
             rc = rc_error_set(err, RC_E_FORMAT, "store is damaged: no '%s' database",
@@ -1129,7 +1265,8 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly
             rc = mdb_error(err, mrc, "opening a database");
     }
     if (rc) {
-        mdb_txn_abort(txn);
+        if (txn)
+            mdb_txn_abort(txn);
         goto fail;
     }
     /* Committing keeps the database handles for later transactions. */
@@ -1190,7 +1327,7 @@ uint32_t rc_store_schema(rc_store_reader *rd)
     MDB_val k = {strlen(META_SCHEMA), META_SCHEMA}, v;
     if (!rd || mdb_get(rd->txn, rd->st->meta, &k, &v) != 0 || v.mv_size != 4)
         return 0;
-    return be32_get(v.mv_data);
+    return rc_be32_get(v.mv_data);
 }
 
 int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err)
@@ -1416,13 +1553,69 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
 
 /* ---------------------------------------------------------------- replay cache */
 
+/* The replay cache: "delivered" (E -> u64 time) and its time index
+ * "delivered-at" (u64 time ‖ E -> empty). Each post that is recorded
+ * also drops up to PRUNE_MAX entries older than the window, oldest first,
+ * so the cache holds about one window's traffic. */
+#define PRUNE_MAX 64
+
+static size_t key_delivered_at(uint8_t k[8 + RC_POINT_BYTES], uint64_t t,
+                               const uint8_t E[RC_POINT_BYTES])
+{
+    rc_be64_put(k, t);
+    memcpy(k + 8, E, RC_POINT_BYTES);
+    return 8 + RC_POINT_BYTES;
+}
+
+/* Delete E (recorded at t) from both databases; absent rows are fine. */
+static int delivered_del(MDB_txn *txn, rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t t)
+{
+    uint8_t ik[8 + RC_POINT_BYTES];
+    MDB_val k = {RC_POINT_BYTES, (void *)E}, ikv = {key_delivered_at(ik, t, E), ik};
+    int mrc = mdb_del(txn, st->delivered, &k, NULL);
+    if (mrc == 0 || mrc == MDB_NOTFOUND)
+        mrc = mdb_del(txn, st->delivered_at, &ikv, NULL);
+    return mrc == MDB_NOTFOUND ? 0 : mrc;
+}
+
+static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t window)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int mrc = mdb_cursor_open(txn, st->delivered_at, &c);
+    if (mrc)
+        return mrc;
+    int left = PRUNE_MAX, r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (r == 0 && left-- > 0 && k.mv_size == 8 + RC_POINT_BYTES &&
+           rc_be64_get(k.mv_data) + window < now) {
+        uint64_t t = rc_be64_get(k.mv_data);
+        uint8_t E[RC_POINT_BYTES];
+        memcpy(E, (const uint8_t *)k.mv_data + 8, RC_POINT_BYTES);
+        MDB_val ek = {RC_POINT_BYTES, E}, ev;
+        /* Only the row of this time: a newer record of E has its own. */
+        r = mdb_get(txn, st->delivered, &ek, &ev);
+        if (r == 0 && ev.mv_size == 8 && rc_be64_get(ev.mv_data) == t)
+            r = mdb_del(txn, st->delivered, &ek, NULL);
+        else if (r == 0 || r == MDB_NOTFOUND)
+            r = 0;
+        if (r == 0)
+            r = mdb_cursor_del(c, 0);
+        /* The deleted row was the first: the next oldest is first now. */
+        if (r == 0)
+            r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    }
+    mdb_cursor_close(c);
+    return r == MDB_NOTFOUND || r == 0 ? 0 : r;
+}
+
 int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
                                  uint64_t window, int *seen, rc_error *err)
 {
     MDB_txn *txn;
     *seen = 0;
-    if (st->readonly)
-        return rc_error_set(err, RC_E_INVALID, "the store is open read-only");
+    int rc = writable(st, err);
+    if (rc)
+        return rc;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc)
         return mdb_error(err, mrc, "starting a write transaction");
@@ -1437,23 +1630,20 @@ int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], 
         mdb_txn_abort(txn);
         return mdb_error(err, mrc, "reading the replay cache");
     }
-    uint8_t when[8];
+    /* An expired record of the same E: drop its index row. */
+    if (mrc == 0 && v.mv_size == 8)
+        mrc = delivered_del(txn, st, E, rc_be64_get(v.mv_data));
+    else
+        mrc = 0;
+    uint8_t when[8], ik[8 + RC_POINT_BYTES];
     rc_be64_put(when, now);
-    MDB_val nv = {8, when};
-    mrc = mdb_put(txn, st->delivered, &k, &nv, 0);
-    /* Forget entries older than the window: a few per post, so the cache
-     * stays the size of one window's traffic without a separate sweep. */
-    MDB_cursor *c;
-    if (mrc == 0 && (mrc = mdb_cursor_open(txn, st->delivered, &c)) == 0) {
-        MDB_val ck, cv;
-        int left = 8, r = mdb_cursor_get(c, &ck, &cv, MDB_FIRST);
-        while (r == 0 && left-- > 0) {
-            if (cv.mv_size == 8 && rc_be64_get(cv.mv_data) + window < now)
-                mdb_cursor_del(c, 0);
-            r = mdb_cursor_get(c, &ck, &cv, MDB_NEXT);
-        }
-        mdb_cursor_close(c);
-    }
+    MDB_val nv = {8, when}, ikv = {key_delivered_at(ik, now, E), ik}, empty = {0, NULL};
+    if (mrc == 0)
+        mrc = mdb_put(txn, st->delivered, &k, &nv, 0);
+    if (mrc == 0)
+        mrc = mdb_put(txn, st->delivered_at, &ikv, &empty, 0);
+    if (mrc == 0)
+        mrc = delivered_prune(txn, st, now, window);
     if (mrc == 0)
         mrc = mdb_txn_commit(txn);
     else
@@ -1464,11 +1654,17 @@ int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], 
 int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err)
 {
     MDB_txn *txn;
+    int rc = writable(st, err);
+    if (rc)
+        return rc;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc)
         return mdb_error(err, mrc, "starting a write transaction");
-    MDB_val k = {RC_POINT_BYTES, (void *)E};
-    mrc = mdb_del(txn, st->delivered, &k, NULL);
+    MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
+    mrc = mdb_get(txn, st->delivered, &k, &v);
+    if (mrc == 0)
+        mrc = v.mv_size == 8 ? delivered_del(txn, st, E, rc_be64_get(v.mv_data))
+                             : mdb_del(txn, st->delivered, &k, NULL);
     if (mrc && mrc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
         return mdb_error(err, mrc, "forgetting a post");

@@ -29,7 +29,8 @@
 #include <recrypt/recrypt.h>
 #include <recrypt/request.h>
 
-#define RC_STORE_SCHEMA_VERSION 1
+/* 2: the replay cache's time index "delivered-at" (docs/STORE.md §4). */
+#define RC_STORE_SCHEMA_VERSION 2
 #define RC_STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB of address space */
 #define RC_STORE_SERVICE_KEY_FILE "service.key"
 
@@ -81,9 +82,18 @@ typedef struct {
  * the service's public key in *svc_pub. */
 int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub, rc_error *err);
 
-/* Open an existing store; refuses an unknown schema version with a clear
- * message. map_size 0: the default. readonly: no writer transactions. */
-int rc_store_open(rc_store **out, const char *dir, size_t map_size, int readonly, rc_error *err);
+/* rc_store_open flags. */
+#define RC_STORE_READONLY 1u   /* no writer transactions (LMDB MDB_RDONLY) */
+#define RC_STORE_NO_MIGRATE 2u /* read-write, but leave an older schema as it is */
+
+/* Open an existing store. map_size 0: the default. A store of an older
+ * schema is migrated to RC_STORE_SCHEMA_VERSION in one write transaction
+ * (completely or not at all); with RC_STORE_READONLY or
+ * RC_STORE_NO_MIGRATE it is opened as it is, readable, and every write is
+ * refused (RC_E_VERSION). A newer or unknown schema is refused with a
+ * clear message (RC_E_VERSION, RC_E_FORMAT). */
+int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned flags,
+                  rc_error *err);
 void rc_store_close(rc_store *st);
 
 /* Verify req against the store and apply it in one write transaction.
@@ -129,11 +139,14 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
                              const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
                              rc_device_entry **out, size_t *n, rc_error *err);
 
-/* The milter's replay cache (sub-database "delivered": E -> u64 time).
+/* The milter's replay cache (sub-database "delivered": E -> u64 time, and
+ * its time index "delivered-at").
  * check_add: *seen = 1 when E was recorded within `window` seconds before
- * now (a retry or a replay: deliver nothing); otherwise records E and
- * *seen = 0. forget: drop E again (the post was not delivered after all).
- * Both need a store opened read-write, each in its own write transaction. */
+ * now (a retry or a replay: deliver nothing); otherwise records E,
+ * *seen = 0, and forgets up to 64 entries older than the window, oldest
+ * first. forget: drop E again (the post was not delivered after all).
+ * Both need a store opened read-write at the current schema, each in its
+ * own write transaction. */
 int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
                                  uint64_t window, int *seen, rc_error *err);
 int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err);

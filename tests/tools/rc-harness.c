@@ -13,8 +13,11 @@
  *
  * `recrypt-store` plays the service on the real LMDB store that recryptctl
  * writes: the list from --list, its epochs, grace and active entries.
+ * `store-schema` prints or rewinds that store's schema version (for the
+ * migration tests).
  */
 #include <errno.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,7 +195,7 @@ static int recrypt_store(const char *db, const char *list, int no_table, uint64_
     if (rc_keyfile_read(p, s, sizeof s, &err) || rc_service_secret_decode(svc, s, &err))
         die("cannot load the service key");
     int fd = spool();
-    if (rc_store_open(&st, db, 0, 1, &err) || rc_store_reader_begin(st, &rd, &err) ||
+    if (rc_store_open(&st, db, 0, RC_STORE_READONLY, &err) || rc_store_reader_begin(st, &rd, &err) ||
         rc_store_get_list(rd, list, &l, &err))
         die("no such list");
     if (rc_mail_parse(&m, fd, &err))
@@ -223,6 +226,55 @@ static int recrypt_store(const char *db, const char *list, int no_table, uint64_
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* store-schema DB [N]: print meta/schema of the LMDB store DB; with N,
+ * make DB the store a build of schema N would have written: for 1, the
+ * replay cache's time index "delivered-at" is dropped (the only change
+ * from 1 to 2); any other N only sets meta/schema (an unknown version). */
+static int store_schema(const char *db, const char *set)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, at;
+    MDB_val k = {6, "schema"}, v;
+    int mrc;
+    if ((mrc = mdb_env_create(&env)) || (mrc = mdb_env_set_maxdbs(env, 16)) ||
+        (mrc = mdb_env_open(env, db, MDB_NOTLS, 0640)) ||
+        (mrc = mdb_txn_begin(env, NULL, 0, &txn)) ||
+        (mrc = mdb_dbi_open(txn, "meta", 0, &meta)) || (mrc = mdb_get(txn, meta, &k, &v))) {
+        fprintf(stderr, "rc-harness: store-schema %s: %s\n", db, mdb_strerror(mrc));
+        return 1;
+    }
+    if (!set) {
+        const uint8_t *b = v.mv_data;
+        printf("%u\n", v.mv_size == 4 ? (unsigned)b[0] << 24 | (unsigned)b[1] << 16 |
+                                             (unsigned)b[2] << 8 | b[3]
+                                       : 0u);
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        return 0;
+    }
+    unsigned long n = strtoul(set, NULL, 10);
+    uint8_t nb[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    MDB_val nv = {4, nb};
+    mrc = 0;
+    if (n == 1 && (mrc = mdb_dbi_open(txn, "delivered-at", 0, &at)) == 0)
+        mrc = mdb_drop(txn, at, 1);
+    if (mrc == MDB_NOTFOUND)
+        mrc = 0;
+    if (mrc == 0)
+        mrc = mdb_put(txn, meta, &k, &nv, 0);
+    if (mrc == 0)
+        mrc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    if (mrc) {
+        fprintf(stderr, "rc-harness: store-schema %s %s: %s\n", db, set, mdb_strerror(mrc));
+        return 1;
+    }
+    return 0;
+}
+
 static void usage(void)
 {
     fputs("usage: rc-harness list-create DIR ADDRESS [--not-after UNIX]\n"
@@ -232,7 +284,8 @@ static void usage(void)
           "       rc-harness enrol DIR MEMBER DEVICEKEY [--at UNIX]\n"
           "       rc-harness recrypt DIR [--no-table] [--now UNIX]\n"
           "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n"
-          "       rc-harness recrypt-store DB LIST [--no-table] < sealed > delivered\n",
+          "       rc-harness recrypt-store DB LIST [--no-table] < sealed > delivered\n"
+          "       rc-harness store-schema DB [N]\n",
           stderr);
     exit(2);
 }
@@ -308,6 +361,8 @@ int main(int argc, char **argv)
         rc_secret_free(ls);
         return 0;
     }
+    if (strcmp(cmd, "store-schema") == 0)
+        return store_schema(dir, argc > 3 ? argv[3] : NULL);
     if (strcmp(cmd, "recrypt-store") == 0 && argc >= 4)
         return recrypt_store(dir, argv[3], argc > 4 && strcmp(argv[4], "--no-table") == 0, now);
     if (strcmp(cmd, "recrypt") == 0) {

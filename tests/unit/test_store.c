@@ -6,7 +6,9 @@
  * it); each refusal with its code, its message and a byte-identical store
  * afterwards; a writer process racing a reader that checks an invariant a
  * half-applied request would break; no secret anywhere in data.mdb; file
- * modes; and a store of a newer schema refused.
+ * modes; a store of a newer schema refused; a store of the previous
+ * schema (1) migrated in one transaction, or left as it is when read only;
+ * and the replay cache bounded to one window's traffic.
  *
  * Requests go through the real path: rc_req_device_make, rc_request_sign,
  * rc_request_encode and rc_request_decode, then rc_store_apply.
@@ -99,15 +101,15 @@ static char *tmpdir_new(void)
 
 /* ---------------------------------------------------------------- raw LMDB access */
 
-static const char *const DBS[] = {"meta", "lists", "epochs", "members",
-                                  "devices", "owners", "applied"};
+static const char *const DBS[] = {"meta",   "lists",   "epochs",    "members",     "devices",
+                                  "owners", "applied", "delivered", "delivered-at"};
 #define N_DBS (sizeof DBS / sizeof DBS[0])
 
 static MDB_env *raw_open(const char *dir, unsigned flags)
 {
     MDB_env *env;
     assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
     assert_int_equal(mdb_env_set_mapsize(env, RC_STORE_DEFAULT_MAP_SIZE), 0);
     assert_int_equal(mdb_env_open(env, dir, flags | MDB_NOTLS, 0640), 0);
     return env;
@@ -119,6 +121,11 @@ static void put_u32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+}
+
+static uint32_t db_since(const char *db)
+{
+    return strcmp(db, "delivered-at") ? 1 : 2;
 }
 
 /* Every row of every database, in order: name, then (len, key, len, value). */
@@ -133,8 +140,11 @@ static void raw_dump(const char *dir, mbuf *out, size_t *rows)
         MDB_cursor *c;
         MDB_val k, v;
         uint8_t len[4];
-        assert_int_equal(mdb_dbi_open(txn, DBS[i], 0, &dbi), 0);
+        int o = mdb_dbi_open(txn, DBS[i], 0, &dbi);
         assert_int_equal(sink_mem(out, (const uint8_t *)DBS[i], strlen(DBS[i]) + 1), 0);
+        if (o == MDB_NOTFOUND && db_since(DBS[i]) > 1)
+            continue; /* a store of schema 1 has no delivered-at */
+        assert_int_equal(o, 0);
         assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
         int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
         while (rc == 0) {
@@ -1260,6 +1270,36 @@ static void set_meta(const char *dir, const char *key, const void *val, size_t l
     mdb_env_close(env);
 }
 
+static uint32_t raw_schema(const char *dir)
+{
+    MDB_env *env = raw_open(dir, MDB_RDONLY);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {6, "schema"}, v;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_int_equal(v.mv_size, 4);
+    uint32_t ver = rc_be32_get(v.mv_data);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return ver;
+}
+
+/* Whether the database exists in the store. */
+static int raw_has_db(const char *dir, const char *db)
+{
+    MDB_env *env = raw_open(dir, MDB_RDONLY);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    int mrc = mdb_dbi_open(txn, db, 0, &dbi);
+    assert_true(mrc == 0 || mrc == MDB_NOTFOUND);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return mrc == 0;
+}
+
 static void test_create_and_schema(void **state)
 {
     (void)state;
@@ -1267,11 +1307,13 @@ static void test_create_and_schema(void **state)
     rc_service_public pub;
     rc_store *st = store_new(), *st2 = NULL;
 
-    /* Fresh store: schema 1, a mark secret, every database empty but meta. */
+    /* Fresh store: the current schema, a mark secret, every database empty
+     * but meta. */
     rc_store_reader *rd;
     uint8_t mark[32], mark2[32];
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
-    assert_int_equal(rc_store_schema(rd), 1);
+    assert_int_equal(rc_store_schema(rd), RC_STORE_SCHEMA_VERSION);
+    assert_int_equal(RC_STORE_SCHEMA_VERSION, 2);
     assert_int_equal(rc_store_mark_secret(rd, mark, &err), RC_OK);
     assert_false(sodium_is_zero(mark, 32));
     rc_store_list l;
@@ -1315,25 +1357,34 @@ static void test_create_and_schema(void **state)
     rc_store_reader_end(r1);
     rc_store_close(st);
 
-    /* A newer schema is refused, read-only or not. */
-    uint8_t v2[4] = {0, 0, 0, 2};
-    set_meta(W.dir, "schema", v2, 4);
-    for (int ro = 0; ro <= 1; ro++) {
+    /* A newer schema is refused, read-only or not, and left alone. */
+    uint8_t v3[4] = {0, 0, 0, 3};
+    set_meta(W.dir, "schema", v3, 4);
+    for (unsigned fl = 0; fl <= (RC_STORE_READONLY | RC_STORE_NO_MIGRATE); fl++) {
         st2 = (rc_store *)(uintptr_t)1;
-        assert_int_equal(rc_store_open(&st2, W.dir, 0, ro, &err), RC_E_VERSION);
+        assert_int_equal(rc_store_open(&st2, W.dir, 0, fl, &err), RC_E_VERSION);
         assert_null(st2);
         assert_int_equal(err.code, RC_E_VERSION);
-        assert_string_equal(err.msg, "store schema version 2 is newer than this build "
-                                     "understands (1)");
+        assert_string_equal(err.msg, "store schema version 3 is newer than this build "
+                                     "understands (2)");
     }
+    assert_int_equal(raw_schema(W.dir), 3);
+    /* Schema 0 and a malformed version are invalid. */
+    uint8_t v0[4] = {0, 0, 0, 0};
+    set_meta(W.dir, "schema", v0, 4);
+    assert_int_equal(rc_store_open(&st2, W.dir, 0, 0, &err), RC_E_FORMAT);
+    assert_string_equal(err.msg, "store schema version 0 is invalid");
+    set_meta(W.dir, "schema", v0, 3);
+    assert_int_equal(rc_store_open(&st2, W.dir, 0, 0, &err), RC_E_FORMAT);
+    assert_string_equal(err.msg, "store schema version is malformed");
     /* No schema at all: not a recrypt store. */
     set_meta(W.dir, "schema", NULL, 0);
     assert_int_equal(rc_store_open(&st2, W.dir, 0, 1, &err), RC_E_FORMAT);
     assert_non_null(strstr(err.msg, "not a recrypt store (no schema version)"));
-    /* Back to 1: opens again, the list is there. */
-    uint8_t v1[4] = {0, 0, 0, 1};
-    set_meta(W.dir, "schema", v1, 4);
-    assert_int_equal(rc_store_open(&st, W.dir, 0, 1, &err), RC_OK);
+    /* Back to 2: opens again, the list is there. */
+    uint8_t v2[4] = {0, 0, 0, 2};
+    set_meta(W.dir, "schema", v2, 4);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
     rc_store_reader_end(rd);
@@ -1391,6 +1442,247 @@ static void test_map_full(void **state)
     store_destroy(st);
 }
 
+/* ---------------------------------------------------------------- migration */
+
+/* Turn a store made by this build into the store the previous build
+ * (schema 1) wrote: the same databases but the replay cache's time index
+ * "delivered-at", and meta/schema 1. */
+static void downgrade_to_v1(const char *dir)
+{
+    MDB_env *env = raw_open(dir, 0);
+    MDB_txn *txn;
+    MDB_dbi at, meta;
+    uint8_t v1[4] = {0, 0, 0, 1};
+    MDB_val k = {6, "schema"}, v = {4, v1};
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "delivered-at", 0, &at), 0);
+    assert_int_equal(mdb_drop(txn, at, 1), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(raw_schema(dir), 1);
+    assert_false(raw_has_db(dir, "delivered-at"));
+}
+
+/* A row written straight into a database. */
+static void raw_put(const char *dir, const char *db, const void *key, size_t klen,
+                    const void *val, size_t vlen)
+{
+    MDB_env *env = raw_open(dir, 0);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+#define WINDOW 3600u
+
+static void seen_is(rc_store *st, const uint8_t E[32], uint64_t now, int want_seen)
+{
+    rc_error err;
+    int seen = -1;
+    assert_int_equal(rc_store_delivered_check_add(st, E, now, WINDOW, &seen, &err), RC_OK);
+    assert_int_equal(seen, want_seen);
+}
+
+static void test_migrate_from_schema_1(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new(), *st2;
+    rc_store_reader *rd;
+    rc_store_list l;
+    uint8_t E[3][32];
+    create_list(st);
+    const int alice[] = {D_ALICE};
+    add_member(st, M_ALICE, alice, 1, NOW);
+    /* The replay cache of schema 1: E0 delivered long ago, E1 and E2 within
+     * the window of T. */
+    const uint64_t T = NOW + 100000;
+    for (int i = 0; i < 3; i++)
+        randombytes_buf(E[i], 32);
+    seen_is(st, E[1], T - 10, 0);
+    seen_is(st, E[2], T - 5, 0);
+    seen_is(st, E[0], T - 2 * WINDOW, 0); /* last, so that nothing prunes it */
+    rc_store_close(st);
+    downgrade_to_v1(W.dir);
+    mbuf v1 = {0};
+    size_t rows1;
+    raw_dump(W.dir, &v1, &rows1); /* delivered-at is absent: stops there */
+
+    /* Read only: opens as it is, reads, writes nothing, stays at 1. */
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_schema(rd), 1);
+    assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
+    rc_store_member m;
+    assert_int_equal(rc_store_get_member(rd, W.list_id, MEMBER[M_ALICE], &m, &err), RC_OK);
+    assert_int_equal(m.status, RC_STATUS_ACTIVE);
+    rc_store_reader_end(rd);
+    int seen;
+    assert_int_equal(rc_store_delivered_check_add(st, E[1], T, WINDOW, &seen, &err),
+                     RC_E_INVALID);
+    rc_store_close(st);
+    assert_int_equal(raw_schema(W.dir), 1);
+
+    /* Read-write without migrating (what recrypt-milter -n does): reads,
+     * refuses every write with a clear message, stays at 1. */
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_NO_MIGRATE, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_schema(rd), 1);
+    assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
+    rc_store_reader_end(rd);
+    assert_int_equal(rc_store_delivered_check_add(st, E[1], T, WINDOW, &seen, &err),
+                     RC_E_VERSION);
+    assert_string_equal(err.msg, "store schema version 1 is not migrated to 2 yet: open it for "
+                                 "writing without RC_STORE_NO_MIGRATE");
+    assert_int_equal(rc_store_delivered_forget(st, E[1], &err), RC_E_VERSION);
+    rc_request r;
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    assert_int_equal(submit_as(st, &r, W.owner, W.ctr_owner + 1, &err), RC_E_VERSION);
+    rc_request_free(&r);
+    rc_store_close(st);
+    assert_int_equal(raw_schema(W.dir), 1);
+    assert_false(raw_has_db(W.dir, "delivered-at"));
+    mbuf same = {0};
+    size_t rows;
+    raw_dump(W.dir, &same, &rows);
+    assert_int_equal(rows, rows1);
+    assert_int_equal(same.len, v1.len);
+    assert_memory_equal(same.p, v1.p, v1.len);
+    mbuf_free(&same);
+
+    /* Read-write: migrated to 2 in one transaction; every row kept, the
+     * time index built from the replay cache. */
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_schema(rd), 2);
+    assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
+    rc_store_reader_end(rd);
+    rc_store_close(st);
+    assert_int_equal(raw_schema(W.dir), 2);
+    assert_int_equal(raw_count(W.dir, "delivered"), 3);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
+    mbuf v2 = {0};
+    size_t rows2;
+    raw_dump(W.dir, &v2, &rows2);
+    /* The same rows but meta/schema, then three index rows. */
+    assert_int_equal(rows2, rows1 + 3);
+    assert_true(v2.len > v1.len);
+    size_t meta_len = 0; /* "meta\0" and its rows come first; compare after */
+    const uint8_t *lists1 = memmem(v1.p, v1.len, "lists", 6);
+    const uint8_t *lists2 = memmem(v2.p, v2.len, "lists", 6);
+    assert_non_null(lists1);
+    assert_non_null(lists2);
+    meta_len = (size_t)(lists1 - v1.p);
+    assert_int_equal((size_t)(lists2 - v2.p), meta_len);
+    assert_memory_equal(lists2, lists1, v1.len - meta_len);
+    mbuf_free(&v1);
+    mbuf_free(&v2);
+
+    /* Opened again, nothing is migrated twice; the cache works as before:
+     * E1 and E2 are still replays, E0 has expired and is recorded anew. */
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    seen_is(st, E[1], T, 1);
+    seen_is(st, E[2], T, 1);
+    seen_is(st, E[0], T, 0);
+    assert_int_equal(raw_count(W.dir, "delivered"), 3);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
+    /* A writer works: bob joins. */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    apply_ok(st, &r);
+    W.n_secrets = 0;
+    store_destroy(st);
+
+    /* A migration that fails (a damaged replay-cache row) leaves the store
+     * exactly as it was, still readable. */
+    st = store_new();
+    create_list(st);
+    seen_is(st, E[0], T, 0);
+    rc_store_close(st);
+    downgrade_to_v1(W.dir);
+    raw_put(W.dir, "delivered", E[1], 32, "bad", 3);
+    raw_dump(W.dir, &v1, &rows1);
+    st2 = (rc_store *)(uintptr_t)1;
+    assert_int_equal(rc_store_open(&st2, W.dir, 0, 0, &err), RC_E_FORMAT);
+    assert_null(st2);
+    char want[512];
+    snprintf(want, sizeof want,
+             "cannot migrate the store in %s from schema 1 to 2 (the store is unchanged): "
+             "store is damaged: malformed row in 'delivered'",
+             W.dir);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(raw_schema(W.dir), 1);
+    assert_false(raw_has_db(W.dir, "delivered-at"));
+    raw_dump(W.dir, &same, &rows);
+    assert_int_equal(rows, rows1);
+    assert_int_equal(same.len, v1.len);
+    assert_memory_equal(same.p, v1.p, v1.len);
+    mbuf_free(&same);
+    mbuf_free(&v1);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
+    rc_store_reader_end(rd);
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
+/* The replay cache holds one window's traffic, however long it runs: every
+ * post forgets the posts older than the window, oldest first. */
+static void test_replay_cache_bounded(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    uint8_t first[32], last[32], E[32];
+    const uint64_t win = 100, posts = 3000;
+    int seen;
+    for (uint64_t t = 1; t <= posts; t++) {
+        randombytes_buf(E, 32);
+        if (t == 1)
+            memcpy(first, E, 32);
+        memcpy(last, E, 32);
+        assert_int_equal(rc_store_delivered_check_add(st, E, NOW + t, win, &seen, &err), RC_OK);
+        assert_int_equal(seen, 0);
+    }
+    /* Posts at NOW+2900 .. NOW+3000 are within the window of NOW+3000. */
+    assert_int_equal(raw_count(W.dir, "delivered"), win + 1);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), win + 1);
+    assert_int_equal(rc_store_delivered_check_add(st, last, NOW + posts, win, &seen, &err),
+                     RC_OK);
+    assert_int_equal(seen, 1);
+    assert_int_equal(rc_store_delivered_check_add(st, first, NOW + posts, win, &seen, &err),
+                     RC_OK);
+    assert_int_equal(seen, 0);
+    /* forget drops both rows of a post. */
+    assert_int_equal(rc_store_delivered_forget(st, first, &err), RC_OK);
+    assert_int_equal(raw_count(W.dir, "delivered"), win + 1);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), win + 1);
+    assert_int_equal(rc_store_delivered_forget(st, first, &err), RC_OK); /* absent: fine */
+    /* After a long pause, the next post forgets 64 old posts at most, and
+     * the cache shrinks back within a few posts. */
+    for (int i = 0; i < 3; i++) {
+        randombytes_buf(E, 32);
+        assert_int_equal(
+            rc_store_delivered_check_add(st, E, NOW + posts + 10 * win, win, &seen, &err), RC_OK);
+    }
+    assert_int_equal(raw_count(W.dir, "delivered"), 3);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
+    store_destroy(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1400,6 +1692,8 @@ int main(void)
         cmocka_unit_test(test_create_and_schema),
         cmocka_unit_test(test_map_full),
         cmocka_unit_test(test_concurrent_reader),
+        cmocka_unit_test(test_migrate_from_schema_1),
+        cmocka_unit_test(test_replay_cache_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

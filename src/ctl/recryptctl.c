@@ -180,6 +180,9 @@ static int apply_requests(const char *db, const char *key_file, size_t map_size,
                  : rc_error_set(err, RC_E_NOMEM, "out of memory");
     if (rc == 0)
         rc = rc_store_open(&st, db, map_size, 0, err);
+    if (rc == 0 && rc_store_found_schema(st) < RC_STORE_SCHEMA_VERSION)
+        fprintf(stderr, "%s: store %s migrated from schema %u to %u\n", progname, db,
+                rc_store_found_schema(st), RC_STORE_SCHEMA_VERSION);
     uint64_t now = (uint64_t)time(NULL);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char what[RC_ADDR_MAX * 2 + 128];

@@ -25,6 +25,7 @@ void config_defaults(config *c)
     c->future_skew = 3600;
     c->max_fanout = 100000;
     c->map_size = (size_t)1 << 30;
+    c->stats_interval = 3600;
 }
 
 static int parse_bool(const char *v, int *out)
@@ -74,6 +75,8 @@ static int parse_duration(const char *v, uint64_t *out)
         default: return -1;
         }
     }
+    if (n > UINT64_MAX / mult)
+        return -1;
     *out = n * mult;
     return 0;
 }
@@ -173,6 +176,12 @@ static const char *set(config *c, const char *name, const char *v)
     if (!strcasecmp(name, "MaxFanout"))
         return parse_u64(v, &c->max_fanout) || c->max_fanout == 0 ? "MaxFanout is a positive number"
                                                                   : NULL;
+    if (!strcasecmp(name, "StatsInterval"))
+        return parse_duration(v, &c->stats_interval) ||
+                       c->stats_interval > CONFIG_STATS_INTERVAL_MAX
+                   ? "StatsInterval is 0 (no periodic counters) or a duration from 1s to 7d, "
+                     "such as 1h"
+                   : NULL;
     if (!strcasecmp(name, "MapSize")) {
         if (parse_u64(v, &n) || n == 0 || n > (1ULL << 24))
             return "MapSize is a number of MiB";

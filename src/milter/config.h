@@ -15,6 +15,8 @@
 #include <recrypt/error.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/recrypt/recrypt-milter.conf"
+/* StatsInterval: 0 (off) or 1 s .. 7 d; under a minute is for tests. */
+#define CONFIG_STATS_INTERVAL_MAX (7 * 86400)
 
 enum { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_NOTICE, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 enum { PLAINTEXT_REJECT, PLAINTEXT_FANOUT };
@@ -38,6 +40,7 @@ typedef struct {
     uint64_t future_skew;
     uint64_t max_fanout;
     size_t map_size;
+    uint64_t stats_interval; /* seconds between periodic counters lines; 0 = none */
 } config;
 
 void config_defaults(config *c);

@@ -6,7 +6,9 @@
  * UserID; open the store as that user; set up the socket (stale unix socket removed after
  * a failed connect); fork unless -f; pid file; signals in a dedicated
  * thread (SIGTERM/SIGINT stop, SIGUSR1 reloads the config, SIGUSR2 logs
- * counters; SIGHUP is left alone: libmilter ends smfi_main on it); run.
+ * counters; SIGHUP is left alone: libmilter ends smfi_main on it), which
+ * also logs the counters every StatsInterval seconds (deadlines on the
+ * monotonic clock, so that signals never postpone them); run.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include "log.h"
@@ -49,7 +52,8 @@ static void usage(FILE *f)
 "  -P PIDFILE  pid file (overrides PidFile)\n"
 "  -u USER     run as USER[:GROUP] (overrides UserID)\n"
 "  -V          version\n"
-"Signals: SIGTERM stops, SIGUSR1 reloads the configuration, SIGUSR2 logs counters.\n");
+"Signals: SIGTERM stops, SIGUSR1 reloads the configuration, SIGUSR2 logs counters\n"
+"(also logged every StatsInterval seconds, default 3600; 0 turns that off).\n");
 }
 
 static int fatal(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -83,9 +87,9 @@ static int open_key(const config *c, rc_error *err)
 
 /* The store: opened as the service user, so that a lock file LMDB creates
  * belongs to that user, not to root. */
-static int open_store(const config *c, rc_error *err)
+static int open_store(const config *c, unsigned flags, rc_error *err)
 {
-    int rc = rc_store_open(&D.store, c->database, c->map_size, 0, err);
+    int rc = rc_store_open(&D.store, c->database, c->map_size, flags, err);
     if (rc)
         return rc;
     rc_store_reader *rd;
@@ -157,12 +161,44 @@ static int stale_socket(const char *path, rc_error *err)
     return 0;
 }
 
+#define NS_PER_S 1000000000LL
+
+/* Nanoseconds on the monotonic clock (steps of the wall clock do not move it). */
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* The signals, and the periodic counters line every StatsInterval seconds.
+ * The deadline is fixed when set and moves only by whole periods, so that
+ * signals in between never postpone the line; a reload that changes
+ * StatsInterval starts the new period from the reload. Only this thread
+ * writes D.cfg once it runs, so it reads it without the lock. */
 static void *signal_thread(void *arg)
 {
     sigset_t *set = arg;
+    long long period = (long long)D.cfg.stats_interval * NS_PER_S; /* 0: none */
+    long long next = period ? mono_ns() + period : 0;
     for (;;) {
         int sig;
-        if (sigwait(set, &sig) != 0)
+        if (period) {
+            long long now = mono_ns();
+            if (now >= next) {
+                milter_log_counters();
+                next += period;
+                if (next <= now) /* a whole period late (a stopped process): afresh */
+                    next = now + period;
+            }
+            long long left = next - now;
+            struct timespec ts = {.tv_sec = (time_t)(left / NS_PER_S),
+                                  .tv_nsec = (long)(left % NS_PER_S)};
+            sig = sigtimedwait(set, NULL, &ts);
+        } else {
+            sig = sigwaitinfo(set, NULL);
+        }
+        if (sig < 0) /* EAGAIN: the deadline; EINTR: look again */
             continue;
         if (sig == SIGUSR1) {
             config c;
@@ -189,6 +225,11 @@ static void *signal_thread(void *arg)
             c.map_size = D.cfg.map_size;
             c.umask = D.cfg.umask;
             int relog = c.syslog != D.cfg.syslog || c.syslog_facility != D.cfg.syslog_facility;
+            if ((long long)c.stats_interval * NS_PER_S != period) {
+                /* A new period counts from now; an unchanged one keeps its deadline. */
+                period = (long long)c.stats_interval * NS_PER_S;
+                next = period ? mono_ns() + period : 0;
+            }
             D.cfg = c;
             pthread_rwlock_unlock(&D.lock);
             if (relog)
@@ -208,11 +249,18 @@ static void *signal_thread(void *arg)
 static int check_only(const config *c)
 {
     rc_error err;
-    if (open_key(c, &err) != 0 || open_store(c, &err) != 0)
+    /* Read-write (so a store the service user cannot write fails here),
+     * but a check changes nothing: an older schema is only reported. */
+    if (open_key(c, &err) != 0 || open_store(c, RC_STORE_NO_MIGRATE, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
     struct stat sb;
     if (stat(c->temp_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return fatal(EX_CONFIG, "TemporaryDirectory %s is not a directory", c->temp_dir);
+    uint32_t schema = rc_store_found_schema(D.store);
+    if (schema < RC_STORE_SCHEMA_VERSION)
+        printf("recrypt-milter: store %s has schema %u; recrypt-milter will migrate it to "
+               "schema %u when it starts (one transaction; back up the store first)\n",
+               c->database, schema, RC_STORE_SCHEMA_VERSION);
     printf("recrypt-milter: configuration %s and store %s are usable\n", config_path, c->database);
     return 0;
 }
@@ -262,8 +310,11 @@ int main(int argc, char **argv)
         return fatal(EX_CONFIG, "%s", err.msg);
     if (D.cfg.user[0] && drop_privileges(D.cfg.user, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
-    if (open_store(&D.cfg, &err) != 0)
+    if (open_store(&D.cfg, 0, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
+    if (rc_store_found_schema(D.store) < RC_STORE_SCHEMA_VERSION)
+        log_msg(LOG_LEVEL_NOTICE, NULL, "store %s migrated from schema %u to %u", D.cfg.database,
+                rc_store_found_schema(D.store), RC_STORE_SCHEMA_VERSION);
     umask(D.cfg.umask);
 
     const char *path = unix_path(D.cfg.socket);

@@ -29,7 +29,8 @@ typedef struct {
 void milter_set_daemon(daemon_ctx *d);
 /* The callback table for smfi_register. */
 struct smfiDesc *milter_description(void);
-/* Log the counters (SIGUSR2). */
+/* Log the counters line ("counters: ..." at notice): on SIGUSR2, every
+ * StatsInterval seconds and at stop. */
 void milter_log_counters(void);
 
 #endif

@@ -58,6 +58,7 @@ struct rc_store {
     MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered, delivered_at;
     int readonly;
     uint32_t schema; /* as found (read-only) or after migration */
+    uint32_t found_schema; /* as found, before any migration */
 };
 
 struct rc_store_reader {
@@ -1242,6 +1243,7 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned fla
         goto fail;
     }
     rc = read_schema(txn, &st->meta, dir, &st->schema, err);
+    st->found_schema = st->schema;
     if (rc == 0 && st->schema < RC_STORE_SCHEMA_VERSION && !st->readonly &&
         !(flags & RC_STORE_NO_MIGRATE)) {
         mdb_txn_abort(txn);
@@ -1281,6 +1283,11 @@ fail:
     mdb_env_close(st->env);
     free(st);
     return rc;
+}
+
+uint32_t rc_store_found_schema(const rc_store *st)
+{
+    return st ? st->found_schema : 0;
 }
 
 void rc_store_close(rc_store *st)

@@ -95,6 +95,9 @@ int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub
 int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned flags,
                   rc_error *err);
 void rc_store_close(rc_store *st);
+/* The schema version the store had when rc_store_open found it: less than
+ * RC_STORE_SCHEMA_VERSION after a migration (callers say so). */
+uint32_t rc_store_found_schema(const rc_store *st);
 
 /* Verify req against the store and apply it in one write transaction.
  * svc: the service key (it unseals r to check r·G + K == A). Refusals

@@ -20,6 +20,12 @@
 #     SIGUSR2 logs the counters; SIGTERM stops with exit 0.
 # 10. No core dumps, not dumpable.
 # 11. No log line holds a post's plaintext or a key string.
+# 12. An internal error is a tempfail (451 4.3.0), never a delivery.
+# 13. StatsInterval (on the milter of case 12, with StatsInterval 1): the
+#     counters line comes by itself every second, with the traffic in it
+#     (tempfail=1); SIGUSR1s every 0.3 s do not postpone it; after a reload
+#     to StatsInterval 0 no periodic line comes, the stop still logs one.
+#     -n refuses StatsInterval -1, abc and 8d (case 1).
 #
 # Each policy case runs its own milter (on a free loopback port, log on
 # stderr) behind the relay of test_miltertest.sh (miltertest cannot take a
@@ -285,6 +291,9 @@ printf 'Database %s\nSyslog no\n' "$T/db" >n-nosocket.conf
 { base; printf 'LogLevel info\n'; } >n-nodb.conf
 { base; printf 'Database %s\nKeyFile %s\n' "$T/notastore" "$T/db/service.key"; } >n-notastore.conf
 { base; printf 'Database %s\nKeyFile %s\n' "$T/db" "$T/wr.key"; } >n-worldkey.conf
+{ base; printf 'Database %s\nStatsInterval -1\n' "$T/db"; } >n-statsneg.conf
+{ base; printf 'Database %s\nStatsInterval abc\n' "$T/db"; } >n-statsabc.conf
+{ base; printf 'Database %s\nStatsInterval 8d\n' "$T/db"; } >n-statsbig.conf
 # nflag NAME PATTERN WHAT: -n on n-NAME.conf exits 78 saying PATTERN (grep -E)
 nflag() {
   local rc=0
@@ -305,6 +314,9 @@ nflag nosocket 'n-nosocket\.conf.*Socket' "no Socket"
 nflag nodb 'n-nodb\.conf.*Database' "no Database"
 nflag notastore 'notastore.*(store|data\.mdb)|(store|data\.mdb).*notastore' "a Database that is not a store"
 nflag worldkey 'wr\.key.*(group|others|world|mode)' "a world-readable KeyFile"
+nflag statsneg 'n-statsneg\.conf:4: StatsInterval: .*StatsInterval' "StatsInterval -1"
+nflag statsabc 'n-statsabc\.conf:4: StatsInterval: .*StatsInterval' "StatsInterval abc"
+nflag statsbig 'n-statsbig\.conf:4: StatsInterval: .*7d' "StatsInterval 8d (over 7d)"
 [ -z "$(ls -A notastore)" ] && pass "-n on a directory that is not a store leaves it empty" ||
   failed "-n created files in a directory that is not a store: $(ls -A notastore | tr '\n' ' ')"
 [ ! -e "$T/n.sock" ] && pass "-n: no socket left behind by any of the checks" || true
@@ -513,12 +525,54 @@ else
 fi
 
 # ==== 12. An internal error is a tempfail, never a delivery ====
-# A service key that parses but is not the one r was sealed to: the entries
-# cannot be opened at end of message.
+# ==== 13. StatsInterval: periodic counters (on the same milter) ====
+# 12: a service key that parses but is not the one r was sealed to: the
+# entries cannot be opened at end of message. 13: no SIGUSR2 is sent to
+# this milter: every counters line is a periodic one (or, last, the stop's).
+# ncounters: the counters lines in m-internal.log; counters_ge N: at least N.
+ncounters() { grep -c 'counters:' m-internal.log || true; }
+counters_ge() { [ "$(ncounters)" -ge "$1" ]; }
 "$RECRYPTCTL" server init --db "$T/otherdb" >/dev/null 2>&1
-if start internal "KeyFile $T/otherdb/service.key"; then
+if start internal "KeyFile $T/otherdb/service.key" "StatsInterval 1"; then
+  ipid=$milter_pid
   run internal MT_POST=internal.eml MT_EXPECT="451 4.3.0"
+  if wait_for counters_ge 2; then
+    pass "StatsInterval 1: two counters lines within 10 s of the start, no SIGUSR2 sent"
+  else
+    failed "StatsInterval 1: $(ncounters) counters lines 10 s after the start, expected 2"
+  fi
+  if wait_log m-internal.log 'counters: recrypted=0 .*tempfail=1 '; then
+    pass "StatsInterval 1: a periodic line counts the post: $(grep 'counters:' m-internal.log | tail -n 1 | sed 's/.*counters: //')"
+  else
+    failed "StatsInterval 1: no periodic line with recrypted=0 tempfail=1: $(grep 'counters:' m-internal.log | tail -n 1)"
+  fi
+  # Signals do not postpone the line: a reload (same StatsInterval) every
+  # 0.3 s for 3 s; a wait that restarted at each signal would never end.
+  c0=$(ncounters)
+  for _ in $(seq 10); do kill -USR1 "$ipid"; sleep 0.3; done
+  c1=$(ncounters)
+  if [ $((c1 - c0)) -ge 2 ]; then
+    pass "StatsInterval 1: SIGUSR1 every 0.3 s for 3 s does not postpone it ($((c1 - c0)) lines)"
+  else
+    failed "StatsInterval 1: $((c1 - c0)) counters lines in 3 s of SIGUSR1 every 0.3 s, expected at least 2"
+  fi
+  # Reloaded with StatsInterval 0: no periodic line any more.
+  r0=$(grep -c 'reloaded' m-internal.log || true)
+  sed -i 's/^StatsInterval 1$/StatsInterval 0/' m-internal.conf
+  kill -USR1 "$ipid"
+  if wait_for eval '[ "$(grep -c reloaded m-internal.log || true)" -gt "$r0" ]'; then
+    c0=$(ncounters)
+    sleep 2
+    c1=$(ncounters)
+    [ "$c1" -eq "$c0" ] && pass "StatsInterval 0 (by SIGUSR1): no counters line in 2 s" ||
+      failed "StatsInterval 0 (by SIGUSR1): $((c1 - c0)) counters lines in 2 s"
+  else
+    failed "StatsInterval 0: the reload is not logged: $(tail -n 3 m-internal.log | tr '\n' ' ')"
+  fi
+  c0=$(ncounters)
   stopped internal
+  [ "$(ncounters)" -gt "$c0" ] && pass "StatsInterval 0: the stop still logs the counters" ||
+    failed "StatsInterval 0: no counters line at stop"
 fi
 
 # ==== 11. The logs: no plaintext, no key ====

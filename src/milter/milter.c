@@ -199,8 +199,9 @@ static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr)
     (void)host;
     (void)addr;
     conn_state *c = calloc(1, sizeof *c);
-    if (!c)
-        return SMFIS_TEMPFAIL;
+    if (!c) /* the MTA tempfails the whole connection */
+        return reply(ctx, NULL, "451", "4.3.0", SMFIS_TEMPFAIL,
+                     "recrypt: out of memory, try again later");
     c->m.spool = -1;
     msg_reset(&c->m);
     smfi_setpriv(ctx, c);

@@ -12,10 +12,10 @@
 # 2. The milter's peak memory (VmHWM) for a large post against a 1 MiB post:
 #    the body is spooled to a file, so the peak must not grow with the size.
 #
-# A private Postfix instance (tests/integration/postfix-lib.sh, with its
-# own main.cf written here), the milter, the store and smtp-sink live in a
-# temporary directory removed at the end; everything listens on 127.0.0.1
-# only. Parameters (environment; all printed at the start):
+# A private Postfix instance (tests/integration/postfix-lib.sh's, relaying
+# to smtp-sink), the milter, the store and smtp-sink live in a temporary
+# directory removed at the end; everything listens on 127.0.0.1 only.
+# Parameters (environment; all printed at the start):
 #
 #   PFB_POSTS          posts per run for 1 and 100 devices        (200)
 #   PFB_POSTS_1000     posts per run for 1000 devices             (50)
@@ -84,9 +84,20 @@ source "$_root/tests/integration/postfix-lib.sh"
 SINK_PORT=$(free_port)
 while [ "$SINK_PORT" = "$PF_PORT" ] || [ "$SINK_PORT" = "$MILTER_PORT" ]; do SINK_PORT=$(free_port); done
 SINK_PID=
-PF_ALIASES=$T/virtual
 D=example.org          # the lists' domain (virtual alias domain)
 MD=sink.example.net    # the members' domain (relayed to smtp-sink)
+# The private instance of postfix-lib.sh, but relaying everything to
+# smtp-sink: list and bounce addresses are virtual aliases in $D (valid at
+# RCPT, map $PF_ALIASES), member addresses are in $MD, a relay domain;
+# relayhost is the sink. Room for the large post, time for the milter.
+PF_DOMAIN=$D PF_RELAYHOST="[127.0.0.1]:$SINK_PORT" PF_RELAY_DOMAINS=$MD
+PF_MAIN_CF_SET=(
+  "smtpd_banner = \$myhostname ESMTP recrypt-bench"
+  "message_size_limit = $SIZE_LIMIT"
+  "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination"
+  "milter_command_timeout = 30s"
+  "milter_content_timeout = 300s"
+)
 CONF=$T/milter.conf
 if [ "$SOCKET" = unix ]; then
   # Postfix's smtpd and cleanup run unchrooted here and as user postfix.
@@ -116,90 +127,6 @@ _bench_cleanup() {
   _pf_cleanup
 }
 trap _bench_cleanup EXIT
-
-# The private instance of postfix-lib.sh, but relaying everything to
-# smtp-sink: list and bounce addresses are virtual aliases in $D (valid at
-# RCPT), member addresses are in $MD, a relay domain; relayhost is the sink.
-_pf_write_config() {
-  local milter=$1
-  mkdir -p "$PF_DIR" "$PF_QUEUE" "$PF_DATA" "$PF_LOGDIR"
-  chown postfix "$PF_DATA"
-  chmod 700 "$PF_DATA"
-  cat >"$PF_DIR/main.cf" <<EOF
-# Private benchmark instance (bench/postfix-bench.sh).
-compatibility_level = 3.6
-queue_directory = $PF_QUEUE
-data_directory = $PF_DATA
-maillog_file = $PF_LOG
-maillog_file_prefixes = $PF_LOGDIR
-myhostname = mx.$D
-mydomain = $D
-myorigin = \$myhostname
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-# Everything goes to smtp-sink on loopback; no DNS.
-relayhost = [127.0.0.1]:$SINK_PORT
-default_transport = smtp
-relay_transport = relay
-relay_domains = $MD
-virtual_alias_domains = $D
-virtual_alias_maps = texthash:$PF_ALIASES
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-lmtp_host_lookup = native
-smtpd_peername_lookup = no
-notify_classes =
-biff = no
-smtpd_banner = \$myhostname ESMTP recrypt-bench
-message_size_limit = $SIZE_LIMIT
-mailbox_size_limit = 0
-virtual_mailbox_limit = 0
-smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-queue_run_delay = 5s
-minimal_backoff_time = 5s
-maximal_backoff_time = 10s
-bounce_queue_lifetime = 1h
-EOF
-  if [ "$milter" = yes ]; then
-    cat >>"$PF_DIR/main.cf" <<EOF
-smtpd_milters = $PF_MILTER
-non_smtpd_milters =
-milter_default_action = tempfail
-milter_protocol = 6
-milter_connect_timeout = 10s
-milter_command_timeout = 30s
-milter_content_timeout = 300s
-EOF
-  fi
-  cat >"$PF_DIR/master.cf" <<EOF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-}
 
 # The SMTP sender and log watcher: sends the given files (read and converted
 # to CRLF before the clock starts) over CONC connections, one transaction
@@ -290,26 +217,6 @@ kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
 
 ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
 dev() { local d=$1; shift; RECRYPT_HOME="$T/dev/$d" "$RECRYPT" "$@"; }
-
-# milter_start CONFIG: as postfix-lib.sh's, but also for a unix socket.
-milter_start() {
-  local conf=$1 i
-  "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
-  MILTER_PID=$!
-  for i in $(seq 1 100); do
-    if ! kill -0 "$MILTER_PID" 2>/dev/null; then
-      echo "milter_start: the milter exited:" >&2
-      tail -20 "$MILTER_LOG" | sed 's/^/  milter: /' >&2
-      MILTER_PID=
-      return 1
-    fi
-    if [ "$SOCKET" = unix ]; then [ -S "${MILTER_SOCKET#unix:}" ] && return 0
-    else _port_open "$MILTER_PORT" && return 0; fi
-    sleep 0.1
-  done
-  echo "milter_start: the milter does not listen on $MILTER_SOCKET after 10 s" >&2
-  return 1
-}
 
 milter_conf() {
   cat >"$CONF" <<EOF

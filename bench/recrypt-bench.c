@@ -169,22 +169,6 @@ static void die_rc(const char *what, const rc_error *err)
     fprintf(stderr, "recrypt-bench: %s: %s (%s)\n", what, err->msg, rc_strerror(err->code));
 }
 
-static int fd_sink(void *ctx, const uint8_t *p, size_t len)
-{
-    int fd = *(int *)ctx;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A buffered file sink, as a real caller would use: the library hands its
  * output over in small pieces (one base64 line and its line break at a
  * time when sealing), so an unbuffered write(2) per piece would measure
@@ -198,7 +182,7 @@ typedef struct {
 
 static int buf_flush(buf_sink *b)
 {
-    if (!b->bad && b->n && fd_sink(&b->fd, b->buf, b->n) != 0)
+    if (!b->bad && b->n && rc_fd_sink(&b->fd, b->buf, b->n) != 0)
         b->bad = 1;
     b->n = 0;
     return b->bad ? -1 : 0;
@@ -210,7 +194,7 @@ static int buf_sink_fn(void *ctx, const uint8_t *p, size_t len)
     if (b->n + len > sizeof b->buf && buf_flush(b) != 0)
         return -1;
     if (len >= sizeof b->buf)
-        return fd_sink(&b->fd, p, len) == 0 ? 0 : (b->bad = 1, -1);
+        return rc_fd_sink(&b->fd, p, len) == 0 ? 0 : (b->bad = 1, -1);
     memcpy(b->buf + b->n, p, len);
     b->n += len;
     return 0;
@@ -227,7 +211,7 @@ static int null_sink(void *ctx, const uint8_t *p, size_t len)
 
 static int write_all(int fd, const void *p, size_t len)
 {
-    return fd_sink(&fd, p, len);
+    return rc_fd_sink(&fd, p, len);
 }
 
 static off_t file_size(const char *path)
@@ -595,7 +579,7 @@ static int bench_recrypt_child(void *arg)
         fprintf(stderr, "recrypt-bench: cannot open the small message files\n");
         return -1;
     }
-    if (rc_mail_seal(in, &k.st, k.sender, &k.sender_cert, k.now, fd_sink, &out, &err)) {
+    if (rc_mail_seal(in, &k.st, k.sender, &k.sender_cert, k.now, rc_fd_sink, &out, &err)) {
         die_rc("rc_mail_seal (small message)", &err);
         return -1;
     }

@@ -22,6 +22,9 @@
 #include <sodium.h>
 #include <recrypt/recrypt.h>
 
+#define FZ_NAME "fuzz_keystr"
+#include "fuzz_common.h"
+
 #define PAYLOAD_CAP 1024
 
 static const char *const types[] = {
@@ -36,18 +39,11 @@ static void fail(const char *what, const char *detail)
     abort();
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    rc_error err;
-    if (rc_init(&err) != 0) {
-        fprintf(stderr, "rc_init: %s\n", err.msg);
-        abort();
-    }
+    fz_init();
     return 0;
 }
 

@@ -14,7 +14,6 @@
  * other bugs while a known rewrite bug is open.)
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +23,8 @@
 #include <sodium.h>
 #include <recrypt/recrypt.h>
 
-#define FZ_LIST_ADDR "fuzz-list@example.org"
-#define FZ_MEMBER_ADDR "alice@example.org"
-#define FZ_EPOCH 7
-#define FZ_NOT_BEFORE 1700000000ULL
-#define FZ_ENROLLED 1700000000ULL
+#define FZ_NAME "fuzz_mime"
+#include "fuzz_common.h"
 
 static struct {
     rc_device_secret dev;
@@ -40,56 +36,23 @@ static struct {
     int no_rewrite_check;
 } fz;
 
-static void die(const char *what, const rc_error *err)
-{
-    fprintf(stderr, "fuzz_mime: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
-    abort();
-}
-
-static void fixed_scalar(uint8_t s[32], uint8_t base)
-{
-    uint8_t wide[64];
-    for (size_t i = 0; i < sizeof wide; i++)
-        wide[i] = (uint8_t)(base + 3 * i);
-    crypto_core_ristretto255_scalar_reduce(s, wide);
-}
-
 static int new_memfd(const char *name)
 {
     int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0)
-        die("memfd_create failed", NULL);
+        fz_die("memfd_create failed", NULL);
     return fd;
 }
 
-/* Build the fixed world (the same keys as fuzz_stanza). Also used by the
- * seed generator. */
+/* Build the fixed world (the keys of fuzz_common.h, as fuzz_stanza). Also
+ * used by the seed generator. */
 static void fz_setup(void)
 {
     rc_error err;
-    uint8_t seed[64];
-    char ks[RC_KEYSTR_MAX];
 
-    if (rc_init(&err) != 0)
-        die("rc_init", &err);
-    for (size_t i = 0; i < sizeof seed; i++)
-        seed[i] = (uint8_t)(i + 1);
-    if (rc_keystr_encode(ks, sizeof ks, RC_KT_DEVICE_SECRET, seed, sizeof seed, &err) != 0 ||
-        rc_device_secret_decode(&fz.dev, ks, &err) != 0)
-        die("device key", &err);
-    if (rc_address_canonical(fz.ls.address, FZ_LIST_ADDR, &err) != 0)
-        die("list address", &err);
-    fz.ls.epoch = FZ_EPOCH;
-    fixed_scalar(fz.ls.a, 0x11);
-    crypto_scalarmult_ristretto255_base(fz.ls.A, fz.ls.a);
-    for (size_t i = 0; i < 32; i++)
-        seed[i] = (uint8_t)(0xa0 + i);
-    crypto_sign_seed_keypair(fz.ls.sign_pk, fz.ls.sign_sk, seed);
-    if (rc_statement_sign(&fz.st, &fz.ls, FZ_NOT_BEFORE, 0, &err) != 0 ||
-        rc_cert_sign(&fz.cert, &fz.ls, FZ_MEMBER_ADDR, fz.dev.pub.sign_pk, &err) != 0)
-        die("statement or certificate", &err);
+    fz_fixed_keys(&fz.dev, &fz.ls, &fz.st, &fz.cert);
     if (rc_entry_create(&fz.entry, &fz.ls, &fz.dev.pub, FZ_MEMBER_ADDR, FZ_ENROLLED, &err) != 0)
-        die("entry", &err);
+        fz_die("entry", &err);
     fz.msg_fd = new_memfd("fuzz-mime-msg");
     fz.stage_fd = new_memfd("fuzz-mime-stage");
     fz.out_fd = new_memfd("fuzz-mime-out");
@@ -98,23 +61,7 @@ static void fz_setup(void)
 static void fd_reset(int fd)
 {
     if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
-        die("cannot reset a memfd", NULL);
-}
-
-static int fd_sink(void *ctx, const uint8_t *p, size_t len)
-{
-    int fd = *(int *)ctx;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+        fz_die("cannot reset a memfd", NULL);
 }
 
 #ifndef FZ_NO_FUZZER
@@ -134,25 +81,22 @@ static void check_rewrite(const rc_mail *m)
     size_t n_written = 0;
     rc_mail *m2 = NULL;
     fd_reset(fz.out_fd);
-    if (rc_mail_write_header(m, fd_sink, &fz.out_fd, &err) != 0)
-        die("rc_mail_write_header", &err);
-    if (rc_mail_write_recrypted_body(m, &fz.entry, 1, 0, fd_sink, &fz.out_fd, &n_written,
+    if (rc_mail_write_header(m, rc_fd_sink, &fz.out_fd, &err) != 0)
+        fz_die("rc_mail_write_header", &err);
+    if (rc_mail_write_recrypted_body(m, &fz.entry, 1, 0, rc_fd_sink, &fz.out_fd, &n_written,
                                      &err) != 0)
         return; /* E is not a valid point: refused, fine */
     if (fz.no_rewrite_check)
         return;
     if (rc_mail_parse(&m2, fz.out_fd, &err) != 0)
-        die("the recrypted message does not parse", &err);
+        fz_die("the recrypted message does not parse", &err);
     if (memcmp(rc_mail_envelope(m2), rc_mail_envelope(m), sizeof(rc_envelope)) != 0 ||
         rc_mail_date(m2) != rc_mail_date(m) ||
         strcmp(rc_mail_message_id(m2), rc_mail_message_id(m)) != 0 ||
         rc_mail_stanza_count(m2) != n_written)
-        die("the recrypted message parses to another envelope, date, id or stanzas", NULL);
+        fz_die("the recrypted message parses to another envelope, date, id or stanzas", NULL);
     rc_mail_free(m2);
 }
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -171,11 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t total = 0;
 
     fd_reset(fz.msg_fd);
-    if (fd_sink(&fz.msg_fd, data, size) != 0)
-        die("cannot write the input to a memfd", NULL);
+    if (rc_fd_sink(&fz.msg_fd, data, size) != 0)
+        fz_die("cannot write the input to a memfd", NULL);
     if (rc_mail_parse(&m, fz.msg_fd, &err) != 0) {
         if (m != NULL)
-            die("rc_mail_parse failed but returned a message", NULL);
+            fz_die("rc_mail_parse failed but returned a message", NULL);
         return 0;
     }
 
@@ -186,12 +130,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *mid = rc_mail_message_id(m);
     const char *lk = rc_mail_list_key(m);
     if (!env || !mid || !*mid || (n && !s) || n > RC_MAX_STANZAS)
-        die("accessors give inconsistent answers", NULL);
+        fz_die("accessors give inconsistent answers", NULL);
     for (size_t i = 0; i < n; i++) {
         uint8_t b[RC_STANZA_MAX];
         size_t len;
         if (rc_stanza_to_bytes(b, sizeof b, &len, &s[i], &err) != 0)
-            die("a parsed stanza does not encode", &err);
+            fz_die("a parsed stanza does not encode", &err);
     }
     if (lk) {
         rc_statement st;

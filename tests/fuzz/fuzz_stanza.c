@@ -32,11 +32,9 @@
  * the deterministic world needs them. */
 #include "internal.h"
 
-#define FZ_LIST_ADDR "fuzz-list@example.org"
-#define FZ_MEMBER_ADDR "alice@example.org"
-#define FZ_EPOCH 7
-#define FZ_NOT_BEFORE 1700000000ULL
-#define FZ_ENROLLED 1700000000ULL
+#define FZ_NAME "fuzz_stanza"
+#include "fuzz_common.h"
+
 #define FZ_DATE 1700000600ULL
 #define FZ_MSGID "fuzz.0001@example.org"
 
@@ -55,78 +53,45 @@ static struct {
     uint8_t hdr[RC_STREAM_HEADER_BYTES];
 } fz;
 
-static void die(const char *what, const rc_error *err)
-{
-    fprintf(stderr, "fuzz_stanza: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
-    abort();
-}
-
-static void fixed_scalar(uint8_t s[32], uint8_t base)
-{
-    uint8_t wide[64];
-    for (size_t i = 0; i < sizeof wide; i++)
-        wide[i] = (uint8_t)(base + 3 * i);
-    crypto_core_ristretto255_scalar_reduce(s, wide);
-}
-
 /* Build the fixed world. Also used by the seed generator. */
 static void fz_setup(void)
 {
     rc_error err;
-    uint8_t seed[64], k[32], t[32], u[32], S[32], KC[32];
-    char ks[RC_KEYSTR_MAX];
+    uint8_t k[32], t[32], u[32], S[32], KC[32];
     rc_sealer *s = NULL;
     rc_recryptor *rr = NULL;
     rc_opener *o = NULL;
 
-    if (rc_init(&err) != 0)
-        die("rc_init", &err);
-    for (size_t i = 0; i < sizeof seed; i++)
-        seed[i] = (uint8_t)(i + 1);
-    if (rc_keystr_encode(ks, sizeof ks, RC_KT_DEVICE_SECRET, seed, sizeof seed, &err) != 0 ||
-        rc_device_secret_decode(&fz.dev, ks, &err) != 0)
-        die("device key", &err);
+    fz_fixed_keys(&fz.dev, &fz.ls, &fz.st, &fz.cert);
 
-    if (rc_address_canonical(fz.ls.address, FZ_LIST_ADDR, &err) != 0)
-        die("list address", &err);
-    fz.ls.epoch = FZ_EPOCH;
-    fixed_scalar(fz.ls.a, 0x11);
-    crypto_scalarmult_ristretto255_base(fz.ls.A, fz.ls.a);
-    for (size_t i = 0; i < 32; i++)
-        seed[i] = (uint8_t)(0xa0 + i);
-    crypto_sign_seed_keypair(fz.ls.sign_pk, fz.ls.sign_sk, seed);
-    if (rc_statement_sign(&fz.st, &fz.ls, FZ_NOT_BEFORE, 0, &err) != 0 ||
-        rc_cert_sign(&fz.cert, &fz.ls, FZ_MEMBER_ADDR, fz.dev.pub.sign_pk, &err) != 0)
-        die("statement or certificate", &err);
-
-    fixed_scalar(k, 0x22);
-    fixed_scalar(t, 0x33);
-    fixed_scalar(u, 0x44);
+    fz_fixed_scalar(k, 0x22);
+    fz_fixed_scalar(t, 0x33);
+    fz_fixed_scalar(u, 0x44);
     for (size_t i = 0; i < sizeof fz.hdr; i++)
         fz.hdr[i] = (uint8_t)(0x5a ^ i);
     if (rc_entry_create_det(&fz.entry, &fz.ls, &fz.dev.pub, FZ_MEMBER_ADDR, FZ_ENROLLED, k,
                             &err) != 0)
-        die("entry", &err);
+        fz_die("entry", &err);
     if (rc_sealer_new_det(&s, &fz.env, &fz.st, FZ_DATE, FZ_MSGID, NULL, NULL, t, u, fz.hdr,
                           &err) != 0)
-        die("sealer", &err);
+        fz_die("sealer", &err);
     rc_sealer_free(s);
     if (rc_recryptor_new(&rr, fz.env.E, 0, &err) != 0 ||
         rc_recryptor_stanza(rr, fz.entry.r, fz.entry.W, fz.entry.W_len, &fz.stanza, &err) != 0)
-        die("recryption", &err);
+        fz_die("recryption", &err);
     rc_recryptor_free(rr);
 
     /* The device derives S = r·E + k·E = a·E. */
     if (crypto_scalarmult_ristretto255(S, fz.ls.a, fz.env.E) != 0)
-        die("S", NULL);
+        fz_die("S", NULL);
     rc_derive_content_key(fz.K, KC, fz.env.list_id, fz.env.epoch, fz.ls.A, fz.env.E, S);
     if (sodium_memcmp(KC, fz.env.KC, 32) != 0)
-        die("content key derivation differs from the library's", NULL);
+        fz_die("content key derivation differs from the library's", NULL);
     rc_label(fz.ad, RC_L_HEADER);
     rc_envelope_to_bytes(fz.ad + RC_LABEL_BYTES, &fz.env);
 
     if (rc_opener_new(&o, &fz.env, &fz.st, &fz.dev, &fz.stanza, 1, FZ_DATE, FZ_MSGID, &err) != 0)
-        die("opener", &err);
+        fz_die("opener", &err);
     rc_opener_free(o);
 }
 
@@ -195,7 +160,7 @@ static int feed(const uint8_t *in, size_t len, size_t piece, fz_sink_t *sink, in
     rc_error err;
     int rc = rc_opener_new(&o, &fz.env, &fz.st, &fz.dev, &fz.stanza, 1, FZ_DATE, FZ_MSGID, &err);
     if (rc != 0)
-        die("opener", &err);
+        fz_die("opener", &err);
     if (piece == 0)
         piece = len ? len : 1;
     for (size_t off = 0; rc == 0 && off < len; off += piece) {
@@ -206,13 +171,13 @@ static int feed(const uint8_t *in, size_t len, size_t piece, fz_sink_t *sink, in
         rc = rc_opener_final(o, fz_sink, sink, &res, &err);
     if (rc == 0) {
         if (res.is_signed && strlen(res.cert.address) > RC_ADDR_MAX)
-            die("certificate address too long", NULL);
+            fz_die("certificate address too long", NULL);
         sodium_memzero(&res, sizeof res);
         if (extra_calls) {
             uint8_t b = 0;
             if (rc_opener_update(o, &b, 1, fz_sink, sink, &err) == 0 ||
                 rc_opener_final(o, fz_sink, sink, &res, &err) == 0)
-                die("an opener accepts data or final after the end of the stream", NULL);
+                fz_die("an opener accepts data or final after the end of the stream", NULL);
             sodium_memzero(&res, sizeof res);
         }
     }
@@ -231,10 +196,10 @@ static void mode_stanza(const uint8_t *data, size_t size)
     if (rc_stanza_from_bytes(&s, data, size, &err) != 0)
         return;
     if (s.W_len > RC_WRAP_MAX)
-        die("stanza W too long", NULL);
+        fz_die("stanza W too long", NULL);
     if (rc_stanza_to_bytes(b, sizeof b, &len, &s, &err) != 0 || len != size ||
         memcmp(b, data, size) != 0)
-        die("a parsed stanza encodes to other bytes", &err);
+        fz_die("a parsed stanza encodes to other bytes", &err);
     if (rc_wrap_open(&share, &fz.dev, s.W, s.W_len, &err) == 0)
         sodium_memzero(&share, sizeof share);
     if (rc_opener_new(&o, &fz.env, &fz.st, &fz.dev, &s, 1, FZ_DATE, FZ_MSGID, &err) == 0)
@@ -259,7 +224,7 @@ static void mode_wrap_plain(const uint8_t *data, size_t size)
     crypto_box_seal(W, data, size, fz.dev.pub.wrap_pk);
     if (rc_wrap_open(&share, &fz.dev, W, size + crypto_box_SEALBYTES, &err) == 0) {
         if (strlen(share.cert.address) > RC_ADDR_MAX)
-            die("certificate address too long", NULL);
+            fz_die("certificate address too long", NULL);
         sodium_memzero(&share, sizeof share);
     }
     free(W);
@@ -331,17 +296,14 @@ static void mode_stream_plain(const uint8_t *data, size_t size)
         first_ok && final_fits && unpadded >= 3 && Z[unpadded - 3] == 0 && Z[unpadded - 2] == 0 &&
         Z[unpadded - 1] == 1) {
         if (rc != 0)
-            die("a well-formed unsigned stream does not open", NULL);
+            fz_die("a well-formed unsigned stream does not open", NULL);
         if (sink.len != unpadded - 3 || memcmp(sink.buf, Z, unpadded - 3) != 0)
-            die("a well-formed unsigned stream opens to other bytes", NULL);
+            fz_die("a well-formed unsigned stream opens to other bytes", NULL);
     }
     free(sink.buf);
     free(e.p);
     free(Z);
 }
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -23,6 +23,9 @@
 #include <sodium.h>
 #include <recrypt/recrypt.h>
 
+#define FZ_NAME "fuzz_statement"
+#include "fuzz_common.h"
+
 /* The list signing key certificates are checked against: fixed, so that
  * seed certificates signed with it verify in every run. */
 static uint8_t list_sign_pk[RC_SIGN_PK_BYTES];
@@ -33,22 +36,13 @@ static void fail(const char *what)
     abort();
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    rc_error err;
-    uint8_t seed[RC_SIGN_SEED_BYTES], sk[RC_SIGN_SK_BYTES];
-    if (rc_init(&err) != 0) {
-        fprintf(stderr, "rc_init: %s\n", err.msg);
-        abort();
-    }
-    for (size_t i = 0; i < sizeof seed; i++)
-        seed[i] = (uint8_t)(0xa0 + i);
-    crypto_sign_seed_keypair(list_sign_pk, sk, seed);
+    uint8_t sk[RC_SIGN_SK_BYTES];
+    fz_init();
+    fz_list_sign_keypair(list_sign_pk, sk);
     sodium_memzero(sk, sizeof sk);
     return 0;
 }

@@ -28,6 +28,16 @@
 #   leak_watch_start PATTERN / leak_watch_stop   poll queue and milter spool
 #                              (and the milter's open files) for PATTERN meanwhile
 #   free_port                  a free TCP port on 127.0.0.1
+#
+# Set after sourcing, these change the main.cf pf_start writes:
+#   PF_RELAYHOST=[HOST]:PORT   relay every message there instead of
+#                              delivering to maildirs: $PF_DOMAIN is a
+#                              virtual alias domain (map: $PF_ALIASES, to be
+#                              written by the caller) and the domains of
+#                              PF_RELAY_DOMAINS are relayed
+#   PF_MILTER                  smtpd_milters (inet:127.0.0.1:$MILTER_PORT)
+#   PF_MAIN_CF_SET=("name = value" ...)   settings in place of those written
+#                              (or added)
 
 _pf_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RECRYPT_MILTER=${RECRYPT_MILTER:-$_pf_root/build/src/milter/recrypt-milter}
@@ -50,6 +60,9 @@ PF_MAIL=$T/mail
 PF_VMAILBOX=$T/vmailbox
 PF_ACCESS=$T/rcpt_access
 PF_DOMAIN=${PF_DOMAIN:-example.org}
+PF_ALIASES=$T/virtual
+PF_RELAYHOST='' PF_RELAY_DOMAINS='' PF_MILTER=''
+PF_MAIN_CF_SET=()
 MILTER_SPOOL=$T/spool
 MILTER_LOG=$T/milter.log
 SMTP_OUT=$T/smtp.out
@@ -104,15 +117,19 @@ pf_count() {
 }
 pf_log() { echo "$PF_LOG"; }
 
+# _pf_write_config MILTER: main.cf and master.cf of the instance, with
+# smtpd_milters if MILTER is yes (PF_RELAYHOST, PF_MILTER, PF_MAIN_CF_SET:
+# see the header).
 _pf_write_config() {
-  local milter=$1 uid gid
+  local milter=$1 uid gid set
   uid=$(id -u nobody) gid=$(id -g nobody)
   mkdir -p "$PF_DIR" "$PF_QUEUE" "$PF_DATA" "$PF_LOGDIR" "$PF_MAIL"
   chown postfix "$PF_DATA"
   chmod 700 "$PF_DATA"
   chown "$uid:$gid" "$PF_MAIL"
   chmod 700 "$PF_MAIL"
-  cat >"$PF_DIR/main.cf" <<EOF
+  {
+    cat <<EOF
 # Private test instance (tests/integration/postfix-lib.sh).
 compatibility_level = 3.6
 queue_directory = $PF_QUEUE
@@ -129,10 +146,27 @@ mydestination =
 local_recipient_maps =
 alias_maps =
 alias_database =
+EOF
+    if [ -z "$PF_RELAYHOST" ]; then
+      cat <<EOF
 relayhost =
 # Nothing leaves this machine, and nothing looks up DNS.
 default_transport = error:5.7.0 test instance delivers to $PF_DOMAIN only
 relay_transport = error:5.7.0 test instance delivers to $PF_DOMAIN only
+EOF
+    else
+      cat <<EOF
+# Everything goes to $PF_RELAYHOST (no local delivery, no DNS): $PF_DOMAIN
+# is a virtual alias domain, ${PF_RELAY_DOMAINS:-no domain} relayed.
+relayhost = $PF_RELAYHOST
+default_transport = smtp
+relay_transport = relay
+relay_domains = $PF_RELAY_DOMAINS
+virtual_alias_domains = $PF_DOMAIN
+virtual_alias_maps = texthash:$PF_ALIASES
+EOF
+    fi
+    cat <<EOF
 smtp_dns_support_level = disabled
 smtp_host_lookup = native
 lmtp_host_lookup = native
@@ -140,12 +174,18 @@ smtpd_peername_lookup = no
 notify_classes =
 biff = no
 smtpd_banner = \$myhostname ESMTP recrypt-test
+EOF
+    if [ -z "$PF_RELAYHOST" ]; then
+      cat <<EOF
 # Maildirs.
 virtual_mailbox_domains = $PF_DOMAIN
 virtual_mailbox_base = $PF_MAIL
 virtual_mailbox_maps = texthash:$PF_VMAILBOX
 virtual_uid_maps = static:$uid
 virtual_gid_maps = static:$gid
+EOF
+    fi
+    cat <<EOF
 virtual_mailbox_limit = 0
 mailbox_size_limit = 0
 message_size_limit = 104857600
@@ -156,9 +196,9 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 10s
 bounce_queue_lifetime = 1h
 EOF
-  if [ "$milter" = yes ]; then
-    cat >>"$PF_DIR/main.cf" <<EOF
-smtpd_milters = inet:127.0.0.1:$MILTER_PORT
+    if [ "$milter" = yes ]; then
+      cat <<EOF
+smtpd_milters = ${PF_MILTER:-inet:127.0.0.1:$MILTER_PORT}
 non_smtpd_milters =
 milter_default_action = tempfail
 milter_protocol = 6
@@ -166,7 +206,19 @@ milter_connect_timeout = 10s
 milter_command_timeout = 20s
 milter_content_timeout = 30s
 EOF
-  fi
+    fi
+  } >"$PF_DIR/main.cf"
+  # Each "name = value" of PF_MAIN_CF_SET takes the place of the line that
+  # sets name, or goes at the end (a second line would make Postfix warn).
+  for set in "${PF_MAIN_CF_SET[@]}"; do
+    SET=$set awk '
+      BEGIN { set = ENVIRON["SET"]; name = set; sub(/[ \t]*=.*/, "", name) }
+      { n = $0; sub(/[ \t]*=.*/, "", n) }
+      n == name && !/^[ \t#]/ { if (!done) print set; done = 1; next }
+      { print }
+      END { if (!done) print set }' "$PF_DIR/main.cf" >"$PF_DIR/main.cf.new"
+    mv "$PF_DIR/main.cf.new" "$PF_DIR/main.cf"
+  done
   # Every service runs without chroot from this directory; only the smtp
   # listener on 127.0.0.1:PF_PORT.
   cat >"$PF_DIR/master.cf" <<EOF
@@ -361,10 +413,13 @@ milter_config() {
 }
 
 # milter_start CONFIG: run the milter in the foreground (in the background
-# of this shell), its stderr in $MILTER_LOG; wait until it accepts.
+# of this shell), its stderr in $MILTER_LOG; wait until it accepts on
+# 127.0.0.1:$MILTER_PORT, or until its unix socket is there if CONFIG says
+# "Socket unix:PATH".
 milter_start() {
-  local conf=$1
+  local conf=$1 sock
   [ -x "$RECRYPT_MILTER" ] || { echo "milter_start: no milter at $RECRYPT_MILTER" >&2; return 1; }
+  sock=$(sed -n 's/^Socket[[:space:]]\{1,\}unix://p' "$conf" | tail -n 1)
   "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
   MILTER_PID=$!
   local i
@@ -375,10 +430,14 @@ milter_start() {
       MILTER_PID=
       return 1
     fi
-    _port_open "$MILTER_PORT" && return 0
+    if [ -n "$sock" ]; then
+      [ -S "$sock" ] && return 0
+    else
+      _port_open "$MILTER_PORT" && return 0
+    fi
     sleep 0.1
   done
-  echo "milter_start: nothing answers on 127.0.0.1:$MILTER_PORT after 10 s" >&2
+  echo "milter_start: nothing answers on ${sock:-127.0.0.1:$MILTER_PORT} after 10 s" >&2
   tail -20 "$MILTER_LOG" | sed 's/^/  milter: /' >&2
   return 1
 }

@@ -36,33 +36,11 @@
 # the temporary directory for a look.
 set -euo pipefail
 
-_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$_root/tests/milter
-RECRYPT=${RECRYPT:-$_root/build/src/client/recrypt}
-RECRYPTCTL=${RECRYPTCTL:-$_root/build/src/ctl/recryptctl}
-RC_HARNESS=${RC_HARNESS:-$_root/build/tests/rc-harness}
-RECRYPT_MILTER=${RECRYPT_MILTER:-$_root/build/src/milter/recrypt-milter}
+# shellcheck source=tests/milter/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for v in RECRYPT RECRYPTCTL RC_HARNESS RECRYPT_MILTER; do
-  [ -x "${!v}" ] || { echo "FAIL - $v: ${!v} is not an executable"; echo "0 passed, 1 failed"; exit 1; }
-  printf -v "$v" '%s' "$(readlink -f "${!v}")"
-done
-for tool in miltertest python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
-done
+mt_tmpdir recrypt-daemon
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-daemon.XXXXXX")
-STARTED=() # every background process this test started
-cleanup() {
-  for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -n "${RC_KEEP:-}" ]; then echo "kept: $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-cd "$T"
-fails=0
-passes=0
-pass() { passes=$((passes + 1)); echo "ok - $*"; }
-failed() { fails=$((fails + 1)); echo "FAIL - $*"; }
 finish() {
   if [ "$fails" -ne 0 ]; then
     for f in m-*.log; do
@@ -75,23 +53,10 @@ finish() {
   [ "$fails" -eq 0 ]
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# listening PORT: something accepts connections on 127.0.0.1:PORT now.
-listening() {
-  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
-    "$1" 2>/dev/null
-}
 # unix_listening PATH: something accepts connections on the unix socket PATH.
 unix_listening() {
   python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(1); s.connect(sys.argv[1]); s.close()' "$1" 2>/dev/null
-}
-# wait_for CMD...: up to 10 s for CMD to succeed.
-wait_for() {
-  for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done
-  return 1
 }
 # wait_log FILE PATTERN: up to 10 s for FILE to hold a line matching PATTERN.
 wait_log() { wait_for grep -qE -- "$2" "$1"; }
@@ -116,24 +81,10 @@ core_limit() {
 }
 
 # ---- the store ----
-ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
-dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
-svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
-ctl init >owner.pub 2>/dev/null
-for l in list rot; do
-  ctl list create "$l@example.org" --service-key "$svc" --apply "$T/db" 2>/dev/null
-  ctl list key "$l@example.org" >"$l.key" 2>/dev/null
-done
-for d in alice bob-laptop bob-phone carol mallory; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
-ctl member add list@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
-ctl member add list@example.org bob@example.org --device "$(cat bob-laptop.pub)" \
-  --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null
-ctl member add list@example.org carol@example.org --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
-ctl member suspend list@example.org carol@example.org --apply "$T/db" 2>/dev/null
+make_store "list rot" "alice bob-laptop bob-phone carol mallory"
 ctl member add rot@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 show=$("$RECRYPTCTL" show --db "$T/db" list@example.org)
-if grep -q '^  member alice@example.org active$' <<<"$show" && grep -q '^  member bob@example.org active$' <<<"$show" &&
-  grep -q '^  member carol@example.org suspended$' <<<"$show"; then
+if store_ok "$show"; then
   pass "store: list@ with alice and bob active, carol suspended; rot@ with alice"
 else
   failed "store set-up: $show"
@@ -143,30 +94,7 @@ fi
 sleep 1 # devices get stanzas only for posts dated after their enrolment
 
 # ---- the posts ----
-MARKERS=()
-n=0
-# plain NAME [TO] [FROM] [DATE]: a plaintext message NAME.txt with a unique
-# marker; BODYFILL=N adds N bytes of filler lines.
-plain() {
-  n=$((n + 1))
-  local marker="PLAINTEXT-MARKER-$1-$$-$RANDOM$RANDOM"
-  MARKERS+=("$marker")
-  {
-    printf 'From: %s\nTo: %s\nSubject: %s subject %s\nDate: %s\nMessage-ID: <dt%s.%s.%s@example.org>\n\n%s\nsecond line of %s\n' \
-      "${3:-Alice <alice@example.org>}" "${2:-list@example.org}" "$1" "$marker" "${4:-$(date -R)}" \
-      "$n" "$$" "$RANDOM" "$marker" "$1"
-    if [ -n "${BODYFILL:-}" ]; then
-      head -c "$BODYFILL" /dev/zero | tr '\0' 'x' | fold -w 76
-      echo
-    fi
-  } >"$1.txt"
-}
-# sealed NAME KEYFILE [TO] [FROM] [DATE] [DEVICE]: NAME.eml sealed by
-# DEVICE (default alice).
-sealed() {
-  plain "$1" "${3:-list@example.org}" "${4:-}" "${5:-}"
-  dev "${6:-alice}" seal --to "$2" <"$1.txt" >"$1.eml" 2>/dev/null || { failed "seal $1"; return 1; }
-}
+MID_TAG=dt # plain and sealed (lib.sh): Message-IDs <dtN.PID.RANDOM@example.org>
 sealed size-small list.key
 BODYFILL=20000 sealed size-big list.key
 sealed nonmember list.key list@example.org "Mallory <mallory@example.net>" "" mallory

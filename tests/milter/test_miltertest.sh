@@ -19,68 +19,16 @@
 # the temporary directory (milter.log, out/, *.out) for a look.
 set -euo pipefail
 
-_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$_root/tests/milter
-RECRYPT=${RECRYPT:-$_root/build/src/client/recrypt}
-RECRYPTCTL=${RECRYPTCTL:-$_root/build/src/ctl/recryptctl}
-RC_HARNESS=${RC_HARNESS:-$_root/build/tests/rc-harness}
-RECRYPT_MILTER=${RECRYPT_MILTER:-$_root/build/src/milter/recrypt-milter}
+# shellcheck source=tests/milter/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Absolute paths: the test runs in its own directory.
-for v in RECRYPT RECRYPTCTL RC_HARNESS RECRYPT_MILTER; do
-  [ -x "${!v}" ] || { echo "FAIL - $v: ${!v} is not an executable"; echo "0 passed, 1 failed"; exit 1; }
-  printf -v "$v" '%s' "$(readlink -f "${!v}")"
-done
-for tool in miltertest python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
-done
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-mt.XXXXXX")
-milter_pid= relay_pid=
-cleanup() {
-  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
-  [ -n "$milter_pid" ] && kill "$milter_pid" 2>/dev/null || true
-  if [ -n "${RC_KEEP:-}" ]; then echo "kept: $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-cd "$T"
-fails=0
-passes=0
-pass() { passes=$((passes + 1)); echo "ok - $*"; }
-failed() { fails=$((fails + 1)); echo "FAIL - $*"; }
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_port PORT: up to 10 s for something to listen on 127.0.0.1:PORT.
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
-      "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+mt_tmpdir recrypt-mt
 
 # ---- the store: three lists, members, devices ----
-ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
-dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
-svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
-ctl init >owner.pub 2>/dev/null
-for l in list empty two; do
-  ctl list create "$l@example.org" --service-key "$svc" --apply "$T/db" 2>/dev/null
-  ctl list key "$l@example.org" >"$l.key" 2>/dev/null
-done
-for d in alice bob-laptop bob-phone carol; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
-ctl member add list@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
-ctl member add list@example.org bob@example.org --device "$(cat bob-laptop.pub)" \
-  --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null
-ctl member add list@example.org carol@example.org --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
-ctl member suspend list@example.org carol@example.org --apply "$T/db" 2>/dev/null
+make_store "list empty two" "alice bob-laptop bob-phone carol"
 ctl member add two@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 show=$("$RECRYPTCTL" show --db "$T/db" list@example.org)
-if grep -q '^  member alice@example.org active$' <<<"$show" && grep -q '^  member bob@example.org active$' <<<"$show" &&
-  grep -q '^  member carol@example.org suspended$' <<<"$show"; then
+if store_ok "$show"; then
   pass "store: alice and bob active, carol suspended"
 else
   failed "store set-up: $show"
@@ -90,21 +38,7 @@ fi
 sleep 1 # devices get stanzas only for posts dated after their enrolment
 
 # ---- the posts ----
-MARKERS=()
-n=0
-# plain NAME [TO]: a plaintext message NAME.txt with a unique marker.
-plain() {
-  n=$((n + 1))
-  local marker="PLAINTEXT-MARKER-$1-$$-$RANDOM$RANDOM"
-  MARKERS+=("$marker")
-  printf 'From: Alice <alice@example.org>\nTo: %s\nSubject: %s subject %s\nDate: %s\nMessage-ID: <mt%s.%s.%s@example.org>\n\n%s\nsecond line of %s\n' \
-    "${2:-list@example.org}" "$1" "$marker" "$(date -R)" "$n" "$$" "$RANDOM" "$marker" "$1" >"$1.txt"
-}
-# sealed NAME KEYFILE [TO]: NAME.eml, sealed by alice to the list key.
-sealed() {
-  plain "$1" "${3:-list@example.org}"
-  dev alice seal --to "$2" <"$1.txt" >"$1.eml" 2>/dev/null || { failed "seal $1"; return 1; }
-}
+MID_TAG=mt # plain and sealed (lib.sh): Message-IDs <mtN.PID.RANDOM@example.org>
 sealed post1 list.key
 sealed conn1 list.key
 sealed conn2 list.key
@@ -135,12 +69,14 @@ TemporaryDirectory $T/spool
 CONF
 "$RECRYPT_MILTER" -f -c milter.conf 2>milter.log &
 milter_pid=$!
-wait_port "$MPORT" || { failed "the milter does not listen: $(cat milter.log)"; echo "$passes passed, $fails failed"; exit 1; }
+STARTED+=("$milter_pid")
+wait_for listening "$MPORT" || { failed "the milter does not listen: $(cat milter.log)"; echo "$passes passed, $fails failed"; exit 1; }
 
 RPORT=$(free_port)
 python3 "$HERE/relay.py" "$RPORT" "$MPORT" "$T/out" 2>relay.log &
 relay_pid=$!
-wait_port "$RPORT" || failed "the relay does not listen: $(cat relay.log)"
+STARTED+=("$relay_pid")
+wait_for listening "$RPORT" || failed "the relay does not listen: $(cat relay.log)"
 
 export MT_SOCKET="inet:$RPORT@127.0.0.1" MT_LIB="$HERE/lib.lua" MT_OUT="$T/out" MT_DIR="$T"
 fds() { ls "/proc/$milter_pid/fd" 2>/dev/null | wc -l; }
@@ -216,7 +152,7 @@ else
   wait "$milter_pid" || rc=$?
   [ "$rc" -eq 0 ] && pass "SIGTERM: clean stop (exit 0)" || failed "SIGTERM: exit $rc"
 fi
-milter_pid=
+STARTED=("$relay_pid") # the milter has been waited for: not one to kill at exit
 grep -q 'stopped' milter.log && pass "log says it stopped" || failed "no 'stopped' in the log"
 
 # The log: a line with the queue id for the recrypted post, no plaintext.

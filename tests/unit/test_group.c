@@ -11,24 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
-
-/* Group order L = 2^252 + 27742317777372353535851937790883648493, LE. */
-static const uint8_t L_BYTES[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
-                                    0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-                                    0,    0,    0,    0,    0,    0,    0,    0,
-                                    0,    0,    0,    0,    0,    0,    0,    0x10};
-
-/* out = a + b over 256-bit little-endian integers (no reduction). */
-static void add256(uint8_t out[32], const uint8_t a[32], const uint8_t b[32])
-{
-    unsigned carry = 0;
-    for (int i = 0; i < 32; i++) {
-        carry += (unsigned)a[i] + b[i];
-        out[i] = (uint8_t)carry;
-        carry >>= 8;
-    }
-    assert_int_equal(carry, 0);
-}
+#include "test_util.h"
 
 static void small_scalar(uint8_t s[32], unsigned v)
 {

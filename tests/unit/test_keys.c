@@ -17,22 +17,9 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* Group order L, little-endian. */
-static const uint8_t L_BYTES[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
-                                    0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-                                    0,    0,    0,    0,    0,    0,    0,    0,
-                                    0,    0,    0,    0,    0,    0,    0,    0x10};
+#include "test_util.h"
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-#define ASSERT_REFUSED(call, want, errp)                                                       \
-    do {                                                                                       \
-        rc_error_clear(errp);                                                                  \
-        assert_int_equal((call), (want));                                                      \
-        assert_int_equal((errp)->code, (want));                                                \
-        assert_true(strlen((errp)->msg) > 0);                                                  \
-    } while (0)
 
 /* ---------------------------------------------------------------- generation */
 

@@ -21,35 +21,13 @@
 #include <string.h>
 
 #include "internal.h"
+#include "test_util.h"
 
 #define DATE 1700000000ull
 #define MID "20231114.abcdef@example.org"
 #define CT_BYTES (RC_CHUNK_BYTES + RC_CHUNK_OVERHEAD)
 
-/* ---------------------------------------------------------------- memory sink */
-
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} mbuf;
-
-static int sink_mem(void *ctx, const uint8_t *b, size_t n)
-{
-    mbuf *m = ctx;
-    if (m->len + n > m->cap) {
-        size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->len + n)
-            cap *= 2;
-        uint8_t *np = realloc(m->p, cap);
-        if (!np)
-            return -1;
-        m->p = np;
-        m->cap = cap;
-    }
-    memcpy(m->p + m->len, b, n);
-    m->len += n;
-    return 0;
-}
+/* ---------------------------------------------------------------- a failing sink */
 
 static int sink_fail(void *ctx, const uint8_t *b, size_t n)
 {
@@ -57,12 +35,6 @@ static int sink_fail(void *ctx, const uint8_t *b, size_t n)
     (void)b;
     (void)n;
     return 1;
-}
-
-static void mbuf_free(mbuf *m)
-{
-    free(m->p);
-    memset(m, 0, sizeof *m);
 }
 
 /* ---------------------------------------------------------------- the world */
@@ -592,6 +564,16 @@ static void expect_fail_ct(const post *p, const uint8_t *ct, size_t len, int wan
     }
 }
 
+/* Open p's ciphertext as Alice under another envelope, in one piece;
+ * whatever comes out is appended to pt. */
+static int open_with_env(const post *p, const rc_envelope *env, mbuf *pt)
+{
+    rc_open_result res;
+    rc_error err;
+    return open_msg(W.dev[ALICE], &W.st, env, p->stz, N_DEV, DATE, MID, p->ct.p, p->ct.len,
+                    p->ct.len, pt, &res, &err);
+}
+
 static void test_flipped_bit(void **state)
 {
     (void)state;
@@ -628,44 +610,28 @@ static void test_envelope_changes(void **state)
     (void)state;
     post p;
     mbuf pt = {0};
-    rc_open_result res;
-    rc_error err;
     make_post(&p, 1000, 0);
     rc_envelope env = p.env;
     env.KC[0] ^= 1;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_AUTH);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_AUTH);
     env = p.env;
     env.U[3] ^= 1;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     env = p.env;
     env.z[3] ^= 1;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     env = p.env;
     env.version = 2;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_VERSION);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_VERSION);
     env = p.env;
     env.suite = 2;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_VERSION);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_VERSION);
     env = p.env;
     env.epoch = 6;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_POLICY);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_POLICY);
     env = p.env;
     env.list_id[0] ^= 1;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_POLICY);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_POLICY);
     assert_int_equal(pt.len, 0);
     mbuf_free(&p.ct);
 }
@@ -767,42 +733,28 @@ static void test_bad_E(void **state)
     (void)state;
     post p;
     mbuf pt = {0};
-    rc_open_result res;
-    rc_error err;
     make_post(&p, 1000, 0);
     rc_envelope env = p.env;
     memset(env.E, 0, 32); /* identity */
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     /* Non-canonical field encodings: p, p + 1, and RFC 9496's ff..7f. */
     env = p.env;
     memset(env.E, 0xff, 32);
     env.E[31] = 0x7f;
     env.E[0] = 0xed;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     env.E[0] = 0xee;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     env.E[0] = 0xff;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     /* E with bit 255 set. */
     env = p.env;
     env.E[31] |= 0x80;
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     /* Another valid E. */
     env = p.env;
     crypto_core_ristretto255_random(env.E);
-    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &env, p.stz, N_DEV, DATE, MID, p.ct.p,
-                              p.ct.len, p.ct.len, &pt, &res, &err),
-                     RC_E_CRYPTO);
+    assert_int_equal(open_with_env(&p, &env, &pt), RC_E_CRYPTO);
     assert_int_equal(pt.len, 0);
     mbuf_free(&p.ct);
 }

@@ -34,6 +34,12 @@ static void die(const char *what, const rc_error *err)
     exit(1);
 }
 
+static void die_mdb(const char *what, int mrc)
+{
+    fprintf(stderr, "store-bench: %s: %s\n", what, mdb_strerror(mrc));
+    exit(1);
+}
+
 static void fail(const char *what)
 {
     fprintf(stderr, "store-bench: %s\n", what);
@@ -55,10 +61,11 @@ static long raw_entries(const char *dir, const char *db)
     MDB_dbi dbi;
     MDB_stat s;
     long n = -1;
-    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 16) ||
-        mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0640) ||
-        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
-        die("raw open", NULL);
+    int mrc;
+    if ((mrc = mdb_env_create(&env)) || (mrc = mdb_env_set_maxdbs(env, 16)) ||
+        (mrc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0640)) ||
+        (mrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)))
+        die_mdb("opening the store", mrc);
     if (mdb_dbi_open(txn, db, 0, &dbi) == 0 && mdb_stat(txn, dbi, &s) == 0)
         n = (long)s.ms_entries;
     mdb_txn_abort(txn);
@@ -74,12 +81,14 @@ static void rewind_to_v1(const char *dir)
     MDB_dbi at, meta;
     uint8_t one[4] = {0, 0, 0, 1};
     MDB_val k = {6, "schema"}, v = {4, one};
-    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 16) ||
-        mdb_env_open(env, dir, MDB_NOTLS, 0640) || mdb_txn_begin(env, NULL, 0, &txn) ||
-        mdb_dbi_open(txn, "delivered-at", 0, &at) || mdb_drop(txn, at, 1) ||
-        mdb_dbi_open(txn, "meta", 0, &meta) || mdb_put(txn, meta, &k, &v, 0) ||
-        mdb_txn_commit(txn))
-        die("rewinding the store to schema 1", NULL);
+    int mrc;
+    if ((mrc = mdb_env_create(&env)) || (mrc = mdb_env_set_maxdbs(env, 16)) ||
+        (mrc = mdb_env_open(env, dir, MDB_NOTLS, 0640)) ||
+        (mrc = mdb_txn_begin(env, NULL, 0, &txn)) ||
+        (mrc = mdb_dbi_open(txn, "delivered-at", 0, &at)) || (mrc = mdb_drop(txn, at, 1)) ||
+        (mrc = mdb_dbi_open(txn, "meta", 0, &meta)) || (mrc = mdb_put(txn, meta, &k, &v, 0)) ||
+        (mrc = mdb_txn_commit(txn)))
+        die_mdb("rewinding the store to schema 1", mrc);
     mdb_env_close(env);
 }
 

@@ -775,10 +775,11 @@ int rc_mail_check_post(const rc_mail *m, const char *list_address, uint64_t epoc
         return rc_error_set(err, RC_E_POLICY, "the message already carries stanzas");
     if ((rc = rc_proof_verify(&m->env, A, m->date, m->message_id, err)))
         return rc;
-    if (m->date + window < now)
+    /* Differences, not sums: no overflow whatever the settings. */
+    if (now > m->date && now - m->date > window)
         return rc_error_set(err, RC_E_POLICY, "the message's Date is older than the freshness "
                                               "window");
-    if (m->date > now + future_skew)
+    if (m->date > now && m->date - now > future_skew)
         return rc_error_set(err, RC_E_POLICY, "the message's Date lies in the future");
     return 0;
 }

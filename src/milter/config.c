@@ -168,11 +168,14 @@ static const char *set(config *c, const char *name, const char *v)
         return NULL;
     }
     if (!strcasecmp(name, "FreshnessWindow"))
-        return parse_duration(v, &c->freshness_window) || c->freshness_window < 3600
-                   ? "FreshnessWindow is a duration such as 7d (at least 1h)"
+        return parse_duration(v, &c->freshness_window) || c->freshness_window < 3600 ||
+                       c->freshness_window > CONFIG_DURATION_MAX
+                   ? "FreshnessWindow is a duration such as 7d (at least 1h, at most 3650d)"
                    : NULL;
     if (!strcasecmp(name, "FutureSkew"))
-        return parse_duration(v, &c->future_skew) ? "FutureSkew is a duration such as 1h" : NULL;
+        return parse_duration(v, &c->future_skew) || c->future_skew > CONFIG_DURATION_MAX
+                   ? "FutureSkew is a duration such as 1h (at most 3650d)"
+                   : NULL;
     if (!strcasecmp(name, "MaxFanout"))
         return parse_u64(v, &c->max_fanout) || c->max_fanout == 0 ? "MaxFanout is a positive number"
                                                                   : NULL;

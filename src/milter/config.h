@@ -17,6 +17,8 @@
 #define CONFIG_DEFAULT_PATH "/etc/recrypt/recrypt-milter.conf"
 /* StatsInterval: 0 (off) or 1 s .. 7 d; under a minute is for tests. */
 #define CONFIG_STATS_INTERVAL_MAX (7 * 86400)
+/* Longest FreshnessWindow and FutureSkew: ten years (and no overflow). */
+#define CONFIG_DURATION_MAX ((uint64_t)3650 * 86400)
 
 enum { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_NOTICE, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 enum { PLAINTEXT_REJECT, PLAINTEXT_FANOUT };

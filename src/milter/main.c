@@ -249,9 +249,12 @@ static void *signal_thread(void *arg)
 static int check_only(const config *c)
 {
     rc_error err;
-    /* Read-write (so a store the service user cannot write fails here),
-     * but a check changes nothing: an older schema is only reported. */
-    if (open_key(c, &err) != 0 || open_store(c, RC_STORE_NO_MIGRATE, &err) != 0)
+    /* As a start does: the key as root, the store as the service user
+     * (so a store that user cannot write fails here, and a lock file LMDB
+     * creates is not root's), read-write but without migrating: a check
+     * changes nothing, an older schema is only reported. */
+    if (open_key(c, &err) != 0 || (c->user[0] && drop_privileges(c->user, &err) != 0) ||
+        open_store(c, RC_STORE_NO_MIGRATE, &err) != 0)
         return fatal(EX_CONFIG, "%s", err.msg);
     struct stat sb;
     if (stat(c->temp_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
@@ -332,11 +335,19 @@ int main(int argc, char **argv)
         return fatal(EX_TEMPFAIL, "cannot open the socket %s", D.cfg.socket);
 
     if (!foreground) {
+        /* An LMDB environment must not cross a fork (the child would not
+         * hold the lock file's locks): close the store, open it again in
+         * the daemon. Opening it before made start-up errors reach the
+         * admin's terminal and exit status. */
+        rc_store_close(D.store);
+        D.store = NULL;
         pid_t pid = fork();
         if (pid < 0)
             return fatal(EX_OSERR, "fork: %s", strerror(errno));
         if (pid > 0)
             _exit(0);
+        if (open_store(&D.cfg, 0, &err) != 0)
+            return fatal(EX_CONFIG, "%s", err.msg);
         setsid();
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {

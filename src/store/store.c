@@ -1135,9 +1135,9 @@ static int read_schema(MDB_txn *txn, MDB_dbi *meta, const char *dir, uint32_t *v
  * step a store needs and the new version in that one transaction: the store
  * is either migrated completely or unchanged. */
 
-/* 1 -> 2: the replay cache gets a time index, "delivered-at"
- * (u64 time ‖ E -> empty), so that old entries are found oldest first. */
-static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
+/* (Re)build the replay cache's time index "delivered-at" (u64 time ‖ E
+ * -> empty) from "delivered", emptying it first when it exists. */
+static int index_delivered(MDB_txn *txn, rc_error *err)
 {
     MDB_dbi delivered, at;
     MDB_cursor *c;
@@ -1146,7 +1146,7 @@ static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
     if (mrc == MDB_NOTFOUND)
         return rc_error_set(err, RC_E_FORMAT, "store is damaged: no 'delivered' database");
     if (mrc || (mrc = mdb_dbi_open(txn, "delivered-at", MDB_CREATE, &at)) != 0 ||
-        (mrc = mdb_cursor_open(txn, delivered, &c)) != 0)
+        (mrc = mdb_drop(txn, at, 0)) != 0 || (mrc = mdb_cursor_open(txn, delivered, &c)) != 0)
         return mdb_error(err, mrc, "indexing the replay cache");
     int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (r == 0) {
@@ -1166,6 +1166,13 @@ static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
     return r == MDB_NOTFOUND ? 0 : mdb_error(err, r, "indexing the replay cache");
 }
 
+/* 1 -> 2: the replay cache gets its time index, so that old entries are
+ * found oldest first. */
+static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
+{
+    return index_delivered(txn, err);
+}
+
 static const struct {
     uint32_t from;
     int (*run)(MDB_txn *txn, rc_error *err);
@@ -1173,18 +1180,29 @@ static const struct {
     {1, migrate_1_to_2},
 };
 
-static int store_migrate(MDB_env *env, const char *dir, rc_error *err)
+/* Migrate the store to RC_STORE_SCHEMA_VERSION in one write transaction.
+ * *migrated_from: the version this call migrated from, or the current
+ * version when another process had done it meanwhile. */
+static int store_migrate(MDB_env *env, const char *dir, uint32_t found, uint32_t *migrated_from,
+                         rc_error *err)
 {
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     MDB_dbi meta;
-    uint32_t ver = 0, from;
-    int mrc = mdb_txn_begin(env, NULL, 0, &txn);
-    if (mrc)
-        return mdb_error(err, mrc, "starting a write transaction");
-    /* Again inside the write transaction: another process may have
-     * migrated the store meanwhile. */
-    int rc = read_schema(txn, &meta, dir, &ver, err);
-    from = ver;
+    uint32_t ver = 0;
+    int rc, mrc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (mrc) {
+        txn = NULL;
+        rc = mdb_error(err, mrc, "starting a write transaction");
+    } else {
+        /* Again inside the write transaction: another process may have
+         * migrated the store meanwhile, or even to a newer schema. */
+        rc = read_schema(txn, &meta, dir, &ver, err);
+        if (rc) {
+            mdb_txn_abort(txn);
+            return rc; /* says what it found */
+        }
+        found = ver;
+    }
     while (rc == 0 && ver < RC_STORE_SCHEMA_VERSION) {
         size_t i = 0;
         while (i < sizeof migrations / sizeof migrations[0] && migrations[i].from != ver)
@@ -1194,13 +1212,18 @@ static int store_migrate(MDB_env *env, const char *dir, rc_error *err)
         else if ((rc = migrations[i].run(txn, err)) == 0)
             ver++;
     }
-    if (rc == 0 && ver != from) {
+    if (rc == 0 && ver != found) {
         uint8_t b[4];
         rc_be32_put(b, ver);
         MDB_val k = {strlen(META_SCHEMA), META_SCHEMA}, v = {4, b};
-        if ((mrc = mdb_put(txn, meta, &k, &v, 0)) != 0 || (mrc = mdb_txn_commit(txn)) != 0)
+        if ((mrc = mdb_put(txn, meta, &k, &v, 0)) != 0) {
             rc = mdb_error(err, mrc, "writing the schema version");
-        txn = NULL;
+        } else {
+            mrc = mdb_txn_commit(txn);
+            txn = NULL;
+            if (mrc)
+                rc = mdb_error(err, mrc, "committing the migration");
+        }
     }
     if (txn)
         mdb_txn_abort(txn);
@@ -1210,9 +1233,38 @@ static int store_migrate(MDB_env *env, const char *dir, rc_error *err)
         return rc_error_set(err, rc,
                             "cannot migrate the store in %s from schema %u to %u (the store "
                             "is unchanged): %s",
-                            dir, from, RC_STORE_SCHEMA_VERSION, why);
+                            dir, found, RC_STORE_SCHEMA_VERSION, why);
     }
+    *migrated_from = found;
     return 0;
+}
+
+/* A schema-1 build that kept running after another process migrated the
+ * store records posts in "delivered" only; their entries would never be
+ * pruned. A read-write open finds that (the two databases differ in size)
+ * and rebuilds the index in one write transaction. */
+static int store_repair_index(MDB_env *env, rc_error *err)
+{
+    MDB_txn *txn;
+    MDB_dbi del, at;
+    MDB_stat s1, s2;
+    int mrc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_error(err, mrc, "starting a write transaction");
+    int rc = 0;
+    if ((mrc = mdb_dbi_open(txn, "delivered", 0, &del)) != 0 ||
+        (mrc = mdb_dbi_open(txn, "delivered-at", 0, &at)) != 0 ||
+        (mrc = mdb_stat(txn, del, &s1)) != 0 || (mrc = mdb_stat(txn, at, &s2)) != 0)
+        rc = mrc == MDB_NOTFOUND
+                 ? rc_error_set(err, RC_E_FORMAT, "store is damaged: no replay cache")
+                 : mdb_error(err, mrc, "checking the replay cache");
+    else if (s1.ms_entries != s2.ms_entries && (rc = index_delivered(txn, err)) == 0) {
+        if ((mrc = mdb_txn_commit(txn)) != 0)
+            rc = mdb_error(err, mrc, "rebuilding the replay cache index");
+        return rc;
+    }
+    mdb_txn_abort(txn);
+    return rc;
 }
 
 int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned flags, rc_error *err)
@@ -1244,13 +1296,17 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned fla
     }
     rc = read_schema(txn, &st->meta, dir, &st->schema, err);
     st->found_schema = st->schema;
-    if (rc == 0 && st->schema < RC_STORE_SCHEMA_VERSION && !st->readonly &&
-        !(flags & RC_STORE_NO_MIGRATE)) {
+    if (rc == 0 && !st->readonly && !(flags & RC_STORE_NO_MIGRATE)) {
         mdb_txn_abort(txn);
         txn = NULL;
-        if ((rc = store_migrate(st->env, dir, err)) == 0 &&
-            (mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+        if (st->schema < RC_STORE_SCHEMA_VERSION)
+            rc = store_migrate(st->env, dir, st->schema, &st->found_schema, err);
+        else
+            rc = store_repair_index(st->env, err);
+        if (rc == 0 && (mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0) {
+            txn = NULL;
             rc = mdb_error(err, mrc, "starting a read transaction");
+        }
         if (rc == 0)
             rc = read_schema(txn, &st->meta, dir, &st->schema, err);
     }
@@ -1574,6 +1630,13 @@ static size_t key_delivered_at(uint8_t k[8 + RC_POINT_BYTES], uint64_t t,
     return 8 + RC_POINT_BYTES;
 }
 
+/* A post recorded at t is older than the window at now (no overflow; a
+ * time after now, from a clock stepped back, is not expired). */
+static int expired(uint64_t t, uint64_t now, uint64_t window)
+{
+    return now > t && now - t > window;
+}
+
 /* Delete E (recorded at t) from both databases; absent rows are fine. */
 static int delivered_del(MDB_txn *txn, rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t t)
 {
@@ -1594,7 +1657,7 @@ static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t wi
         return mrc;
     int left = PRUNE_MAX, r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (r == 0 && left-- > 0 && k.mv_size == 8 + RC_POINT_BYTES &&
-           rc_be64_get(k.mv_data) + window < now) {
+           expired(rc_be64_get(k.mv_data), now, window)) {
         uint64_t t = rc_be64_get(k.mv_data);
         uint8_t E[RC_POINT_BYTES];
         memcpy(E, (const uint8_t *)k.mv_data + 8, RC_POINT_BYTES);
@@ -1628,7 +1691,7 @@ int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], 
         return mdb_error(err, mrc, "starting a write transaction");
     MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
     mrc = mdb_get(txn, st->delivered, &k, &v);
-    if (mrc == 0 && v.mv_size == 8 && rc_be64_get(v.mv_data) + window >= now) {
+    if (mrc == 0 && v.mv_size == 8 && !expired(rc_be64_get(v.mv_data), now, window)) {
         *seen = 1;
         mdb_txn_abort(txn);
         return 0;

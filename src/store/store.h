@@ -88,15 +88,17 @@ int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub
 
 /* Open an existing store. map_size 0: the default. A store of an older
  * schema is migrated to RC_STORE_SCHEMA_VERSION in one write transaction
- * (completely or not at all); with RC_STORE_READONLY or
- * RC_STORE_NO_MIGRATE it is opened as it is, readable, and every write is
- * refused (RC_E_VERSION). A newer or unknown schema is refused with a
+ * (completely or not at all), and a read-write open rebuilds the replay
+ * cache's index when an older build wrote the cache after a migration.
+ * With RC_STORE_READONLY or RC_STORE_NO_MIGRATE an older store is opened
+ * as it is and readable; every write is refused (RC_E_INVALID read-only,
+ * RC_E_VERSION not migrated). A newer or unknown schema is refused with a
  * clear message (RC_E_VERSION, RC_E_FORMAT). */
 int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned flags,
                   rc_error *err);
 void rc_store_close(rc_store *st);
-/* The schema version the store had when rc_store_open found it: less than
- * RC_STORE_SCHEMA_VERSION after a migration (callers say so). */
+/* The schema version this rc_store_open migrated from (callers say so);
+ * the store's version when it did not migrate it. */
 uint32_t rc_store_found_schema(const rc_store *st);
 
 /* Verify req against the store and apply it in one write transaction.

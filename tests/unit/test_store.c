@@ -34,6 +34,7 @@
 
 #include "internal.h"
 #include "store.h"
+#include "test_util.h"
 #include <recrypt/request.h>
 
 #define NOW 1700000000ull
@@ -42,35 +43,6 @@
 #define LIST "team@example.org"
 
 /* ---------------------------------------------------------------- small helpers */
-
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} mbuf;
-
-static int sink_mem(void *ctx, const uint8_t *b, size_t n)
-{
-    mbuf *m = ctx;
-    if (m->len + n > m->cap) {
-        size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->len + n)
-            cap *= 2;
-        uint8_t *np = realloc(m->p, cap);
-        if (!np)
-            return -1;
-        m->p = np;
-        m->cap = cap;
-    }
-    memcpy(m->p + m->len, b, n);
-    m->len += n;
-    return 0;
-}
-
-static void mbuf_free(mbuf *m)
-{
-    free(m->p);
-    memset(m, 0, sizeof *m);
-}
 
 static void rm_rf(const char *dir)
 {
@@ -1637,6 +1609,63 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_reader_end(rd);
     W.n_secrets = 0;
     store_destroy(st);
+
+    /* A migration that does not fit in the map fails at whichever step the
+     * map runs out (indexing, the version, the commit), leaves the store at
+     * schema 1 and releases the writer: a larger map then migrates it. */
+    st = store_new();
+    for (int i = 0; i < 2000; i++) {
+        randombytes_buf(E[0], 32);
+        seen_is(st, E[0], T + (uint64_t)i, 0);
+    }
+    rc_store_close(st);
+    downgrade_to_v1(W.dir);
+    struct stat sb;
+    char data[4200];
+    snprintf(data, sizeof data, "%s/data.mdb", W.dir);
+    assert_int_equal(stat(data, &sb), 0);
+    int fails = 0;
+    size_t map = (size_t)sb.st_size;
+    for (;; map += 4096) {
+        int rc = rc_store_open(&st, W.dir, map, 0, &err);
+        if (rc == RC_OK)
+            break;
+        fails++;
+        assert_int_equal(rc, RC_E_IO);
+        assert_non_null(strstr(err.msg, "from schema 1 to 2 (the store is unchanged): store is "
+                                        "full: raise the map size"));
+        assert_int_equal(raw_schema(W.dir), 1);
+        assert_true(fails < 200);
+    }
+    assert_true(fails > 1);
+    assert_int_equal(rc_store_found_schema(st), 1);
+    rc_store_close(st);
+    assert_int_equal(raw_schema(W.dir), 2);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 2000);
+    store_destroy(NULL);
+
+    /* A schema-1 build still running after the migration records posts in
+     * "delivered" only; the next read-write open indexes them again, so
+     * they are pruned like the others. */
+    st = store_new();
+    seen_is(st, E[0], T, 0);
+    rc_store_close(st);
+    uint8_t when[8];
+    rc_be64_put(when, T - 2 * WINDOW);
+    raw_put(W.dir, "delivered", E[1], 32, when, 8); /* an old build's row */
+    assert_int_equal(raw_count(W.dir, "delivered"), 2);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 1);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
+    rc_store_close(st); /* read only: nothing repaired */
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 1);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_found_schema(st), 2);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 2);
+    seen_is(st, E[2], T + 1, 0); /* prunes the old build's expired row */
+    assert_int_equal(raw_count(W.dir, "delivered"), 2);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 2);
+    seen_is(st, E[1], T + 1, 0); /* E1 was forgotten: recorded anew */
+    store_destroy(st);
 }
 
 /* The replay cache holds one window's traffic, however long it runs: every
@@ -1680,6 +1709,15 @@ static void test_replay_cache_bounded(void **state)
     }
     assert_int_equal(raw_count(W.dir, "delivered"), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
+    /* A window so long that time + window would overflow: still a replay,
+     * and the entry just recorded is not taken for an expired one. */
+    const uint64_t huge = UINT64_MAX - (NOW + posts) + 1000;
+    randombytes_buf(E, 32);
+    assert_int_equal(rc_store_delivered_check_add(st, E, NOW + posts, huge, &seen, &err), RC_OK);
+    assert_int_equal(seen, 0);
+    assert_int_equal(rc_store_delivered_check_add(st, E, NOW + posts + 1, huge, &seen, &err),
+                     RC_OK);
+    assert_int_equal(seen, 1);
     store_destroy(st);
 }
 

@@ -1277,9 +1277,15 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned fla
     *out = NULL;
     if ((rc = path_in(data, sizeof data, dir, DATA_FILE, err)) != 0)
         return rc;
-    if (stat(data, &sb) != 0)
+    if (stat(data, &sb) != 0) {
+        if (errno == EACCES)
+            return rc_error_set(err, RC_E_PERMISSION,
+                                "cannot open the store in %s: permission denied (this user "
+                                "cannot reach %s)",
+                                dir, DATA_FILE);
         return rc_error_set(err, errno == ENOENT ? RC_E_NOT_FOUND : RC_E_IO,
                             "no store in %s (%s: %s)", dir, DATA_FILE, strerror(errno));
+    }
     rc_store *st = calloc(1, sizeof *st);
     if (!st)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");

@@ -5,8 +5,10 @@
 #
 #  1. -n: a good configuration is usable (exit 0); an unknown setting, a bad
 #     value, a setting given twice, no Socket, no Database, a Database that
-#     is not a store, a world-readable KeyFile: exit 78 naming file:line or
-#     the problem; nothing listens afterwards.
+#     is not a store, a world-readable KeyFile, FreshnessWindow or
+#     FutureSkew over 3650d: exit 78 naming file:line or the problem;
+#     nothing listens afterwards. With UserID, -n opens the store as that
+#     user (a store it cannot open fails; its lock file is that user's).
 #  2. MaxMessageSize: a larger post gets 552 5.3.4.
 #  3. PostingPolicy members: a non-member's post gets 550 5.7.1; members'
 #     posts are recrypted.
@@ -26,6 +28,8 @@
 #     (tempfail=1); SIGUSR1s every 0.3 s do not postpone it; after a reload
 #     to StatsInterval 0 no periodic line comes, the stop still logs one.
 #     -n refuses StatsInterval -1, abc and 8d (case 1).
+# 14. Without -f: the daemon (after fork) holds the POSIX locks on the
+#     store's lock.mdb, and SIGTERM stops it.
 #
 # Each policy case runs its own milter (on a free loopback port, log on
 # stderr) behind the relay of test_miltertest.sh (miltertest cannot take a
@@ -222,6 +226,8 @@ printf 'Database %s\nSyslog no\n' "$T/db" >n-nosocket.conf
 { base; printf 'Database %s\nStatsInterval -1\n' "$T/db"; } >n-statsneg.conf
 { base; printf 'Database %s\nStatsInterval abc\n' "$T/db"; } >n-statsabc.conf
 { base; printf 'Database %s\nStatsInterval 8d\n' "$T/db"; } >n-statsbig.conf
+{ base; printf 'Database %s\nFreshnessWindow 3651d\n' "$T/db"; } >n-freshbig.conf
+{ base; printf 'Database %s\nFutureSkew 99999999999999999d\n' "$T/db"; } >n-skewbig.conf
 # nflag NAME PATTERN WHAT: -n on n-NAME.conf exits 78 saying PATTERN (grep -E)
 nflag() {
   local rc=0
@@ -245,6 +251,27 @@ nflag worldkey 'wr\.key.*(group|others|world|mode)' "a world-readable KeyFile"
 nflag statsneg 'n-statsneg\.conf:4: StatsInterval: .*StatsInterval' "StatsInterval -1"
 nflag statsabc 'n-statsabc\.conf:4: StatsInterval: .*StatsInterval' "StatsInterval abc"
 nflag statsbig 'n-statsbig\.conf:4: StatsInterval: .*7d' "StatsInterval 8d (over 7d)"
+nflag freshbig 'n-freshbig\.conf:4: FreshnessWindow: .*3650d' "FreshnessWindow 3651d (over 3650d)"
+nflag skewbig 'n-skewbig\.conf:4: FutureSkew: .*3650d' "FutureSkew beyond 64 bits"
+# -n opens the store as UserID, as a start does: a store that user cannot
+# use fails the check, and the check leaves no root-owned lock file.
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+  cp -a "$T/db" "$T/db-n"
+  chown -R nobody "$T/db-n"
+  chown root "$T/db-n/service.key"
+  rm -f "$T/db-n/lock.mdb"
+  chmod 711 "$T"
+  { base; printf 'Database %s\nUserID nobody\n' "$T/db-n"; } >n-usergood.conf
+  { base; printf 'Database %s\nUserID nobody\n' "$T/db"; } >n-userbad.conf
+  rc=0
+  "$RECRYPT_MILTER" -n -c n-usergood.conf >n-usergood.out 2>n-usergood.err || rc=$?
+  if [ "$rc" -eq 0 ] && [ "$(stat -c %U "$T/db-n/lock.mdb" 2>/dev/null)" = nobody ]; then
+    pass "-n as root with UserID nobody: exit 0, the lock file it made belongs to nobody"
+  else
+    failed "-n with UserID nobody: exit $rc, lock.mdb owner $(stat -c %U "$T/db-n/lock.mdb" 2>&1): $(cat n-usergood.err)"
+  fi
+  nflag userbad 'permission denied' "UserID nobody on a store only root can open"
+fi
 [ -z "$(ls -A notastore)" ] && pass "-n on a directory that is not a store leaves it empty" ||
   failed "-n created files in a directory that is not a store: $(ls -A notastore | tr '\n' ' ')"
 [ ! -e "$T/n.sock" ] && pass "-n: no socket left behind by any of the checks" || true
@@ -501,6 +528,28 @@ if start internal "KeyFile $T/otherdb/service.key" "StatsInterval 1"; then
   stopped internal
   [ "$(ncounters)" -gt "$c0" ] && pass "StatsInterval 0: the stop still logs the counters" ||
     failed "StatsInterval 0: no counters line at stop"
+fi
+
+# ==== 14. Without -f: the daemon holds the store's locks ====
+# An LMDB environment must not cross fork(): the daemon (the child) opens
+# the store again, so it, not the parent that exited, holds the POSIX
+# locks on lock.mdb (LMDB's sign that a process uses the store).
+conf bg "PidFile $T/bg.pid"
+rc=0
+"$RECRYPT_MILTER" -c m-bg.conf 2>m-bg.err || rc=$?
+if [ "$rc" -eq 0 ] && wait_for test -s "$T/bg.pid" && wait_for listening "$MPORT"; then
+  bpid=$(cat "$T/bg.pid")
+  STARTED+=("$bpid")
+  ino=$(stat -c %i "$T/db/lock.mdb")
+  if grep -E "POSIX +ADVISORY +[A-Z]+ +$bpid +[0-9a-f:]+:$ino " /proc/locks >/dev/null; then
+    pass "without -f: the daemon (pid $bpid) holds the locks on lock.mdb"
+  else
+    failed "without -f: the daemon $bpid holds no lock on lock.mdb: $(grep ":$ino " /proc/locks | tr '\n' ' ')"
+  fi
+  kill -TERM "$bpid" 2>/dev/null || true
+  wait_for gone "$bpid" && pass "without -f: SIGTERM stops the daemon" || failed "without -f: the daemon still runs after SIGTERM"
+else
+  failed "without -f: exit $rc, no pid file or no socket: $(cat m-bg.err)"
 fi
 
 # ==== 11. The logs: no plaintext, no key ====

@@ -1404,12 +1404,8 @@ static void test_map_full(void **state)
     assert_true(full);
     rc_store_close(st);
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
-    rc_request r;
-    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
-    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
-    r.privilege = RC_PRIV_RECRYPT;
-    req_dev(&r, W.ls1, D_ALICE, NOW);
-    apply_ok(st, &r);
+    const int alice[] = {D_ALICE};
+    add_member(st, M_ALICE, alice, 1, NOW);
     W.n_secrets = 0;
     store_destroy(st);
 }
@@ -1569,11 +1565,8 @@ static void test_migrate_from_schema_1(void **state)
     assert_int_equal(raw_count(W.dir, "delivered"), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
     /* A writer works: bob joins. */
-    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
-    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
-    r.privilege = RC_PRIV_RECRYPT;
-    req_dev(&r, W.ls1, D_BOB1, NOW);
-    apply_ok(st, &r);
+    const int bob[] = {D_BOB1};
+    add_member(st, M_BOB, bob, 1, NOW);
     W.n_secrets = 0;
     store_destroy(st);
 

@@ -185,6 +185,23 @@ static const char *set(config *c, const char *name, const char *v)
                    ? "StatsInterval is 0 (no periodic counters) or a duration from 1s to 7d, "
                      "such as 1h"
                    : NULL;
+    if (!strcasecmp(name, "ReceiptDomain")) {
+        /* A domain the MTA routes to the receipt transport, nothing else. */
+        size_t len = strlen(v), dots = 0;
+        if (len == 0 || len > 253 || v[0] == '.' || v[len - 1] == '.' || strstr(v, ".."))
+            return "ReceiptDomain is a domain name, such as receipt.recrypt.invalid";
+        for (const char *p = v; *p; p++) {
+            if (*p == '.')
+                dots++;
+            else if (!isalnum((unsigned char)*p) && *p != '-')
+                return "ReceiptDomain is a domain name, such as receipt.recrypt.invalid";
+        }
+        if (!dots)
+            return "ReceiptDomain is a domain name, such as receipt.recrypt.invalid";
+        for (size_t i = 0; i <= len; i++)
+            c->receipt_domain[i] = (char)tolower((unsigned char)v[i]);
+        return NULL;
+    }
     if (!strcasecmp(name, "MapSize")) {
         if (parse_u64(v, &n) || n == 0 || n > (1ULL << 24))
             return "MapSize is a number of MiB";

@@ -31,6 +31,7 @@
 #include <sodium.h>
 #include "log.h"
 #include "milter.h"
+#include "receipt.h"
 
 static daemon_ctx D;
 static const char *config_path = CONFIG_DEFAULT_PATH;
@@ -40,6 +41,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: recrypt-milter [-c CONFIG] [-f] [-n] [-p SOCKET] [-P PIDFILE] [-u USER[:GROUP]]\n"
+"       recrypt-milter [-c CONFIG] -r RECIPIENT [-Q QUEUEID]   (the MTA's receipt transport)\n"
 "\n"
 "The recrypt gateway: recrypts encrypted posts to protected lists for every\n"
 "member device, without being able to read them. Postfix: smtpd_milters;\n"
@@ -51,6 +53,9 @@ static void usage(FILE *f)
 "  -p SOCKET   unix:/path or inet:port@host (overrides Socket)\n"
 "  -P PIDFILE  pid file (overrides PidFile)\n"
 "  -u USER     run as USER[:GROUP] (overrides UserID)\n"
+"  -r RCPT     record the MTA's delivery receipt RCPT (TOKEN@ReceiptDomain) and exit;\n"
+"              run by the receipt transport (Postfix pipe(8), Sendmail prog mailer)\n"
+"  -Q QUEUEID  with -r: the MTA's queue id, for the log line\n"
 "  -V          version\n"
 "Signals: SIGTERM stops, SIGUSR1 reloads the configuration, SIGUSR2 logs counters\n"
 "(also logged every StatsInterval seconds, default 3600; 0 turns that off).\n");
@@ -264,16 +269,25 @@ static int check_only(const config *c)
         printf("recrypt-milter: store %s has schema %u; recrypt-milter will migrate it to "
                "schema %u when it starts (one transaction; back up the store first)\n",
                c->database, schema, RC_STORE_SCHEMA_VERSION);
+    if (c->receipt_domain[0])
+        printf("recrypt-milter: delivery receipts to @%s: the MTA must route that domain to "
+               "recrypt-milter -r (admin guide, section 5.3)\n",
+               c->receipt_domain);
+    else
+        printf("recrypt-milter: warning: no ReceiptDomain: a post handed to the MTA stays "
+               "pending, so a replay of it reaches its first recipients again (admin guide, "
+               "section 5.3)\n");
     printf("recrypt-milter: configuration %s and store %s are usable\n", config_path, c->database);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *opt_sock = NULL, *opt_pid = NULL, *opt_user = NULL;
+    const char *opt_sock = NULL, *opt_pid = NULL, *opt_user = NULL, *receipt = NULL,
+               *queue_id = NULL;
     int check = 0, c;
     rc_error err;
-    while ((c = getopt(argc, argv, "c:fnp:P:u:Vh")) != -1) {
+    while ((c = getopt(argc, argv, "c:fnp:P:u:r:Q:Vh")) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'f': foreground = 1; break;
@@ -281,14 +295,30 @@ int main(int argc, char **argv)
         case 'p': opt_sock = optarg; break;
         case 'P': opt_pid = optarg; break;
         case 'u': opt_user = optarg; break;
+        case 'r': receipt = optarg; break;
+        case 'Q': queue_id = optarg; break;
         case 'V': printf("recrypt-milter %s\n", RC_VERSION_STRING); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EX_USAGE;
         }
     }
-    if (optind < argc) {
+    if (optind < argc || (queue_id && !receipt) || (receipt && (check || foreground))) {
         usage(stderr);
         return EX_USAGE;
+    }
+    if (receipt) {
+        /* The MTA runs this for each receipt: every failure it can retry
+         * is EX_TEMPFAIL (a config being edited, a store being moved). */
+        if (rc_init(&err) != 0 || config_load(&D.cfg, config_path, &err) != 0)
+            return fatal(EX_TEMPFAIL, "%s", err.msg);
+        if (opt_user)
+            snprintf(D.cfg.user, sizeof D.cfg.user, "%s", opt_user);
+        log_setup(D.cfg.syslog, D.cfg.syslog_facility, D.cfg.log_level);
+        /* Run by root (a prog mailer without U=): become UserID first, so
+         * that the store's files stay that user's. */
+        if (geteuid() == 0 && D.cfg.user[0] && drop_privileges(D.cfg.user, &err) != 0)
+            return fatal(EX_TEMPFAIL, "%s", err.msg);
+        return receipt_run(&D.cfg, receipt, queue_id);
     }
     if (rc_init(&err) != 0)
         return fatal(EX_SOFTWARE, "%s", err.msg);
@@ -379,6 +409,10 @@ int main(int argc, char **argv)
 
     log_msg(LOG_LEVEL_NOTICE, NULL, "recrypt-milter %s listening on %s, store %s",
             RC_VERSION_STRING, D.cfg.socket, D.cfg.database);
+    if (!D.cfg.receipt_domain[0])
+        log_msg(LOG_LEVEL_WARNING, NULL,
+                "no ReceiptDomain: posts handed to the MTA stay pending in the replay cache, so "
+                "a replay of one reaches its first recipients again (admin guide, section 5.3)");
     int rc = smfi_main();
     milter_log_counters();
     if (D.cfg.pid_file[0])

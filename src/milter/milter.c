@@ -10,6 +10,15 @@
  * enrolled before its date, and the MTA is told to replace the body, the
  * recipients, the envelope sender and the list headers. Any internal error
  * is a tempfail: never a half-rewritten or plaintext delivery.
+ *
+ * The replay cache (docs/FORMAT.md §9): the milter cannot see whether the
+ * MTA commits what it hands over, so a sealed post is recorded as pending
+ * and gets one more recipient, its delivery receipt (receipt.h); only the
+ * MTA's delivery of that receipt makes the post delivered. A delivered
+ * post that comes again is accepted and discarded; a pending one is
+ * processed again (a retry must go through), for its first attempt's
+ * audience only, so a replay never reaches a device enrolled or a member
+ * reinstated since.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -24,6 +33,7 @@
 #include <sodium.h>
 #include "log.h"
 #include "milter.h"
+#include "receipt.h"
 
 #define RC_L_PROCESSED "recrypt/marker" /* 16-byte BLAKE2b personal */
 #define HDR_PROCESSED "Recrypt-Processed"
@@ -229,6 +239,15 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     set_qid(ctx, m);
     char addr[RC_ADDR_MAX + 1];
     int is_list = 0;
+    if (argv[0]) {
+        config cfg;
+        read_config(&cfg);
+        if (receipt_in_domain(argv[0], cfg.receipt_domain))
+            return reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
+                         "addresses @%s are the MTA's delivery receipts for recrypt, not "
+                         "recipients",
+                         cfg.receipt_domain);
+    }
     if (argv[0] && address_of(argv[0], addr) == 0) {
         rc_store_reader *rd;
         rc_store_list l;
@@ -392,13 +411,15 @@ static int looks_sealed(int fd)
 typedef struct {
     rc_store_reader *rd;
     const uint8_t *list_id;
-    uint64_t before;
+    uint64_t before;          /* devices enrolled before this */
+    uint64_t unchanged_since; /* members whose record is older than this */
     char (*rcpt)[RC_ADDR_MAX + 1];
     size_t n, cap;
     int failed;
 } rcpt_collect;
 
-/* Recipients: active members with a device enrolled before the post's date. */
+/* Recipients: the post's audience, active members (unchanged since a
+ * retry's first attempt) with a device enrolled before the cutoff. */
 static int collect_rcpt(void *ctx, const rc_store_device *d)
 {
     rcpt_collect *rc = ctx;
@@ -409,7 +430,7 @@ static int collect_rcpt(void *ctx, const rc_store_device *d)
         if (!strcmp(rc->rcpt[i], d->member))
             return 0;
     if (rc_store_get_member(rc->rd, rc->list_id, d->member, &mem, NULL) != 0 ||
-        mem.status != RC_STATUS_ACTIVE)
+        mem.status != RC_STATUS_ACTIVE || mem.updated_at >= rc->unchanged_since)
         return 0;
     if (rc->n == rc->cap) {
         size_t ncap = rc->cap ? rc->cap * 2 : 16;
@@ -439,7 +460,7 @@ static int members_only_ok(rc_store_reader *rd, const uint8_t *list_id, const ms
 /* Tell the MTA: new body, recipients, sender, headers. */
 static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list *l,
                    const rc_statement *st, const char *marker, char (*rcpt)[RC_ADDR_MAX + 1],
-                   size_t n_rcpt, int keep_body)
+                   size_t n_rcpt, const char *receipt, int keep_body)
 {
     if (!keep_body) {
         uint8_t *buf = malloc(BODY_CHUNK);
@@ -466,6 +487,8 @@ static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list 
         if (smfi_addrcpt(ctx, a) != MI_SUCCESS)
             return -1;
     }
+    if (receipt && smfi_addrcpt(ctx, (char *)receipt) != MI_SUCCESS)
+        return -1;
     char bounce[MAX_RCPT_LEN];
     snprintf(bounce, sizeof bounce, "<%s>", l->bounce);
     if (smfi_chgfrom(ctx, bounce, NULL) != MI_SUCCESS)
@@ -636,10 +659,46 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         goto done;
     }
 
+    /* The replay cache, before the audience is known: a retry's audience
+     * is its first attempt's. */
+    uint64_t cutoff = mail ? rc_mail_date(mail) : UINT64_MAX, unchanged_since = UINT64_MAX;
+    uint64_t first = now;
+    int post_state = RC_POST_NEW;
+    char post_id[2 * RECEIPT_PREFIX_BYTES + 1] = "-";
+    if (mail) {
+        const rc_envelope *env = rc_mail_envelope(mail);
+        sodium_bin2hex(post_id, sizeof post_id, env->E, RECEIPT_PREFIX_BYTES);
+        if (rc_store_delivered_begin(D->store, env->E, now, cfg.freshness_window, &post_state,
+                                     &first, &err) != 0) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: replay cache: %s",
+                       err.msg);
+            goto done;
+        }
+        if (post_state == RC_POST_DELIVERED) {
+            log_msg(LOG_LEVEL_INFO, m->qid,
+                    "list=%s epoch=%llu stanzas=0 recipients=0 post=%s verdict=duplicate "
+                    "(delivered before, the MTA's receipt says: a retry or a replay; accepted "
+                    "and discarded)",
+                    l.address, (unsigned long long)env->epoch, post_id);
+            COUNT(n_replays);
+            st = SMFIS_DISCARD;
+            goto done;
+        }
+        if (post_state == RC_POST_NEW) {
+            recorded = 1; /* forgotten again unless the MTA gets it */
+        } else {
+            /* Pending: a retry (or a replay before the receipt came). */
+            if (first < cutoff)
+                cutoff = first;
+            unchanged_since = first;
+        }
+    }
+
     /* Recipients and entries. */
     rc_.rd = rd;
     rc_.list_id = l.list_id;
-    rc_.before = mail ? rc_mail_date(mail) : UINT64_MAX;
+    rc_.before = cutoff;
+    rc_.unchanged_since = unchanged_since;
     if (rc_store_each_device(rd, l.list_id, ep.epoch, collect_rcpt, &rc_, &err) != 0 ||
         rc_.failed) {
         st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the members");
@@ -650,8 +709,8 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
                    "list %s has no active member who can read this post", l.address);
         goto done;
     }
-    if (mail && rc_store_recrypt_entries(rd, D->svc, l.list_id, ep.epoch, &entries, &n_entries,
-                                         &err) != 0) {
+    if (mail && rc_store_recrypt_entries(rd, D->svc, l.list_id, ep.epoch, cutoff,
+                                         unchanged_since, &entries, &n_entries, &err) != 0) {
         st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the entries");
         goto done;
     }
@@ -665,25 +724,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     }
 
     char marker[64];
+    char receipt[RECEIPT_TOKEN_LEN + 1 + sizeof cfg.receipt_domain + 2] = "";
     if (mail) {
-        int seen = 0;
         const rc_envelope *env = rc_mail_envelope(mail);
-        if (rc_store_delivered_check_add(D->store, env->E, now, cfg.freshness_window, &seen,
-                                         &err) != 0) {
-            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: replay cache: %s",
-                       err.msg);
-            goto done;
-        }
-        if (seen) {
-            log_msg(LOG_LEVEL_INFO, m->qid,
-                    "list=%s epoch=%llu stanzas=0 recipients=0 verdict=duplicate (delivered "
-                    "before: a retry or a replay; accepted and discarded)",
-                    l.address, (unsigned long long)env->epoch);
-            COUNT(n_replays);
-            st = SMFIS_DISCARD;
-            goto done;
-        }
-        recorded = 1;
         config c2 = cfg;
         if (spool_open_fd(&out, &c2) != 0 ||
             rc_mail_write_recrypted_body(mail, entries, n_entries, 1, body_sink, &out,
@@ -693,9 +736,14 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             goto done;
         }
         marker_mac(marker, l.list_id, env);
+        if (cfg.receipt_domain[0]) {
+            char token[RECEIPT_TOKEN_LEN + 1];
+            receipt_token(token, D->mark_secret, env->E);
+            snprintf(receipt, sizeof receipt, "<%s@%s>", token, cfg.receipt_domain);
+        }
     }
     if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, rc_.rcpt, rc_.n,
-                mail == NULL) != 0) {
+                receipt[0] ? receipt : NULL, mail == NULL) != 0) {
         st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                    "recrypt: the MTA refused a change, try again later");
         goto done;
@@ -705,15 +753,26 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot mark the post");
         goto done;
     }
-    recorded = 0; /* delivered: keep E in the replay cache */
+    recorded = 0; /* handed to the MTA: pending until its receipt */
     if (mail) {
         COUNT(n_recrypted);
         __atomic_add_fetch(&D->n_stanzas, n_stanzas, __ATOMIC_RELAXED);
     }
+    char retry[96] = "";
+    if (post_state == RC_POST_PENDING) {
+        struct tm tm;
+        time_t t = (time_t)first;
+        char when[32];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(retry, sizeof retry, " (retry of a post first handed to the MTA at %s)", when);
+    }
+    /* "recrypted": handed to the MTA, which has not committed it yet; the
+     * receipt's line says "delivered". */
     log_msg(LOG_LEVEL_INFO, m->qid,
-            "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu verdict=%s", l.address,
-            (unsigned long long)ep.epoch, n_stanzas, rc_.n, (unsigned long long)m->size,
-            mail ? "delivered" : "delivered-plaintext");
+            "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu post=%s verdict=%s%s",
+            l.address, (unsigned long long)ep.epoch, n_stanzas, rc_.n,
+            (unsigned long long)m->size, post_id, mail ? "recrypted" : "plaintext", retry);
     st = SMFIS_CONTINUE;
 done:
     if (recorded && mail)

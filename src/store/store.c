@@ -1150,7 +1150,7 @@ static int index_delivered(MDB_txn *txn, rc_error *err)
         return mdb_error(err, mrc, "indexing the replay cache");
     int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (r == 0) {
-        if (k.mv_size != RC_POINT_BYTES || v.mv_size != 8) {
+        if (k.mv_size != RC_POINT_BYTES || !(v.mv_size == 8 || v.mv_size == 9)) {
             mdb_cursor_close(c);
             return damaged(err, "delivered");
         }
@@ -1173,11 +1173,23 @@ static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
     return index_delivered(txn, err);
 }
 
+/* 2 -> 3: a replay-cache row may now be pending (9 bytes, u64 time ‖ u8 1)
+ * until the MTA's receipt; every schema-2 row was recorded as delivered
+ * and stays so. Nothing to rewrite: the version keeps older builds, which
+ * would take a pending row for damage, away from the store. */
+static int migrate_2_to_3(MDB_txn *txn, rc_error *err)
+{
+    (void)txn;
+    (void)err;
+    return 0;
+}
+
 static const struct {
     uint32_t from;
     int (*run)(MDB_txn *txn, rc_error *err);
 } migrations[] = {
     {1, migrate_1_to_2},
+    {2, migrate_2_to_3},
 };
 
 /* Migrate the store to RC_STORE_SCHEMA_VERSION in one write transaction.
@@ -1521,8 +1533,9 @@ typedef struct {
     const uint8_t *list_id;
     rc_device_entry *out; /* NULL on the counting pass */
     size_t n, cap;
+    uint64_t enrolled_before, unchanged_since; /* the post's audience */
     char member[RC_ADDR_MAX + 1]; /* last member looked up */
-    int member_active;
+    int member_active;            /* active, and unchanged since unchanged_since */
     rc_error *err;
 } entries_ctx;
 
@@ -1543,10 +1556,15 @@ static int entries_row(void *c, const MDB_val *k, const MDB_val *v)
         } else if (rc) {
             return txn_get_member(e->rd->st, e->rd->txn, e->list_id, e->member, &m, e->err);
         } else {
-            e->member_active = m.status == RC_STATUS_ACTIVE;
+            e->member_active = m.status == RC_STATUS_ACTIVE && m.updated_at < e->unchanged_since;
         }
     }
     if (!e->member_active)
+        return 0;
+    /* enrolled_at is the value's last 8 bytes (decode_device checks the rest). */
+    if (v->mv_size < 8)
+        return damaged(e->err, "devices");
+    if (rc_be64_get((const uint8_t *)v->mv_data + v->mv_size - 8) >= e->enrolled_before)
         return 0;
     if (!e->out) {
         e->n++;
@@ -1582,6 +1600,7 @@ static int entries_row(void *c, const MDB_val *k, const MDB_val *v)
 
 int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
                              const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                             uint64_t enrolled_before, uint64_t unchanged_since,
                              rc_device_entry **out, size_t *n, rc_error *err)
 {
     rc_store_epoch ep;
@@ -1599,6 +1618,8 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
     e.rd = rd;
     e.svc = svc;
     e.list_id = list_id;
+    e.enrolled_before = enrolled_before;
+    e.unchanged_since = unchanged_since;
     e.err = err;
     if ((rc = scan_prefix(rd->txn, rd->st->devices, pb, plen, entries_row, &e, err)) != 0)
         return rc;
@@ -1622,11 +1643,15 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
 
 /* ---------------------------------------------------------------- replay cache */
 
-/* The replay cache: "delivered" (E -> u64 time) and its time index
- * "delivered-at" (u64 time ‖ E -> empty). Each post that is recorded
- * also drops up to PRUNE_MAX entries older than the window, oldest first,
- * so the cache holds about one window's traffic. */
+/* The replay cache: "delivered" (E -> row) and its time index
+ * "delivered-at" (u64 time ‖ E -> empty). A row is `u64 time` (8 bytes:
+ * delivered, the MTA's receipt came) or `u64 time ‖ u8 1` (9 bytes:
+ * pending, handed to the MTA at time, fate unknown); time is the first
+ * attempt's and never changes, so the index row stays. Each post that is
+ * recorded also drops up to PRUNE_MAX entries older than the window,
+ * oldest first, so the cache holds about one window's traffic. */
 #define PRUNE_MAX 64
+#define ROW_PENDING 1
 
 static size_t key_delivered_at(uint8_t k[8 + RC_POINT_BYTES], uint64_t t,
                                const uint8_t E[RC_POINT_BYTES])
@@ -1634,6 +1659,20 @@ static size_t key_delivered_at(uint8_t k[8 + RC_POINT_BYTES], uint64_t t,
     rc_be64_put(k, t);
     memcpy(k + 8, E, RC_POINT_BYTES);
     return 8 + RC_POINT_BYTES;
+}
+
+/* A row of "delivered": 0 and its time and state, or -1 when malformed. */
+static int delivered_row(const MDB_val *v, uint64_t *t, int *state)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size == 8)
+        *state = RC_POST_DELIVERED;
+    else if (v->mv_size == 9 && p[8] == ROW_PENDING)
+        *state = RC_POST_PENDING;
+    else
+        return -1;
+    *t = rc_be64_get(p);
+    return 0;
 }
 
 /* A post recorded at t is older than the window at now (no overflow; a
@@ -1664,13 +1703,14 @@ static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t wi
     int left = PRUNE_MAX, r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (r == 0 && left-- > 0 && k.mv_size == 8 + RC_POINT_BYTES &&
            expired(rc_be64_get(k.mv_data), now, window)) {
-        uint64_t t = rc_be64_get(k.mv_data);
+        uint64_t t = rc_be64_get(k.mv_data), rt;
+        int state;
         uint8_t E[RC_POINT_BYTES];
         memcpy(E, (const uint8_t *)k.mv_data + 8, RC_POINT_BYTES);
         MDB_val ek = {RC_POINT_BYTES, E}, ev;
         /* Only the row of this time: a newer record of E has its own. */
         r = mdb_get(txn, st->delivered, &ek, &ev);
-        if (r == 0 && ev.mv_size == 8 && rc_be64_get(ev.mv_data) == t)
+        if (r == 0 && delivered_row(&ev, &rt, &state) == 0 && rt == t)
             r = mdb_del(txn, st->delivered, &ek, NULL);
         else if (r == 0 || r == MDB_NOTFOUND)
             r = 0;
@@ -1684,11 +1724,14 @@ static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t wi
     return r == MDB_NOTFOUND || r == 0 ? 0 : r;
 }
 
-int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
-                                 uint64_t window, int *seen, rc_error *err)
+int rc_store_delivered_begin(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
+                             uint64_t window, int *state, uint64_t *first, rc_error *err)
 {
     MDB_txn *txn;
-    *seen = 0;
+    uint64_t t = 0;
+    int found = RC_POST_NEW;
+    *state = RC_POST_NEW;
+    *first = now;
     int rc = writable(st, err);
     if (rc)
         return rc;
@@ -1697,29 +1740,92 @@ int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], 
         return mdb_error(err, mrc, "starting a write transaction");
     MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
     mrc = mdb_get(txn, st->delivered, &k, &v);
-    if (mrc == 0 && v.mv_size == 8 && !expired(rc_be64_get(v.mv_data), now, window)) {
-        *seen = 1;
-        mdb_txn_abort(txn);
-        return 0;
-    }
     if (mrc && mrc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
         return mdb_error(err, mrc, "reading the replay cache");
     }
-    /* An expired record of the same E: drop its index row. */
-    if (mrc == 0 && v.mv_size == 8)
-        mrc = delivered_del(txn, st, E, rc_be64_get(v.mv_data));
-    else
-        mrc = 0;
-    uint8_t when[8], ik[8 + RC_POINT_BYTES];
-    rc_be64_put(when, now);
-    MDB_val nv = {8, when}, ikv = {key_delivered_at(ik, now, E), ik}, empty = {0, NULL};
+    if (mrc == 0 && delivered_row(&v, &t, &found) != 0) {
+        mdb_txn_abort(txn);
+        return damaged(err, "delivered");
+    }
+    if (mrc == 0 && !expired(t, now, window)) {
+        /* Known within the window: nothing to write. */
+        *state = found;
+        *first = t;
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    /* An expired record of the same E: drop it and its index row. */
+    mrc = mrc == 0 ? delivered_del(txn, st, E, t) : 0;
+    uint8_t row[9], ik[8 + RC_POINT_BYTES];
+    rc_be64_put(row, now);
+    row[8] = ROW_PENDING;
+    MDB_val nv = {sizeof row, row}, ikv = {key_delivered_at(ik, now, E), ik}, empty = {0, NULL};
     if (mrc == 0)
         mrc = mdb_put(txn, st->delivered, &k, &nv, 0);
     if (mrc == 0)
         mrc = mdb_put(txn, st->delivered_at, &ikv, &empty, 0);
     if (mrc == 0)
         mrc = delivered_prune(txn, st, now, window);
+    if (mrc == 0)
+        mrc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    return mrc ? mdb_error(err, mrc, "recording a post as pending") : 0;
+}
+
+int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefix_len,
+                               rc_store_post_match_fn match, void *ctx,
+                               uint8_t E_out[RC_POINT_BYTES], int *state, rc_error *err)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    *state = RC_POST_NEW;
+    if (!prefix || prefix_len == 0 || prefix_len > RC_POINT_BYTES || !match)
+        return rc_error_set(err, RC_E_INVALID, "rc_store_delivered_confirm: bad argument");
+    int rc = writable(st, err);
+    if (rc)
+        return rc;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_error(err, mrc, "starting a write transaction");
+    if ((mrc = mdb_cursor_open(txn, st->delivered, &c)) != 0) {
+        mdb_txn_abort(txn);
+        return mdb_error(err, mrc, "reading the replay cache");
+    }
+    uint8_t key[RC_POINT_BYTES] = {0};
+    memcpy(key, prefix, prefix_len);
+    MDB_val k = {prefix_len, key}, v;
+    uint64_t t = 0;
+    int found = RC_POST_NEW, r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    /* Every E that starts with prefix (one, but for a collision). */
+    while (r == 0 && k.mv_size == RC_POINT_BYTES && memcmp(k.mv_data, prefix, prefix_len) == 0) {
+        if (delivered_row(&v, &t, &found) != 0) {
+            mdb_cursor_close(c);
+            mdb_txn_abort(txn);
+            return damaged(err, "delivered");
+        }
+        if (match(ctx, k.mv_data)) {
+            memcpy(E_out, k.mv_data, RC_POINT_BYTES);
+            break;
+        }
+        found = RC_POST_NEW;
+        r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    if (r && r != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mdb_error(err, r, "reading the replay cache");
+    }
+    *state = found;
+    if (found != RC_POST_PENDING) { /* unknown, or delivered already */
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    uint8_t row[8];
+    rc_be64_put(row, t);
+    MDB_val ek = {RC_POINT_BYTES, E_out}, nv = {sizeof row, row};
+    mrc = mdb_put(txn, st->delivered, &ek, &nv, 0);
     if (mrc == 0)
         mrc = mdb_txn_commit(txn);
     else
@@ -1737,10 +1843,12 @@ int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_
     if (mrc)
         return mdb_error(err, mrc, "starting a write transaction");
     MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
+    uint64_t t;
+    int state;
     mrc = mdb_get(txn, st->delivered, &k, &v);
     if (mrc == 0)
-        mrc = v.mv_size == 8 ? delivered_del(txn, st, E, rc_be64_get(v.mv_data))
-                             : mdb_del(txn, st->delivered, &k, NULL);
+        mrc = delivered_row(&v, &t, &state) == 0 ? delivered_del(txn, st, E, t)
+                                                  : mdb_del(txn, st->delivered, &k, NULL);
     if (mrc && mrc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
         return mdb_error(err, mrc, "forgetting a post");

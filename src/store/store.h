@@ -7,7 +7,8 @@
  *
  * Writers: rc_store_apply, one LMDB write transaction per request, all or
  * nothing; `recryptctl apply` is the only writer of membership data. The
- * milter writes only its replay cache (rc_store_delivered_*). Readers (recryptctl show,
+ * milter (and its receipt command) writes only the replay cache
+ * (rc_store_delivered_*). Readers (recryptctl show,
  * the milter) use an rc_store_reader: one read transaction, so a reader
  * never sees half a request. Readers and a writer may run at the same time
  * in different processes.
@@ -29,8 +30,9 @@
 #include <recrypt/recrypt.h>
 #include <recrypt/request.h>
 
-/* 2: the replay cache's time index "delivered-at" (docs/STORE.md §4). */
-#define RC_STORE_SCHEMA_VERSION 2
+/* 2: the replay cache's time index "delivered-at"; 3: pending rows in the
+ * replay cache (docs/STORE.md §4). */
+#define RC_STORE_SCHEMA_VERSION 3
 #define RC_STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB of address space */
 #define RC_STORE_SERVICE_KEY_FILE "service.key"
 
@@ -138,22 +140,46 @@ int rc_store_each_owner(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
                         rc_store_owner_fn fn, void *ctx, rc_error *err);
 
 /* What the service recrypts with: the entries of ACTIVE members for one
- * epoch, r unsealed with svc. *out is rc_secret_alloc'ed (free with
- * rc_secret_free); *n may be 0. */
+ * epoch, r unsealed with svc, restricted to the post's audience: devices
+ * enrolled before enrolled_before, of members whose record (updated_at)
+ * has not changed since unchanged_since (UINT64_MAX for either: no
+ * restriction). *out is rc_secret_alloc'ed (free with rc_secret_free); *n
+ * may be 0. */
 int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
                              const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                             uint64_t enrolled_before, uint64_t unchanged_since,
                              rc_device_entry **out, size_t *n, rc_error *err);
 
-/* The milter's replay cache (sub-database "delivered": E -> u64 time, and
- * its time index "delivered-at").
- * check_add: *seen = 1 when E was recorded within `window` seconds before
- * now (a retry or a replay: deliver nothing); otherwise records E,
- * *seen = 0, and forgets up to 64 entries older than the window, oldest
- * first. forget: drop E again (the post was not delivered after all).
- * Both need a store opened read-write at the current schema, each in its
- * own write transaction. */
-int rc_store_delivered_check_add(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
-                                 uint64_t window, int *seen, rc_error *err);
+/* The milter's replay cache (sub-database "delivered": E -> first attempt
+ * time and state, and its time index "delivered-at"; docs/STORE.md §3.8).
+ * A milter is not told whether the MTA committed a message, so a post
+ * handed to the MTA is only pending; it becomes delivered when the MTA
+ * delivers the receipt recipient the milter added (rc_store_delivered_confirm,
+ * run by recrypt-milter -r from the MTA's receipt transport). */
+enum {
+    RC_POST_NEW = 0,       /* not in the cache (or expired) */
+    RC_POST_PENDING = 1,   /* handed to the MTA, no receipt yet */
+    RC_POST_DELIVERED = 2, /* the MTA's receipt came */
+};
+/* Before a post is handed to the MTA. *state is what the cache held for E
+ * within `window` seconds before now; for RC_POST_NEW, E is now recorded
+ * as pending since now (and up to 64 entries older than the window are
+ * forgotten, oldest first). *first: the first attempt's time (now for a
+ * new post). Nothing is written for a pending or delivered E. */
+int rc_store_delivered_begin(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
+                             uint64_t window, int *state, uint64_t *first, rc_error *err);
+/* The receipt: the pending E that starts with prefix (prefix_len bytes)
+ * and for which match returns non-zero becomes delivered. *state is what
+ * the cache held: RC_POST_PENDING (now delivered; E_out set),
+ * RC_POST_DELIVERED (nothing to do; E_out set) or RC_POST_NEW (no such
+ * post: pruned, forgotten, or never recorded). */
+typedef int (*rc_store_post_match_fn)(void *ctx, const uint8_t E[RC_POINT_BYTES]);
+int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefix_len,
+                               rc_store_post_match_fn match, void *ctx,
+                               uint8_t E_out[RC_POINT_BYTES], int *state, rc_error *err);
+/* Drop E (a new post whose attempt failed before the MTA could commit it).
+ * Each of these needs a store opened read-write at the current schema and
+ * runs its own write transaction. */
 int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err);
 
 /* The server's 32-byte secret for marking processed mail. */

@@ -36,6 +36,14 @@
 #                              written by the caller) and the domains of
 #                              PF_RELAY_DOMAINS are relayed
 #   PF_MILTER                  smtpd_milters (inet:127.0.0.1:$MILTER_PORT)
+#   PF_RECEIPTS=yes            delivery receipts (admin guide §5.3): main.cf
+#                              routes $PF_RECEIPT_DOMAIN to a pipe(8)
+#                              service "recrypt-receipt" that runs
+#                              recrypt-milter -r as user nobody, milter_config
+#                              writes ReceiptDomain, and milter_start makes
+#                              the store nobody's
+#   pf_receipts                receipts Postfix delivered so far (its log)
+#   pf_wait_receipts N TIMEOUT wait until it delivered >= N
 #   PF_MAIN_CF_SET=("name = value" ...)   settings in place of those written
 #                              (or added)
 
@@ -61,8 +69,10 @@ PF_VMAILBOX=$T/vmailbox
 PF_ACCESS=$T/rcpt_access
 PF_DOMAIN=${PF_DOMAIN:-example.org}
 PF_ALIASES=$T/virtual
-PF_RELAYHOST='' PF_RELAY_DOMAINS='' PF_MILTER=''
+PF_RELAYHOST='' PF_RELAY_DOMAINS='' PF_MILTER='' PF_RECEIPTS=''
+PF_RECEIPT_DOMAIN=receipt.invalid
 PF_MAIN_CF_SET=()
+MILTER_CONF=
 MILTER_SPOOL=$T/spool
 MILTER_LOG=$T/milter.log
 SMTP_OUT=$T/smtp.out
@@ -207,6 +217,12 @@ milter_command_timeout = 20s
 milter_content_timeout = 30s
 EOF
     fi
+    if [ "$PF_RECEIPTS" = yes ]; then
+      cat <<EOF
+# recrypt's delivery receipts go to the recrypt-receipt pipe service.
+transport_maps = inline:{$PF_RECEIPT_DOMAIN=recrypt-receipt:}
+EOF
+    fi
   } >"$PF_DIR/main.cf"
   # Each "name = value" of PF_MAIN_CF_SET takes the place of the line that
   # sets name, or goes at the end (a second line would make Postfix warn).
@@ -245,6 +261,25 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+  if [ "$PF_RECEIPTS" = yes ]; then
+    cat >>"$PF_DIR/master.cf" <<EOF
+recrypt-receipt unix -  n       n       -       -       pipe
+  user=nobody argv=$RECRYPT_MILTER -c $MILTER_CONF -r \${recipient} -Q \${queue_id}
+EOF
+  fi
+}
+
+# pf_receipts: how many delivery receipts Postfix delivered (its log).
+pf_receipts() {
+  { grep -c 'relay=recrypt-receipt.* status=sent' "$PF_LOG" 2>/dev/null || true; } | tail -1
+}
+# pf_wait_receipts N TIMEOUT: 0 once Postfix delivered >= N receipts.
+pf_wait_receipts() {
+  local n=$1 end=$((SECONDS + ${2:-20}))
+  while [ "$(pf_receipts)" -lt "$n" ]; do
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.2
+  done
 }
 
 # pf_start [nomilter]: start the instance; on failure show why (Postfix
@@ -408,8 +443,10 @@ milter_config() {
     echo "Syslog no"
     echo "LogLevel debug"
     echo "TemporaryDirectory $MILTER_SPOOL"
+    [ "$PF_RECEIPTS" != yes ] || echo "ReceiptDomain $PF_RECEIPT_DOMAIN"
     while [ $# -ge 2 ]; do echo "$1 $2"; shift 2; done
   } >"$file"
+  MILTER_CONF=$file
 }
 
 # milter_start CONFIG: run the milter in the foreground (in the background
@@ -419,6 +456,8 @@ milter_config() {
 milter_start() {
   local conf=$1 sock
   [ -x "$RECRYPT_MILTER" ] || { echo "milter_start: no milter at $RECRYPT_MILTER" >&2; return 1; }
+  # The receipt command runs as nobody (pipe(8) never runs one as root).
+  [ "$PF_RECEIPTS" != yes ] || chown -R nobody "${MILTER_DB:-$T/db}"
   sock=$(sed -n 's/^Socket[[:space:]]\{1,\}unix://p' "$conf" | tail -n 1)
   "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
   MILTER_PID=$!

@@ -17,6 +17,7 @@ _m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
 
 source "$_here/../cli/lib.sh"
 source "$_here/postfix-lib.sh"
+PF_RECEIPTS=yes # delivery receipts: the replay test (3) needs them
 pf_deadline 240
 echo "# binaries: $RECRYPT, $RECRYPTCTL, $RECRYPT_MILTER"
 
@@ -166,7 +167,10 @@ else
   failed "1: no milter log line with queue id '$qid' and list=$LIST"
 fi
 
-# --- 3. the same sealed post again: accepted, delivered to nobody.
+# --- 3. the same sealed post again: accepted, delivered to nobody (once
+# Postfix delivered the post's receipt: until then it could be a retry).
+pf_wait_receipts 1 20 && pass "3: Postfix delivered the first post's receipt to recrypt-milter -r" ||
+  failed "3: no receipt delivered: $(grep recrypt-receipt "$PF_LOG" | tail -2 | tr '\n' '|')"
 rc=0; send_mail poster@$D "$LIST" s1.eml || rc=$?
 [ $rc -eq 0 ] && smtp_replied '^250 ' && pass "3: repeated post accepted by SMTP" ||
   failed "3: repeated post: swaks exit $rc: $(smtp_replies | tail -3 | tr '\n' '|')"
@@ -174,6 +178,8 @@ settle
 after=$(counts)
 [ "$after" = "$before" ] && pass "3: repeated post delivered to nobody" ||
   failed "3: repeated post delivered: $(diff <(echo "$before") <(echo "$after") | grep '^>' | tr '\n' ' ')"
+grep -q "verdict=duplicate" "$MILTER_LOG" && pass "3: the milter logs the repeated post as a duplicate" ||
+  failed "3: no verdict=duplicate in the milter log"
 
 # --- 4. a re-post with another E (the proof fails), and a post for another list.
 msg m4.eml

@@ -18,11 +18,15 @@ check(mt.eom_check(conn, MT_RCPTDELETE, "<list@example.org>"), "list recipient d
 check(mt.eom_check(conn, MT_RCPTADD, "<alice@example.org>"), "alice added")
 check(mt.eom_check(conn, MT_RCPTADD, "<bob@example.org>"), "bob added")
 check(not mt.eom_check(conn, MT_RCPTADD, "<carol@example.org>"), "carol (suspended) not added")
-local adds = 0
+local adds, receipts = 0, 0
 for _, l in ipairs(packets(qid)) do
-  if l:sub(1, 1) == "+" or l:sub(1, 1) == "2" then adds = adds + 1 end
+  if l:sub(1, 1) == "+" or l:sub(1, 1) == "2" then
+    if l:match("^[+2] <%x+@receipt%.example%.net>$") then receipts = receipts + 1 else adds = adds + 1 end
+  end
 end
-check(adds == 2, "exactly two recipients added", adds .. " added")
+check(adds == 2, "exactly two member recipients added", adds .. " added")
+check(receipts == 1, "one delivery receipt recipient (48 hex digits @receipt.example.net) added",
+      receipts .. " added: " .. changes(qid))
 check(sent(qid, "e", "^<list%-bounces@example%.org>"), "envelope sender changed to the bounce address",
       changes(qid))
 check(mt.eom_check(conn, MT_BODYCHANGE), "body replaced")

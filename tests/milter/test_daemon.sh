@@ -390,8 +390,8 @@ if start reload; then
   kill -USR1 "$rpid"
   if wait_log m-reload.log 'reloaded'; then pass "SIGUSR1: the log says reloaded"; else failed "SIGUSR1: no 'reloaded' in the log"; fi
   run reload-after MT_POST=reload-after.txt MT_EXPECT=fanout
-  wait_log m-reload.log 'reload-after-1: .*verdict=delivered' &&
-    pass "SIGUSR1: LogLevel info applies (the delivered post is logged)" ||
+  wait_log m-reload.log 'reload-after-1: .*verdict=plaintext' &&
+    pass "SIGUSR1: LogLevel info applies (the fanned-out post is logged)" ||
     failed "SIGUSR1: no info line for reload-after-1 (LogLevel not reloaded?)"
   grep -qiE 'restart' m-reload.log && pass "SIGUSR1: changing PidFile logs a restart-only warning" ||
     failed "SIGUSR1: PidFile changed on reload, but no warning that it needs a restart (admin guide section 11)"

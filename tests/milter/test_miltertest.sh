@@ -66,6 +66,7 @@ Database $T/db
 Syslog no
 LogLevel debug
 TemporaryDirectory $T/spool
+ReceiptDomain receipt.example.net
 CONF
 "$RECRYPT_MILTER" -f -c milter.conf 2>milter.log &
 milter_pid=$!
@@ -79,6 +80,8 @@ STARTED+=("$relay_pid")
 wait_for listening "$RPORT" || failed "the relay does not listen: $(cat relay.log)"
 
 export MT_SOCKET="inet:$RPORT@127.0.0.1" MT_LIB="$HERE/lib.lua" MT_OUT="$T/out" MT_DIR="$T"
+# The receipt transport's command (replay.lua runs it as the MTA would).
+export MT_RECEIPT_CMD="'$RECRYPT_MILTER' -c '$T/milter.conf'"
 fds() { ls "/proc/$milter_pid/fd" 2>/dev/null | wc -l; }
 
 # run SCRIPT: run tests/milter/SCRIPT.lua; its "ok -"/"FAIL -" lines count.

@@ -210,7 +210,7 @@ static int recrypt_store(const char *db, const char *list, int no_table, uint64_
     }
     if (rc_mail_check_post(m, l.address, epoch, e.statement.A, now, 7 * 86400, 3600, &err))
         die("refused");
-    if (rc_store_recrypt_entries(rd, svc, l.list_id, epoch, &entries, &n, &err))
+    if (rc_store_recrypt_entries(rd, svc, l.list_id, epoch, UINT64_MAX, UINT64_MAX, &entries, &n, &err))
         die("cannot read the device entries");
     write_list_key(&e.statement);
     if (rc_mail_write_header(m, fd_sink, stdout, &err) ||

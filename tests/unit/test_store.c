@@ -460,7 +460,7 @@ static void check_post(rc_store_reader *rd, const rc_statement *stmt, unsigned o
     rc_error err;
     rc_device_entry *e = NULL;
     size_t n = 99;
-    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, stmt->epoch, &e, &n, &err),
+    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, stmt->epoch, UINT64_MAX, UINT64_MAX, &e, &n, &err),
                      RC_OK);
     assert_non_null(e);
     assert_int_equal(n, (size_t)__builtin_popcount(opens));
@@ -1130,7 +1130,7 @@ static uint64_t race_check(rc_store *st, char *why, size_t cap)
     assert_int_equal(rc_store_each_owner(rd, W.list_id, race_owner_row, &counter, &err), RC_OK);
     assert_int_equal(rc_store_each_member(rd, W.list_id, race_member_row, rm, &err), RC_OK);
     assert_int_equal(rc_store_each_device(rd, W.list_id, 1, race_device_row, rdv, &err), RC_OK);
-    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, 1, &e, &n_e, &err), RC_OK);
+    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, 1, UINT64_MAX, UINT64_MAX, &e, &n_e, &err), RC_OK);
     rc_secret_free(e);
     rc_store_reader_end(rd);
 
@@ -1285,7 +1285,7 @@ static void test_create_and_schema(void **state)
     uint8_t mark[32], mark2[32];
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
     assert_int_equal(rc_store_schema(rd), RC_STORE_SCHEMA_VERSION);
-    assert_int_equal(RC_STORE_SCHEMA_VERSION, 2);
+    assert_int_equal(RC_STORE_SCHEMA_VERSION, 3);
     assert_int_equal(rc_store_mark_secret(rd, mark, &err), RC_OK);
     assert_false(sodium_is_zero(mark, 32));
     rc_store_list l;
@@ -1330,17 +1330,17 @@ static void test_create_and_schema(void **state)
     rc_store_close(st);
 
     /* A newer schema is refused, read-only or not, and left alone. */
-    uint8_t v3[4] = {0, 0, 0, 3};
-    set_meta(W.dir, "schema", v3, 4);
+    uint8_t v4[4] = {0, 0, 0, 4};
+    set_meta(W.dir, "schema", v4, 4);
     for (unsigned fl = 0; fl <= (RC_STORE_READONLY | RC_STORE_NO_MIGRATE); fl++) {
         st2 = (rc_store *)(uintptr_t)1;
         assert_int_equal(rc_store_open(&st2, W.dir, 0, fl, &err), RC_E_VERSION);
         assert_null(st2);
         assert_int_equal(err.code, RC_E_VERSION);
-        assert_string_equal(err.msg, "store schema version 3 is newer than this build "
-                                     "understands (2)");
+        assert_string_equal(err.msg, "store schema version 4 is newer than this build "
+                                     "understands (3)");
     }
-    assert_int_equal(raw_schema(W.dir), 3);
+    assert_int_equal(raw_schema(W.dir), 4);
     /* Schema 0 and a malformed version are invalid. */
     uint8_t v0[4] = {0, 0, 0, 0};
     set_meta(W.dir, "schema", v0, 4);
@@ -1353,9 +1353,9 @@ static void test_create_and_schema(void **state)
     set_meta(W.dir, "schema", NULL, 0);
     assert_int_equal(rc_store_open(&st2, W.dir, 0, 1, &err), RC_E_FORMAT);
     assert_non_null(strstr(err.msg, "not a recrypt store (no schema version)"));
-    /* Back to 2: opens again, the list is there. */
-    uint8_t v2[4] = {0, 0, 0, 2};
-    set_meta(W.dir, "schema", v2, 4);
+    /* Back to 3: opens again, the list is there. */
+    uint8_t v3[4] = {0, 0, 0, 3};
+    set_meta(W.dir, "schema", v3, 4);
     assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
@@ -1450,12 +1450,35 @@ static void raw_put(const char *dir, const char *db, const void *key, size_t kle
 
 #define WINDOW 3600u
 
-static void seen_is(rc_store *st, const uint8_t E[32], uint64_t now, int want_seen)
+static int match_E(void *ctx, const uint8_t E[32])
+{
+    return memcmp(ctx, E, 32) == 0;
+}
+
+/* A post handed to the MTA at now, and the MTA's receipt for it: returns
+ * what rc_store_delivered_begin found (the receipt then finds it pending,
+ * or delivered already). */
+static int post_delivered(rc_store *st, const uint8_t E[32], uint64_t now, uint64_t window)
 {
     rc_error err;
-    int seen = -1;
-    assert_int_equal(rc_store_delivered_check_add(st, E, now, WINDOW, &seen, &err), RC_OK);
-    assert_int_equal(seen, want_seen);
+    int state = -1, was = -1;
+    uint64_t first = 0;
+    uint8_t got[32];
+    assert_int_equal(rc_store_delivered_begin(st, E, now, window, &state, &first, &err), RC_OK);
+    if (state == RC_POST_NEW)
+        assert_int_equal(first, now);
+    assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_E, (void *)E, got, &was, &err),
+                     RC_OK);
+    assert_int_equal(was, state == RC_POST_NEW ? RC_POST_PENDING : state);
+    assert_memory_equal(got, E, 32);
+    return state;
+}
+
+/* want_seen 1: E was delivered within the window; 0: new, and now delivered. */
+static void seen_is(rc_store *st, const uint8_t E[32], uint64_t now, int want_seen)
+{
+    assert_int_equal(post_delivered(st, E, now, WINDOW),
+                     want_seen ? RC_POST_DELIVERED : RC_POST_NEW);
 }
 
 static void test_migrate_from_schema_1(void **state)
@@ -1493,7 +1516,8 @@ static void test_migrate_from_schema_1(void **state)
     assert_int_equal(m.status, RC_STATUS_ACTIVE);
     rc_store_reader_end(rd);
     int seen;
-    assert_int_equal(rc_store_delivered_check_add(st, E[1], T, WINDOW, &seen, &err),
+    uint64_t first;
+    assert_int_equal(rc_store_delivered_begin(st, E[1], T, WINDOW, &seen, &first, &err),
                      RC_E_INVALID);
     rc_store_close(st);
     assert_int_equal(raw_schema(W.dir), 1);
@@ -1505,9 +1529,9 @@ static void test_migrate_from_schema_1(void **state)
     assert_int_equal(rc_store_schema(rd), 1);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
     rc_store_reader_end(rd);
-    assert_int_equal(rc_store_delivered_check_add(st, E[1], T, WINDOW, &seen, &err),
+    assert_int_equal(rc_store_delivered_begin(st, E[1], T, WINDOW, &seen, &first, &err),
                      RC_E_VERSION);
-    assert_string_equal(err.msg, "store schema version 1 is not migrated to 2 yet: open it for "
+    assert_string_equal(err.msg, "store schema version 1 is not migrated to 3 yet: open it for "
                                  "writing without RC_STORE_NO_MIGRATE");
     assert_int_equal(rc_store_delivered_forget(st, E[1], &err), RC_E_VERSION);
     rc_request r;
@@ -1528,15 +1552,16 @@ static void test_migrate_from_schema_1(void **state)
     assert_memory_equal(same.p, v1.p, v1.len);
     mbuf_free(&same);
 
-    /* Read-write: migrated to 2 in one transaction; every row kept, the
-     * time index built from the replay cache. */
+    /* Read-write: migrated to 3 in one transaction (1 -> 2 -> 3); every
+     * row kept, the time index built from the replay cache, whose rows all
+     * count as delivered. */
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
-    assert_int_equal(rc_store_schema(rd), 2);
+    assert_int_equal(rc_store_schema(rd), 3);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
     rc_store_reader_end(rd);
     rc_store_close(st);
-    assert_int_equal(raw_schema(W.dir), 2);
+    assert_int_equal(raw_schema(W.dir), 3);
     assert_int_equal(raw_count(W.dir, "delivered"), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
     mbuf v2 = {0};
@@ -1584,7 +1609,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_null(st2);
     char want[512];
     snprintf(want, sizeof want,
-             "cannot migrate the store in %s from schema 1 to 2 (the store is unchanged): "
+             "cannot migrate the store in %s from schema 1 to 3 (the store is unchanged): "
              "store is damaged: malformed row in 'delivered'",
              W.dir);
     assert_string_equal(err.msg, want);
@@ -1625,7 +1650,7 @@ static void test_migrate_from_schema_1(void **state)
             break;
         fails++;
         assert_int_equal(rc, RC_E_IO);
-        assert_non_null(strstr(err.msg, "from schema 1 to 2 (the store is unchanged): store is "
+        assert_non_null(strstr(err.msg, "from schema 1 to 3 (the store is unchanged): store is "
                                         "full: raise the map size"));
         assert_int_equal(raw_schema(W.dir), 1);
         assert_true(fails < 200);
@@ -1633,7 +1658,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_true(fails > 1);
     assert_int_equal(rc_store_found_schema(st), 1);
     rc_store_close(st);
-    assert_int_equal(raw_schema(W.dir), 2);
+    assert_int_equal(raw_schema(W.dir), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 2000);
     store_destroy(NULL);
 
@@ -1652,7 +1677,7 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_close(st); /* read only: nothing repaired */
     assert_int_equal(raw_count(W.dir, "delivered-at"), 1);
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
-    assert_int_equal(rc_store_found_schema(st), 2);
+    assert_int_equal(rc_store_found_schema(st), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 2);
     seen_is(st, E[2], T + 1, 0); /* prunes the old build's expired row */
     assert_int_equal(raw_count(W.dir, "delivered"), 2);
@@ -1671,23 +1696,32 @@ static void test_replay_cache_bounded(void **state)
     uint8_t first[32], last[32], E[32];
     const uint64_t win = 100, posts = 3000;
     int seen;
+    uint64_t t0;
     for (uint64_t t = 1; t <= posts; t++) {
         randombytes_buf(E, 32);
         if (t == 1)
             memcpy(first, E, 32);
         memcpy(last, E, 32);
-        assert_int_equal(rc_store_delivered_check_add(st, E, NOW + t, win, &seen, &err), RC_OK);
-        assert_int_equal(seen, 0);
+        /* Every other post stays pending (its receipt never came). */
+        if (t % 2)
+            assert_int_equal(post_delivered(st, E, NOW + t, win), RC_POST_NEW);
+        else {
+            assert_int_equal(rc_store_delivered_begin(st, E, NOW + t, win, &seen, &t0, &err),
+                             RC_OK);
+            assert_int_equal(seen, RC_POST_NEW);
+        }
     }
-    /* Posts at NOW+2900 .. NOW+3000 are within the window of NOW+3000. */
+    /* Posts at NOW+2900 .. NOW+3000 are within the window of NOW+3000,
+     * pending and delivered alike. */
     assert_int_equal(raw_count(W.dir, "delivered"), win + 1);
     assert_int_equal(raw_count(W.dir, "delivered-at"), win + 1);
-    assert_int_equal(rc_store_delivered_check_add(st, last, NOW + posts, win, &seen, &err),
+    assert_int_equal(rc_store_delivered_begin(st, last, NOW + posts, win, &seen, &t0, &err),
                      RC_OK);
-    assert_int_equal(seen, 1);
-    assert_int_equal(rc_store_delivered_check_add(st, first, NOW + posts, win, &seen, &err),
+    assert_int_equal(seen, RC_POST_PENDING);
+    assert_int_equal(t0, NOW + posts);
+    assert_int_equal(rc_store_delivered_begin(st, first, NOW + posts, win, &seen, &t0, &err),
                      RC_OK);
-    assert_int_equal(seen, 0);
+    assert_int_equal(seen, RC_POST_NEW);
     /* forget drops both rows of a post. */
     assert_int_equal(rc_store_delivered_forget(st, first, &err), RC_OK);
     assert_int_equal(raw_count(W.dir, "delivered"), win + 1);
@@ -1697,8 +1731,7 @@ static void test_replay_cache_bounded(void **state)
      * the cache shrinks back within a few posts. */
     for (int i = 0; i < 3; i++) {
         randombytes_buf(E, 32);
-        assert_int_equal(
-            rc_store_delivered_check_add(st, E, NOW + posts + 10 * win, win, &seen, &err), RC_OK);
+        assert_int_equal(post_delivered(st, E, NOW + posts + 10 * win, win), RC_POST_NEW);
     }
     assert_int_equal(raw_count(W.dir, "delivered"), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
@@ -1706,11 +1739,135 @@ static void test_replay_cache_bounded(void **state)
      * and the entry just recorded is not taken for an expired one. */
     const uint64_t huge = UINT64_MAX - (NOW + posts) + 1000;
     randombytes_buf(E, 32);
-    assert_int_equal(rc_store_delivered_check_add(st, E, NOW + posts, huge, &seen, &err), RC_OK);
-    assert_int_equal(seen, 0);
-    assert_int_equal(rc_store_delivered_check_add(st, E, NOW + posts + 1, huge, &seen, &err),
+    assert_int_equal(post_delivered(st, E, NOW + posts, huge), RC_POST_NEW);
+    assert_int_equal(post_delivered(st, E, NOW + posts + 1, huge), RC_POST_DELIVERED);
+    store_destroy(st);
+}
+
+static int match_none(void *ctx, const uint8_t E[32])
+{
+    (void)ctx;
+    (void)E;
+    return 0;
+}
+
+/* A post is delivered only once the MTA's receipt says so: until then a
+ * retry is processed again (pending, with the first attempt's time); a
+ * receipt needs the right E (prefix and match), and a forged or stale one
+ * changes nothing. */
+static void test_replay_pending(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    uint8_t E[32], E2[32], got[32];
+    int s, was;
+    uint64_t t0;
+    randombytes_buf(E, 32);
+    /* First attempt: new, recorded as pending since NOW. */
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(t0, NOW);
+    /* The retry (the MTA did not commit, or did not say): pending, first
+     * attempt at NOW; nothing written. */
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 60, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_PENDING);
+    assert_int_equal(t0, NOW);
+    assert_int_equal(raw_count(W.dir, "delivered"), 1);
+    /* A receipt whose match fails (a forged tag) finds nothing. */
+    assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_none, NULL, got, &was, &err),
                      RC_OK);
-    assert_int_equal(seen, 1);
+    assert_int_equal(was, RC_POST_NEW);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 61, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_PENDING);
+    /* Another E with the same 12-byte prefix (a collision): the receipt
+     * takes the one that matches, the other stays pending. */
+    memcpy(E2, E, 32);
+    E2[31] ^= 1;
+    assert_int_equal(rc_store_delivered_begin(st, E2, NOW + 62, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(rc_store_delivered_confirm(st, E2, 12, match_E, E2, got, &was, &err), RC_OK);
+    assert_int_equal(was, RC_POST_PENDING);
+    assert_memory_equal(got, E2, 32);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 63, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_PENDING);
+    assert_int_equal(rc_store_delivered_begin(st, E2, NOW + 63, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_DELIVERED);
+    assert_int_equal(t0, NOW + 62);
+    /* The receipt for E: delivered from now on; a second receipt is a no-op. */
+    assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_E, E, got, &was, &err), RC_OK);
+    assert_int_equal(was, RC_POST_PENDING);
+    assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_E, E, got, &was, &err), RC_OK);
+    assert_int_equal(was, RC_POST_DELIVERED);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 64, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_DELIVERED);
+    assert_int_equal(t0, NOW); /* the first attempt's time stays */
+    assert_int_equal(raw_count(W.dir, "delivered"), 2);
+    assert_int_equal(raw_count(W.dir, "delivered-at"), 2);
+    /* A receipt for a post the cache does not hold. */
+    uint8_t other[32];
+    randombytes_buf(other, 32);
+    assert_int_equal(rc_store_delivered_confirm(st, other, 12, match_E, other, got, &was, &err),
+                     RC_OK);
+    assert_int_equal(was, RC_POST_NEW);
+    assert_int_equal(rc_store_delivered_confirm(st, other, 0, match_E, other, got, &was, &err),
+                     RC_E_INVALID);
+    /* A pending post whose attempt failed before the MTA had it is
+     * forgotten: the next attempt is new again. */
+    randombytes_buf(other, 32);
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 65, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_forget(st, other, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 66, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(t0, NOW + 66);
+    /* Past the window a pending post is new again, with a new time. */
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 67 + WINDOW, WINDOW, &s, &t0, &err),
+                     RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(t0, NOW + 67 + WINDOW);
+    /* A damaged row is reported, not taken for a new post. */
+    raw_put(W.dir, "delivered", other, 32, "bad", 3);
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 68 + WINDOW, WINDOW, &s, &t0, &err),
+                     RC_E_FORMAT);
+    assert_non_null(strstr(err.msg, "malformed row in 'delivered'"));
+    store_destroy(st);
+}
+
+/* The audience of a post: devices enrolled before its cutoff, of members
+ * whose record has not changed since (a retry's first attempt). */
+static void test_recrypt_audience(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    rc_store_reader *rd;
+    rc_device_entry *e = NULL;
+    size_t n = 0;
+    create_list(st);
+    const int alice[] = {D_ALICE}, bob[] = {D_BOB1, D_BOB2}, carol[] = {D_CAROL};
+    add_member(st, M_ALICE, alice, 1, NOW - 100);
+    add_member(st, M_BOB, bob, 2, NOW - 50);
+    add_member(st, M_CAROL, carol, 1, NOW);
+    static const struct {
+        uint64_t before, since;
+        size_t n;
+    } cases[] = {
+        {UINT64_MAX, UINT64_MAX, 4}, {NOW - 50, UINT64_MAX, 1}, {NOW - 49, UINT64_MAX, 3},
+        {NOW + 1, UINT64_MAX, 4},    {NOW - 100, UINT64_MAX, 0}, {UINT64_MAX, NOW, 0},
+        {UINT64_MAX, NOW + 1, 4},
+    };
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, 1, cases[i].before,
+                                                  cases[i].since, &e, &n, &err),
+                         RC_OK);
+        if (n != cases[i].n)
+            fail_msg("case %zu: %zu entries, expected %zu", i, n, cases[i].n);
+        for (size_t j = 0; j < n; j++)
+            assert_true(e[j].enrolled_at < cases[i].before);
+        rc_secret_free(e);
+    }
+    rc_store_reader_end(rd);
     store_destroy(st);
 }
 
@@ -1725,6 +1882,8 @@ int main(void)
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_migrate_from_schema_1),
         cmocka_unit_test(test_replay_cache_bounded),
+        cmocka_unit_test(test_replay_pending),
+        cmocka_unit_test(test_recrypt_audience),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

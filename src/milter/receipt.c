@@ -154,10 +154,9 @@ int receipt_run(const config *cfg, const char *recipient, const char *queue_id)
         return EX_TEMPFAIL;
     }
     if (state == RC_POST_PENDING)
-        log_msg(LOG_LEVEL_INFO, qid, "post=%s verdict=delivered (the MTA's receipt)", e_hex);
+        log_msg(LOG_LEVEL_INFO, qid, "post=%s verdict=delivered (receipt)", e_hex);
     else if (state == RC_POST_DELIVERED)
-        log_msg(LOG_LEVEL_INFO, qid, "post=%s verdict=delivered (receipt again: nothing to do)",
-                e_hex);
+        log_msg(LOG_LEVEL_INFO, qid, "post=%s verdict=delivered (receipt again)", e_hex);
     else
         log_msg(LOG_LEVEL_WARNING, qid,
                 "post=%s verdict=receipt-unknown (no pending post with this token: expired from "

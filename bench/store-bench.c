@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         uint8_t got[32];
         randombytes_buf(E, sizeof E);
         double a = now_s();
-        if (rc_store_delivered_begin(st, E, t0 + i, window, &seen, &first, &err))
+        if (rc_store_delivered_begin(st, E, t0 + i, 0, window, &seen, &first, &err))
             die("recording a post", &err);
         double d = now_s() - a;
         t_begin += d;
@@ -171,7 +171,7 @@ int main(int argc, char **argv)
             fail("the receipt did not find its pending post");
         /* Every 1000th post, the previous one again (one second old). */
         if (i % 1000 == 999 && i > 0) {
-            if (rc_store_delivered_begin(st, again, t0 + i, window, &seen, &first, &err))
+            if (rc_store_delivered_begin(st, again, t0 + i, 0, window, &seen, &first, &err))
                 die("recording a replay", &err);
             if (seen != RC_POST_DELIVERED)
                 fail("a replay within the window was not seen");

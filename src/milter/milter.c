@@ -668,8 +668,8 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     if (mail) {
         const rc_envelope *env = rc_mail_envelope(mail);
         sodium_bin2hex(post_id, sizeof post_id, env->E, RECEIPT_PREFIX_BYTES);
-        if (rc_store_delivered_begin(D->store, env->E, now, cfg.freshness_window, &post_state,
-                                     &first, &err) != 0) {
+        if (rc_store_delivered_begin(D->store, env->E, now, rc_mail_date(mail),
+                                     cfg.freshness_window, &post_state, &first, &err) != 0) {
             st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: replay cache: %s",
                        err.msg);
             goto done;

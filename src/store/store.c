@@ -42,6 +42,9 @@
 #define EPOCH_VAL_MAX (1 + 8 + 2 + RC_STATEMENT_MAX)
 #define LIST_VAL_MAX (1 + RC_ID_BYTES + 8 + 1 + RC_ADDR_MAX + 32 + 8)
 
+/* A replay-cache row of schema 3 (keep ‖ state ‖ first; see "replay cache"). */
+#define ROW_BYTES 17
+
 #define DATA_FILE "data.mdb"
 #define LOCK_FILE "lock.mdb"
 #define DATA_MODE 0640
@@ -1150,7 +1153,7 @@ static int index_delivered(MDB_txn *txn, rc_error *err)
         return mdb_error(err, mrc, "indexing the replay cache");
     int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (r == 0) {
-        if (k.mv_size != RC_POINT_BYTES || !(v.mv_size == 8 || v.mv_size == 9)) {
+        if (k.mv_size != RC_POINT_BYTES || !(v.mv_size == 8 || v.mv_size == ROW_BYTES)) {
             mdb_cursor_close(c);
             return damaged(err, "delivered");
         }
@@ -1173,10 +1176,11 @@ static int migrate_1_to_2(MDB_txn *txn, rc_error *err)
     return index_delivered(txn, err);
 }
 
-/* 2 -> 3: a replay-cache row may now be pending (9 bytes, u64 time ‖ u8 1)
- * until the MTA's receipt; every schema-2 row was recorded as delivered
- * and stays so. Nothing to rewrite: the version keeps older builds, which
- * would take a pending row for damage, away from the store. */
+/* 2 -> 3: replay-cache rows of 17 bytes (keep ‖ state ‖ first: pending
+ * until the MTA's receipt, then delivered); every schema-2 row (8 bytes)
+ * was recorded as delivered and stays so, as it is. Nothing to rewrite:
+ * the version keeps older builds, which would take the new rows for
+ * damage, away from the store. */
 static int migrate_2_to_3(MDB_txn *txn, rc_error *err)
 {
     (void)txn;
@@ -1644,14 +1648,20 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
 /* ---------------------------------------------------------------- replay cache */
 
 /* The replay cache: "delivered" (E -> row) and its time index
- * "delivered-at" (u64 time ‖ E -> empty). A row is `u64 time` (8 bytes:
- * delivered, the MTA's receipt came) or `u64 time ‖ u8 1` (9 bytes:
- * pending, handed to the MTA at time, fate unknown); time is the first
- * attempt's and never changes, so the index row stays. Each post that is
+ * "delivered-at" (u64 keep ‖ E -> empty). A row is
+ *   u64 keep ‖ u8 state ‖ u64 first   (17 bytes; state 1 pending: handed
+ *                                      to the MTA, fate unknown; 2
+ *                                      delivered: the MTA's receipt came)
+ *   u64 time                          (8 bytes, written by schema 2:
+ *                                      delivered, keep = first = time)
+ * keep is the later of the first attempt and the post's Date: the post is
+ * fresh until keep + window at most, so its row is kept until then. keep
+ * and first never change, so the index row stays. Each post that is
  * recorded also drops up to PRUNE_MAX entries older than the window,
  * oldest first, so the cache holds about one window's traffic. */
 #define PRUNE_MAX 64
 #define ROW_PENDING 1
+#define ROW_DELIVERED 2
 
 static size_t key_delivered_at(uint8_t k[8 + RC_POINT_BYTES], uint64_t t,
                                const uint8_t E[RC_POINT_BYTES])
@@ -1661,18 +1671,32 @@ static size_t key_delivered_at(uint8_t k[8 + RC_POINT_BYTES], uint64_t t,
     return 8 + RC_POINT_BYTES;
 }
 
-/* A row of "delivered": 0 and its time and state, or -1 when malformed. */
-static int delivered_row(const MDB_val *v, uint64_t *t, int *state)
+/* A row of "delivered": 0 and its keep time, state and first attempt, or
+ * -1 when malformed. first may be NULL. */
+static int delivered_row(const MDB_val *v, uint64_t *t, int *state, uint64_t *first)
 {
     const uint8_t *p = v->mv_data;
-    if (v->mv_size == 8)
+    uint64_t f;
+    if (v->mv_size == 8) {
         *state = RC_POST_DELIVERED;
-    else if (v->mv_size == 9 && p[8] == ROW_PENDING)
-        *state = RC_POST_PENDING;
-    else
+        f = rc_be64_get(p);
+    } else if (v->mv_size == ROW_BYTES && (p[8] == ROW_PENDING || p[8] == ROW_DELIVERED)) {
+        *state = p[8] == ROW_PENDING ? RC_POST_PENDING : RC_POST_DELIVERED;
+        f = rc_be64_get(p + 9);
+    } else {
         return -1;
+    }
     *t = rc_be64_get(p);
+    if (first)
+        *first = f;
     return 0;
+}
+
+static void row_put(uint8_t row[ROW_BYTES], uint64_t keep, int state, uint64_t first)
+{
+    rc_be64_put(row, keep);
+    row[8] = state == RC_POST_PENDING ? ROW_PENDING : ROW_DELIVERED;
+    rc_be64_put(row + 9, first);
 }
 
 /* A post recorded at t is older than the window at now (no overflow; a
@@ -1710,7 +1734,7 @@ static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t wi
         MDB_val ek = {RC_POINT_BYTES, E}, ev;
         /* Only the row of this time: a newer record of E has its own. */
         r = mdb_get(txn, st->delivered, &ek, &ev);
-        if (r == 0 && delivered_row(&ev, &rt, &state) == 0 && rt == t)
+        if (r == 0 && delivered_row(&ev, &rt, &state, NULL) == 0 && rt == t)
             r = mdb_del(txn, st->delivered, &ek, NULL);
         else if (r == 0 || r == MDB_NOTFOUND)
             r = 0;
@@ -1725,10 +1749,11 @@ static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t wi
 }
 
 int rc_store_delivered_begin(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
-                             uint64_t window, int *state, uint64_t *first, rc_error *err)
+                             uint64_t date, uint64_t window, int *state, uint64_t *first,
+                             rc_error *err)
 {
     MDB_txn *txn;
-    uint64_t t = 0;
+    uint64_t t = 0, f = 0;
     int found = RC_POST_NEW;
     *state = RC_POST_NEW;
     *first = now;
@@ -1744,23 +1769,23 @@ int rc_store_delivered_begin(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint
         mdb_txn_abort(txn);
         return mdb_error(err, mrc, "reading the replay cache");
     }
-    if (mrc == 0 && delivered_row(&v, &t, &found) != 0) {
+    if (mrc == 0 && delivered_row(&v, &t, &found, &f) != 0) {
         mdb_txn_abort(txn);
         return damaged(err, "delivered");
     }
     if (mrc == 0 && !expired(t, now, window)) {
         /* Known within the window: nothing to write. */
         *state = found;
-        *first = t;
+        *first = f;
         mdb_txn_abort(txn);
         return 0;
     }
     /* An expired record of the same E: drop it and its index row. */
     mrc = mrc == 0 ? delivered_del(txn, st, E, t) : 0;
-    uint8_t row[9], ik[8 + RC_POINT_BYTES];
-    rc_be64_put(row, now);
-    row[8] = ROW_PENDING;
-    MDB_val nv = {sizeof row, row}, ikv = {key_delivered_at(ik, now, E), ik}, empty = {0, NULL};
+    uint64_t keep = date > now ? date : now;
+    uint8_t row[ROW_BYTES], ik[8 + RC_POINT_BYTES];
+    row_put(row, keep, RC_POST_PENDING, now);
+    MDB_val nv = {sizeof row, row}, ikv = {key_delivered_at(ik, keep, E), ik}, empty = {0, NULL};
     if (mrc == 0)
         mrc = mdb_put(txn, st->delivered, &k, &nv, 0);
     if (mrc == 0)
@@ -1796,11 +1821,11 @@ int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefi
     uint8_t key[RC_POINT_BYTES] = {0};
     memcpy(key, prefix, prefix_len);
     MDB_val k = {prefix_len, key}, v;
-    uint64_t t = 0;
+    uint64_t t = 0, f = 0;
     int found = RC_POST_NEW, r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     /* Every E that starts with prefix (one, but for a collision). */
     while (r == 0 && k.mv_size == RC_POINT_BYTES && memcmp(k.mv_data, prefix, prefix_len) == 0) {
-        if (delivered_row(&v, &t, &found) != 0) {
+        if (delivered_row(&v, &t, &found, &f) != 0) {
             mdb_cursor_close(c);
             mdb_txn_abort(txn);
             return damaged(err, "delivered");
@@ -1822,8 +1847,8 @@ int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefi
         mdb_txn_abort(txn);
         return 0;
     }
-    uint8_t row[8];
-    rc_be64_put(row, t);
+    uint8_t row[ROW_BYTES];
+    row_put(row, t, RC_POST_DELIVERED, f);
     MDB_val ek = {RC_POINT_BYTES, E_out}, nv = {sizeof row, row};
     mrc = mdb_put(txn, st->delivered, &ek, &nv, 0);
     if (mrc == 0)
@@ -1847,7 +1872,7 @@ int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_
     int state;
     mrc = mdb_get(txn, st->delivered, &k, &v);
     if (mrc == 0)
-        mrc = delivered_row(&v, &t, &state) == 0 ? delivered_del(txn, st, E, t)
+        mrc = delivered_row(&v, &t, &state, NULL) == 0 ? delivered_del(txn, st, E, t)
                                                   : mdb_del(txn, st->delivered, &k, NULL);
     if (mrc && mrc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);

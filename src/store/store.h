@@ -162,12 +162,15 @@ enum {
     RC_POST_DELIVERED = 2, /* the MTA's receipt came */
 };
 /* Before a post is handed to the MTA. *state is what the cache held for E
- * within `window` seconds before now; for RC_POST_NEW, E is now recorded
- * as pending since now (and up to 64 entries older than the window are
- * forgotten, oldest first). *first: the first attempt's time (now for a
- * new post). Nothing is written for a pending or delivered E. */
+ * (RC_POST_PENDING or RC_POST_DELIVERED while the post is still fresh,
+ * that is until the later of its first attempt and its Date, plus
+ * `window`); for RC_POST_NEW, E is now recorded as pending, first attempt
+ * now, kept until max(now, date) + window (and up to 64 expired entries
+ * are forgotten, oldest first). *first: the first attempt's time (now for
+ * a new post). Nothing is written for a pending or delivered E. */
 int rc_store_delivered_begin(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t now,
-                             uint64_t window, int *state, uint64_t *first, rc_error *err);
+                             uint64_t date, uint64_t window, int *state, uint64_t *first,
+                             rc_error *err);
 /* The receipt: the pending E that starts with prefix (prefix_len bytes)
  * and for which match returns non-zero becomes delivered. *state is what
  * the cache held: RC_POST_PENDING (now delivered; E_out set),

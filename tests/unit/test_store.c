@@ -1464,7 +1464,7 @@ static int post_delivered(rc_store *st, const uint8_t E[32], uint64_t now, uint6
     int state = -1, was = -1;
     uint64_t first = 0;
     uint8_t got[32];
-    assert_int_equal(rc_store_delivered_begin(st, E, now, window, &state, &first, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E, now, 0, window, &state, &first, &err), RC_OK);
     if (state == RC_POST_NEW)
         assert_int_equal(first, now);
     assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_E, (void *)E, got, &was, &err),
@@ -1517,7 +1517,7 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_reader_end(rd);
     int seen;
     uint64_t first;
-    assert_int_equal(rc_store_delivered_begin(st, E[1], T, WINDOW, &seen, &first, &err),
+    assert_int_equal(rc_store_delivered_begin(st, E[1], T, 0, WINDOW, &seen, &first, &err),
                      RC_E_INVALID);
     rc_store_close(st);
     assert_int_equal(raw_schema(W.dir), 1);
@@ -1529,7 +1529,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_int_equal(rc_store_schema(rd), 1);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
     rc_store_reader_end(rd);
-    assert_int_equal(rc_store_delivered_begin(st, E[1], T, WINDOW, &seen, &first, &err),
+    assert_int_equal(rc_store_delivered_begin(st, E[1], T, 0, WINDOW, &seen, &first, &err),
                      RC_E_VERSION);
     assert_string_equal(err.msg, "store schema version 1 is not migrated to 3 yet: open it for "
                                  "writing without RC_STORE_NO_MIGRATE");
@@ -1706,7 +1706,7 @@ static void test_replay_cache_bounded(void **state)
         if (t % 2)
             assert_int_equal(post_delivered(st, E, NOW + t, win), RC_POST_NEW);
         else {
-            assert_int_equal(rc_store_delivered_begin(st, E, NOW + t, win, &seen, &t0, &err),
+            assert_int_equal(rc_store_delivered_begin(st, E, NOW + t, 0, win, &seen, &t0, &err),
                              RC_OK);
             assert_int_equal(seen, RC_POST_NEW);
         }
@@ -1715,11 +1715,11 @@ static void test_replay_cache_bounded(void **state)
      * pending and delivered alike. */
     assert_int_equal(raw_count(W.dir, "delivered"), win + 1);
     assert_int_equal(raw_count(W.dir, "delivered-at"), win + 1);
-    assert_int_equal(rc_store_delivered_begin(st, last, NOW + posts, win, &seen, &t0, &err),
+    assert_int_equal(rc_store_delivered_begin(st, last, NOW + posts, 0, win, &seen, &t0, &err),
                      RC_OK);
     assert_int_equal(seen, RC_POST_PENDING);
     assert_int_equal(t0, NOW + posts);
-    assert_int_equal(rc_store_delivered_begin(st, first, NOW + posts, win, &seen, &t0, &err),
+    assert_int_equal(rc_store_delivered_begin(st, first, NOW + posts, 0, win, &seen, &t0, &err),
                      RC_OK);
     assert_int_equal(seen, RC_POST_NEW);
     /* forget drops both rows of a post. */
@@ -1765,12 +1765,12 @@ static void test_replay_pending(void **state)
     uint64_t t0;
     randombytes_buf(E, 32);
     /* First attempt: new, recorded as pending since NOW. */
-    assert_int_equal(rc_store_delivered_begin(st, E, NOW, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_NEW);
     assert_int_equal(t0, NOW);
     /* The retry (the MTA did not commit, or did not say): pending, first
      * attempt at NOW; nothing written. */
-    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 60, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 60, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_PENDING);
     assert_int_equal(t0, NOW);
     assert_int_equal(raw_count(W.dir, "delivered"), 1);
@@ -1778,20 +1778,20 @@ static void test_replay_pending(void **state)
     assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_none, NULL, got, &was, &err),
                      RC_OK);
     assert_int_equal(was, RC_POST_NEW);
-    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 61, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 61, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_PENDING);
     /* Another E with the same 12-byte prefix (a collision): the receipt
      * takes the one that matches, the other stays pending. */
     memcpy(E2, E, 32);
     E2[31] ^= 1;
-    assert_int_equal(rc_store_delivered_begin(st, E2, NOW + 62, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E2, NOW + 62, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_NEW);
     assert_int_equal(rc_store_delivered_confirm(st, E2, 12, match_E, E2, got, &was, &err), RC_OK);
     assert_int_equal(was, RC_POST_PENDING);
     assert_memory_equal(got, E2, 32);
-    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 63, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 63, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_PENDING);
-    assert_int_equal(rc_store_delivered_begin(st, E2, NOW + 63, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E2, NOW + 63, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_DELIVERED);
     assert_int_equal(t0, NOW + 62);
     /* The receipt for E: delivered from now on; a second receipt is a no-op. */
@@ -1799,7 +1799,7 @@ static void test_replay_pending(void **state)
     assert_int_equal(was, RC_POST_PENDING);
     assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_E, E, got, &was, &err), RC_OK);
     assert_int_equal(was, RC_POST_DELIVERED);
-    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 64, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 64, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_DELIVERED);
     assert_int_equal(t0, NOW); /* the first attempt's time stays */
     assert_int_equal(raw_count(W.dir, "delivered"), 2);
@@ -1815,19 +1815,42 @@ static void test_replay_pending(void **state)
     /* A pending post whose attempt failed before the MTA had it is
      * forgotten: the next attempt is new again. */
     randombytes_buf(other, 32);
-    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 65, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 65, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(rc_store_delivered_forget(st, other, &err), RC_OK);
-    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 66, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 66, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_NEW);
     assert_int_equal(t0, NOW + 66);
     /* Past the window a pending post is new again, with a new time. */
-    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 67 + WINDOW, WINDOW, &s, &t0, &err),
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 67 + WINDOW, 0, WINDOW, &s, &t0, &err),
                      RC_OK);
     assert_int_equal(s, RC_POST_NEW);
     assert_int_equal(t0, NOW + 67 + WINDOW);
+    /* A post dated ahead of its first attempt (within FutureSkew) stays
+     * fresh until its Date plus the window, and so does its row: a replay
+     * one window after the first attempt is still known. */
+    uint8_t ahead[32];
+    const uint64_t dated = NOW + 1000 + 3000;
+    randombytes_buf(ahead, 32);
+    assert_int_equal(rc_store_delivered_begin(st, ahead, NOW + 1000, dated, WINDOW, &s, &t0, &err),
+                     RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(t0, NOW + 1000);
+    assert_int_equal(rc_store_delivered_confirm(st, ahead, 12, match_E, ahead, got, &was, &err),
+                     RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, ahead, NOW + 1000 + WINDOW + 100, dated, WINDOW,
+                                              &s, &t0, &err),
+                     RC_OK);
+    assert_int_equal(s, RC_POST_DELIVERED);
+    assert_int_equal(t0, NOW + 1000); /* the first attempt, not the Date */
+    assert_int_equal(rc_store_delivered_begin(st, ahead, dated + WINDOW, dated, WINDOW, &s, &t0, &err),
+                     RC_OK);
+    assert_int_equal(s, RC_POST_DELIVERED);
+    assert_int_equal(
+        rc_store_delivered_begin(st, ahead, dated + WINDOW + 1, dated, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW); /* stale by then: the freshness check refuses it anyway */
     /* A damaged row is reported, not taken for a new post. */
     raw_put(W.dir, "delivered", other, 32, "bad", 3);
-    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 68 + WINDOW, WINDOW, &s, &t0, &err),
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 68 + WINDOW, 0, WINDOW, &s, &t0, &err),
                      RC_E_FORMAT);
     assert_non_null(strstr(err.msg, "malformed row in 'delivered'"));
     store_destroy(st);

@@ -40,7 +40,7 @@ int receipt_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES
 /* Is address in the receipt domain (case-insensitive)? domain "" never matches. */
 int receipt_in_domain(const char *address, const char *domain);
 
-/* recrypt-milter -r RECIPIENT: the receipt transport's command. Reads and
+/* recrypt-milter -r RECIPIENT (receipt_run.c): the receipt transport's command. Reads and
  * drops the message on stdin (the MTA writes it), marks the post
  * delivered, logs one line. Returns a sysexits code the MTA understands:
  * 0 done (also for a post already delivered or no longer in the cache),

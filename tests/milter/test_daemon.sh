@@ -211,6 +211,14 @@ else
 fi
 if listening "$NPORT"; then failed "-n good configuration: something listens on its port afterwards"; else
   pass "-n good configuration: nothing listens on its port afterwards"; fi
+grep -q 'warning: no ReceiptDomain' n-good.out && pass "-n without ReceiptDomain warns that posts stay pending" ||
+  failed "-n without ReceiptDomain: no warning: $(cat n-good.out)"
+{ cat n-good.conf; echo "ReceiptDomain Receipt.Example.INVALID"; } >n-receipt.conf
+rc=0
+"$RECRYPT_MILTER" -n -c n-receipt.conf >n-receipt.out 2>n-receipt.err || rc=$?
+[ "$rc" -eq 0 ] && grep -q 'delivery receipts to @receipt.example.invalid' n-receipt.out &&
+  ! grep -q 'warning' n-receipt.out && pass "-n with ReceiptDomain: exit 0, names the receipt domain (lower case)" ||
+  failed "-n with ReceiptDomain: exit $rc: $(cat n-receipt.out n-receipt.err | head -c 300)"
 
 mkdir -p notastore
 cp db/service.key wr.key
@@ -228,6 +236,9 @@ printf 'Database %s\nSyslog no\n' "$T/db" >n-nosocket.conf
 { base; printf 'Database %s\nStatsInterval 8d\n' "$T/db"; } >n-statsbig.conf
 { base; printf 'Database %s\nFreshnessWindow 3651d\n' "$T/db"; } >n-freshbig.conf
 { base; printf 'Database %s\nFutureSkew 99999999999999999d\n' "$T/db"; } >n-skewbig.conf
+{ base; printf 'Database %s\nReceiptDomain nodots\n' "$T/db"; } >n-rcptnodot.conf
+{ base; printf 'Database %s\nReceiptDomain a..invalid\n' "$T/db"; } >n-rcptdots.conf
+{ base; printf 'Database %s\nReceiptDomain r@x.invalid\n' "$T/db"; } >n-rcptat.conf
 # nflag NAME PATTERN WHAT: -n on n-NAME.conf exits 78 saying PATTERN (grep -E)
 nflag() {
   local rc=0
@@ -253,6 +264,9 @@ nflag statsabc 'n-statsabc\.conf:4: StatsInterval: .*StatsInterval' "StatsInterv
 nflag statsbig 'n-statsbig\.conf:4: StatsInterval: .*7d' "StatsInterval 8d (over 7d)"
 nflag freshbig 'n-freshbig\.conf:4: FreshnessWindow: .*3650d' "FreshnessWindow 3651d (over 3650d)"
 nflag skewbig 'n-skewbig\.conf:4: FutureSkew: .*3650d' "FutureSkew beyond 64 bits"
+nflag rcptnodot 'n-rcptnodot\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain without a dot"
+nflag rcptdots 'n-rcptdots\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an empty label"
+nflag rcptat 'n-rcptat\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an @"
 # -n opens the store as UserID, as a start does: a store that user cannot
 # use fails the check, and the check leaves no root-owned lock file.
 if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ export RECRYPT_MILTER=$build/src/milter/recrypt-milter
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-demo.XXXXXX")
 source "$root/tests/integration/postfix-lib.sh" # cleans up $T, Postfix and the milter at exit
+PF_RECEIPTS=yes # the delivery-receipt transport, as the admin guide sets it up (section 5.5)
 cd "$T"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -47,6 +48,7 @@ owner member add "$LIST" carol@example.org --device "$(cat carol.pub)" --out m3.
 sleep 1 # a device gets stanzas for posts dated after its enrolment
 
 say "3. Postfix on 127.0.0.1 with recrypt-milter (smtpd_milters, milter_default_action = tempfail)"
+echo "and the receipt transport: a post counts as delivered once Postfix has queued it"
 pf_mailbox "$LIST" demo-bounces@example.org alice@example.org bob@example.org carol@example.org \
   mallory@example.org
 milter_config "$T/milter.conf"
@@ -73,7 +75,10 @@ say "5. Alice's mail program sends it to the list by SMTP"
 send_mail alice@example.org "$LIST" sealed.eml || true
 smtp_replies | tail -3 | show
 for a in alice bob carol; do pf_wait_delivered 1 "$a@example.org" 30 || true; done
+pf_wait_receipts 1 30 || true
 echo "Milter log:"; grep -E 'verdict=' "$MILTER_LOG" | sed 's/.*recrypt-milter //' | show
+echo "Postfix delivered the post's receipt (so a replay of it is discarded from now on):"
+grep 'relay=recrypt-receipt' "$PF_LOG" | sed -E 's/.*to=<([^>]*)>.*(status=[a-z]+).*/\1 \2/' | show
 
 say "6. Each member's copy, as Postfix delivered it, and what each device reads"
 for m in alice:alice bob:bob-laptop bob:bob-phone carol:carol; do

@@ -267,6 +267,18 @@ nflag skewbig 'n-skewbig\.conf:4: FutureSkew: .*3650d' "FutureSkew beyond 64 bit
 nflag rcptnodot 'n-rcptnodot\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain without a dot"
 nflag rcptdots 'n-rcptdots\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an empty label"
 nflag rcptat 'n-rcptat\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an @"
+# recrypt-milter -r (the MTA's receipt transport): every failure the MTA can
+# retry is exit 75 (EX_TEMPFAIL), so Postfix defers the receipt; -r with -n
+# is a usage error.
+ZERO=000000000000000000000000000000000000000000000000@receipt.invalid
+for c in notastore:"a Database that is not a store" unknown:"a config that does not parse"; do
+  rc=0
+  "$RECRYPT_MILTER" -c "n-${c%%:*}.conf" -r "$ZERO" </dev/null >r.out 2>r.err || rc=$?
+  [ "$rc" -eq 75 ] && [ -s r.err ] && pass "-r with ${c#*:}: exit 75, $(head -n 1 r.err | sed "s|$T/||g" | cut -c1-90)" ||
+    failed "-r with ${c#*:}: exit $rc, expected 75: $(head -c 200 r.err)"
+done
+rc=0; "$RECRYPT_MILTER" -n -r "$ZERO" -c n-good.conf </dev/null >r.out 2>r.err || rc=$?
+[ "$rc" -eq 64 ] && pass "-r with -n: usage error (64)" || failed "-r with -n: exit $rc, expected 64"
 # -n opens the store as UserID, as a start does: a store that user cannot
 # use fails the check, and the check leaves no root-owned lock file.
 if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then

@@ -43,7 +43,7 @@ typedef struct {
     uint64_t max_fanout;
     size_t map_size;
     uint64_t stats_interval; /* seconds between periodic counters lines; 0 = none */
-    char receipt_domain[254]; /* "" = no receipts (docs/admin-guide.md §5.3) */
+    char receipt_domain[254]; /* "" = no receipts (docs/admin-guide.md §5.5) */
 } config;
 
 void config_defaults(config *c);

@@ -271,12 +271,12 @@ static int check_only(const config *c)
                c->database, schema, RC_STORE_SCHEMA_VERSION);
     if (c->receipt_domain[0])
         printf("recrypt-milter: delivery receipts to @%s: the MTA must route that domain to "
-               "recrypt-milter -r (admin guide, section 5.3)\n",
+               "recrypt-milter -r (admin guide, section 5.5)\n",
                c->receipt_domain);
     else
         printf("recrypt-milter: warning: no ReceiptDomain: a post handed to the MTA stays "
                "pending, so a replay of it reaches its first recipients again (admin guide, "
-               "section 5.3)\n");
+               "section 5.5)\n");
     printf("recrypt-milter: configuration %s and store %s are usable\n", config_path, c->database);
     return 0;
 }
@@ -412,7 +412,7 @@ int main(int argc, char **argv)
     if (!D.cfg.receipt_domain[0])
         log_msg(LOG_LEVEL_WARNING, NULL,
                 "no ReceiptDomain: posts handed to the MTA stay pending in the replay cache, so "
-                "a replay of one reaches its first recipients again (admin guide, section 5.3)");
+                "a replay of one reaches its first recipients again (admin guide, section 5.5)");
     int rc = smfi_main();
     milter_log_counters();
     if (D.cfg.pid_file[0])

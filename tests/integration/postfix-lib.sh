@@ -36,7 +36,7 @@
 #                              written by the caller) and the domains of
 #                              PF_RELAY_DOMAINS are relayed
 #   PF_MILTER                  smtpd_milters (inet:127.0.0.1:$MILTER_PORT)
-#   PF_RECEIPTS=yes            delivery receipts (admin guide §5.3): main.cf
+#   PF_RECEIPTS=yes            delivery receipts (admin guide §5.5): main.cf
 #                              routes $PF_RECEIPT_DOMAIN to a pipe(8)
 #                              service "recrypt-receipt" that runs
 #                              recrypt-milter -r as user nobody, milter_config

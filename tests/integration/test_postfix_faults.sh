@@ -1,6 +1,6 @@
 # A post is never lost: failures late in the transaction, through a real
 # Postfix on loopback with the real milter and its delivery receipts
-# (docs/admin-guide.md §5.3 and the fault table in §12). Each case ends
+# (docs/admin-guide.md §5.5 and the fault table in §9.1). Each case ends
 # with every member holding the post exactly once after the sender's
 # retry, and a replay after the receipt delivered to nobody:
 #   1. the milter killed (SIGKILL) while it writes the recrypted copy of a

@@ -775,8 +775,12 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             (unsigned long long)m->size, post_id, mail ? "recrypted" : "plaintext", retry);
     st = SMFIS_CONTINUE;
 done:
-    if (recorded && mail)
-        rc_store_delivered_forget(D->store, rc_mail_envelope(mail)->E, NULL);
+    if (recorded && mail &&
+        rc_store_delivered_forget(D->store, rc_mail_envelope(mail)->E, now, &err) != 0)
+        /* The post stays pending: a retry still goes through, for this
+         * attempt's audience. */
+        log_msg(LOG_LEVEL_WARNING, m->qid, "list=%s cannot forget a post that was not handed "
+                "over (it stays pending): %s", m->list, err.msg);
     if (out >= 0)
         close(out);
     rc_secret_free(entries);

@@ -70,11 +70,22 @@ int receipt_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES
 
 int receipt_in_domain(const char *address, const char *domain)
 {
-    if (!domain[0])
+    size_t dl = strlen(domain), al = strlen(address);
+    if (!dl)
         return 0;
-    const char *at = strrchr(address, '@');
-    if (!at)
-        return 0;
-    size_t n = strcspn(at + 1, ">");
-    return n == strlen(domain) && strncasecmp(at + 1, domain, n) == 0;
+    /* The domain as a whole name anywhere the MTA could route by it: after
+     * '@', '%' (the percent hack), '.' (a subdomain), or at the start or
+     * after '<' before '!' (a bang path); followed by the end, '>', '!',
+     * '%', '@', or one trailing dot. */
+    for (size_t i = 0; i + dl <= al; i++) {
+        if (strncasecmp(address + i, domain, dl) != 0)
+            continue;
+        char before = i ? address[i - 1] : '\0', after = address[i + dl];
+        int b = before == '\0' || before == '<' || before == '@' || before == '%' || before == '.';
+        int a = after == '\0' || after == '>' || after == '!' || after == '%' || after == '@' ||
+                (after == '.' && (address[i + dl + 1] == '\0' || address[i + dl + 1] == '>'));
+        if (b && a)
+            return 1;
+    }
+    return 0;
 }

@@ -37,14 +37,18 @@ int receipt_parse(const char *address, uint8_t prefix[RECEIPT_PREFIX_BYTES],
 /* Is tag the right one for E? (constant time) */
 int receipt_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES],
                    const uint8_t tag[RECEIPT_TAG_BYTES]);
-/* Is address in the receipt domain (case-insensitive)? domain "" never matches. */
+/* Does address name the receipt domain (case-insensitive), in any form the
+ * MTA may route there: @domain, @domain., a subdomain, the percent hack
+ * (user%domain@host), a bang path (domain!user)? domain "" never matches.
+ * For refusing such recipients at RCPT. */
 int receipt_in_domain(const char *address, const char *domain);
 
 /* recrypt-milter -r RECIPIENT (receipt_run.c): the receipt transport's command. Reads and
  * drops the message on stdin (the MTA writes it), marks the post
  * delivered, logs one line. Returns a sysexits code the MTA understands:
- * 0 done (also for a post already delivered or no longer in the cache),
- * EX_DATAERR for a malformed or forged token (the MTA bounces it),
+ * 0 done (also for a post already delivered, no longer in the cache, or a
+ * token whose tag does not match: logged as receipt-unknown),
+ * EX_DATAERR for a malformed address (the MTA bounces it),
  * EX_TEMPFAIL when the store cannot be used now (the MTA retries). */
 int receipt_run(const config *cfg, const char *recipient, const char *queue_id);
 

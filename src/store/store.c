@@ -1858,7 +1858,8 @@ int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefi
     return mrc ? mdb_error(err, mrc, "recording a delivered post") : 0;
 }
 
-int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err)
+int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t first,
+                              rc_error *err)
 {
     MDB_txn *txn;
     int rc = writable(st, err);
@@ -1868,12 +1869,17 @@ int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_
     if (mrc)
         return mdb_error(err, mrc, "starting a write transaction");
     MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
-    uint64_t t;
+    uint64_t t, f;
     int state;
     mrc = mdb_get(txn, st->delivered, &k, &v);
-    if (mrc == 0)
-        mrc = delivered_row(&v, &t, &state, NULL) == 0 ? delivered_del(txn, st, E, t)
-                                                  : mdb_del(txn, st->delivered, &k, NULL);
+    /* Only this attempt's own record: still pending, first attempt at
+     * `first`. Another attempt of the same post may have found it pending
+     * meanwhile and been queued (and even confirmed): its row stays. */
+    if (mrc == 0 && delivered_row(&v, &t, &state, &f) == 0 && state == RC_POST_PENDING &&
+        f == first)
+        mrc = delivered_del(txn, st, E, t);
+    else if (mrc == 0)
+        mrc = MDB_NOTFOUND;
     if (mrc && mrc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
         return mdb_error(err, mrc, "forgetting a post");

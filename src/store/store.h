@@ -180,10 +180,14 @@ typedef int (*rc_store_post_match_fn)(void *ctx, const uint8_t E[RC_POINT_BYTES]
 int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefix_len,
                                rc_store_post_match_fn match, void *ctx,
                                uint8_t E_out[RC_POINT_BYTES], int *state, rc_error *err);
-/* Drop E (a new post whose attempt failed before the MTA could commit it).
- * Each of these needs a store opened read-write at the current schema and
- * runs its own write transaction. */
-int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], rc_error *err);
+/* Drop E, a new post whose attempt failed before the MTA could commit it:
+ * only if its row is still pending with this first attempt (`first`, as
+ * rc_store_delivered_begin returned it), so that a concurrent attempt of
+ * the same post that found it pending keeps it. Absent or not ours: 0,
+ * nothing changed. Each of these needs a store opened read-write at the
+ * current schema and runs its own write transaction. */
+int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t first,
+                              rc_error *err);
 
 /* The server's 32-byte secret for marking processed mail. */
 int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err);

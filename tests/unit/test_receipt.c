@@ -106,10 +106,18 @@ static void test_in_domain(void **state)
     (void)state;
     assert_true(receipt_in_domain("<x@receipt.example.net>", "receipt.example.net"));
     assert_true(receipt_in_domain("x@Receipt.Example.NET", "receipt.example.net"));
+    /* Forms an MTA may still route to the receipt domain. */
+    assert_true(receipt_in_domain("<x@receipt.example.net.>", "receipt.example.net"));
+    assert_true(receipt_in_domain("x@sub.receipt.example.net", "receipt.example.net"));
+    assert_true(receipt_in_domain("<x%receipt.example.net@mx.example.org>", "receipt.example.net"));
+    assert_true(receipt_in_domain("<receipt.example.net!x>", "receipt.example.net"));
+    assert_true(receipt_in_domain("<mx.example.org!receipt.example.net!x>", "receipt.example.net") ==
+                0); /* (a relayed bang path: the next hop decides) */
+    /* Not the receipt domain. */
     assert_false(receipt_in_domain("x@receipt.example.net.evil", "receipt.example.net"));
-    assert_false(receipt_in_domain("x@sub.receipt.example.net", "receipt.example.net"));
+    assert_false(receipt_in_domain("x@myreceipt.example.net", "receipt.example.net"));
     assert_false(receipt_in_domain("x@example.net", "receipt.example.net"));
-    assert_false(receipt_in_domain("receipt.example.net", "receipt.example.net"));
+    assert_false(receipt_in_domain("receipt.example.netx@y.org", "receipt.example.net"));
     assert_false(receipt_in_domain("x@receipt.example.net", ""));
 }
 

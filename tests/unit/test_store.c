@@ -1533,7 +1533,7 @@ static void test_migrate_from_schema_1(void **state)
                      RC_E_VERSION);
     assert_string_equal(err.msg, "store schema version 1 is not migrated to 3 yet: open it for "
                                  "writing without RC_STORE_NO_MIGRATE");
-    assert_int_equal(rc_store_delivered_forget(st, E[1], &err), RC_E_VERSION);
+    assert_int_equal(rc_store_delivered_forget(st, E[1], T, &err), RC_E_VERSION);
     rc_request r;
     req_init(&r, RC_REQ_ADD_MEMBER, LIST);
     snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
@@ -1723,10 +1723,10 @@ static void test_replay_cache_bounded(void **state)
                      RC_OK);
     assert_int_equal(seen, RC_POST_NEW);
     /* forget drops both rows of a post. */
-    assert_int_equal(rc_store_delivered_forget(st, first, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_forget(st, first, NOW + posts, &err), RC_OK);
     assert_int_equal(raw_count(W.dir, "delivered"), win + 1);
     assert_int_equal(raw_count(W.dir, "delivered-at"), win + 1);
-    assert_int_equal(rc_store_delivered_forget(st, first, &err), RC_OK); /* absent: fine */
+    assert_int_equal(rc_store_delivered_forget(st, first, NOW + posts, &err), RC_OK); /* absent */
     /* After a long pause, the next post forgets 64 old posts at most, and
      * the cache shrinks back within a few posts. */
     for (int i = 0; i < 3; i++) {
@@ -1816,10 +1816,27 @@ static void test_replay_pending(void **state)
      * forgotten: the next attempt is new again. */
     randombytes_buf(other, 32);
     assert_int_equal(rc_store_delivered_begin(st, other, NOW + 65, 0, WINDOW, &s, &t0, &err), RC_OK);
-    assert_int_equal(rc_store_delivered_forget(st, other, &err), RC_OK);
+    /* Not with another first attempt (a concurrent attempt's record). */
+    assert_int_equal(rc_store_delivered_forget(st, other, NOW + 64, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, other, NOW + 65, 0, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_PENDING);
+    assert_int_equal(rc_store_delivered_forget(st, other, NOW + 65, &err), RC_OK);
     assert_int_equal(rc_store_delivered_begin(st, other, NOW + 66, 0, WINDOW, &s, &t0, &err), RC_OK);
     assert_int_equal(s, RC_POST_NEW);
     assert_int_equal(t0, NOW + 66);
+    /* Attempt A records a new post, attempt B finds it pending and is
+     * queued, its receipt comes; then A fails and forgets: B's row stays. */
+    uint8_t race[32];
+    randombytes_buf(race, 32);
+    assert_int_equal(rc_store_delivered_begin(st, race, NOW + 70, 0, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(rc_store_delivered_begin(st, race, NOW + 71, 0, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_PENDING);
+    assert_int_equal(rc_store_delivered_confirm(st, race, 12, match_E, race, got, &was, &err),
+                     RC_OK);
+    assert_int_equal(rc_store_delivered_forget(st, race, NOW + 70, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_begin(st, race, NOW + 72, 0, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_DELIVERED);
     /* Past the window a pending post is new again, with a new time. */
     assert_int_equal(rc_store_delivered_begin(st, other, NOW + 67 + WINDOW, 0, WINDOW, &s, &t0, &err),
                      RC_OK);

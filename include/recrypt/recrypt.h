@@ -14,7 +14,7 @@
 #include <recrypt/message.h>
 #include <recrypt/request.h>
 
-#define RC_VERSION_STRING "0.2.0"
+#define RC_VERSION_STRING "0.3.0" /* = project(VERSION) in CMakeLists.txt (checked there) */
 
 int rc_init(rc_error *err);
 

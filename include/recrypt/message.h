@@ -28,9 +28,19 @@
 
 /* Seal the message in in_fd to st. Adds Date and Message-ID to the inner
  * message when missing (now: the time to use). signer/cert: both NULL for
- * an unsigned post. Writes the whole outer message to sink. */
+ * an unsigned post. A signed post must come From the certificate's member
+ * (one From address, equal to cert->address ignoring case), because every
+ * reader refuses a signed post from anyone else (rc_mail_open): otherwise
+ * RC_E_POLICY, and nothing is written to sink. Writes the whole outer
+ * message to sink. */
 int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *signer,
                  const rc_cert *cert, uint64_t now, rc_sink_fn sink, void *ctx, rc_error *err);
+/* rc_mail_seal with flags. RC_SEAL_ANY_FROM signs whatever the From: only
+ * for testing readers, which refuse such a post. */
+#define RC_SEAL_ANY_FROM 1u
+int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret *signer,
+                       const rc_cert *cert, uint64_t now, unsigned flags, rc_sink_fn sink,
+                       void *ctx, rc_error *err);
 
 typedef struct rc_mail rc_mail;
 

@@ -47,7 +47,9 @@ static void usage(FILE *f)
 "                         the first list message this device opens).\n"
 "       [--signer FPR]    Require the list key to be signed by the list signing\n"
 "                         key with this fingerprint (else: pinned on first use).\n"
-"       [--no-sign]       Do not sign even when a certificate is held.\n"
+"       [--no-sign]       Do not sign even when a certificate is held. A signed\n"
+"                         post must be From the certificate's member (readers\n"
+"                         refuse any other): seal refuses one From elsewhere.\n"
 "  open                   Read a message delivered by the list on standard\n"
 "                         input, write the decrypted message on standard output\n"
 "                         with one added header field:\n"
@@ -213,6 +215,10 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
                       stdout_sink, NULL, &err);
     close(in);
     rc_secret_free(dev);
+    if (rc == RC_E_POLICY && have_cert) {
+        fprintf(stderr, "%s: %s (recrypt seal --no-sign)\n", progname, err.msg);
+        return exit_code(rc);
+    }
     if (rc == 0 && fflush(stdout) != 0)
         rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
     if (rc)

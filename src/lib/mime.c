@@ -342,6 +342,13 @@ static void inner_str(inner_t *in, const char *p, size_t n)
 int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *signer,
                  const rc_cert *cert, uint64_t now, rc_sink_fn sink, void *ctx, rc_error *err)
 {
+    return rc_mail_seal_flags(in_fd, st, signer, cert, now, 0, sink, ctx, err);
+}
+
+int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret *signer,
+                       const rc_cert *cert, uint64_t now, unsigned flags, rc_sink_fn sink,
+                       void *ctx, rc_error *err)
+{
     rc_header h;
     uint64_t date = now;
     int have_date = 0, rc;
@@ -357,6 +364,20 @@ int rc_mail_seal(int in_fd, const rc_statement *st, const rc_device_secret *sign
     if ((rc = header_date(&h, &date, &have_date, "the message", err)) ||
         (rc = header_message_id(&h, &msgid, "the message", err)))
         goto done;
+    /* Readers refuse a signed post whose From is not the signer (section
+     * 9.5 of FORMAT.md): never make one. */
+    if (signer && cert && !(flags & RC_SEAL_ANY_FROM)) {
+        char *from = from_address(&h);
+        int same = from && strcmp(from, cert->address) == 0;
+        if (!same)
+            rc = rc_error_set(err, RC_E_POLICY,
+                              "the message is From %s, but this device signs as %s: every "
+                              "reader would refuse it. Send it From %s, or seal it unsigned",
+                              from ? from : "no single address", cert->address, cert->address);
+        free(from);
+        if (rc)
+            goto done;
+    }
     if (!have_date) {
         GDateTime *dt = g_date_time_new_from_unix_utc((gint64)now);
         char *fmt = dt ? g_mime_utils_header_format_date(dt) : NULL;

@@ -30,17 +30,26 @@ dev bob-phone open <d2.eml >o2.eml 2>/dev/null || true
 if grep -qE '^Recrypt-Verdict: signed; member=carol@example.org; device=[A-Z2-7-]+; list=list@example.org; epoch=1' o2.eml &&
    tail -n +2 o2.eml | cmp -s - m.eml; then pass "second post is signed by carol"; else failed "signed verdict"; fi
 
-# A signed post whose From is not the certificate's address is refused.
+# Every reader refuses a signed post whose From is not the certificate's
+# member (tests/unit/test_vectors.c shows it), so seal never makes one:
+# it refuses (exit 77, EX_NOPERM), writes nothing, and says what to do.
 sed 's/^From: Carol <carol@example.org>/From: Boss <boss@example.org>/' m.eml >forged-from.eml
-post list carol forged-from.eml d3.eml
-expect_fail "signature by carol on a message From someone else" 65 "signed by carol@example.org but its From" \
-  dev alice open <d3.eml
+expect_fail "seal refuses to sign a post From someone else than the certificate's member" 77 \
+  "From boss@example.org, but this device signs as carol@example.org.*--no-sign" \
+  dev carol seal --to "$("$RC_HARNESS" list-key list)" <forged-from.eml
+# Sealed unsigned on request, it is delivered and readable as unsigned.
+dev carol seal --no-sign --to "$("$RC_HARNESS" list-key list)" <forged-from.eml >s3.eml 2>/dev/null &&
+  "$RC_HARNESS" recrypt list <s3.eml >d3.eml 2>/dev/null
+rc=0; dev alice open <d3.eml >o3.eml 2>/dev/null || rc=$?
+[ $rc -eq 0 ] && grep -q '^Recrypt-Verdict: unsigned; list=list@example.org' o3.eml &&
+  pass "with --no-sign the same post is sealed unsigned and opens" ||
+  failed "--no-sign: open exit $rc: $(head -2 o3.eml)"
 
 # Stanzas made for another list: the outsider is enrolled in list B only;
 # a post to list A carrying list B's stanzas is refused by the outsider.
 newlist other other@example.org
 enrol other outsider@example.org outsider
-dev alice seal --to list.key <m.eml >s.eml 2>/dev/null
+dev carol seal --to list.key <m.eml >s.eml 2>/dev/null
 "$RC_HARNESS" recrypt list --entries-from other <s.eml >dx.eml 2>/dev/null
 expect_fail "a stanza made for another list is refused" 65 "fails its checks \(list, epoch or key commitment\)" \
   dev outsider open --list-key list.key <dx.eml

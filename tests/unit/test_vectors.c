@@ -1179,6 +1179,82 @@ static void test_mime_seal_shape(void **state)
     free(out.p);
 }
 
+/* A signed post must come From the certificate's member: rc_mail_seal
+ * refuses another From (and writes nothing), because every reader refuses
+ * such a post; RC_SEAL_ANY_FROM makes one anyway, and rc_mail_open indeed
+ * refuses it with RC_E_SIGNATURE, releasing nothing. Unsigned, the same
+ * message seals. */
+static void test_mime_seal_from_is_signer(void **state)
+{
+    (void)state;
+    rc_error err;
+    buf_t out = {0}, opened = {0};
+    char *msg = replaced(IN_MESSAGE, "From: Alice <alice@example.org>",
+                         "From: Bosse <bosse@example.org>");
+    int fd = fd_with(msg);
+    assert_int_equal(rc_mail_seal(fd, &F.st, &F.dev, &F.cert, IN_DATE + 5, buf_sink, &out, &err),
+                     RC_E_POLICY);
+    assert_int_equal(out.len, 0);
+    assert_non_null(strstr(err.msg, "From bosse@example.org, but this device signs as "
+                                    "alice@example.org"));
+    close(fd);
+    /* No single From address: refused too. */
+    char *nofrom = replaced(IN_MESSAGE, "From: Alice <alice@example.org>",
+                            "Xrom: Alice <alice@example.org>");
+    fd = fd_with(nofrom);
+    assert_int_equal(rc_mail_seal(fd, &F.st, &F.dev, &F.cert, IN_DATE + 5, buf_sink, &out, &err),
+                     RC_E_POLICY);
+    assert_int_equal(out.len, 0);
+    close(fd);
+    free(nofrom);
+    /* Unsigned: fine. */
+    fd = fd_with(msg);
+    assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err), 0);
+    assert_true(out.len > 0);
+    close(fd);
+    /* Signed anyway (the test-only flag): the reader refuses it. */
+    out.len = 0;
+    fd = fd_with(msg);
+    assert_int_equal(rc_mail_seal_flags(fd, &F.st, &F.dev, &F.cert, IN_DATE + 5, RC_SEAL_ANY_FROM,
+                                        buf_sink, &out, &err),
+                     0);
+    close(fd);
+    assert_int_equal(buf_sink(&out, (const uint8_t *)"", 1), 0); /* NUL */
+    rc_mail *m = NULL;
+    fd = fd_with((const char *)out.p);
+    assert_int_equal(rc_mail_parse(&m, fd, &err), 0);
+    close(fd);
+    rc_device_entry e;
+    memset(&e, 0, sizeof e);
+    memcpy(e.r, F.entry.r, 32);
+    memcpy(e.K, F.entry.K, 32);
+    memcpy(e.W, F.entry.W, F.entry.W_len);
+    e.W_len = F.entry.W_len;
+    e.enrolled_at = IN_ENROLLED_AT;
+    buf_t rec = {0};
+    size_t nw = 0;
+    assert_int_equal(rc_mail_write_header(m, buf_sink, &rec, &err), 0);
+    assert_int_equal(rc_mail_write_recrypted_body(m, &e, 1, 0, buf_sink, &rec, &nw, &err), 0);
+    assert_int_equal(nw, 1);
+    rc_mail_free(m);
+    assert_int_equal(buf_sink(&rec, (const uint8_t *)"", 1), 0);
+    fd = fd_with((const char *)rec.p);
+    assert_int_equal(rc_mail_parse(&m, fd, &err), 0);
+    close(fd);
+    int stage = fd_with("");
+    rc_open_result res;
+    assert_int_equal(rc_mail_open(m, &F.st, &F.dev, stage, buf_sink, &opened, &res, &err),
+                     RC_E_SIGNATURE);
+    assert_non_null(strstr(err.msg, "signed by alice@example.org but its From is another"));
+    assert_int_equal(opened.len, 0);
+    close(stage);
+    rc_mail_free(m);
+    free(msg);
+    free(out.p);
+    free(rec.p);
+    free(opened.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1189,6 +1265,7 @@ int main(void)
         cmocka_unit_test(test_send_long),   cmocka_unit_test(test_recrypt_open),
         cmocka_unit_test(test_mime_sealed), cmocka_unit_test(test_mime_versions),
         cmocka_unit_test(test_mime_open),   cmocka_unit_test(test_mime_seal_shape),
+        cmocka_unit_test(test_mime_seal_from_is_signer),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -106,7 +106,22 @@ int rc_header_read(rc_header *h, int fd, rc_error *err)
             if ((unsigned char)start[i] <= 32 || (unsigned char)start[i] >= 127)
                 name_ok = 0;
         if (!name_ok) {
-            rc_header_free(h);
+            /* Say what is wrong in the two cases mail programs meet (and
+             * repair nothing: what is sealed is what the sender wrote). */
+            int bom = p == 0 && hlen >= 3 && (unsigned char)b[0] == 0xEF &&
+                      (unsigned char)b[1] == 0xBB && (unsigned char)b[2] == 0xBF;
+            rc_header_free(h); /* frees b */
+            if (bom)
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "the message starts with a byte-order mark (EF BB BF): "
+                                    "mail has none; save it without one");
+            if (line > 1)
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "header line %zu is not a header field: it has no "
+                                    "'Name:' and does not start with a space or tab, so it "
+                                    "cannot continue the line before it (a header line broken "
+                                    "without folding white space)",
+                                    line);
             return rc_error_set(err, RC_E_FORMAT, "header line %zu is not a header field", line);
         }
         /* The field runs until a line that does not start with WSP. */

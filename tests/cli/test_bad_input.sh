@@ -126,6 +126,15 @@ if [ "$(grep -c '^Recrypt-Verdict:' vo.eml)" -eq 1 ] && ! grep -q 'ceo@example.o
   pass "a forged Recrypt-Verdict inside the message is removed"
 else failed "forged verdict header survived"; fi
 
+# Bad input to 'recrypt seal': the two header mistakes mail programs make
+# get a message that names them (nothing is repaired), exit 65, no output.
+KEY=$("$RC_HARNESS" list-key list)
+{ printf '\357\273\277'; printf 'From: alice@example.org\nTo: list@example.org\nSubject: s\n\nbody\n'; } >bom.eml
+expect_fail "seal: a leading byte-order mark" 65 "starts with a byte-order mark" dev alice seal --to "$KEY" <bom.eml
+printf 'From: alice@example.org\nTo: list@example.org\nSubject: a subject that a\nprogram broke\n\nbody\n' >broken.eml
+expect_fail "seal: a header line broken without folding white space" 65 \
+  "header line 4 is not a header field: .*does not start with a space or tab" dev alice seal --to "$KEY" <broken.eml
+
 # No plaintext anywhere in the sealed or delivered form.
 if grep -q "$SECRET" good.eml big-d.eml; then failed "plaintext visible in transit"; else
   pass "no plaintext in the sealed and delivered messages"; fi

@@ -39,8 +39,10 @@ static void usage(FILE *f)
 "                         fingerprint on standard error.\n"
 "  seal --to LISTKEY      Read a message (RFC 5322) on standard input, write it\n"
 "                         sealed to the list on standard output. LISTKEY is the\n"
-"                         list key line the owner published ('recrypt1.listkey.…')\n"
-"                         or a file holding it. The Subject and every header\n"
+"                         list key line the owner published ('recrypt1.listkey.…'),\n"
+"                         a file holding it, or the list's address: then the\n"
+"                         newest list key this keystore accepted (opening list\n"
+"                         mail keeps it current across rotations). The Subject and every header\n"
 "                         field go inside the encryption; the outer Subject is\n"
 "                         a placeholder. Signed when this device holds a\n"
 "                         membership certificate for the list (it arrives with\n"
@@ -92,6 +94,7 @@ static int exit_code(int rc)
     case RC_E_POLICY:
     case RC_E_PERMISSION: return EX_NOPERM;
     case RC_E_IO: return EX_IOERR;
+    case RC_E_NOT_FOUND: return EX_NOINPUT;
     default: return EX_SOFTWARE;
     }
 }
@@ -108,16 +111,43 @@ static int stdout_sink(void *ctx, const uint8_t *p, size_t len)
     return fwrite(p, 1, len, stdout) == len ? 0 : -1;
 }
 
-/* LISTKEY argument: the key line itself or a file holding it. */
-static int load_statement(rc_statement *st, const char *arg, rc_error *err)
+/* LISTKEY argument: the key line itself, a file holding it, or a list
+ * address: the newest statement this keystore accepted for that list (the
+ * one of the highest epoch; opening list mail keeps it up to date). */
+static int load_statement(const keystore *ks, rc_statement *st, const char *arg, rc_error *err)
 {
     if (strncmp(arg, "recrypt", 7) == 0 && strchr(arg, '.'))
         return rc_statement_decode(st, arg, err);
-    FILE *f = fopen(arg, "r");
-    if (!f)
-        return rc_error_set(err, RC_E_IO, "'%s' is neither a list key line nor a readable file",
-                            arg);
     char line[RC_KEYSTR_MAX * 2];
+    FILE *f = fopen(arg, "r");
+    if (!f && strchr(arg, '@') && !strchr(arg, '/')) {
+        char addr[RC_ADDR_MAX + 1], path[PATH_MAX];
+        rc_pin pin;
+        int rc;
+        if (rc_address_canonical(addr, arg, NULL) != 0)
+            return rc_error_set(err, RC_E_INVALID, "'%s' is not a list address", arg);
+        if ((rc = keystore_pin_load(ks, addr, &pin, err)) < 0)
+            return err->code ? err->code : RC_E_IO;
+        if (rc == 0)
+            return rc_error_set(err, RC_E_NOT_FOUND,
+                                "this keystore knows no list key for %s yet: open a message "
+                                "from the list first, or give the list key line (or a file "
+                                "holding it)",
+                                addr);
+        if (keystore_path(path, ks, "lists/%s/epoch-%llu.listkey", addr,
+                          (unsigned long long)pin.highest_epoch) != 0 ||
+            keystore_read_file(path, line, sizeof line) != 0)
+            return rc_error_set(err, RC_E_IO,
+                                "the keystore has %s pinned at epoch %llu but not its list key "
+                                "(%s): give the list key line",
+                                addr, (unsigned long long)pin.highest_epoch, path);
+        return rc_statement_decode(st, line, err);
+    }
+    if (!f)
+        return rc_error_set(err, RC_E_IO,
+                            "'%s' is neither a list key line, a readable file, nor a list "
+                            "address",
+                            arg);
     size_t n = fread(line, 1, sizeof line - 1, f);
     fclose(f);
     line[n] = '\0';
@@ -188,7 +218,7 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
         fprintf(stderr, "%s: seal needs --to LISTKEY (the list key line or a file)\n", progname);
         return EX_USAGE;
     }
-    if ((rc = load_statement(&st, to, &err)) ||
+    if ((rc = load_statement(ks, &st, to, &err)) ||
         (rc = keystore_trust(ks, &st, signer_fp, now, 0, &first, &err)))
         return fail(&err);
     int have_cert = !no_sign && keystore_cert_load(ks, st.address, st.epoch, &cert);
@@ -245,7 +275,7 @@ static int cmd_open(keystore *ks, const char *list_key, const char *signer_fp)
     if ((rc = rc_mail_parse(&m, in, &err)))
         goto out;
     if (list_key)
-        rc = load_statement(&st, list_key, &err);
+        rc = load_statement(ks, &st, list_key, &err);
     else if (rc_mail_list_key(m))
         rc = rc_statement_decode(&st, rc_mail_list_key(m), &err);
     else

@@ -162,6 +162,39 @@ static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *
     return st;
 }
 
+/* 550 5.7.0 for a post sealed to an epoch the list no longer takes. The
+ * reply ends with the command that seals it to the current list key, so
+ * that the sender recovers from the bounce in one step. */
+static sfsistat reject_epoch(SMFICTX *ctx, msg_state *m, rc_store_reader *rd,
+                             const rc_store_list *l, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static sfsistat reject_epoch(SMFICTX *ctx, msg_state *m, rc_store_reader *rd,
+                             const rc_store_list *l, const char *fmt, ...)
+{
+    char why[400], key[RC_KEYSTR_MAX] = "", cmd[RC_KEYSTR_MAX + 32];
+    rc_store_epoch cur;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    for (char *p = why; *p; p++)
+        if (*p == '%' || *p == '\r' || *p == '\n')
+            *p = ' ';
+    if (rc_store_get_epoch(rd, l->list_id, l->current_epoch, &cur, NULL) != 0 ||
+        rc_statement_encode(key, sizeof key, &cur.statement, NULL) != 0)
+        return reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", why);
+    snprintf(cmd, sizeof cmd, "recrypt seal --to %s", key);
+    if (smfi_setmlreply(ctx, "550", "5.7.0", why,
+                        "Seal the message again with the current list key:", cmd,
+                        NULL) != MI_SUCCESS)
+        return reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", why);
+    log_msg(LOG_LEVEL_NOTICE, m->qid, "list=%s verdict=rejected reply=\"550 5.7.0 %s\"",
+            m->list[0] ? m->list : "-", why);
+    COUNT(n_refused);
+    return SMFIS_REJECT;
+}
+
 static int spool_write(msg_state *m, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -616,20 +649,19 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             goto done;
         }
         if (rc_store_get_epoch(rd, l.list_id, env->epoch, &ep, &err) != 0) {
-            st = reply(ctx, m, "550", "5.7.0", SMFIS_REJECT,
-                       "sealed for epoch %llu, which list %s does not have (current epoch "
-                       "%llu): get the current list key",
-                       (unsigned long long)env->epoch, l.address,
-                       (unsigned long long)l.current_epoch);
+            st = reject_epoch(ctx, m, rd, &l,
+                              "sealed for epoch %llu, which list %s does not have (current "
+                              "epoch %llu)",
+                              (unsigned long long)env->epoch, l.address,
+                              (unsigned long long)l.current_epoch);
             goto done;
         }
         if (ep.grace_until && ep.grace_until < now) {
-            st = reply(ctx, m, "550", "5.7.0", SMFIS_REJECT,
-                       "the list key of epoch %llu of %s is no longer accepted: seal with the "
-                       "current list key (epoch %llu, in the Recrypt-List-Key header of list "
-                       "messages)",
-                       (unsigned long long)env->epoch, l.address,
-                       (unsigned long long)l.current_epoch);
+            st = reject_epoch(ctx, m, rd, &l,
+                              "the list key of epoch %llu of %s is no longer accepted (current "
+                              "epoch %llu; members' mail programs learn it from list mail)",
+                              (unsigned long long)env->epoch, l.address,
+                              (unsigned long long)l.current_epoch);
             goto done;
         }
         int crc = rc_mail_check_post(mail, l.address, env->epoch, ep.statement.A, now,

@@ -83,10 +83,13 @@ else
   check(step == want_step, label .. ": refused at " .. want_step,
         "stopped at " .. step .. " with " .. rname(r) .. " " .. last_reply(qid))
   check_code(label .. ": " .. expect, r, qid, code .. "[- ]" .. escape(xcode))
+  -- MT_TEXT: words the reply must say; several separated by '|'.
   local words = os.getenv("MT_TEXT")
   if words and words ~= "" then
     local text = last_reply(qid)
-    check(text:lower():find(words:lower(), 1, true) ~= nil, label .. ": the reply says '" .. words .. "'", text)
+    for w in words:gmatch("[^|]+") do
+      check(text:lower():find(w:lower(), 1, true) ~= nil, label .. ": the reply says '" .. w .. "'", text)
+    end
   end
   check(changes(qid) == "", label .. ": no change asked for", changes(qid))
 end

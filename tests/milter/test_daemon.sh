@@ -341,7 +341,9 @@ fi
 
 # ==== 7. An epoch past its grace ====
 if start epoch; then
-  run epoch-old MT_POST=rot-old.eml MT_RCPT="<rot@example.org>" MT_EXPECT="550 5.7.0" MT_TEXT="epoch 2"
+  # The reply names the current key: one command seals the post again.
+  run epoch-old MT_POST=rot-old.eml MT_RCPT="<rot@example.org>" MT_EXPECT="550 5.7.0" \
+    MT_TEXT="epoch 2|Seal the message again with the current list key:|recrypt seal --to $(ctl list key rot@example.org 2>/dev/null)"
   run epoch-new MT_POST=rot-new.eml MT_RCPT="<rot@example.org>" MT_EXPECT=recrypted \
     MT_ADDED=alice@example.org MT_STANZAS=1
   stopped epoch

@@ -2,6 +2,7 @@
  * keystore.c - see keystore.h. Every file is written through a private
  * temporary file and renamed into place, so a crash never leaves half a key.
  */
+#include <time.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <sodium.h>
@@ -164,6 +165,19 @@ int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_erro
     return 1;
 }
 
+uint64_t keystore_pin_since(const keystore *ks, const char *list)
+{
+    char p[PATH_MAX], text[512];
+    unsigned long long since = 0;
+    keystore_path(p, ks, "lists/%s/pin", list);
+    if (keystore_read_file(p, text, sizeof text) != 0)
+        return 0;
+    const char *l = strstr(text, "\npinned ");
+    if (!l || sscanf(l + 8, "%llu", &since) != 1)
+        return 0;
+    return since;
+}
+
 static int statement_known(const keystore *ks, const rc_statement *st)
 {
     char p[PATH_MAX], text[RC_KEYSTR_MAX], mine[RC_KEYSTR_MAX];
@@ -217,9 +231,16 @@ int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
     if (pinned < 0)
         return pinned;
     if (!pinned || st->epoch > pin.highest_epoch) {
+        /* The pin's date stays the first pin's. */
+        uint64_t since = pinned ? keystore_pin_since(ks, st->address) : (uint64_t)time(NULL);
         sodium_bin2base64(b64, sizeof b64, st->signer_pk, 32,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-        snprintf(text, sizeof text, "signer %s\nepoch %llu\n", b64, (unsigned long long)st->epoch);
+        if (since)
+            snprintf(text, sizeof text, "signer %s\nepoch %llu\npinned %llu\n", b64,
+                     (unsigned long long)st->epoch, (unsigned long long)since);
+        else
+            snprintf(text, sizeof text, "signer %s\nepoch %llu\n", b64,
+                     (unsigned long long)st->epoch);
         keystore_path(p, ks, "lists/%s/pin", st->address);
         if ((rc = keystore_write_file(p, text, err)))
             return rc;

@@ -5,7 +5,8 @@
  *
  * Layout (FORMAT.md "Client keystore"):
  *   device.key                      device-secret key string, 0600
- *   lists/<list>/pin                "signer <base64url>" and "epoch <N>" lines
+ *   lists/<list>/pin                "signer <base64url>", "epoch <N>" and (since
+ *                                   0.3.0) "pinned <unix seconds>" lines
  *   lists/<list>/epoch-<N>.listkey  the accepted statement of epoch N
  *   lists/<list>/cert-<N>           this device's certificate for epoch N
  */
@@ -31,6 +32,9 @@ int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *er
 
 /* Pin: returns 1 and fills *pin when the list is pinned, 0 when not. */
 int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_error *err);
+/* When the list was first pinned (unix seconds); 0 when unknown (a pin
+ * written before 0.3.0) or not pinned. */
+uint64_t keystore_pin_since(const keystore *ks, const char *list);
 /* Decide whether to trust st (rc_statement_accept with the stored pin) at
  * time `at`; expected_fp: a UDF the user gave, or NULL. for_opening: an
  * older epoch is acceptable when this exact statement was accepted before

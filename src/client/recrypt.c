@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,15 @@ static void usage(FILE *f)
 "       [--no-sign]       Do not sign even when a certificate is held. A signed\n"
 "                         post must be From the certificate's member (readers\n"
 "                         refuse any other): seal refuses one From elsewhere.\n"
+"  list show              Every list this keystore knows: its signing key's\n"
+"                         fingerprint, when it was pinned, and each accepted\n"
+"                         epoch's list key with its validity.\n"
+"  list import SOURCE     Accept a list key: SOURCE is the key line, a file\n"
+"                         holding it, a message the list delivered (its\n"
+"                         Recrypt-List-Key), or - for standard input. Pinned on\n"
+"                         first use (compare the printed fingerprint with the\n"
+"                         owner's), else checked against the pin.\n"
+"       [--signer FPR]    Require this list signing key.\n"
 "  open                   Read a message delivered by the list on standard\n"
 "                         input, write the decrypted message on standard output\n"
 "                         with one added header field:\n"
@@ -345,6 +355,164 @@ static int cmd_pins(keystore *ks)
     return 0;
 }
 
+/* "2026-12-02 13:00 UTC" */
+static void human_time(char *out, size_t cap, uint64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (!gmtime_r(&tt, &tm) || strftime(out, cap, "%Y-%m-%d %H:%M UTC", &tm) == 0)
+        snprintf(out, cap, "%llu", (unsigned long long)t);
+}
+
+typedef struct {
+    char name[RC_ADDR_MAX + 1];
+} list_name;
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const list_name *)a)->name, ((const list_name *)b)->name);
+}
+
+/* recrypt list show: every list this keystore knows, sorted, with its
+ * signer, pin date, and each accepted epoch's validity. */
+static int cmd_list_show(keystore *ks)
+{
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/lists", ks->dir);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    list_name *names = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t now = (uint64_t)time(NULL);
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) > RC_ADDR_MAX)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            list_name *nn = realloc(names, cap * sizeof *names);
+            if (!nn) {
+                free(names);
+                closedir(d);
+                fprintf(stderr, "%s: out of memory\n", progname);
+                return EX_OSERR;
+            }
+            names = nn;
+        }
+        snprintf(names[n++].name, sizeof names->name, "%s", e->d_name);
+    }
+    if (d)
+        closedir(d);
+    qsort(names, n, sizeof *names, by_name);
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        rc_pin pin;
+        rc_error err;
+        char fp[RC_UDF_MAX], when[64], from[64], until[64], path[PATH_MAX], line[RC_KEYSTR_MAX * 2];
+        if (keystore_pin_load(ks, names[i].name, &pin, &err) != 1)
+            continue;
+        any = 1;
+        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
+        uint64_t since = keystore_pin_since(ks, names[i].name);
+        if (since)
+            human_time(when, sizeof when, since);
+        printf("%s\n  signer %s\n  pinned %s\n", names[i].name, fp,
+               since ? when : "(date not recorded)");
+        /* Epochs, newest first. */
+        for (uint64_t ep = pin.highest_epoch; ep >= 1; ep--) {
+            rc_statement st;
+            rc_cert cert;
+            if (keystore_path(path, ks, "lists/%s/epoch-%llu.listkey", names[i].name,
+                              (unsigned long long)ep) != 0 ||
+                keystore_read_file(path, line, sizeof line) != 0 ||
+                rc_statement_decode(&st, line, NULL) != 0)
+                continue;
+            human_time(from, sizeof from, st.not_before);
+            if (st.not_after)
+                human_time(until, sizeof until, st.not_after);
+            const char *state = st.not_after && st.not_after < now   ? "expired"
+                                : st.not_before > now                ? "not yet valid"
+                                : ep == pin.highest_epoch            ? "current"
+                                                                     : "older";
+            printf("  epoch %llu  valid %s to %s  %s%s\n", (unsigned long long)ep, from,
+                   st.not_after ? until : "(no expiry)", state,
+                   keystore_cert_load(ks, names[i].name, ep, &cert)
+                       ? ", this device holds its membership certificate"
+                       : "");
+            if (ep == 1)
+                break;
+        }
+    }
+    free(names);
+    if (!any)
+        fprintf(stderr, "%s: this keystore knows no list yet (open a list message, or "
+                        "recrypt list import)\n",
+                progname);
+    return 0;
+}
+
+/* recrypt list import SOURCE: a list key line, a file holding one, or a
+ * message delivered by the list (its Recrypt-List-Key); "-" reads
+ * standard input. Trusted as when opening: pinned on first use, or
+ * checked against the pin (and --signer). */
+static int cmd_list_import(keystore *ks, const char *source, const char *signer_fp)
+{
+    rc_error err;
+    rc_statement st;
+    rc_mail *m = NULL;
+    int rc, first = 0, fd = -1;
+    rc_error_clear(&err);
+    if (!source) {
+        fprintf(stderr, "%s: list import needs a list key line, a file, or - (standard input)\n",
+                progname);
+        return EX_USAGE;
+    }
+    if (strncmp(source, "recrypt", 7) == 0 && strchr(source, '.')) {
+        rc = rc_statement_decode(&st, source, &err);
+    } else {
+        int in = strcmp(source, "-") == 0 ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+            return fprintf(stderr, "%s: cannot read %s: %s\n", progname, source, strerror(errno)),
+                   EX_NOINPUT;
+        fd = spool_stdin(in, &err);
+        if (in != STDIN_FILENO)
+            close(in);
+        if (fd < 0)
+            return fail(&err);
+        /* A key line (with white space around it), else a message. */
+        char head[RC_KEYSTR_MAX * 2];
+        ssize_t got = pread(fd, head, sizeof head - 1, 0);
+        head[got > 0 ? got : 0] = '\0';
+        char *k = head + strspn(head, " \t\r\n");
+        if (strncmp(k, "recrypt1.listkey.", 17) == 0) {
+            k[strcspn(k, " \t\r\n")] = '\0';
+            rc = rc_statement_decode(&st, k, &err);
+        } else if ((rc = rc_mail_parse(&m, fd, &err)) == 0) {
+            rc = rc_mail_list_key(m) ? rc_statement_decode(&st, rc_mail_list_key(m), &err)
+                                     : rc_error_set(&err, RC_E_FORMAT,
+                                                    "the message carries no %s header (import a "
+                                                    "message the list delivered, or the key line)",
+                                                    RC_HDR_LIST_KEY);
+        } else {
+            char why[sizeof err.msg];
+            snprintf(why, sizeof why, "%s", err.msg);
+            rc = rc_error_set(&err, RC_E_FORMAT,
+                              "%s is neither a list key line nor a message from the list (%s)",
+                              source, why);
+        }
+        close(fd);
+    }
+    rc_mail_free(m);
+    if (rc || (rc = keystore_trust(ks, &st, signer_fp, (uint64_t)time(NULL), 1, &first, &err)) ||
+        (rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
+        return fail(&err);
+    if (first)
+        announce_first_use(&st);
+    char fp[RC_UDF_MAX];
+    rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, NULL);
+    printf("%s epoch %llu imported (signer %s)\n", st.address, (unsigned long long)st.epoch, fp);
+    return 0;
+}
+
 struct cli_options {
     const char *home, *to, *signer, *list_key;
     int no_sign, force;
@@ -393,6 +561,12 @@ int main(int argc, char **argv)
         if ((r = take_option(&o, c)) >= 0)
             return r;
     }
+    /* "list" takes a sub-command, and "list import" its source. */
+    const char *sub = NULL, *source = NULL;
+    if (strcmp(cmd, "list") == 0 && optind < argc)
+        sub = argv[optind++];
+    if (sub && strcmp(sub, "import") == 0 && optind < argc)
+        source = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'\n", progname, argv[optind]);
         return EX_USAGE;
@@ -412,6 +586,15 @@ int main(int argc, char **argv)
         return cmd_open(&ks, o.list_key, o.signer);
     if (strcmp(cmd, "pins") == 0)
         return cmd_pins(&ks);
+    if (strcmp(cmd, "list") == 0) {
+        if (sub && strcmp(sub, "show") == 0)
+            return cmd_list_show(&ks);
+        if (sub && strcmp(sub, "import") == 0)
+            return cmd_list_import(&ks, source, o.signer);
+        fprintf(stderr, "%s: list needs 'show' or 'import SOURCE' (try 'recrypt --help')\n",
+                progname);
+        return EX_USAGE;
+    }
     if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

@@ -2,7 +2,9 @@
 # which follows the list across rotations without a new key file: a list
 # it does not know yet is refused (exit 66) with what to do; after a
 # rotation, opening one post of the new epoch is enough for the next
-# post to be sealed to it.
+# post to be sealed to it. recrypt list show says what the keystore
+# holds; recrypt list import takes a key line, a file or a delivered
+# message, and refuses a key signed by another signer than the pinned one.
 source "$(dirname "$0")/lib.sh"
 
 newlist list list@example.org
@@ -50,6 +52,49 @@ rc=0; dev alice seal --to list@example.org <m3.eml >s3.eml 2>"$T/.err" || rc=$?
 rc=0; dev bob open <d3.eml >o3.eml 2>/dev/null || rc=$?
 [ $rc -eq 0 ] && grep -q '; epoch=2' o3.eml && same_inner "bob opens the epoch-2 post" m3.eml o3.eml ||
   failed "bob and the epoch-2 post: exit $rc, $(head -1 o3.eml)"
+# list show: the list, its signer and pin date, both epochs, newest first.
+rc=0; dev alice list show >show.txt 2>"$T/.err" || rc=$?
+if [ $rc -eq 0 ] && head -1 show.txt | grep -qx 'list@example.org' &&
+   grep -qE '^  signer [A-Z2-7-]+$' show.txt &&
+   grep -qE '^  pinned 20[0-9]{2}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} UTC$' show.txt &&
+   grep -A1 '^  pinned' show.txt | tail -1 | grep -qE '^  epoch 2  valid 20.* UTC to .*  current, this device holds its membership certificate$' &&
+   grep -qE '^  epoch 1  valid .*  older, this device holds its membership certificate$' show.txt; then
+  pass "list show: the list, its signer, pin date, epoch 2 current then epoch 1"
+else
+  failed "list show (exit $rc): $(cat show.txt "$T/.err" | tr '\n' '|')"
+fi
+rc=0; dev bob list show >/dev/null 2>&1 || rc=$?
+newdev carol
+rc=0; dev carol list show >carol-show.txt 2>"$T/.err" || rc=$?
+[ $rc -eq 0 ] && [ ! -s carol-show.txt ] && grep -q 'knows no list yet' "$T/.err" &&
+  pass "list show on an empty keystore says so" || failed "list show, empty: exit $rc $(cat "$T/.err")"
+
+# list import: a key file makes the list known (pinned: the fingerprint
+# is printed), and seal --to the address then works at once.
+"$RC_HARNESS" list-key list >list-now.key
+rc=0; dev carol list import list-now.key >imp.out 2>"$T/.err" || rc=$?
+[ $rc -eq 0 ] && grep -qE '^list@example.org epoch 2 imported \(signer [A-Z2-7-]+\)$' imp.out &&
+  grep -q 'first use of list list@example.org: pinned its signing key' "$T/.err" &&
+  pass "list import of a key file pins the list and says so" || failed "list import: exit $rc $(cat imp.out "$T/.err")"
+printf 'From: carol@example.org\nTo: list@example.org\nSubject: c\nDate: %s\nMessage-ID: <c%s@example.org>\n\nhi\n' "$(date -R)" "$$" >mc.eml
+dev carol seal --to list@example.org <mc.eml >sc.eml 2>/dev/null && [ "$(epoch_of sc.eml)" = 2 ] &&
+  pass "after the import, seal --to the address works" || failed "seal after import"
+# From a message the list delivered (its Recrypt-List-Key), by a new device.
+newdev dave
+"$RC_HARNESS" recrypt list <s3.eml >with-key.eml 2>/dev/null # (it adds Recrypt-List-Key)
+grep -q '^Recrypt-List-Key: ' with-key.eml || failed "the delivered message has no Recrypt-List-Key (test is wrong)"
+rc=0; dev dave list import with-key.eml >/dev/null 2>"$T/.err" || rc=$?
+[ $rc -eq 0 ] && dev dave list show 2>/dev/null | grep -q '^  epoch 2 .*current$' &&
+  pass "list import of a delivered message takes its Recrypt-List-Key" || failed "import message: exit $rc $(cat "$T/.err")"
+# Refusals: a key signed by another signer than the pinned one; garbage.
+newlist evil list@example.org
+expect_fail "list import of a key signed by another signer than the pinned one" 77 "pinned" \
+  dev carol list import "$("$RC_HARNESS" list-key evil)"
+printf 'not a key, not a message\n' >junk.txt
+expect_fail "list import of a file that is neither key nor message" 65 \
+  "neither a list key line nor a message from the list" dev carol list import junk.txt
+expect_fail "list without a sub-command" 64 "list needs 'show' or 'import SOURCE'" dev carol list
+
 expect_fail "seal --to something that is neither key, file nor address" 74 \
   "neither a list key line, a readable file, nor a list address" dev alice seal --to no-such-file <m3.eml
 finish

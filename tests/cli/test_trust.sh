@@ -20,7 +20,7 @@ expect_fail "a device key where a list key belongs" 65 "this is a 'device' key s
   dev alice seal --to "$(cat alice.pub)" <m.eml
 expect_fail "a key string of a future version" 65 "version 'recrypt2' is not supported" \
   dev alice seal --to "recrypt2${key#recrypt1}" <m.eml
-expect_fail "neither a key nor a file" 74 "neither a list key line nor a readable file" \
+expect_fail "neither a key nor a file" 74 "neither a list key line, a readable file, nor a list address" \
   dev alice seal --to /nonexistent <m.eml
 
 # --signer: the right fingerprint is accepted, another one refused.

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <recrypt/recrypt.h>
 #include "keystore.h"
+#include "seal.h"
 #include "spool.h"
 
 static const char *progname = "recrypt";
@@ -121,49 +122,6 @@ static int stdout_sink(void *ctx, const uint8_t *p, size_t len)
     return fwrite(p, 1, len, stdout) == len ? 0 : -1;
 }
 
-/* LISTKEY argument: the key line itself, a file holding it, or a list
- * address: the newest statement this keystore accepted for that list (the
- * one of the highest epoch; opening list mail keeps it up to date). */
-static int load_statement(const keystore *ks, rc_statement *st, const char *arg, rc_error *err)
-{
-    if (strncmp(arg, "recrypt", 7) == 0 && strchr(arg, '.'))
-        return rc_statement_decode(st, arg, err);
-    char line[RC_KEYSTR_MAX * 2];
-    FILE *f = fopen(arg, "r");
-    if (!f && strchr(arg, '@') && !strchr(arg, '/')) {
-        char addr[RC_ADDR_MAX + 1], path[PATH_MAX];
-        rc_pin pin;
-        int rc;
-        if (rc_address_canonical(addr, arg, NULL) != 0)
-            return rc_error_set(err, RC_E_INVALID, "'%s' is not a list address", arg);
-        if ((rc = keystore_pin_load(ks, addr, &pin, err)) < 0)
-            return err->code ? err->code : RC_E_IO;
-        if (rc == 0)
-            return rc_error_set(err, RC_E_NOT_FOUND,
-                                "this keystore knows no list key for %s yet: open a message "
-                                "from the list first, or give the list key line (or a file "
-                                "holding it)",
-                                addr);
-        if (keystore_path(path, ks, "lists/%s/epoch-%llu.listkey", addr,
-                          (unsigned long long)pin.highest_epoch) != 0 ||
-            keystore_read_file(path, line, sizeof line) != 0)
-            return rc_error_set(err, RC_E_IO,
-                                "the keystore has %s pinned at epoch %llu but not its list key "
-                                "(%s): give the list key line",
-                                addr, (unsigned long long)pin.highest_epoch, path);
-        return rc_statement_decode(st, line, err);
-    }
-    if (!f)
-        return rc_error_set(err, RC_E_IO,
-                            "'%s' is neither a list key line, a readable file, nor a list "
-                            "address",
-                            arg);
-    size_t n = fread(line, 1, sizeof line - 1, f);
-    fclose(f);
-    line[n] = '\0';
-    return rc_statement_decode(st, line, err);
-}
-
 static void announce_first_use(const rc_statement *st)
 {
     char fp[RC_UDF_MAX];
@@ -219,54 +177,26 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
 {
     rc_error err;
     rc_statement st;
-    rc_cert cert;
     int first = 0, in = -1, rc;
-    uint64_t now = (uint64_t)time(NULL);
-    rc_device_secret *dev = NULL;
     rc_error_clear(&err);
     if (!to) {
         fprintf(stderr, "%s: seal needs --to LISTKEY (the list key line or a file)\n", progname);
         return EX_USAGE;
     }
-    if ((rc = load_statement(ks, &st, to, &err)) ||
-        (rc = keystore_trust(ks, &st, signer_fp, now, 0, &first, &err)))
+    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0)
         return fail(&err);
-    int have_cert = !no_sign && keystore_cert_load(ks, st.address, st.epoch, &cert);
-    if (have_cert) {
-        dev = rc_secret_alloc(sizeof *dev);
-        if (!dev || keystore_device_load(ks, dev, &err) != 0 ||
-            memcmp(cert.device_sign_pk, dev->pub.sign_pk, 32) != 0) {
-            if (!dev)
-                rc_error_set(&err, RC_E_NOMEM, "out of memory");
-            rc_secret_free(dev);
-            return fail(&err);
-        }
-    } else if (!no_sign) {
-        fprintf(stderr,
-                "%s: note: not signed: this device holds no membership certificate for %s "
-                "epoch %llu yet\n",
-                progname, st.address, (unsigned long long)st.epoch);
-    }
-    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0) {
-        rc_secret_free(dev);
-        return fail(&err);
-    }
-    rc = rc_mail_seal(in, &st, have_cert ? dev : NULL, have_cert ? &cert : NULL, now,
-                      stdout_sink, NULL, &err);
+    rc = client_seal(ks, to, signer_fp, no_sign, in, stdout_sink, NULL, &st, &first, &err);
     close(in);
-    rc_secret_free(dev);
-    if (rc == RC_E_POLICY && have_cert) {
+    if (rc == 0 && fflush(stdout) != 0)
+        rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
+    if (rc == RC_E_POLICY && strstr(err.msg, "this device signs as")) {
         fprintf(stderr, "%s: %s (recrypt seal --no-sign)\n", progname, err.msg);
         return exit_code(rc);
     }
-    if (rc == 0 && fflush(stdout) != 0)
-        rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
     if (rc)
         return fail(&err);
     if (first)
         announce_first_use(&st);
-    if ((rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
-        return fail(&err);
     return 0;
 }
 
@@ -285,7 +215,7 @@ static int cmd_open(keystore *ks, const char *list_key, const char *signer_fp)
     if ((rc = rc_mail_parse(&m, in, &err)))
         goto out;
     if (list_key)
-        rc = load_statement(ks, &st, list_key, &err);
+        rc = client_load_statement(ks, &st, list_key, &err);
     else if (rc_mail_list_key(m))
         rc = rc_statement_decode(&st, rc_mail_list_key(m), &err);
     else

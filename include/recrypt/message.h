@@ -42,6 +42,14 @@ int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret
                        const rc_cert *cert, uint64_t now, unsigned flags, rc_sink_fn sink,
                        void *ctx, rc_error *err);
 
+/* The addresses `sendmail -t` takes as recipients from the message in
+ * in_fd (read from position 0): every mailbox of every To, Cc and Bcc
+ * field, groups flattened, lower-cased, in order, duplicates dropped.
+ * *out: *n malloc'ed strings (rc_mail_addresses_free). A field that does
+ * not parse as addresses is RC_E_FORMAT naming it. */
+int rc_mail_header_recipients(int in_fd, char ***out, size_t *n, rc_error *err);
+void rc_mail_addresses_free(char **a, size_t n);
+
 typedef struct rc_mail rc_mail;
 
 /* Parse an outer message strictly: top-level multipart/encrypted with our

@@ -20,6 +20,7 @@
 #include <recrypt/recrypt.h>
 #include "keystore.h"
 #include "seal.h"
+#include "sendmail.h"
 #include "spool.h"
 
 static const char *progname = "recrypt";
@@ -54,6 +55,10 @@ static void usage(FILE *f)
 "       [--no-sign]       Do not sign even when a certificate is held. A signed\n"
 "                         post must be From the certificate's member (readers\n"
 "                         refuse any other): seal refuses one From elsewhere.\n"
+"  sendmail [OPTIONS] [--] [RCPT...]\n"
+"                         A drop-in for 'sendmail -t -oi' for mail programs:\n"
+"                         seals posts to encrypted lists, passes other mail\n"
+"                         through ('recrypt sendmail --help').\n"
 "  list show              Every list this keystore knows: its signing key's\n"
 "                         fingerprint, when it was pinned, and each accepted\n"
 "                         epoch's list key with its validity.\n"
@@ -476,6 +481,10 @@ int main(int argc, char **argv)
     struct cli_options o = {0};
     int c, r;
     rc_error err;
+
+    /* The sendmail drop-in takes sendmail's options, not ours. */
+    if (argc >= 2 && strcmp(argv[1], "sendmail") == 0)
+        return client_sendmail(argc - 2, argv + 2);
 
     /* Options before the command word ("+": stop at the first non-option)… */
     while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1)

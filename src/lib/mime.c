@@ -276,6 +276,96 @@ static char *from_address(const rc_header *h)
     return res;
 }
 
+static int add_address(char ***out, size_t *n, size_t *cap, const char *addr)
+{
+    char *low = strdup(addr);
+    if (!low)
+        return -1;
+    for (char *p = low; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*out)[i], low) == 0) {
+            free(low);
+            return 0;
+        }
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 8;
+        char **na = realloc(*out, nc * sizeof *na);
+        if (!na) {
+            free(low);
+            return -1;
+        }
+        *out = na;
+        *cap = nc;
+    }
+    (*out)[(*n)++] = low;
+    return 0;
+}
+
+static int add_list(char ***out, size_t *n, size_t *cap, InternetAddressList *l)
+{
+    for (int i = 0; l && i < internet_address_list_length(l); i++) {
+        InternetAddress *a = internet_address_list_get_address(l, i);
+        if (INTERNET_ADDRESS_IS_GROUP(a)) {
+            if (add_list(out, n, cap,
+                         internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a))) != 0)
+                return -1;
+        } else if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
+            const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+            if (addr && *addr && add_address(out, n, cap, addr) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+void rc_mail_addresses_free(char **a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(a[i]);
+    free(a);
+}
+
+int rc_mail_header_recipients(int in_fd, char ***out, size_t *n, rc_error *err)
+{
+    rc_header h;
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    if (lseek(in_fd, 0, SEEK_SET) != 0)
+        return rc_error_set(err, RC_E_IO, "cannot read the message");
+    if ((rc = rc_header_read(&h, in_fd, err)))
+        return rc;
+    static const char *const names[] = {"To", "Cc", "Bcc"};
+    for (size_t i = 0; i < h.n && rc == 0; i++) {
+        for (size_t k = 0; k < 3 && rc == 0; k++) {
+            if (!rc_hfield_is(&h.f[i], names[k]))
+                continue;
+            char *v = rc_hfield_value(&h.f[i]);
+            InternetAddressList *l = v ? internet_address_list_parse(NULL, v) : NULL;
+            if (!v)
+                rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
+            else if (!l && strspn(v, " \t") != strlen(v))
+                rc = rc_error_set(err, RC_E_FORMAT, "the %s field does not parse as addresses",
+                                  names[k]);
+            else if (add_list(out, n, &cap, l) != 0)
+                rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
+            if (l)
+                g_object_unref(l);
+            free(v);
+        }
+    }
+    rc_header_free(&h);
+    lseek(in_fd, 0, SEEK_SET);
+    if (rc) {
+        rc_mail_addresses_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 /* Copy fd from `from` to its end: into the sealer (whose output goes to b64)
  * when sealer is set, else straight to o. */
 static int copy_fd_range(int fd, off_t from, out_t *o, rc_sealer *sealer, b64w_t *b64,

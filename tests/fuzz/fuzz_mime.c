@@ -3,7 +3,8 @@
  * arbitrary bytes (through a memfd), the accessors, the service's checks and
  * rewrite, and rc_mail_open with a fixed device key and list statement.
  *
- * The input is the whole message. A fixed world (device, list, statement,
+ * rc_mail_header_recipients (recrypt sendmail's recipients) on the same
+ * bytes first. The input is the whole message. A fixed world (device, list, statement,
  * one device entry) is built once; seed messages sealed to that list and
  * recrypted for that device open successfully.
  *
@@ -117,6 +118,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fd_reset(fz.msg_fd);
     if (rc_fd_sink(&fz.msg_fd, data, size) != 0)
         fz_die("cannot write the input to a memfd", NULL);
+    /* The recipients recrypt sendmail takes from any message. */
+    char **rcpt = NULL;
+    size_t n_rcpt = 0;
+    if (rc_mail_header_recipients(fz.msg_fd, &rcpt, &n_rcpt, &err) == 0) {
+        for (size_t i = 0; i < n_rcpt; i++)
+            for (const char *p = rcpt[i]; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    fz_die("rc_mail_header_recipients returned an address not in lower case", NULL);
+        rc_mail_addresses_free(rcpt, n_rcpt);
+    } else if (rcpt || n_rcpt) {
+        fz_die("rc_mail_header_recipients failed but returned addresses", &err);
+    }
+    if (lseek(fz.msg_fd, 0, SEEK_SET) != 0)
+        fz_die("lseek", NULL);
     if (rc_mail_parse(&m, fz.msg_fd, &err) != 0) {
         if (m != NULL)
             fz_die("rc_mail_parse failed but returned a message", NULL);

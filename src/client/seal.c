@@ -12,15 +12,16 @@ int client_load_statement(const keystore *ks, rc_statement *st, const char *arg,
     if (strncmp(arg, "recrypt", 7) == 0 && strchr(arg, '.'))
         return rc_statement_decode(st, arg, err);
     char line[RC_KEYSTR_MAX * 2];
-    FILE *f = fopen(arg, "r");
-    if (!f && strchr(arg, '@') && !strchr(arg, '/')) {
+    /* An address: the keystore's key, never a file that happens to be
+     * called like it in the current directory. */
+    if (strchr(arg, '@') && !strchr(arg, '/')) {
         char addr[RC_ADDR_MAX + 1], path[PATH_MAX];
         rc_pin pin;
         int rc;
         if (rc_address_canonical(addr, arg, NULL) != 0)
             return rc_error_set(err, RC_E_INVALID, "'%s' is not a list address", arg);
         if ((rc = keystore_pin_load(ks, addr, &pin, err)) < 0)
-            return err->code ? err->code : RC_E_IO;
+            return rc;
         if (rc == 0)
             return rc_error_set(err, RC_E_NOT_FOUND,
                                 "this keystore knows no list key for %s yet: open a message "
@@ -36,6 +37,7 @@ int client_load_statement(const keystore *ks, rc_statement *st, const char *arg,
                                 addr, (unsigned long long)pin.highest_epoch, path);
         return rc_statement_decode(st, line, err);
     }
+    FILE *f = fopen(arg, "r");
     if (!f)
         return rc_error_set(err, RC_E_IO,
                             "'%s' is neither a list key line, a readable file, nor a list "

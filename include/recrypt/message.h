@@ -42,13 +42,23 @@ int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret
                        const rc_cert *cert, uint64_t now, unsigned flags, rc_sink_fn sink,
                        void *ctx, rc_error *err);
 
-/* The addresses `sendmail -t` takes as recipients from the message in
- * in_fd (read from position 0): every mailbox of every To, Cc and Bcc
- * field, groups flattened, lower-cased, in order, duplicates dropped.
+/* The addresses `sendmail -t` may take as recipients from the message in
+ * in_fd (read from position 0): every mailbox of every To, Cc, Bcc,
+ * Resent-To, Resent-Cc, Resent-Bcc and Apparently-To field, groups
+ * flattened, lower-cased, in order, duplicates dropped. GMime's parser is
+ * lenient (it may drop what it cannot read): a caller deciding where mail
+ * may go must also look at the raw text (rc_mail_header_recipient_text).
  * *out: *n malloc'ed strings (rc_mail_addresses_free). A field that does
  * not parse as addresses is RC_E_FORMAT naming it. */
 int rc_mail_header_recipients(int in_fd, char ***out, size_t *n, rc_error *err);
 void rc_mail_addresses_free(char **a, size_t n);
+/* The mailboxes of an address list as text ("A <a@x>, b@y", groups
+ * flattened), lower-cased, duplicates dropped; as rc_mail_header_recipients
+ * does for one field. */
+int rc_address_list_parse(const char *text, char ***out, size_t *n, rc_error *err);
+/* The raw, unfolded values of those same fields, joined by '\n' (malloc'ed,
+ * "" when none). */
+int rc_mail_header_recipient_text(int in_fd, char **out, rc_error *err);
 
 typedef struct rc_mail rc_mail;
 

@@ -333,11 +333,14 @@ static int cmd_list_show(keystore *ks)
             }
             names = nn;
         }
-        snprintf(names[n++].name, sizeof names->name, "%s", e->d_name);
+        size_t len = strlen(e->d_name); /* <= RC_ADDR_MAX, checked above */
+        memcpy(names[n].name, e->d_name, len + 1);
+        n++;
     }
     if (d)
         closedir(d);
-    qsort(names, n, sizeof *names, by_name);
+    if (n)
+        qsort(names, n, sizeof *names, by_name);
     int any = 0;
     for (size_t i = 0; i < n; i++) {
         rc_pin pin;
@@ -401,7 +404,7 @@ static int cmd_list_import(keystore *ks, const char *source, const char *signer_
                 progname);
         return EX_USAGE;
     }
-    if (strncmp(source, "recrypt", 7) == 0 && strchr(source, '.')) {
+    if (client_is_key_line(source)) {
         rc = rc_statement_decode(&st, source, &err);
     } else {
         int in = strcmp(source, "-") == 0 ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC);

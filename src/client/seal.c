@@ -1,16 +1,25 @@
 /*
  * seal.c - see seal.h.
  */
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include "seal.h"
 
+int client_is_key_line(const char *s)
+{
+    /* recrypt<version>.<kind>.<data>: never an address or a path (a list
+     * may well be called recrypt-users@example.org). */
+    return strncmp(s, "recrypt", 7) == 0 && isdigit((unsigned char)s[7]) && strchr(s, '.') &&
+           !strchr(s, '@') && !strchr(s, '/');
+}
+
 int client_load_statement(const keystore *ks, rc_statement *st, const char *arg, rc_error *err)
 {
-    if (strncmp(arg, "recrypt", 7) == 0 && strchr(arg, '.'))
-        return rc_statement_decode(st, arg, err);
+    if (client_is_key_line(arg))
+        return rc_statement_decode(st, arg, err); /* decode says if it is not a list key */
     char line[RC_KEYSTR_MAX * 2];
     /* An address: the keystore's key, never a file that happens to be
      * called like it in the current directory. */

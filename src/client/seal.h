@@ -10,6 +10,10 @@
 #include <recrypt/recrypt.h>
 #include "keystore.h"
 
+/* Is s a key string ("recrypt1.listkey.…", any version or kind) rather
+ * than an address or a file name? */
+int client_is_key_line(const char *s);
+
 /* LISTKEY: the key line itself, a file holding it, or a list address:
  * then the newest statement this keystore accepted for that list (the
  * one of the highest epoch; opening list mail keeps it up to date). */

@@ -14,15 +14,26 @@
  *     then each list gets its sealed post and the other recipients the
  *     message as written, in separate submissions (lists first); never the
  *     plaintext to a list.
- * Any failure to seal sends nothing. The real sendmail is --sendmail CMD,
+ * Which recipients are lists is decided fail-closed: every list this
+ * keystore has a pin file for counts (even a damaged one), every argument
+ * and recipient field is parsed as an address list, and the raw text is
+ * also searched for each list's address (as local@domain, domain!local and
+ * local%domain, quotes and white space removed): a list mentioned in a
+ * form the parser did not yield refuses the message. Any failure to seal
+ * sends nothing. The real sendmail is --sendmail CMD,
  * else $RECRYPT_SENDMAIL, else /usr/sbin/sendmail (CMD is split at spaces:
  * "/usr/sbin/sendmail -C /etc/postfix-out"); its exit status is passed
  * through, as mail programs expect sendmail's.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -32,14 +43,34 @@
 #include "sendmail.h"
 #include "spool.h"
 
-#define MAX_ARGS 256
 #define DEFAULT_SENDMAIL "/usr/sbin/sendmail"
 
+/* A growing array of strings (not owned unless said so). */
 typedef struct {
-    const char *pass[MAX_ARGS]; /* options passed on to the real sendmail (not -t) */
-    size_t n_pass;
-    const char *rcpt[MAX_ARGS]; /* recipients given as arguments */
-    size_t n_rcpt;
+    const char **v;
+    size_t n, cap;
+} strv;
+
+static int strv_add(strv *a, const char *s)
+{
+    if (a->n + 1 >= a->cap) {
+        size_t nc = a->cap ? 2 * a->cap : 16;
+        const char **nv = realloc(a->v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        a->v = nv;
+        a->cap = nc;
+    }
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+    return 0;
+}
+
+typedef struct {
+    strv pass;   /* options passed on to the real sendmail (never -t) */
+    strv rcpt;   /* recipients given as arguments, as given */
+    char **flags; /* "-c" strings made for split option clusters (owned) */
+    size_t n_flags;
     int extract; /* -t */
     int split;
     const char *sendmail;
@@ -57,38 +88,46 @@ static void sm_usage(FILE *f)
 "a list is sealed with the newest list key the keystore accepted and sent to\n"
 "the list alone. A message to a list and other recipients is refused, unless\n"
 "--split: then the list gets the sealed post and the others the message as\n"
-"written, separately. Nothing is sent when sealing fails.\n"
+"written, separately. Nothing is sent when sealing fails, or when a list is\n"
+"named in a form recrypt cannot take apart.\n"
 "\n"
 "  --split          send list posts and the rest separately (see above)\n"
 "  --sendmail CMD   the real sendmail (default $RECRYPT_SENDMAIL, else\n"
 "                   " DEFAULT_SENDMAIL "); split at spaces\n"
 "  --home DIR       the keystore (default as for recrypt)\n"
-"  -t               recipients from To, Cc and Bcc too\n"
-"Other options (-i, -oi, -f SENDER, -F NAME, -N DSN, -R RET, -B TYPE, -V ENVID,\n"
-"-X LOG, -C CONFIG, -o...) are passed to the real sendmail. Exit status: the\n"
-"real sendmail's; 77 when refused (a list and other recipients), 64 for\n"
-"bad arguments, 65 and others as recrypt's when sealing fails.\n"
+"  -t               recipients from To, Cc, Bcc (and Resent-*, Apparently-To) too\n"
+"Other options (-i, -oi, -f SENDER, -F NAME, -r SENDER, -N DSN, -R RET, -B TYPE,\n"
+"-V ENVID, -X LOG, -C CONFIG, -o...; clusters such as -ti) are passed to the\n"
+"real sendmail, without -t. Exit status: the real sendmail's; 77 when refused\n"
+"(a list and other recipients), 64 for bad arguments, 65 when a list is named\n"
+"in a form recrypt cannot take apart or the message does not parse, others as\n"
+"recrypt's when sealing fails.\n"
 "\n"
 "mutt/neomutt: set sendmail=\"recrypt sendmail -oi\"   (mutt adds -- RECIPIENTS)\n");
 }
 
-/* sendmail options that take a separate argument when given alone. */
+/* sendmail options that take a value: attached (-fme) or the next word. */
 static int takes_arg(char c)
 {
-    return strchr("fFNRBVXCLOh", c) != NULL;
+    return c && strchr("ABCFfNORrVXLpheoqdM", c) != NULL;
 }
 
 static int parse(sm_args *a, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
-    int i = 0, opts = 1;
-    for (; i < argc; i++) {
+    int opts = 1;
+    for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         if (opts && strcmp(s, "--") == 0) {
             opts = 0;
             continue;
         }
-        if (opts && s[0] == '-' && s[1]) {
+        if (!opts || s[0] != '-' || !s[1]) {
+            if (strv_add(&a->rcpt, s))
+                return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+            continue;
+        }
+        if (s[1] == '-') {
             if (!strcmp(s, "--split")) {
                 a->split = 1;
             } else if (!strcmp(s, "--sendmail") || !strcmp(s, "--home")) {
@@ -98,29 +137,67 @@ static int parse(sm_args *a, int argc, char **argv)
             } else if (!strcmp(s, "--help")) {
                 sm_usage(stdout);
                 return 1;
-            } else if (s[1] == '-') {
-                return fprintf(stderr, "recrypt sendmail: unknown option %s\n", s), -1;
-            } else if (!strcmp(s, "-t")) {
-                a->extract = 1;
             } else {
-                if (a->n_pass + 2 >= MAX_ARGS)
-                    return fprintf(stderr, "recrypt sendmail: too many arguments\n"), -1;
-                a->pass[a->n_pass++] = s;
-                if (takes_arg(s[1]) && s[2] == '\0' && i + 1 < argc)
-                    a->pass[a->n_pass++] = argv[++i];
+                return fprintf(stderr, "recrypt sendmail: unknown option %s\n", s), -1;
             }
             continue;
         }
-        if (a->n_rcpt + 1 >= MAX_ARGS)
-            return fprintf(stderr, "recrypt sendmail: too many recipients\n"), -1;
-        a->rcpt[a->n_rcpt++] = s;
+        /* A cluster of one-letter options, as getopt reads it: -ti, -oi,
+         * -fme, -f me. */
+        for (const char *c = s + 1; *c; c++) {
+            if (takes_arg(*c)) {
+                /* Passed on as given: -oi stays -oi, -f me stays two words. */
+                int attached = c[1] != '\0';
+                const char *val = attached ? c + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                if (!val)
+                    return fprintf(stderr, "recrypt sendmail: -%c needs a value\n", *c), -1;
+                char *opt = malloc(3 + (attached ? strlen(val) : 0));
+                char **nf = realloc(a->flags, (a->n_flags + 1) * sizeof *nf);
+                if (!opt || !nf) {
+                    free(opt);
+                    return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+                }
+                a->flags = nf;
+                a->flags[a->n_flags++] = opt;
+                opt[0] = '-', opt[1] = *c, opt[2] = '\0';
+                if (attached)
+                    strcat(opt, val);
+                if (strv_add(&a->pass, opt) || (!attached && strv_add(&a->pass, val)))
+                    return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+                break;
+            }
+            if (*c == 't') {
+                a->extract = 1;
+                continue;
+            }
+            char *opt = malloc(3);
+            char **nf = realloc(a->flags, (a->n_flags + 1) * sizeof *nf);
+            if (!opt || !nf) {
+                free(opt);
+                return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+            }
+            a->flags = nf;
+            a->flags[a->n_flags++] = opt;
+            opt[0] = '-', opt[1] = *c, opt[2] = '\0';
+            if (strv_add(&a->pass, opt))
+                return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+        }
     }
     return 0;
 }
 
-/* Run the real sendmail with the passed options, "-i", and the given
- * recipients ("-t" instead when rcpt is NULL), the message on fd as its
- * standard input. Returns its exit status. */
+static void sm_args_free(sm_args *a)
+{
+    for (size_t i = 0; i < a->n_flags; i++)
+        free(a->flags[i]);
+    free(a->flags);
+    free(a->pass.v);
+    free(a->rcpt.v);
+}
+
+/* Run the real sendmail with the passed options, "-t" when with_t, "-i",
+ * and the given recipients, the message on fd as its standard input.
+ * Returns its exit status. */
 static int run_sendmail(const sm_args *a, int fd, const char *const *rcpt, size_t n_rcpt,
                         int with_t)
 {
@@ -128,46 +205,48 @@ static int run_sendmail(const sm_args *a, int fd, const char *const *rcpt, size_
     if (!cmd || !*cmd)
         cmd = DEFAULT_SENDMAIL;
     char *copy = strdup(cmd);
-    const char *argv[MAX_ARGS * 2 + 8];
-    size_t n = 0;
-    if (!copy)
-        return EX_OSERR;
-    for (char *tok = strtok(copy, " "); tok && n < MAX_ARGS; tok = strtok(NULL, " "))
-        argv[n++] = tok;
-    if (n == 0) {
+    strv argv = {0};
+    int bad = !copy;
+    for (char *tok = copy ? strtok(copy, " ") : NULL; tok && !bad; tok = strtok(NULL, " "))
+        bad = strv_add(&argv, tok);
+    if (!bad && argv.n == 0) {
         free(copy);
         fprintf(stderr, "recrypt sendmail: the sendmail command is empty\n");
         return EX_CONFIG;
     }
-    for (size_t i = 0; i < a->n_pass; i++)
-        argv[n++] = a->pass[i];
-    if (with_t)
-        argv[n++] = "-t";
-    argv[n++] = "-i";
-    if (n_rcpt)
-        argv[n++] = "--";
-    for (size_t i = 0; i < n_rcpt; i++)
-        argv[n++] = rcpt[i];
-    argv[n] = NULL;
-    if (lseek(fd, 0, SEEK_SET) != 0) {
+    for (size_t i = 0; i < a->pass.n && !bad; i++)
+        bad = strv_add(&argv, a->pass.v[i]);
+    if (with_t && !bad)
+        bad = strv_add(&argv, "-t");
+    if (!bad)
+        bad = strv_add(&argv, "-i");
+    if (n_rcpt && !bad)
+        bad = strv_add(&argv, "--");
+    for (size_t i = 0; i < n_rcpt && !bad; i++)
+        bad = strv_add(&argv, rcpt[i]);
+    if (bad || lseek(fd, 0, SEEK_SET) != 0) {
         free(copy);
-        return EX_IOERR;
+        free(argv.v);
+        fprintf(stderr, "recrypt sendmail: %s\n", bad ? "out of memory" : "cannot read the message");
+        return bad ? EX_OSERR : EX_IOERR;
     }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         free(copy);
+        free(argv.v);
         fprintf(stderr, "recrypt sendmail: fork: %s\n", strerror(errno));
         return EX_OSERR;
     }
     if (pid == 0) {
         if (dup2(fd, STDIN_FILENO) < 0)
             _exit(EX_OSERR);
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "recrypt sendmail: cannot run %s: %s\n", argv[0], strerror(errno));
+        execv(argv.v[0], (char *const *)argv.v);
+        fprintf(stderr, "recrypt sendmail: cannot run %s: %s\n", argv.v[0], strerror(errno));
         _exit(errno == ENOENT ? EX_UNAVAILABLE : EX_OSERR);
     }
     free(copy);
+    free(argv.v);
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
@@ -228,110 +307,272 @@ static int without_bcc(int in, rc_error *err)
     return out;
 }
 
+/* Every list this keystore has a pin file for (damaged or not). */
+static int known_lists(const keystore *ks, char ***out, size_t *n)
+{
+    char dir[PATH_MAX + 8], pin[PATH_MAX];
+    struct stat sb;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    snprintf(dir, sizeof dir, "%s/lists", ks->dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    struct dirent *e;
+    int bad = 0;
+    while (!bad && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || keystore_path(pin, ks, "lists/%s/pin", e->d_name) != 0 ||
+            stat(pin, &sb) != 0)
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 8;
+            char **nv = realloc(*out, nc * sizeof *nv);
+            if (!nv) {
+                bad = 1;
+                break;
+            }
+            *out = nv;
+            cap = nc;
+        }
+        if (!((*out)[*n] = strdup(e->d_name)))
+            bad = 1;
+        else
+            (*n)++;
+    }
+    closedir(d);
+    return bad ? -1 : 0;
+}
+
+/* text, lower-cased, without quotes, backslashes and white space. */
+static char *squeeze(const char *text)
+{
+    char *o = malloc(strlen(text) + 1), *q = o;
+    if (!o)
+        return NULL;
+    for (const char *p = text; *p; p++)
+        if (*p != '"' && *p != '\\' && !isspace((unsigned char)*p))
+            *q++ = (char)tolower((unsigned char)*p);
+    *q = '\0';
+    return o;
+}
+
+static int addr_char(char c)
+{
+    return c && (isalnum((unsigned char)c) || strchr("._+-=/'*&#$^`{|}~", c) != NULL);
+}
+
+/* Does the squeezed text name list (local@domain) as local@domain,
+ * domain!local or local%domain, as a whole address? */
+static int mentions(const char *text, const char *list)
+{
+    const char *at = strchr(list, '@');
+    if (!at)
+        return 0;
+    size_t ll = (size_t)(at - list), dl = strlen(at + 1);
+    char forms[3][2 * RC_ADDR_MAX + 4];
+    snprintf(forms[0], sizeof forms[0], "%s", list);
+    snprintf(forms[1], sizeof forms[1], "%s!%.*s", at + 1, (int)ll, list);
+    snprintf(forms[2], sizeof forms[2], "%.*s%%%s", (int)ll, list, at + 1);
+    (void)dl;
+    for (int f = 0; f < 3; f++) {
+        size_t fl = strlen(forms[f]);
+        for (const char *p = strstr(text, forms[f]); p; p = strstr(p + 1, forms[f])) {
+            char before = p > text ? p[-1] : '\0', after = p[fl];
+            if (!addr_char(before) && !(isalnum((unsigned char)after) || after == '-'))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 int client_sendmail(int argc, char **argv)
 {
     sm_args a;
     rc_error err;
     keystore ks;
-    char **hdr = NULL;
-    size_t n_hdr = 0;
-    int rc = parse(&a, argc, argv);
-    if (rc)
+    char **lists_known = NULL, **parsed = NULL, *hdr_text = NULL, *raw = NULL;
+    size_t n_known = 0, n_parsed = 0, raw_len = 0;
+    strv lists = {0}, others = {0};
+    int sealed_fds[64], in = -1, rc = parse(&a, argc, argv);
+    size_t n_sealed = 0, cap_parsed = 0;
+    if (rc) {
+        sm_args_free(&a);
         return rc > 0 ? 0 : EX_USAGE;
+    }
     rc_error_clear(&err);
     if (rc_init(&err) != 0 || keystore_open(&ks, a.home, &err) != 0) {
         fprintf(stderr, "recrypt sendmail: %s\n", err.msg);
+        sm_args_free(&a);
         return EX_CONFIG;
     }
-    int in = spool_stdin(STDIN_FILENO, &err);
-    if (in < 0) {
-        fprintf(stderr, "recrypt sendmail: %s\n", err.msg);
-        return EX_IOERR;
-    }
-    if (a.extract && rc_mail_header_recipients(in, &hdr, &n_hdr, &err) != 0) {
-        fprintf(stderr, "recrypt sendmail: %s: nothing sent\n", err.msg);
-        close(in);
-        return EX_DATAERR;
-    }
-    /* All recipients, each once: the arguments, then the header's. */
-    const char *all[MAX_ARGS * 2];
-    const char *lists[MAX_ARGS * 2], *others[MAX_ARGS * 2];
-    size_t n_all = 0, n_lists = 0, n_others = 0;
-    char canon[MAX_ARGS * 2][RC_ADDR_MAX + 1];
-    for (size_t i = 0; i < a.n_rcpt + n_hdr && n_all < MAX_ARGS * 2; i++) {
-        const char *r = i < a.n_rcpt ? a.rcpt[i] : hdr[i - a.n_rcpt];
-        char c[RC_ADDR_MAX + 1];
-        const char *key = rc_address_canonical(c, r, NULL) == 0 ? c : r;
-        int dup = 0;
-        for (size_t k = 0; k < n_all && !dup; k++)
-            dup = strcasecmp(canon[k], key) == 0;
-        if (dup)
-            continue;
-        snprintf(canon[n_all], sizeof canon[n_all], "%s", key);
-        all[n_all++] = r;
-    }
-    for (size_t i = 0; i < n_all; i++) {
-        rc_pin pin;
-        rc_error e2;
-        if (keystore_pin_load(&ks, canon[i], &pin, &e2) == 1)
-            lists[n_lists++] = canon[i];
-        else
-            others[n_others++] = all[i];
-    }
-    if (n_lists == 0) { /* not ours: as it came */
-        rc = run_sendmail(&a, in, (const char *const *)a.rcpt, a.n_rcpt, a.extract);
+    if (known_lists(&ks, &lists_known, &n_known) != 0) {
+        fprintf(stderr, "recrypt sendmail: cannot read the keystore's lists in %s: nothing sent\n",
+                ks.dir);
+        rc = EX_CONFIG;
         goto done;
     }
-    if ((n_lists > 1 || n_others > 0) && !a.split) {
+    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0) {
+        fprintf(stderr, "recrypt sendmail: %s\n", err.msg);
+        rc = EX_IOERR;
+        goto done;
+    }
+    /* The recipients: every address of every argument, and with -t of
+     * every recipient field; and all of that as raw text. */
+    for (size_t i = 0; i < a.rcpt.n + (a.extract ? 1 : 0); i++) {
+        char **got = NULL;
+        size_t n_got = 0;
+        const char *text;
+        if (i < a.rcpt.n) {
+            text = a.rcpt.v[i];
+        } else {
+            if (rc_mail_header_recipient_text(in, &hdr_text, &err) != 0) {
+                fprintf(stderr, "recrypt sendmail: %s: nothing sent\n", err.msg);
+                rc = EX_DATAERR;
+                goto done;
+            }
+            text = hdr_text;
+        }
+        char *nr = realloc(raw, raw_len + strlen(text) + 2);
+        if (!nr || rc_address_list_parse(text, &got, &n_got, &err) != 0) {
+            fprintf(stderr, "recrypt sendmail: out of memory\n");
+            rc = EX_OSERR;
+            goto done;
+        }
+        raw = nr;
+        memcpy(raw + raw_len, text, strlen(text));
+        raw_len += strlen(text);
+        raw[raw_len++] = '\n';
+        raw[raw_len] = '\0';
+        for (size_t k = 0; k < n_got; k++) {
+            int dup = 0;
+            for (size_t j = 0; j < n_parsed && !dup; j++)
+                dup = strcmp(parsed[j], got[k]) == 0;
+            if (dup) {
+                free(got[k]);
+                continue;
+            }
+            if (n_parsed == cap_parsed) {
+                cap_parsed = cap_parsed ? 2 * cap_parsed : 16;
+                char **np = realloc(parsed, cap_parsed * sizeof *np);
+                if (!np) {
+                    for (size_t j = k; j < n_got; j++)
+                        free(got[j]);
+                    free(got);
+                    fprintf(stderr, "recrypt sendmail: out of memory\n");
+                    rc = EX_OSERR;
+                    goto done;
+                }
+                parsed = np;
+            }
+            parsed[n_parsed++] = got[k];
+        }
+        free(got);
+    }
+    /* Classify; every list the raw text mentions must be one of them. */
+    for (size_t i = 0; i < n_parsed; i++) {
+        char canon[RC_ADDR_MAX + 1];
+        int is_list = 0;
+        if (rc_address_canonical(canon, parsed[i], NULL) == 0)
+            for (size_t k = 0; k < n_known && !is_list; k++)
+                is_list = strcmp(canon, lists_known[k]) == 0;
+        if (strv_add(is_list ? &lists : &others, parsed[i])) {
+            fprintf(stderr, "recrypt sendmail: out of memory\n");
+            rc = EX_OSERR;
+            goto done;
+        }
+    }
+    char *sq = raw ? squeeze(raw) : NULL;
+    for (size_t k = 0; sq && k < n_known; k++) {
+        int have = 0;
+        for (size_t i = 0; i < lists.n && !have; i++)
+            have = strcasecmp(lists.v[i], lists_known[k]) == 0;
+        if (!have && mentions(sq, lists_known[k])) {
+            fprintf(stderr,
+                    "recrypt sendmail: the recipients name the encrypted list %s in a form "
+                    "recrypt cannot take apart: nothing sent. Address the list as %s\n",
+                    lists_known[k], lists_known[k]);
+            free(sq);
+            rc = EX_DATAERR;
+            goto done;
+        }
+    }
+    free(sq);
+    if (lists.n == 0) { /* not ours: as it came */
+        rc = run_sendmail(&a, in, a.rcpt.v, a.rcpt.n, a.extract);
+        goto done;
+    }
+    if ((lists.n > 1 || others.n > 0) && !a.split) {
         fprintf(stderr,
                 "recrypt sendmail: this message goes to the encrypted list %s and also to %s%s: "
                 "nothing sent. A list post must go to the list alone: send it to the list and "
                 "the others separately, or use --split (the list gets the sealed post, the "
                 "others the message as written)\n",
-                lists[0], n_lists > 1 ? lists[1] : others[0],
-                n_lists + n_others > 2 ? " and more" : "");
+                lists.v[0], lists.n > 1 ? lists.v[1] : others.v[0],
+                lists.n + others.n > 2 ? " and more" : "");
         rc = EX_NOPERM;
         goto done;
     }
+    if (lists.n > sizeof sealed_fds / sizeof sealed_fds[0]) {
+        fprintf(stderr, "recrypt sendmail: more than %zu lists in one message: nothing sent\n",
+                sizeof sealed_fds / sizeof sealed_fds[0]);
+        rc = EX_USAGE;
+        goto done;
+    }
     /* Seal every list's post first: nothing goes out unless all seal. */
-    int sealed[MAX_ARGS * 2];
-    size_t n_sealed = 0;
     rc = 0;
-    for (size_t i = 0; i < n_lists && rc == 0; i++) {
+    for (size_t i = 0; i < lists.n; i++) {
         rc_statement st;
         int first = 0, out = spool_tmpfile(&err);
-        if (out < 0 ||
-            (rc = client_seal(&ks, lists[i], NULL, 0, in, fd_sink, &out, &st, &first, &err)) != 0) {
+        if (out < 0 || lseek(in, 0, SEEK_SET) != 0 ||
+            client_seal(&ks, lists.v[i], NULL, 0, in, fd_sink, &out, &st, &first, &err) != 0) {
             if (out >= 0)
                 close(out);
             fprintf(stderr, "recrypt sendmail: cannot seal the post for %s: %s: nothing sent\n",
-                    lists[i], err.msg);
+                    lists.v[i], err.msg);
             rc = err.code == RC_E_POLICY ? EX_NOPERM : EX_DATAERR;
-            break;
+            goto done;
         }
-        lseek(in, 0, SEEK_SET);
-        sealed[n_sealed++] = out;
+        sealed_fds[n_sealed++] = out;
     }
-    for (size_t i = 0; i < n_sealed && rc == 0; i++) {
-        const char *one[1] = {lists[i]};
-        rc = run_sendmail(&a, sealed[i], one, 1, 0);
+    for (size_t i = 0; i < n_sealed; i++) {
+        rc = run_sendmail(&a, sealed_fds[i], &lists.v[i], 1, 0);
+        if (rc) {
+            if (i > 0 || others.n)
+                fprintf(stderr,
+                        "recrypt sendmail: the sealed post for %s was not sent (exit %d)%s; "
+                        "%zu list post(s) before it went out\n",
+                        lists.v[i], rc, others.n ? ", nor the copy for the others" : "", i);
+            goto done;
+        }
     }
-    if (rc == 0 && n_others > 0) {
+    if (others.n > 0) {
         int plain = without_bcc(in, &err);
         if (plain < 0) {
             fprintf(stderr, "recrypt sendmail: %s: the list post%s went out, the copy for the "
                             "others did not\n",
-                    err.msg, n_lists > 1 ? "s" : "");
+                    err.msg, lists.n > 1 ? "s" : "");
             rc = EX_IOERR;
-        } else {
-            rc = run_sendmail(&a, plain, others, n_others, 0);
-            close(plain);
+            goto done;
         }
+        rc = run_sendmail(&a, plain, others.v, others.n, 0);
+        close(plain);
+        if (rc)
+            fprintf(stderr, "recrypt sendmail: the list post%s went out, the copy for the others "
+                            "did not (exit %d)\n",
+                    lists.n > 1 ? "s" : "", rc);
     }
-    for (size_t i = 0; i < n_sealed; i++)
-        close(sealed[i]);
 done:
-    close(in);
-    rc_mail_addresses_free(hdr, n_hdr);
+    for (size_t i = 0; i < n_sealed; i++)
+        close(sealed_fds[i]);
+    if (in >= 0)
+        close(in);
+    rc_mail_addresses_free(parsed, n_parsed);
+    rc_mail_addresses_free(lists_known, n_known);
+    free(lists.v);
+    free(others.v);
+    free(hdr_text);
+    free(raw);
+    sm_args_free(&a);
     return rc;
 }

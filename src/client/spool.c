@@ -1,6 +1,8 @@
 /*
  * spool.c - see spool.h.
  */
+#define _GNU_SOURCE /* mkostemp */
+#include <fcntl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@ int spool_tmpfile(rc_error *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/recrypt.XXXXXX", dir && *dir ? dir : "/tmp");
     mode_t old = umask(077);
-    int fd = mkstemp(path);
+    int fd = mkostemp(path, O_CLOEXEC); /* never inherited by a child */
     umask(old);
     if (fd < 0) {
         rc_error_set(err, RC_E_IO, "cannot create a temporary file in %s: %s",

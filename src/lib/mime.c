@@ -326,6 +326,65 @@ void rc_mail_addresses_free(char **a, size_t n)
     free(a);
 }
 
+int rc_address_list_parse(const char *text, char ***out, size_t *n, rc_error *err)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    InternetAddressList *l = internet_address_list_parse(NULL, text);
+    int rc = add_list(out, n, &cap, l) != 0 ? rc_error_set(err, RC_E_NOMEM, "out of memory") : 0;
+    if (l)
+        g_object_unref(l);
+    if (rc) {
+        rc_mail_addresses_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static const char *const recipient_fields[] = {"To",        "Cc",        "Bcc",
+                                               "Resent-To", "Resent-Cc", "Resent-Bcc",
+                                               "Apparently-To"};
+
+int rc_mail_header_recipient_text(int in_fd, char **out, rc_error *err)
+{
+    rc_header h;
+    int rc;
+    size_t len = 0;
+    *out = NULL;
+    if (lseek(in_fd, 0, SEEK_SET) != 0)
+        return rc_error_set(err, RC_E_IO, "cannot read the message");
+    if ((rc = rc_header_read(&h, in_fd, err)))
+        return rc;
+    char *text = calloc(1, 1);
+    for (size_t i = 0; text && i < h.n; i++)
+        for (size_t k = 0; text && k < sizeof recipient_fields / sizeof *recipient_fields; k++) {
+            if (!rc_hfield_is(&h.f[i], recipient_fields[k]))
+                continue;
+            char *v = rc_hfield_value(&h.f[i]);
+            char *nt = v ? realloc(text, len + strlen(v) + 2) : NULL;
+            if (!nt) {
+                free(v);
+                free(text);
+                text = NULL;
+                break;
+            }
+            text = nt;
+            memcpy(text + len, v, strlen(v));
+            len += strlen(v);
+            text[len++] = '\n';
+            text[len] = '\0';
+            free(v);
+        }
+    rc_header_free(&h);
+    lseek(in_fd, 0, SEEK_SET);
+    if (!text)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    *out = text;
+    return 0;
+}
+
 int rc_mail_header_recipients(int in_fd, char ***out, size_t *n, rc_error *err)
 {
     rc_header h;
@@ -337,9 +396,13 @@ int rc_mail_header_recipients(int in_fd, char ***out, size_t *n, rc_error *err)
         return rc_error_set(err, RC_E_IO, "cannot read the message");
     if ((rc = rc_header_read(&h, in_fd, err)))
         return rc;
-    static const char *const names[] = {"To", "Cc", "Bcc"};
+    /* Every field a sendmail -t takes recipients from (Resent-* instead,
+     * when present, for some; Apparently-To for Sendmail 8): all of them,
+     * so that a caller never misses one. */
+    const char *const *names = recipient_fields;
+    const size_t n_names = sizeof recipient_fields / sizeof recipient_fields[0];
     for (size_t i = 0; i < h.n && rc == 0; i++) {
-        for (size_t k = 0; k < 3 && rc == 0; k++) {
+        for (size_t k = 0; k < n_names && rc == 0; k++) {
             if (!rc_hfield_is(&h.f[i], names[k]))
                 continue;
             char *v = rc_hfield_value(&h.f[i]);

@@ -112,6 +112,25 @@ static int takes_arg(char c)
     return c && strchr("ABCFfNORrVXLpheoqdM", c) != NULL;
 }
 
+/* Pass "-c" (or "-cVALUE") on to the real sendmail; the string is kept
+ * in a->flags until sm_args_free. */
+static int pass_option(sm_args *a, char c, const char *attached)
+{
+    char **nf = realloc(a->flags, (a->n_flags + 1) * sizeof *nf);
+    if (!nf)
+        return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+    a->flags = nf;
+    char *opt = malloc(3 + (attached ? strlen(attached) : 0));
+    if (!opt)
+        return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+    opt[0] = '-', opt[1] = c, opt[2] = '\0';
+    if (attached)
+        strcat(opt, attached);
+    a->flags[a->n_flags++] = opt;
+    return strv_add(&a->pass, opt) ? (fprintf(stderr, "recrypt sendmail: out of memory\n"), -1)
+                                   : 0;
+}
+
 static int parse(sm_args *a, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
@@ -145,42 +164,24 @@ static int parse(sm_args *a, int argc, char **argv)
         /* A cluster of one-letter options, as getopt reads it: -ti, -oi,
          * -fme, -f me. */
         for (const char *c = s + 1; *c; c++) {
-            if (takes_arg(*c)) {
-                /* Passed on as given: -oi stays -oi, -f me stays two words. */
-                int attached = c[1] != '\0';
-                const char *val = attached ? c + 1 : (i + 1 < argc ? argv[++i] : NULL);
-                if (!val)
-                    return fprintf(stderr, "recrypt sendmail: -%c needs a value\n", *c), -1;
-                char *opt = malloc(3 + (attached ? strlen(val) : 0));
-                char **nf = realloc(a->flags, (a->n_flags + 1) * sizeof *nf);
-                if (!opt || !nf) {
-                    free(opt);
-                    return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
-                }
-                a->flags = nf;
-                a->flags[a->n_flags++] = opt;
-                opt[0] = '-', opt[1] = *c, opt[2] = '\0';
-                if (attached)
-                    strcat(opt, val);
-                if (strv_add(&a->pass, opt) || (!attached && strv_add(&a->pass, val)))
-                    return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
-                break;
-            }
             if (*c == 't') {
                 a->extract = 1;
                 continue;
             }
-            char *opt = malloc(3);
-            char **nf = realloc(a->flags, (a->n_flags + 1) * sizeof *nf);
-            if (!opt || !nf) {
-                free(opt);
-                return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+            if (!takes_arg(*c)) {
+                if (pass_option(a, *c, NULL))
+                    return -1;
+                continue;
             }
-            a->flags = nf;
-            a->flags[a->n_flags++] = opt;
-            opt[0] = '-', opt[1] = *c, opt[2] = '\0';
-            if (strv_add(&a->pass, opt))
+            /* Passed on as given: -oi stays -oi, -f me stays two words. */
+            int attached = c[1] != '\0';
+            const char *val = attached ? c + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!val)
+                return fprintf(stderr, "recrypt sendmail: -%c needs a value\n", *c), -1;
+            if (pass_option(a, *c, attached ? val : NULL) ||
+                (!attached && strv_add(&a->pass, val)))
                 return fprintf(stderr, "recrypt sendmail: out of memory\n"), -1;
+            break;
         }
     }
     return 0;

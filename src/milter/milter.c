@@ -130,6 +130,18 @@ static int address_of(const char *arg, char *out)
     return rc_address_canonical(out, buf, NULL) == 0 ? 0 : -1;
 }
 
+/* An SMTP reply text: formatted, one line, and without '%' (the MTA would
+ * take it for a format). */
+static void reply_text(char *out, size_t cap, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void reply_text(char *out, size_t cap, const char *fmt, va_list ap)
+{
+    vsnprintf(out, cap, fmt, ap);
+    for (char *p = out; *p; p++)
+        if (*p == '%' || *p == '\r' || *p == '\n')
+            *p = ' ';
+}
+
 static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *xcode,
                       sfsistat st, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
@@ -139,12 +151,8 @@ static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *
     char text[400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    reply_text(text, sizeof text, fmt, ap);
     va_end(ap);
-    /* '%' would be taken for a format by the MTA: remove it. */
-    for (char *p = text; *p; p++)
-        if (*p == '%' || *p == '\r' || *p == '\n')
-            *p = ' ';
     smfi_setreply(ctx, (char *)code, (char *)xcode, text);
     /* 452 4.5.3 at RCPT is the normal way to split a transaction, not a failure. */
     int deferred = !strcmp(code, "452");
@@ -176,11 +184,8 @@ static sfsistat reject_epoch(SMFICTX *ctx, msg_state *m, rc_store_reader *rd,
     rc_store_epoch cur;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
+    reply_text(why, sizeof why, fmt, ap);
     va_end(ap);
-    for (char *p = why; *p; p++)
-        if (*p == '%' || *p == '\r' || *p == '\n')
-            *p = ' ';
     if (rc_store_get_epoch(rd, l->list_id, l->current_epoch, &cur, NULL) != 0 ||
         rc_statement_encode(key, sizeof key, &cur.statement, NULL) != 0)
         return reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", why);

@@ -120,7 +120,7 @@ all_gone() {
     rc=0
     for p in /usr/bin/recrypt /usr/bin/recryptctl /usr/sbin/recrypt-milter \
              /usr/share/man/man1/recrypt.1.gz /usr/share/man/man1/recryptctl.1.gz \
-             /usr/share/man/man8/recrypt-milter.8.gz /usr/share/doc/recrypt \
+             /usr/share/man/man8/recrypt-milter.8.gz /usr/share/doc/recrypt /usr/share/recrypt \
              /lib/systemd/system/recrypt-milter.service \
              /etc/recrypt /etc/apparmor.d/usr.sbin.recrypt-milter \
              /etc/apparmor.d/local/usr.sbin.recrypt-milter \
@@ -149,6 +149,8 @@ check "/var/lib/recrypt is 750 recrypt:recrypt ($(mode_owner /var/lib/recrypt))"
 check "conffiles: $(dpkg-query -W -f='${Conffiles}' recrypt | awk 'NF{printf "%s ", $1}')" \
       sh -c "dpkg-query -W -f='\${Conffiles}' recrypt | grep -q ' /etc/recrypt/recrypt-milter.conf '"
 check "AppArmor local include created" test -f /etc/apparmor.d/local/usr.sbin.recrypt-milter
+check "mutt and neomutt set-up installed" \
+    test -f /usr/share/recrypt/neomutt/recrypt.rc -a -f /usr/share/recrypt/mutt/recrypt.muttrc
 for c in "recrypt --version" "recryptctl --version" "recrypt-milter -V"; do
     # shellcheck disable=SC2086
     if out=$($c 2>&1); then ok "$c: $out"; else bad "$c: $out"; fi

@@ -285,3 +285,74 @@ int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_
         return 0;
     return 1;
 }
+
+/* The "posts" file: one line per opened post, "<32 hex> <list>\n", the
+ * hex a BLAKE2b-128 of "recrypt-post\0" and the Message-ID (without angle
+ * brackets). Appended; when it passes POSTS_MAX bytes the older half is
+ * dropped. */
+#define POSTS_MAX (512 * 1024)
+
+static void post_hash(char hex[33], const char *message_id)
+{
+    uint8_t h[16];
+    crypto_generichash_state s;
+    crypto_generichash_init(&s, NULL, 0, sizeof h);
+    crypto_generichash_update(&s, (const uint8_t *)"recrypt-post", 13);
+    crypto_generichash_update(&s, (const uint8_t *)message_id, strlen(message_id));
+    crypto_generichash_final(&s, h, sizeof h);
+    sodium_bin2hex(hex, 33, h, sizeof h);
+}
+
+int keystore_post_remember(const keystore *ks, const char *message_id, const char *list,
+                           rc_error *err)
+{
+    char path[PATH_MAX], hex[33], line[RC_ADDR_MAX + 48];
+    struct stat sb;
+    if (!message_id || !*message_id || keystore_path(path, ks, "posts") != 0)
+        return 0;
+    post_hash(hex, message_id);
+    int n = snprintf(line, sizeof line, "%s %s\n", hex, list);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return 0;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, line, (size_t)n) != n || fstat(fd, &sb) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return rc_error_set(err, RC_E_IO, "cannot write %s", path);
+    }
+    close(fd);
+    if (sb.st_size <= POSTS_MAX)
+        return 0;
+    /* Keep the newer half, from a line start. */
+    char *all = malloc((size_t)sb.st_size + 1);
+    if (!all || keystore_read_file(path, all, (size_t)sb.st_size + 1) != 0) {
+        free(all);
+        return 0;
+    }
+    char *keep = strchr(all + strlen(all) / 2, '\n');
+    int rc = keep ? keystore_write_file(path, keep + 1, err) : 0;
+    free(all);
+    return rc;
+}
+
+int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_out,
+                         size_t list_len)
+{
+    char path[PATH_MAX], hex[33], line[RC_ADDR_MAX + 48];
+    if (!message_id || !*message_id || keystore_path(path, ks, "posts") != 0)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    post_hash(hex, message_id);
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, hex, 32) != 0 || line[32] != ' ')
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(list_out, list_len, "%s", line + 33);
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}

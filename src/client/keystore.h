@@ -9,6 +9,8 @@
  *                                   0.3.0) "pinned <unix seconds>" lines
  *   lists/<list>/epoch-<N>.listkey  the accepted statement of epoch N
  *   lists/<list>/cert-<N>           this device's certificate for epoch N
+ *   posts                           "<hash of Message-ID> <list>" per opened
+ *                                   post (the reply guard of recrypt sendmail)
  */
 #ifndef RECRYPT_CLIENT_KEYSTORE_H
 #define RECRYPT_CLIENT_KEYSTORE_H
@@ -48,6 +50,15 @@ int keystore_cert_save(const keystore *ks, const rc_cert *cert, const char *list
                        rc_error *err);
 /* 1 and *cert when this device holds a certificate for (list, epoch). */
 int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_cert *cert);
+
+/* Opened posts, so that `recrypt sendmail` can tell a reply to a list post
+ * (In-Reply-To, References) from other mail. Only a hash of the
+ * Message-ID is kept; the file keeps the newest few thousand entries. */
+int keystore_post_remember(const keystore *ks, const char *message_id, const char *list,
+                           rc_error *err);
+/* 1 and the list's address in list_out when message_id is an opened post. */
+int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_out,
+                         size_t list_len);
 
 /* DIR/<printf fmt> inside the keystore; -1 when too long. */
 int keystore_path(char *out, const keystore *ks, const char *fmt, ...)

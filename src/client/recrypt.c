@@ -8,6 +8,9 @@
  * says why on standard error and exits with a sysexits(3) code.
  */
 #include <dirent.h>
+#include <sodium.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 #include <recrypt/recrypt.h>
 #include "keystore.h"
+#include "mailbox.h"
 #include "seal.h"
 #include "sendmail.h"
 #include "spool.h"
@@ -78,6 +82,26 @@ static void usage(FILE *f)
 "       [--list-key LISTKEY]  Use this list key instead of the one the message\n"
 "                         carries in its Recrypt-List-Key header.\n"
 "       [--signer FPR]    As for seal.\n"
+"       [--maildir DIR]   Deliver the decrypted message into the maildir DIR\n"
+"                         (created 0700, must be private) instead.\n"
+"  view                   For mail programs: open the message on standard input\n"
+"                         into the private one-message view folder (replacing\n"
+"                         the one before), or a notice saying why not. neomutt\n"
+"                         and mutt then open that folder read-only, with real\n"
+"                         MIME: attachments, charsets, replies that thread.\n"
+"       [--path]          Print the view folder's path (creating it).\n"
+"       [--clear]         Remove the view folder and what it holds.\n"
+"       [--dir DIR]       Use DIR (default $XDG_RUNTIME_DIR/recrypt-view, else\n"
+"                         $TMPDIR or /tmp, /recrypt-view-UID).\n"
+"  mutt-config [--dir DIR]  Print the keystore-dependent mutt/neomutt lines\n"
+"                         (the contrib rc file sources them): each list as\n"
+"                         'subscribe', no plaintext Fcc, view clean-up.\n"
+"  archive --maildir DEST SOURCE...\n"
+"                         Opt-in search: keep a decrypted copy of every list\n"
+"                         post in the SOURCE maildirs (or files) in the private\n"
+"                         maildir DEST, for notmuch or mutt. Run again to add\n"
+"                         new posts; nothing is copied twice. Decrypted mail\n"
+"                         then lies on disk: see recrypt(1).\n"
 "  pins                   List the lists this keystore knows, with the pinned\n"
 "                         signing key and the highest epoch seen.\n"
 "\n"
@@ -125,6 +149,11 @@ static int stdout_sink(void *ctx, const uint8_t *p, size_t len)
 {
     (void)ctx;
     return fwrite(p, 1, len, stdout) == len ? 0 : -1;
+}
+
+static int fd_sink(void *ctx, const uint8_t *p, size_t len)
+{
+    return rc_fd_sink(ctx, p, len);
 }
 
 static void announce_first_use(const rc_statement *st)
@@ -205,65 +234,355 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
     return 0;
 }
 
-static int cmd_open(keystore *ks, const char *list_key, const char *signer_fp)
+/* Open the list message in `in` (a spooled file): check trust, decrypt
+ * and authenticate, and only then hand the decrypted message to sink.
+ * Afterwards the list key is remembered, this device's certificate kept
+ * for signing, and the post recorded for the reply guard. */
+static int open_post(keystore *ks, int in, const char *list_key, const char *signer_fp,
+                     rc_sink_fn sink, void *ctx, rc_error *err)
 {
-    rc_error err;
     rc_statement st;
     rc_mail *m = NULL;
     rc_open_result *res = NULL;
     rc_device_secret *dev = NULL;
-    int in = -1, stage = -1, first = 0, rc;
-    rc_error_clear(&err);
+    int stage = -1, first = 0, rc;
 
-    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0)
-        return fail(&err);
-    if ((rc = rc_mail_parse(&m, in, &err)))
+    if ((rc = rc_mail_parse(&m, in, err)))
         goto out;
     if (list_key)
-        rc = client_load_statement(ks, &st, list_key, &err);
+        rc = client_load_statement(ks, &st, list_key, err);
     else if (rc_mail_list_key(m))
-        rc = rc_statement_decode(&st, rc_mail_list_key(m), &err);
+        rc = rc_statement_decode(&st, rc_mail_list_key(m), err);
     else
-        rc = rc_error_set(&err, RC_E_FORMAT,
+        rc = rc_error_set(err, RC_E_FORMAT,
                           "the message carries no %s header (was it delivered through the "
                           "list?); pass --list-key",
                           RC_HDR_LIST_KEY);
-    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, &err)))
+    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, err)))
         goto out;
     dev = rc_secret_alloc(sizeof *dev);
     res = rc_secret_alloc(sizeof *res);
     if (!dev || !res) {
-        rc = rc_error_set(&err, RC_E_NOMEM, "out of memory");
+        rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = keystore_device_load(ks, dev, &err)))
+    if ((rc = keystore_device_load(ks, dev, err)))
         goto out;
-    if ((stage = spool_tmpfile(&err)) < 0) {
-        rc = err.code;
+    if ((stage = spool_tmpfile(err)) < 0) {
+        rc = err->code;
         goto out;
     }
-    rc = rc_mail_open(m, &st, dev, stage, stdout_sink, NULL, res, &err);
-    if (rc == 0 && fflush(stdout) != 0)
-        rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
-    if (rc)
+    if ((rc = rc_mail_open(m, &st, dev, stage, sink, ctx, res, err)))
         goto out;
     if (first)
         announce_first_use(&st);
     /* Remember the list key, and keep this device's certificate for signing. */
-    if ((rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
+    if ((rc = keystore_prepare(ks, err)) || (rc = keystore_remember(ks, &st, err)))
         goto out;
     rc_cert have;
     if (!keystore_cert_load(ks, st.address, st.epoch, &have) &&
-        rc_cert_verify(&res->share.cert, st.signer_pk, NULL) == 0)
-        rc = keystore_cert_save(ks, &res->share.cert, st.address, &err);
+        rc_cert_verify(&res->share.cert, st.signer_pk, NULL) == 0 &&
+        (rc = keystore_cert_save(ks, &res->share.cert, st.address, err)))
+        goto out;
+    rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, err);
 out:
     if (stage >= 0)
         close(stage);
-    close(in);
     rc_mail_free(m);
     rc_secret_free(dev);
     rc_secret_free(res);
+    return rc;
+}
+
+static int cmd_open(keystore *ks, const char *list_key, const char *signer_fp,
+                    const char *maildir)
+{
+    rc_error err;
+    char name[256];
+    int in, out = -1, rc;
+    rc_error_clear(&err);
+    if ((in = spool_stdin(STDIN_FILENO, &err)) < 0)
+        return fail(&err);
+    if (!maildir) {
+        rc = open_post(ks, in, list_key, signer_fp, stdout_sink, NULL, &err);
+        if (rc == 0 && fflush(stdout) != 0)
+            rc = rc_error_set(&err, RC_E_IO, "cannot write standard output");
+    } else if ((rc = maildir_prepare(maildir, 1, &err)) == 0 &&
+               (out = maildir_begin(maildir, NULL, name, sizeof name, &err)) >= 0) {
+        rc = open_post(ks, in, list_key, signer_fp, fd_sink, &out, &err);
+        if (maildir_commit(maildir, name, out, NULL, rc == 0, rc ? NULL : &err) && !rc)
+            rc = err.code;
+    } else {
+        rc = err.code;
+    }
+    close(in);
     return rc ? fail(&err) : 0;
+}
+
+/* The notice the view folder shows when a message could not be opened: it
+ * says why, and holds nothing of the message. */
+static int write_notice(int fd, const rc_error *why)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", gmtime_r(&now, &tm));
+    FILE *f = fdopen(dup(fd), "w");
+    if (!f)
+        return -1;
+    const char *msg = why->msg[0] ? why->msg : rc_strerror(why->code);
+    int bad = fprintf(f,
+                      "From: recrypt <recrypt@localhost>\n"
+                      "Subject: [recrypt] not opened: %.120s\n"
+                      "Date: %s\n"
+                      "Recrypt-Verdict: refused\n"
+                      "MIME-Version: 1.0\n"
+                      "Content-Type: text/plain; charset=utf-8\n"
+                      "\n"
+                      "recrypt did not open this message, and shows nothing of it:\n\n"
+                      "  %s\n\n"
+                      "A message that was tampered with, truncated, not addressed to this\n"
+                      "device, or sealed to a list key you have not accepted is never shown.\n"
+                      "See 'recrypt list show' for the lists and keys this device knows.\n",
+                      msg, date, msg) < 0;
+    bad |= fclose(f) != 0;
+    return bad ? -1 : 0;
+}
+
+/* recrypt view: the one-message folder a mail program opens to show a
+ * decrypted post. --path prints (and creates) it, --clear removes it. */
+static int cmd_view(keystore *ks, const char *dir_opt, const char *list_key,
+                    const char *signer_fp, int mode)
+{
+    rc_error err, why;
+    char dir[PATH_MAX], name[256];
+    rc_error_clear(&err);
+    rc_error_clear(&why);
+    if (mailbox_view_path(dir, sizeof dir, dir_opt, &err))
+        return fail(&err);
+    if (mode == 'c') {
+        if (maildir_remove(dir) != 0) {
+            fprintf(stderr, "%s: cannot remove the view folder %s\n", progname, dir);
+            return EX_IOERR;
+        }
+        return 0;
+    }
+    if (mode == 'p') {
+        if (maildir_prepare(dir, 1, &err))
+            return fail(&err);
+        printf("%s\n", dir);
+        return fflush(stdout) ? EX_IOERR : 0;
+    }
+    int in = spool_stdin(STDIN_FILENO, &err), out = -1, rc;
+    if (in < 0)
+        return fail(&err);
+    /* One message at a time: the previous one goes first. */
+    if (maildir_remove(dir) != 0) {
+        close(in);
+        fprintf(stderr, "%s: cannot empty the view folder %s\n", progname, dir);
+        return EX_IOERR;
+    }
+    if (maildir_prepare(dir, 1, &err) ||
+        (out = maildir_begin(dir, NULL, name, sizeof name, &err)) < 0) {
+        close(in);
+        return fail(&err);
+    }
+    rc = open_post(ks, in, list_key, signer_fp, fd_sink, &out, &why);
+    close(in);
+    if (rc) { /* the file may hold a partial write: start it again */
+        if (ftruncate(out, 0) != 0 || lseek(out, 0, SEEK_SET) != 0 ||
+            write_notice(out, &why) != 0) {
+            maildir_commit(dir, name, out, NULL, 0, NULL);
+            return fail(&why);
+        }
+    }
+    if (maildir_commit(dir, name, out, NULL, 1, &err))
+        return fail(rc ? &why : &err);
+    return rc ? fail(&why) : 0;
+}
+
+/* Does the file's header carry a Recrypt-List-Key field (is it list
+ * mail at all)? Reads the header only. */
+static int is_list_mail(int fd)
+{
+    FILE *f = fdopen(dup(fd), "r");
+    char line[1024];
+    int found = 0;
+    size_t hl = strlen(RC_HDR_LIST_KEY);
+    while (f && !found && fgets(line, sizeof line, f)) {
+        if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n'))
+            break;
+        found = strncasecmp(line, RC_HDR_LIST_KEY, hl) == 0 && line[hl] == ':';
+    }
+    if (f)
+        fclose(f);
+    lseek(fd, 0, SEEK_SET);
+    return found;
+}
+
+/* The archive name of a message: "recrypt-" and a BLAKE2b-128 of its
+ * bytes, so that archiving the same folder again adds nothing twice. */
+static int content_name(int fd, char *out, size_t outlen)
+{
+    crypto_generichash_state s;
+    uint8_t buf[65536], h[16];
+    ssize_t n;
+    crypto_generichash_init(&s, NULL, 0, sizeof h);
+    while ((n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        crypto_generichash_update(&s, buf, (size_t)n);
+    }
+    crypto_generichash_final(&s, h, sizeof h);
+    char hex[33];
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    snprintf(out, outlen, "recrypt-%s", hex);
+    return lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1;
+}
+
+/* recrypt archive --maildir DEST SOURCE...: keep a decrypted copy of every
+ * list post in the SOURCE maildirs (or message files) in DEST. */
+static int cmd_archive(keystore *ks, const char *dest, char **src, int n_src,
+                       const char *signer_fp)
+{
+    rc_error err;
+    size_t added = 0, had = 0, skipped = 0, failed = 0;
+    rc_error_clear(&err);
+    if (!dest || n_src == 0) {
+        fprintf(stderr, "%s: archive needs --maildir DEST and at least one source folder\n",
+                progname);
+        return EX_USAGE;
+    }
+    if (maildir_prepare(dest, 1, &err))
+        return fail(&err);
+    for (int i = 0; i < n_src; i++) {
+        /* A maildir's cur and new, or the file itself. */
+        char sub[2][PATH_MAX];
+        struct stat sb;
+        int n_sub = 0;
+        if (stat(src[i], &sb) != 0) {
+            fprintf(stderr, "%s: archive: %s: %s\n", progname, src[i], strerror(errno));
+            failed++;
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            snprintf(sub[n_sub++], PATH_MAX, "%s/cur", src[i]);
+            snprintf(sub[n_sub++], PATH_MAX, "%s/new", src[i]);
+        }
+        for (int k = 0; k <= n_sub; k++) {
+            DIR *d = NULL;
+            struct dirent *e = NULL;
+            if (n_sub && k == n_sub)
+                break;
+            if (n_sub && !(d = opendir(sub[k])))
+                continue;
+            for (;;) {
+                char file[PATH_MAX + NAME_MAX + 2], name[64];
+                if (d) {
+                    if (!(e = readdir(d)))
+                        break;
+                    if (e->d_name[0] == '.')
+                        continue;
+                    snprintf(file, sizeof file, "%s/%s", sub[k], e->d_name);
+                } else {
+                    snprintf(file, sizeof file, "%s", src[i]);
+                }
+                int in = open(file, O_RDONLY | O_CLOEXEC), out = -1;
+                if (in < 0 || !is_list_mail(in) || content_name(in, name, sizeof name)) {
+                    skipped += in >= 0;
+                } else if (maildir_has(dest, name)) {
+                    had++;
+                } else if ((out = maildir_begin(dest, name, name, sizeof name, &err)) < 0) {
+                    fprintf(stderr, "%s: archive: %s\n", progname, err.msg);
+                    failed++;
+                } else {
+                    int rc = open_post(ks, in, NULL, signer_fp, fd_sink, &out, &err);
+                    if (maildir_commit(dest, name, out, "S", rc == 0, rc ? NULL : &err))
+                        rc = rc ? rc : err.code;
+                    if (rc) {
+                        fprintf(stderr, "%s: archive: %s: %s\n", progname, file, err.msg);
+                        failed++;
+                    } else {
+                        added++;
+                    }
+                }
+                if (in >= 0)
+                    close(in);
+                if (!d)
+                    break;
+            }
+            if (d)
+                closedir(d);
+            if (!n_sub)
+                break;
+        }
+    }
+    fprintf(stderr, "%s: archive %s: %zu added, %zu already there, %zu not list mail, %zu not "
+                    "opened\n",
+            progname, dest, added, had, skipped, failed);
+    return failed ? EX_DATAERR : 0;
+}
+
+/* A list address as a mutt regular expression, anchored; 0 when it holds
+ * a character that would need more quoting than mutt's single quotes
+ * give. */
+static int mutt_regex(char *out, size_t outlen, const char *addr)
+{
+    size_t o = 0;
+    out[o++] = '^';
+    for (const char *p = addr; *p; p++) {
+        if (*p == '\'' || *p == '"' || *p == '\\' || (unsigned char)*p < 0x21)
+            return 0;
+        if (strchr(".[]()*+?{}|^$", *p))
+            out[o++] = '\\';
+        out[o++] = *p;
+        if (o + 4 >= outlen)
+            return 0;
+    }
+    out[o++] = '$';
+    out[o] = '\0';
+    return 1;
+}
+
+/* recrypt mutt-config: the part of the mutt/neomutt set-up that depends on
+ * this keystore, for `source "recrypt mutt-config|"`. */
+static int cmd_mutt_config(keystore *ks, const char *dir_opt)
+{
+    rc_error err;
+    char view[PATH_MAX], re[2 * PATH_MAX], lists[PATH_MAX + 8];
+    rc_error_clear(&err);
+    if (mailbox_view_path(view, sizeof view, dir_opt, &err))
+        return fail(&err);
+    printf("# Generated by 'recrypt mutt-config' from the keystore %s.\n", ks->dir);
+    printf("# Encrypted lists: list-reply knows them, and mutt keeps no plaintext\n"
+           "# sent copy of a post to them (recrypt sendmail --fcc keeps the sealed one).\n");
+    snprintf(lists, sizeof lists, "%s/lists", ks->dir);
+    DIR *d = opendir(lists);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char pin[PATH_MAX];
+        struct stat sb;
+        if (e->d_name[0] == '.' || keystore_path(pin, ks, "lists/%s/pin", e->d_name) != 0 ||
+            stat(pin, &sb) != 0)
+            continue;
+        if (!mutt_regex(re, sizeof re, e->d_name)) {
+            printf("# skipped %s: its address needs quoting mutt cannot take\n", e->d_name);
+            continue;
+        }
+        printf("subscribe '%s'\n", re);
+        printf("fcc-hook '~C %s' /dev/null\n", re);
+    }
+    if (d)
+        closedir(d);
+    if (mutt_regex(re, sizeof re, view)) {
+        re[strlen(re) - 1] = '\0'; /* allow a trailing slash */
+        printf("# The decrypted view is removed when you leave it for another folder.\n");
+        printf("folder-hook '!%s/?$' 'source \"recrypt%s%s view --clear|\"'\n", re,
+               dir_opt ? " --dir " : "", dir_opt ? dir_opt : "");
+    }
+    return fflush(stdout) ? EX_IOERR : 0;
 }
 
 static int cmd_pins(keystore *ks)
@@ -452,8 +771,8 @@ static int cmd_list_import(keystore *ks, const char *source, const char *signer_
 }
 
 struct cli_options {
-    const char *home, *to, *signer, *list_key;
-    int no_sign, force;
+    const char *home, *to, *signer, *list_key, *maildir, *dir;
+    int no_sign, force, view_mode;
 };
 
 /* Record one option; returns an exit code when the program should stop. */
@@ -466,6 +785,10 @@ static int take_option(struct cli_options *o, int c)
     case 'k': o->list_key = optarg; break;
     case 'n': o->no_sign = 1; break;
     case 'f': o->force = 1; break;
+    case 'M': o->maildir = optarg; break;
+    case 'D': o->dir = optarg; break;
+    case 'P': o->view_mode = 'p'; break;
+    case 'C': o->view_mode = 'c'; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
     default: usage(stderr); return EX_USAGE;
@@ -479,6 +802,8 @@ int main(int argc, char **argv)
         {"home", required_argument, NULL, 'H'}, {"to", required_argument, NULL, 't'},
         {"signer", required_argument, NULL, 's'}, {"list-key", required_argument, NULL, 'k'},
         {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
+        {"maildir", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'D'},
+        {"path", no_argument, NULL, 'P'},         {"clear", no_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct cli_options o = {0};
@@ -509,6 +834,11 @@ int main(int argc, char **argv)
         sub = argv[optind++];
     if (sub && strcmp(sub, "import") == 0 && optind < argc)
         source = argv[optind++];
+    /* "archive" takes its source folders. */
+    char **sources = argv + optind;
+    int n_sources = 0;
+    if (strcmp(cmd, "archive") == 0)
+        n_sources = argc - optind, optind = argc;
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'\n", progname, argv[optind]);
         return EX_USAGE;
@@ -525,7 +855,13 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "seal") == 0)
         return cmd_seal(&ks, o.to, o.signer, o.no_sign);
     if (strcmp(cmd, "open") == 0)
-        return cmd_open(&ks, o.list_key, o.signer);
+        return cmd_open(&ks, o.list_key, o.signer, o.maildir);
+    if (strcmp(cmd, "view") == 0)
+        return cmd_view(&ks, o.dir, o.list_key, o.signer, o.view_mode);
+    if (strcmp(cmd, "archive") == 0)
+        return cmd_archive(&ks, o.maildir, sources, n_sources, o.signer);
+    if (strcmp(cmd, "mutt-config") == 0)
+        return cmd_mutt_config(&ks, o.dir);
     if (strcmp(cmd, "pins") == 0)
         return cmd_pins(&ks);
     if (strcmp(cmd, "list") == 0) {

@@ -39,6 +39,7 @@
 #include <unistd.h>
 #include <recrypt/recrypt.h>
 #include "keystore.h"
+#include "mailbox.h"
 #include "seal.h"
 #include "sendmail.h"
 #include "spool.h"
@@ -73,8 +74,10 @@ typedef struct {
     size_t n_flags;
     int extract; /* -t */
     int split;
+    int allow_plain_reply;
     const char *sendmail;
     const char *home;
+    const char *fcc, *folder; /* where the sealed copy goes (mutt's $record, $folder) */
 } sm_args;
 
 static void sm_usage(FILE *f)
@@ -92,6 +95,13 @@ static void sm_usage(FILE *f)
 "named in a form recrypt cannot take apart.\n"
 "\n"
 "  --split          send list posts and the rest separately (see above)\n"
+"  --fcc=MAILBOX    keep the sealed copy of each list post in MAILBOX (a maildir\n"
+"                   or mbox; '~/', and '=' or '+' for --folder, as in mutt);\n"
+"                   empty: keep none. The copy is written once sendmail took it\n"
+"  --folder=DIR     what '=' and '+' in --fcc stand for (mutt's $folder)\n"
+"  --allow-plaintext-reply\n"
+"                   send a reply to a list post to people outside the list\n"
+"                   unencrypted; without it such a reply is refused (exit 77)\n"
 "  --sendmail CMD   the real sendmail (default $RECRYPT_SENDMAIL, else\n"
 "                   " DEFAULT_SENDMAIL "); split at spaces\n"
 "  --home DIR       the keystore (default as for recrypt)\n"
@@ -103,7 +113,8 @@ static void sm_usage(FILE *f)
 "in a form recrypt cannot take apart or the message does not parse, others as\n"
 "recrypt's when sealing fails.\n"
 "\n"
-"mutt/neomutt: set sendmail=\"recrypt sendmail -oi\"   (mutt adds -- RECIPIENTS)\n");
+"mutt/neomutt: source the recrypt.rc shipped with recrypt; it sets\n"
+"  sendmail=\"recrypt sendmail -oi --fcc=$record --folder=$folder\"\n");
 }
 
 /* sendmail options that take a value: attached (-fme) or the next word. */
@@ -147,8 +158,19 @@ static int parse(sm_args *a, int argc, char **argv)
             continue;
         }
         if (s[1] == '-') {
+            const char *eq = strchr(s, '=');
+            size_t nl = eq ? (size_t)(eq - s) : strlen(s);
             if (!strcmp(s, "--split")) {
                 a->split = 1;
+            } else if (!strcmp(s, "--allow-plaintext-reply")) {
+                a->allow_plain_reply = 1;
+            } else if ((nl == 5 && !strncmp(s, "--fcc", 5)) ||
+                       (nl == 8 && !strncmp(s, "--folder", 8))) {
+                const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                if (!v)
+                    return fprintf(stderr, "recrypt sendmail: %.*s needs a value\n", (int)nl, s),
+                           -1;
+                *(nl == 5 ? &a->fcc : &a->folder) = v;
             } else if (!strcmp(s, "--sendmail") || !strcmp(s, "--home")) {
                 if (i + 1 >= argc)
                     return fprintf(stderr, "recrypt sendmail: %s needs a value\n", s), -1;
@@ -387,6 +409,48 @@ static int mentions(const char *text, const char *list)
     return 0;
 }
 
+/* Is the message a reply to a list post this device opened? Looks at
+ * every <id> of In-Reply-To and References (unfolded header) and fills
+ * list_out with the post's list. */
+static int replies_to_post(const keystore *ks, int in, char *list_out, size_t list_len)
+{
+    FILE *f = fdopen(dup(in), "r");
+    if (!f || fseek(f, 0, SEEK_SET) != 0) {
+        if (f)
+            fclose(f);
+        return 0;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int in_refs = 0, found = 0;
+    while (!found && getline(&line, &cap, f) > 0) {
+        if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n'))
+            break;
+        const char *p = line;
+        if (line[0] != ' ' && line[0] != '\t') {
+            in_refs = strncasecmp(line, "In-Reply-To:", 12) == 0 ||
+                      strncasecmp(line, "References:", 11) == 0;
+            p = strchr(line, ':');
+        }
+        for (; in_refs && p && (p = strchr(p, '<')) != NULL && !found; p++) {
+            const char *end = strchr(p, '>');
+            if (!end)
+                break;
+            char id[1000];
+            size_t n = 0;
+            for (const char *c = p + 1; c < end && n + 1 < sizeof id; c++)
+                if (!isspace((unsigned char)*c))
+                    id[n++] = *c;
+            id[n] = '\0';
+            found = keystore_post_lookup(ks, id, list_out, list_len);
+            p = end;
+        }
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
 int client_sendmail(int argc, char **argv)
 {
     sm_args a;
@@ -499,6 +563,20 @@ int client_sendmail(int argc, char **argv)
         }
     }
     free(sq);
+    /* A reply to a list post that would reach anyone outside the list
+     * carries the post (quoted) in plaintext: refused unless asked for. */
+    char post_list[RC_ADDR_MAX + 1];
+    if (others.n > 0 && (lists.n == 0 || a.split) && !a.allow_plain_reply &&
+        replies_to_post(&ks, in, post_list, sizeof post_list)) {
+        fprintf(stderr,
+                "recrypt sendmail: this is a reply to a post of the encrypted list %s, and it "
+                "would go to %s%s unencrypted, with whatever it quotes: nothing sent. Reply to "
+                "the list instead (list-reply, 'L' in mutt), or send it unencrypted on purpose "
+                "with --allow-plaintext-reply\n",
+                post_list, others.v[0], others.n > 1 ? " and others" : "");
+        rc = EX_NOPERM;
+        goto done;
+    }
     if (lists.n == 0) { /* not ours: as it came */
         rc = run_sendmail(&a, in, a.rcpt.v, a.rcpt.n, a.extract);
         goto done;
@@ -538,6 +616,11 @@ int client_sendmail(int argc, char **argv)
     }
     for (size_t i = 0; i < n_sealed; i++) {
         rc = run_sendmail(&a, sealed_fds[i], &lists.v[i], 1, 0);
+        /* The sent copy, once sendmail has taken the post: the sealed one. */
+        if (rc == 0 && a.fcc && *a.fcc && mailbox_append(a.fcc, a.folder, sealed_fds[i], &err))
+            fprintf(stderr, "recrypt sendmail: the post to %s went out, but its sealed copy was "
+                            "not kept: %s\n",
+                    lists.v[i], err.msg);
         if (rc) {
             if (i > 0 || others.n)
                 fprintf(stderr,

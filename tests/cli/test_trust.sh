@@ -90,5 +90,5 @@ expect_ok "pubkey prints the device key line" dev alice pubkey
 cmp -s "$T/.out" alice.pub && pass "pubkey equals what keygen printed" || failed "pubkey differs"
 expect_fail "unknown command" 64 "unknown command 'frobnicate'" dev alice frobnicate
 expect_fail "seal without --to" 64 "seal needs --to" dev alice seal <m.eml
-"$RECRYPT" --help | grep -q '^  seal --to LISTKEY' && pass "--help documents seal" || failed "--help"
+"$RECRYPT" --help >help.txt && grep -q '^  seal --to LISTKEY' help.txt && pass "--help documents seal" || failed "--help"
 finish

@@ -9,7 +9,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   python3
   postfix swaks miltertest
-  neomutt mutt python3-pexpect
+  neomutt mutt python3-pexpect python3-pyte
   debootstrap
 )
 

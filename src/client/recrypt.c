@@ -576,11 +576,17 @@ static int cmd_mutt_config(keystore *ks, const char *dir_opt)
     }
     if (d)
         closedir(d);
+    /* folder-hook patterns are also expanded as paths: a leading '^' would
+     * be the current mailbox and a quoted leading '!' the spool file, so
+     * the pattern is !"PATH/?$" with PATH's regex characters escaped (a
+     * double backslash inside double quotes). */
     if (mutt_regex(re, sizeof re, view)) {
-        re[strlen(re) - 1] = '\0'; /* allow a trailing slash */
         printf("# The decrypted view is removed when you leave it for another folder.\n");
-        printf("folder-hook '!%s/?$' 'source \"recrypt%s%s view --clear|\"'\n", re,
-               dir_opt ? " --dir " : "", dir_opt ? dir_opt : "");
+        printf("folder-hook !\"");
+        for (const char *p = re + 1; p[1]; p++) /* without the ^ and $ anchors */
+            fputs(*p == '\\' ? "\\\\" : (char[]){*p, 0}, stdout);
+        printf("/?$\" 'source \"recrypt%s%s view --clear|\"'\n", dir_opt ? " --dir " : "",
+               dir_opt ? dir_opt : "");
     }
     return fflush(stdout) ? EX_IOERR : 0;
 }

@@ -149,7 +149,7 @@ expect_fail "archive without --maildir" 64 "needs --maildir" dev bob archive inb
 expect_ok "mutt-config" dev bob mutt-config
 grep -qxF "subscribe '^list@example\\.org\$'" "$T/.out" &&
   grep -qxF "fcc-hook '~C ^list@example\\.org\$' /dev/null" "$T/.out" &&
-  grep -qF "folder-hook '!^$(echo "$VIEW" | sed 's/[.]/\\./g')/?\$' 'source \"recrypt view --clear|\"'" "$T/.out" &&
+  grep -qF "folder-hook !\"$(echo "$VIEW" | sed 's/[.]/\\\\./g')/?\$\" 'source \"recrypt view --clear|\"'" "$T/.out" &&
   pass "mutt-config: subscribe, no plaintext Fcc, view clean-up" || failed "mutt-config: $(cat "$T/.out")"
 # Each mail program reads its rc file without a complaint (recrypt on PATH).
 mkdir -p bin && ln -sf "$RECRYPT" bin/recrypt

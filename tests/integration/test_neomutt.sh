@@ -1,0 +1,173 @@
+# A subscriber's day in neomutt, in a pseudo-terminal, with the shipped
+# contrib/neomutt/recrypt.rc, against a real Postfix on loopback with
+# recrypt-milter (SMTP and local submission):
+#   - alice posts a MIME message (RFC 2047 Subject, quoted-printable UTF-8
+#     text, a binary attachment) with recrypt sendmail; the gateway delivers
+#     it to bob's maildir;
+#   - in bob's neomutt, Esc o shows the decrypted Subject and body on the
+#     screen; the attachment is saved and compared byte for byte;
+#   - r (reply to alice alone) is refused by recrypt sendmail: it would
+#     carry the post in plaintext;
+#   - L (list-reply) goes through the gateway: alice opens it with
+#     recrypt open, signed by bob, quoting the post, in the thread;
+#   - bob's sent folder (Fcc) holds the sealed reply only; no plaintext
+#     marker ever reaches the Postfix queue or the milter spool; leaving the
+#     view removes it.
+# Needs root, Postfix, neomutt and python3-pexpect/pyte (install-deps.sh).
+# Exit 77 (skipped) otherwise.
+
+_here=$(cd "$(dirname "$0")" && pwd)
+skip() { echo "skip - $*"; exit 77; }
+[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
+PATH=$PATH:/usr/sbin:/sbin
+command -v postfix >/dev/null || skip "postfix is not installed (scripts/install-deps.sh)"
+command -v neomutt >/dev/null || skip "neomutt is not installed (scripts/install-deps.sh)"
+/usr/bin/python3 -c 'import pexpect, pyte' 2>/dev/null || skip "python3-pexpect or python3-pyte missing"
+getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
+_m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
+[ -x "$_m" ] || skip "no milter binary at $_m (build target recrypt-milter)"
+
+source "$_here/../cli/lib.sh"
+source "$_here/postfix-lib.sh"
+PF_RECEIPTS=yes
+pf_deadline 300
+
+LIST=list@example.org
+D=example.org
+ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+ctl init >owner.pub 2>/dev/null
+ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
+for d in alice bob; do newdev "$d"; done
+ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
+ctl member add "$LIST" bob@$D --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
+ctl list key "$LIST" >list.key 2>/dev/null
+BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
+sleep 1
+
+pf_mailbox alice@$D bob@$D "$LIST" "$BOUNCE"
+milter_config "$T/milter.conf"
+milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
+PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
+pf_start || { failed "postfix starts"; finish || exit 1; }
+export RECRYPT_SENDMAIL="/usr/sbin/sendmail -C $PF_DIR"
+dev alice list import list.key >/dev/null 2>&1 || failed "alice imports the list key"
+
+MARK="rcnm$RANDOM$RANDOM"
+SUBJ="Treffen am Früh ${MARK}s"
+BODY="Café ${MARK}b-joined"
+head -c 3000 /dev/urandom >secret.bin
+cat >post.eml <<EOF
+From: Alice <alice@$D>
+To: $LIST
+Subject: =?UTF-8?Q?Treffen_am_Fr=C3=BCh_${MARK}s?=
+Date: $(date -R)
+Message-ID: <nm1.$$.$RANDOM@$D>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="b-$MARK"
+
+--b-$MARK
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: quoted-printable
+
+Caf=C3=A9 ${MARK}b=
+-joined
+--b-$MARK
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: base64
+Content-Disposition: attachment; filename="secret.bin"
+
+$(base64 secret.bin)
+--b-$MARK--
+EOF
+POST_ID=$(sed -n 's/^Message-ID: <\(.*\)>$/\1/p' post.eml)
+leak_watch_start "$MARK"
+rc=0; dev alice sendmail -t -oi <post.eml >/dev/null 2>sm.err || rc=$?
+[ $rc -eq 0 ] && pf_wait_delivered 1 bob@$D 20 && pass "alice's post reached bob's maildir through the gateway" ||
+  failed "alice's post: exit $rc, bob has $(pf_count bob@$D): $(cat sm.err)"
+pf_queue_empty_wait 20 || true
+
+# bob's neomutt: his maildir, a sent folder, the shipped rc file.
+mkdir -p bin bobmail/sent/cur bobmail/sent/new bobmail/sent/tmp run && chmod 700 run
+ln -sf "$RECRYPT" bin/recrypt
+cat >editor.sh <<EOF
+#!/bin/sh
+printf '\nAgreed, see you there. ${MARK}r\n' >>"\$1"
+EOF
+chmod +x editor.sh
+cat >bob.neomuttrc <<EOF
+set folder="$T/bobmail"
+set spoolfile="$(dirname "$(pf_maildir bob@$D)")"
+set mbox_type=Maildir
+set record="+sent"
+set from="bob@$D"
+set realname="Bob"
+set use_from=yes
+set editor="$T/editor.sh"
+set edit_headers=yes
+set autoedit=yes
+set fast_reply=yes
+set include=yes
+set postpone=no
+set quit=yes
+set help=yes
+set header_cache=""
+set message_cachedir=""
+set sort=date
+set send_charset="utf-8"
+source $_root/contrib/neomutt/recrypt.rc
+EOF
+VIEW="$T/run/recrypt-view"
+rc=0
+env HOME="$T" T="$T" PATH="$T/bin:$PATH" RECRYPT_HOME="$T/dev-bob" XDG_RUNTIME_DIR="$T/run" \
+  /usr/bin/python3 "$_here/neomutt_session.py" "$T/bob.neomuttrc" \
+  "subject=$SUBJ" "body=$BODY" "attachment=secret.bin" "save=$T/saved.bin" \
+  "view=$VIEW" "list=$LIST" >session.out 2>session.err || rc=$?
+cat session.out
+passes=$((passes + $(grep -c '^ok - ' session.out || true)))
+fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
+[ $rc -eq 0 ] || failed "the neomutt session (exit $rc): $(tail -3 session.err)"
+cmp -s secret.bin saved.bin && pass "the saved attachment is byte for byte the one alice sent" ||
+  failed "the saved attachment differs ($(wc -c <saved.bin 2>/dev/null) bytes)"
+
+# The list-reply went through the gateway to alice.
+pf_wait_delivered 2 alice@$D 20 && pass "bob's list-reply reached alice" || failed "nothing reached alice"
+pf_queue_empty_wait 20 || true
+f=$(ls -t "$(pf_maildir alice@$D)"/* 2>/dev/null | head -1)
+rc=0; [ -n "$f" ] && dev alice open <"$f" >reply.eml 2>open.err || rc=$?
+if [ $rc -eq 0 ] && [ -n "$f" ]; then
+  grep -q "$MARK" "$f" && failed "alice's copy holds plaintext" || pass "alice's copy of the reply is sealed"
+  head -1 reply.eml | grep -q "^Recrypt-Verdict: signed; member=bob@$D;" &&
+    pass "alice opens it: signed by bob" || failed "verdict: $(head -1 reply.eml)"
+  grep -q "^> Café ${MARK}b-joined" reply.eml && grep -q "${MARK}r" reply.eml &&
+    pass "the reply quotes the decrypted post and carries bob's text" ||
+    failed "reply body: $(sed -n '/^$/,$p' reply.eml | head -8 | tr '\n' '|')"
+  grep -qi "^In-Reply-To: <$POST_ID>" reply.eml && pass "and keeps the thread (In-Reply-To the post)" ||
+    failed "In-Reply-To: $(grep -i '^In-Reply-To' reply.eml)"
+else
+  failed "alice cannot open bob's reply (exit $rc): $(cat open.err 2>/dev/null)"
+fi
+[ "$(pf_count "$LIST")" -eq 0 ] && pass "nothing reached the list mailbox" || failed "the list mailbox got mail"
+
+# bob's sent folder: the sealed reply, never the plaintext.
+n=$(find bobmail/sent -type f | wc -l)
+if [ "$n" -eq 1 ] && grep -q 'multipart/encrypted' bobmail/sent/cur/* && ! grep -rq "$MARK" bobmail/sent; then
+  pass "bob's Fcc holds the sealed reply and no plaintext"
+else
+  failed "bob's Fcc: $n messages, plaintext: $(grep -rl "$MARK" bobmail/sent | head -2)"
+fi
+[ "$(pf_count alice@$D)" -eq 2 ] && pass "the refused reply to alice alone was never submitted" ||
+  failed "alice got $(pf_count alice@$D) messages"
+
+leak_watch_stop
+[ ! -s "$T/leaks" ] && pass "no plaintext marker in the Postfix queue or the milter spool" ||
+  failed "plaintext seen in: $(sort -u "$T/leaks" | head -5 | tr '\n' ' ')"
+pf_stop
+milter_stop
+# NEOMUTT_SCREENS=FILE keeps every screen the session looked at.
+[ -z "${NEOMUTT_SCREENS:-}" ] || cp neomutt.screen.log "$NEOMUTT_SCREENS"
+if [ "$fails" -ne 0 ]; then
+  echo "# --- neomutt screens (last 60 lines)"; tail -60 neomutt.screen.log | sed 's/^/# /'
+  echo "# --- postfix log (last 20 lines)"; tail -20 "$PF_LOG" | sed 's/^/# /'
+fi
+if finish; then exit 0; else exit 1; fi

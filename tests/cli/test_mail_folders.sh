@@ -73,6 +73,12 @@ expect_fail "view refuses a view folder that is a symbolic link" 77 "not a direc
 [ "$(files shared)" -eq 0 ] && pass "  and writes nothing through it" || failed "wrote through a symlink"
 rm -f "$VIEW"
 
+# The posts file is as FORMAT.md §13 writes it: BLAKE2b-128("recrypt-post" NUL
+# Message-ID) in hex, a space, the list.
+want=$(python3 -c 'import hashlib,sys; print(hashlib.blake2b(b"recrypt-post\0"+sys.argv[1].encode(), digest_size=16).hexdigest())' p1@example.org)
+grep -qx "$want list@example.org" dev-bob/posts && [ "$(stat -c %a dev-bob/posts)" = 600 ] &&
+  pass "posts: the line FORMAT.md §13 defines, 0600" || failed "posts file: $(head -3 dev-bob/posts)"
+
 # ---- the reply guard and the sealed sent copy in recrypt sendmail ----------
 cat >record.sh <<REC
 #!/bin/sh

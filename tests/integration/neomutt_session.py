@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Drive a real neomutt in a pseudo-terminal, as a subscriber would, and
+"""Drive a real neomutt (or mutt: prog=mutt) in a pseudo-terminal, as a subscriber would, and
 check what it shows on the screen (a VT100 emulation of the terminal).
 
 Used by test_neomutt.sh, which sets up Postfix, the gateway and the
@@ -79,11 +79,12 @@ def main():
     rc = sys.argv[1]
     opt = dict(a.split("=", 1) for a in sys.argv[2:])
     env = dict(os.environ, TERM="vt100", LANG="C.UTF-8", LC_ALL="C.UTF-8")
-    s = Session(["neomutt", "-n", "-F", rc], env)
+    prog = opt.get("prog", "neomutt")
+    s = Session([prog, "-n", "-F", rc], env)
 
     # The index: the post's outer Subject is the placeholder.
     if not check(s.wait_for(r"\[recrypt\] encrypted message"),
-                 "neomutt shows the post in the index (outer Subject only)", s):
+                 "the post is in the index (outer Subject only)", s):
         return 1
     check(opt["subject"] not in s.text(), "the index does not show the real Subject", s)
 
@@ -115,7 +116,7 @@ def main():
     if s.wait_for(r"y:Send", 10):
         s.send("y", 2.0)
         check(s.wait_for(r"(Error sending message|exited 77)", 15),
-              "r (reply to the poster alone) is refused: neomutt reports the error", s)
+              "r (reply to the poster alone) is refused: the program reports the error", s)
         s.dump("after the refused reply")
         # Close the delivery output, then leave the compose menu without
         # sending (answering neomutt's questions: abort yes, postpone no).
@@ -139,13 +140,14 @@ def main():
         check(re.search(r"To: .*" + re.escape(opt["list"]), s.text()) is not None,
               "the list-reply goes to the list " + opt["list"], s)
         s.send("y", 2.0)
-        check(s.wait_for(r"Mail sent", 20), "neomutt: Mail sent", s)
+        check(s.wait_for(r"Mail sent", 20), "Mail sent", s)
 
     # Back to the inbox: the view is removed on the way out.
     s.send("q", 0.5)  # pager -> index of the view
     s.send("c", 0.5)
     s.send("-\r", 1.5)
     check(s.wait_for(r"\[recrypt\] encrypted message"), "c - goes back to the inbox", s)
+    check(opt["subject"] not in s.text(), "the inbox shows no decrypted text", s)
     s.pump(0.5)
     check(not os.path.exists(opt["view"]), "leaving the view removed it (" + opt["view"] + ")", s)
     s.send("q", 0.5)
@@ -153,7 +155,7 @@ def main():
         s.send("y", 0.5)
     s.child.expect(pexpect.EOF, timeout=10)
     s.child.close()
-    check(s.child.exitstatus == 0, "neomutt quits cleanly (exit %s)" % s.child.exitstatus)
+    check(s.child.exitstatus == 0, prog + " quits cleanly (exit %s)" % s.child.exitstatus)
     return 1 if fails else 0
 
 

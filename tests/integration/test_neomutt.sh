@@ -1,5 +1,5 @@
-# A subscriber's day in neomutt, in a pseudo-terminal, with the shipped
-# contrib/neomutt/recrypt.rc, against a real Postfix on loopback with
+# A subscriber's day in neomutt (and the same in mutt), in a pseudo-terminal,
+# with the shipped contrib/neomutt/recrypt.rc (contrib/mutt/recrypt.muttrc), against a real Postfix on loopback with
 # recrypt-milter (SMTP and local submission):
 #   - alice posts a MIME message (RFC 2047 Subject, quoted-printable UTF-8
 #     text, a binary attachment) with recrypt sendmail; the gateway delivers
@@ -38,14 +38,15 @@ ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
 svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
 ctl init >owner.pub 2>/dev/null
 ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
-for d in alice bob; do newdev "$d"; done
+for d in alice bob carol; do newdev "$d"; done
 ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" bob@$D --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
+ctl member add "$LIST" carol@$D --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
 ctl list key "$LIST" >list.key 2>/dev/null
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
 sleep 1
 
-pf_mailbox alice@$D bob@$D "$LIST" "$BOUNCE"
+pf_mailbox alice@$D bob@$D carol@$D "$LIST" "$BOUNCE"
 milter_config "$T/milter.conf"
 milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
 PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
@@ -83,25 +84,32 @@ EOF
 POST_ID=$(sed -n 's/^Message-ID: <\(.*\)>$/\1/p' post.eml)
 leak_watch_start "$MARK"
 rc=0; dev alice sendmail -t -oi <post.eml >/dev/null 2>sm.err || rc=$?
-[ $rc -eq 0 ] && pf_wait_delivered 1 bob@$D 20 && pass "alice's post reached bob's maildir through the gateway" ||
+[ $rc -eq 0 ] && pf_wait_delivered 1 bob@$D 20 && pf_wait_delivered 1 carol@$D 20 &&
+  pass "alice's post reached bob's and carol's maildirs through the gateway" ||
   failed "alice's post: exit $rc, bob has $(pf_count bob@$D): $(cat sm.err)"
 pf_queue_empty_wait 20 || true
 
-# bob's neomutt: his maildir, a sent folder, the shipped rc file.
-mkdir -p bin bobmail/sent/cur bobmail/sent/new bobmail/sent/tmp run && chmod 700 run
+# A subscriber's mail program: their maildir, a sent folder, the shipped
+# rc file. neomutt for bob, mutt for carol; the same session for both.
+mkdir -p bin run && chmod 700 run
 ln -sf "$RECRYPT" bin/recrypt
 cat >editor.sh <<EOF
 #!/bin/sh
 printf '\nAgreed, see you there. ${MARK}r\n' >>"\$1"
 EOF
 chmod +x editor.sh
-cat >bob.neomuttrc <<EOF
-set folder="$T/bobmail"
-set spoolfile="$(dirname "$(pf_maildir bob@$D)")"
+VIEW="$T/run/recrypt-view"
+replies=1 # alice's maildir holds her own post
+session() { # session PROG USER RCFILE
+  local prog=$1 u=$2 rcfile=$3 rc=0
+  mkdir -p "$u-mail/sent/cur" "$u-mail/sent/new" "$u-mail/sent/tmp"
+  cat >"$u.rc" <<EOF
+set folder="$T/$u-mail"
+set spoolfile="$(dirname "$(pf_maildir "$u@$D")")"
 set mbox_type=Maildir
 set record="+sent"
-set from="bob@$D"
-set realname="Bob"
+set from="$u@$D"
+set realname="$u"
 set use_from=yes
 set editor="$T/editor.sh"
 set edit_headers=yes
@@ -112,52 +120,62 @@ set postpone=no
 set quit=yes
 set help=yes
 set header_cache=""
-set message_cachedir=""
 set sort=date
 set send_charset="utf-8"
-source $_root/contrib/neomutt/recrypt.rc
+source $rcfile
 EOF
-VIEW="$T/run/recrypt-view"
-rc=0
-env HOME="$T" T="$T" PATH="$T/bin:$PATH" RECRYPT_HOME="$T/dev-bob" XDG_RUNTIME_DIR="$T/run" \
-  /usr/bin/python3 "$_here/neomutt_session.py" "$T/bob.neomuttrc" \
-  "subject=$SUBJ" "body=$BODY" "attachment=secret.bin" "save=$T/saved.bin" \
-  "view=$VIEW" "list=$LIST" >session.out 2>session.err || rc=$?
-cat session.out
-passes=$((passes + $(grep -c '^ok - ' session.out || true)))
-fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
-[ $rc -eq 0 ] || failed "the neomutt session (exit $rc): $(tail -3 session.err)"
-cmp -s secret.bin saved.bin && pass "the saved attachment is byte for byte the one alice sent" ||
-  failed "the saved attachment differs ($(wc -c <saved.bin 2>/dev/null) bytes)"
+  echo "# --- $prog, as $u"
+  env HOME="$T" T="$T" PATH="$T/bin:$PATH" RECRYPT_HOME="$T/dev-$u" XDG_RUNTIME_DIR="$T/run" \
+    /usr/bin/python3 "$_here/neomutt_session.py" "$T/$u.rc" "prog=$prog" \
+    "subject=$SUBJ" "body=$BODY" "attachment=secret.bin" "save=$T/$u-saved.bin" \
+    "view=$VIEW" "list=$LIST" >session.out 2>session.err || rc=$?
+  sed "s/^\(ok\|FAIL\) - /&$prog: /" session.out
+  cat neomutt.screen.log >>screens.log
+  passes=$((passes + $(grep -c '^ok - ' session.out || true)))
+  fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
+  [ $rc -eq 0 ] || failed "$prog: the session (exit $rc): $(tail -3 session.err)"
+  cmp -s secret.bin "$u-saved.bin" && pass "$prog: the saved attachment is byte for byte the one alice sent" ||
+    failed "$prog: the saved attachment differs ($(wc -c <"$u-saved.bin" 2>/dev/null) bytes)"
 
-# The list-reply went through the gateway to alice.
-pf_wait_delivered 2 alice@$D 20 && pass "bob's list-reply reached alice" || failed "nothing reached alice"
-pf_queue_empty_wait 20 || true
-f=$(ls -t "$(pf_maildir alice@$D)"/* 2>/dev/null | head -1)
-rc=0; [ -n "$f" ] && dev alice open <"$f" >reply.eml 2>open.err || rc=$?
-if [ $rc -eq 0 ] && [ -n "$f" ]; then
-  grep -q "$MARK" "$f" && failed "alice's copy holds plaintext" || pass "alice's copy of the reply is sealed"
-  head -1 reply.eml | grep -q "^Recrypt-Verdict: signed; member=bob@$D;" &&
-    pass "alice opens it: signed by bob" || failed "verdict: $(head -1 reply.eml)"
-  grep -q "^> Café ${MARK}b-joined" reply.eml && grep -q "${MARK}r" reply.eml &&
-    pass "the reply quotes the decrypted post and carries bob's text" ||
-    failed "reply body: $(sed -n '/^$/,$p' reply.eml | head -8 | tr '\n' '|')"
-  grep -qi "^In-Reply-To: <$POST_ID>" reply.eml && pass "and keeps the thread (In-Reply-To the post)" ||
-    failed "In-Reply-To: $(grep -i '^In-Reply-To' reply.eml)"
+  # The list-reply went through the gateway to alice (and only that).
+  replies=$((replies + 1))
+  pf_wait_delivered $replies alice@$D 20 && pass "$prog: $u's list-reply reached alice" ||
+    failed "$prog: nothing reached alice"
+  pf_queue_empty_wait 20 || true
+  local f
+  f=$(ls -t "$(pf_maildir alice@$D)"/* 2>/dev/null | head -1)
+  rc=0; [ -n "$f" ] && dev alice open <"$f" >reply.eml 2>open.err || rc=$?
+  if [ $rc -eq 0 ] && [ -n "$f" ]; then
+    grep -q "$MARK" "$f" && failed "$prog: alice's copy holds plaintext" || pass "$prog: alice's copy of the reply is sealed"
+    head -1 reply.eml | grep -q "^Recrypt-Verdict: signed; member=$u@$D;" &&
+      pass "$prog: alice opens it: signed by $u" || failed "$prog: verdict: $(head -1 reply.eml)"
+    grep -q "^> Café ${MARK}b-joined" reply.eml && grep -q "${MARK}r" reply.eml &&
+      pass "$prog: the reply quotes the decrypted post and carries $u's text" ||
+      failed "$prog: reply body: $(sed -n '/^$/,$p' reply.eml | head -8 | tr '\n' '|')"
+    grep -qi "^In-Reply-To: <$POST_ID>" reply.eml && pass "$prog: and keeps the thread (In-Reply-To the post)" ||
+      failed "$prog: In-Reply-To: $(grep -i '^In-Reply-To' reply.eml)"
+  else
+    failed "$prog: alice cannot open $u's reply (exit $rc): $(cat open.err 2>/dev/null)"
+  fi
+  [ "$(pf_count alice@$D)" -eq $replies ] && pass "$prog: the refused reply to alice alone was never submitted" ||
+    failed "$prog: alice got $(pf_count alice@$D) messages, expected $replies"
+
+  # The sent folder: the sealed reply, never the plaintext.
+  local n
+  n=$(find "$u-mail/sent" -type f | wc -l)
+  if [ "$n" -eq 1 ] && grep -q 'multipart/encrypted' "$u-mail"/sent/cur/* && ! grep -rq "$MARK" "$u-mail/sent"; then
+    pass "$prog: $u's Fcc holds the sealed reply and no plaintext"
+  else
+    failed "$prog: $u's Fcc: $n messages, plaintext: $(grep -rl "$MARK" "$u-mail/sent" | head -2)"
+  fi
+}
+session neomutt bob "$_root/contrib/neomutt/recrypt.rc"
+if command -v mutt >/dev/null; then
+  session mutt carol "$_root/contrib/mutt/recrypt.muttrc"
 else
-  failed "alice cannot open bob's reply (exit $rc): $(cat open.err 2>/dev/null)"
+  echo "# mutt is not installed: its session skipped"
 fi
 [ "$(pf_count "$LIST")" -eq 0 ] && pass "nothing reached the list mailbox" || failed "the list mailbox got mail"
-
-# bob's sent folder: the sealed reply, never the plaintext.
-n=$(find bobmail/sent -type f | wc -l)
-if [ "$n" -eq 1 ] && grep -q 'multipart/encrypted' bobmail/sent/cur/* && ! grep -rq "$MARK" bobmail/sent; then
-  pass "bob's Fcc holds the sealed reply and no plaintext"
-else
-  failed "bob's Fcc: $n messages, plaintext: $(grep -rl "$MARK" bobmail/sent | head -2)"
-fi
-[ "$(pf_count alice@$D)" -eq 2 ] && pass "the refused reply to alice alone was never submitted" ||
-  failed "alice got $(pf_count alice@$D) messages"
 
 leak_watch_stop
 [ ! -s "$T/leaks" ] && pass "no plaintext marker in the Postfix queue or the milter spool" ||
@@ -165,9 +183,9 @@ leak_watch_stop
 pf_stop
 milter_stop
 # NEOMUTT_SCREENS=FILE keeps every screen the session looked at.
-[ -z "${NEOMUTT_SCREENS:-}" ] || cp neomutt.screen.log "$NEOMUTT_SCREENS"
+[ -z "${NEOMUTT_SCREENS:-}" ] || cp screens.log "$NEOMUTT_SCREENS"
 if [ "$fails" -ne 0 ]; then
-  echo "# --- neomutt screens (last 60 lines)"; tail -60 neomutt.screen.log | sed 's/^/# /'
+  echo "# --- screens (last 60 lines)"; grep -v '^ *$' screens.log | tail -60 | sed 's/^/# /'
   echo "# --- postfix log (last 20 lines)"; tail -20 "$PF_LOG" | sed 's/^/# /'
 fi
 if finish; then exit 0; else exit 1; fi

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libsodium-dev libgmime-3.0-dev liblmdb-dev libmilter-dev libcmocka-dev libdecaf-dev
+  libsodium-dev libgmime-3.0-dev liblmdb-dev libmilter-dev libcmocka-dev libdecaf-dev libjansson-dev
   clang libclang-rt-14-dev
   python3
   postfix swaks miltertest

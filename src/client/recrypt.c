@@ -23,6 +23,8 @@
 #include <recrypt/recrypt.h>
 #include "keystore.h"
 #include "mailbox.h"
+#include "nativehost.h"
+#include "open.h"
 #include "seal.h"
 #include "sendmail.h"
 #include "spool.h"
@@ -102,6 +104,9 @@ static void usage(FILE *f)
 "                         maildir DEST, for notmuch or mutt. Run again to add\n"
 "                         new posts; nothing is copied twice. Decrypted mail\n"
 "                         then lies on disk: see recrypt(1).\n"
+"  native-host            The native messaging host of the Thunderbird add-on\n"
+"                         (docs/NATIVE-HOST.md): JSON frames on standard\n"
+"                         input and output. Also run as recrypt-native-host.\n"
 "  pins                   List the lists this keystore knows, with the pinned\n"
 "                         signing key and the highest epoch seen.\n"
 "\n"
@@ -234,63 +239,17 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
     return 0;
 }
 
-/* Open the list message in `in` (a spooled file): check trust, decrypt
- * and authenticate, and only then hand the decrypted message to sink.
- * Afterwards the list key is remembered, this device's certificate kept
- * for signing, and the post recorded for the reply guard. */
+/* Open the post in `in` (see open.h) and announce a first pin. */
 static int open_post(keystore *ks, int in, const char *list_key, const char *signer_fp,
                      rc_sink_fn sink, void *ctx, rc_error *err)
 {
-    rc_statement st;
-    rc_mail *m = NULL;
-    rc_open_result *res = NULL;
-    rc_device_secret *dev = NULL;
-    int stage = -1, first = 0, rc;
-
-    if ((rc = rc_mail_parse(&m, in, err)))
-        goto out;
-    if (list_key)
-        rc = client_load_statement(ks, &st, list_key, err);
-    else if (rc_mail_list_key(m))
-        rc = rc_statement_decode(&st, rc_mail_list_key(m), err);
-    else
-        rc = rc_error_set(err, RC_E_FORMAT,
-                          "the message carries no %s header (was it delivered through the "
-                          "list?); pass --list-key",
-                          RC_HDR_LIST_KEY);
-    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, err)))
-        goto out;
-    dev = rc_secret_alloc(sizeof *dev);
-    res = rc_secret_alloc(sizeof *res);
-    if (!dev || !res) {
-        rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((rc = keystore_device_load(ks, dev, err)))
-        goto out;
-    if ((stage = spool_tmpfile(err)) < 0) {
-        rc = err->code;
-        goto out;
-    }
-    if ((rc = rc_mail_open(m, &st, dev, stage, sink, ctx, res, err)))
-        goto out;
-    if (first)
-        announce_first_use(&st);
-    /* Remember the list key, and keep this device's certificate for signing. */
-    if ((rc = keystore_prepare(ks, err)) || (rc = keystore_remember(ks, &st, err)))
-        goto out;
-    rc_cert have;
-    if (!keystore_cert_load(ks, st.address, st.epoch, &have) &&
-        rc_cert_verify(&res->share.cert, st.signer_pk, NULL) == 0 &&
-        (rc = keystore_cert_save(ks, &res->share.cert, st.address, err)))
-        goto out;
-    rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, err);
-out:
-    if (stage >= 0)
-        close(stage);
-    rc_mail_free(m);
-    rc_secret_free(dev);
-    rc_secret_free(res);
+    client_open_info info;
+    int rc = client_open(ks, in, list_key, signer_fp, sink, ctx, &info, err);
+    if (rc == 0 && info.first_use)
+        fprintf(stderr,
+                "%s: first use of list %s: pinned its signing key %s\n"
+                "%s: compare that fingerprint with the one your list owner published\n",
+                progname, info.list, info.signer_fp, progname);
     return rc;
 }
 
@@ -776,6 +735,22 @@ static int cmd_list_import(keystore *ks, const char *source, const char *signer_
     return 0;
 }
 
+/* recrypt native-host: serve the add-on on standard input and output. */
+static int cmd_native_host(const char *home)
+{
+    rc_error err;
+    nh_host *h = NULL;
+    if (rc_init(&err) != 0)
+        return fail(&err);
+    if (nh_host_new(&h, home, 0) != 0) {
+        fprintf(stderr, "%s native-host: cannot open the keystore\n", progname);
+        return EX_CONFIG;
+    }
+    int rc = nh_serve(h, STDIN_FILENO, STDOUT_FILENO);
+    nh_host_free(h);
+    return rc ? EX_PROTOCOL : 0;
+}
+
 struct cli_options {
     const char *home, *to, *signer, *list_key, *maildir, *dir;
     int no_sign, force, view_mode;
@@ -815,6 +790,15 @@ int main(int argc, char **argv)
     struct cli_options o = {0};
     int c, r;
     rc_error err;
+
+    /* The Thunderbird add-on's native messaging host: Thunderbird runs it
+     * by path (a link named recrypt-native-host) with the manifest path and
+     * the add-on's id as arguments, which it does not need. */
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (strcmp(base, "recrypt-native-host") == 0 ||
+        (argc >= 2 && strcmp(argv[1], "native-host") == 0))
+        return cmd_native_host(getenv("RECRYPT_HOME"));
 
     /* The sendmail drop-in takes sendmail's options, not ours. */
     if (argc >= 2 && strcmp(argv[1], "sendmail") == 0)

@@ -1,0 +1,820 @@
+/*
+ * nativehost.c - see nativehost.h and docs/NATIVE-HOST.md.
+ *
+ * JSON is parsed and written with Jansson: requests come from the add-on
+ * but are still input, and a well-kept parser (duplicate keys rejected,
+ * UTF-8 checked, depth limited) is better than one of our own.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <gmime/gmime.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <recrypt/recrypt.h>
+#include "keystore.h"
+#include "nativehost.h"
+#include "open.h"
+#include "seal.h"
+#include "spool.h"
+
+enum { H_FREE = 0, H_UPLOAD, H_PLAIN, H_DATA };
+
+typedef struct {
+    int kind;
+    int fd;
+    uint64_t size;
+} nh_handle_t;
+
+struct nh_host {
+    keystore ks;
+    uint64_t message_max;
+    nh_handle_t handles[NH_HANDLES];
+};
+
+/* ---- handles ----------------------------------------------------------- */
+
+static int handle_new(nh_host *h, int kind, rc_error *err)
+{
+    for (int i = 0; i < NH_HANDLES; i++) {
+        if (h->handles[i].kind != H_FREE)
+            continue;
+        int fd = spool_tmpfile(err);
+        if (fd < 0)
+            return -1;
+        h->handles[i] = (nh_handle_t){.kind = kind, .fd = fd, .size = 0};
+        return i;
+    }
+    rc_error_set(err, RC_E_INVALID, "too many open handles (%d): close some", NH_HANDLES);
+    return -1;
+}
+
+static void handle_close(nh_host *h, int i)
+{
+    if (i < 0 || i >= NH_HANDLES || h->handles[i].kind == H_FREE)
+        return;
+    close(h->handles[i].fd); /* unlinked at creation: the data is gone */
+    h->handles[i] = (nh_handle_t){0};
+}
+
+/* A sink appending to a handle, refusing to grow past message_max. */
+typedef struct {
+    nh_host *h;
+    int i;
+} handle_sink_ctx;
+
+static int handle_sink(void *vctx, const uint8_t *p, size_t n)
+{
+    handle_sink_ctx *c = vctx;
+    nh_handle_t *hd = &c->h->handles[c->i];
+    if (hd->size + n > c->h->message_max)
+        return -1;
+    if (rc_fd_sink(&hd->fd, p, n) != 0)
+        return -1;
+    hd->size += n;
+    return 0;
+}
+
+/* ---- JSON helpers --------------------------------------------------------- */
+
+/* A JSON string from bytes that may not be UTF-8 (invalid sequences become
+ * U+FFFD, NULs are dropped). */
+static json_t *jstr(const char *s, size_t len)
+{
+    if (!s)
+        return json_null();
+    char *valid = g_utf8_make_valid(s, (gssize)len);
+    size_t o = 0, vl = strlen(valid);
+    for (size_t i = 0; i < vl; i++)
+        if (valid[i])
+            valid[o++] = valid[i];
+    json_t *j = json_stringn(valid, o);
+    g_free(valid);
+    return j ? j : json_null();
+}
+
+static json_t *jcstr(const char *s)
+{
+    return s ? jstr(s, strlen(s)) : json_null();
+}
+
+static const char *code_name(int code)
+{
+    switch (code) {
+    case RC_E_FORMAT:
+    case RC_E_VERSION: return "malformed-message";
+    case RC_E_CRYPTO:
+    case RC_E_AUTH: return "tampered";
+    case RC_E_SIGNATURE: return "bad-signature";
+    case RC_E_NOT_FOR_US: return "not-for-this-device";
+    case RC_E_POLICY:
+    case RC_E_PERMISSION: return "refused";
+    case RC_E_IO: return "io";
+    case RC_E_NOT_FOUND: return "not-found";
+    case RC_E_INVALID: return "invalid";
+    case RC_E_NOMEM: return "out-of-memory";
+    default: return "internal";
+    }
+}
+
+static json_t *error_obj(const char *code, const char *msg)
+{
+    return json_pack("{s:s, s:o}", "code", code, "message", jcstr(msg));
+}
+
+static char *respond(json_t *id, json_t *result, json_t *error)
+{
+    json_t *r = json_object();
+    json_object_set(r, "id", id ? id : json_null());
+    json_object_set_new(r, "ok", json_boolean(error == NULL));
+    if (error)
+        json_object_set_new(r, "error", error);
+    else
+        json_object_set_new(r, "result", result ? result : json_object());
+    if (error && result)
+        json_decref(result);
+    char *out = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    if (out && strlen(out) > NH_FRAME_MAX - 64) { /* never more than a frame */
+        free(out);
+        json_t *e = json_pack("{s:O?, s:b, s:{s:s, s:s}}", "id", id, "ok", 0, "error", "code",
+                              "too-large", "message",
+                              "the response would exceed the native messaging frame limit");
+        out = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+    }
+    return out;
+}
+
+static char *fail_rc(json_t *id, const rc_error *err)
+{
+    return respond(id, NULL, error_obj(code_name(err->code),
+                                       err->msg[0] ? err->msg : rc_strerror(err->code)));
+}
+
+static char *fail_proto(json_t *id, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static char *fail_proto(json_t *id, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return respond(id, NULL, error_obj(code, msg));
+}
+
+/* The handle named by req.key (an integer in range, of an allowed kind);
+ * -1 when absent; -2 (with *why) when invalid. */
+static int req_handle(nh_host *h, json_t *req, const char *key, const char **why)
+{
+    json_t *v = json_object_get(req, key);
+    if (!v)
+        return -1;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) >= NH_HANDLES ||
+        h->handles[json_integer_value(v)].kind == H_FREE) {
+        *why = "no such handle";
+        return -2;
+    }
+    return (int)json_integer_value(v);
+}
+
+/* Decode base64 (standard alphabet, padding optional) into handle i. */
+static int append_base64(nh_host *h, int i, const char *b64, size_t len, rc_error *err)
+{
+    size_t max = len / 4 * 3 + 3, got = 0;
+    if (max > NH_CHUNK_MAX + 3)
+        return rc_error_set(err, RC_E_INVALID, "a chunk holds at most %u bytes", NH_CHUNK_MAX);
+    uint8_t *bin = malloc(max ? max : 1);
+    if (!bin)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (sodium_base642bin(bin, max, b64, len, NULL, &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 &&
+        sodium_base642bin(bin, max, b64, len, NULL, &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
+        free(bin);
+        return rc_error_set(err, RC_E_INVALID, "data is not base64");
+    }
+    handle_sink_ctx c = {h, i};
+    int rc = 0;
+    if (got && handle_sink(&c, bin, got) != 0)
+        rc = h->handles[i].size + got > h->message_max
+                 ? rc_error_set(err, RC_E_INVALID,
+                                "the message exceeds the limit of %llu bytes",
+                                (unsigned long long)h->message_max)
+                 : rc_error_set(err, RC_E_IO, "cannot write the staging file");
+    sodium_memzero(bin, max); /* may be a plaintext draft */
+    free(bin);
+    return rc;
+}
+
+/* The input message of an operation: req.handle (an upload), or
+ * req.message (base64, small messages) staged in a new handle that the
+ * caller closes (*tmp). Returns the handle or -1 (err set). */
+static int input_handle(nh_host *h, json_t *req, int *tmp, rc_error *err)
+{
+    const char *why = NULL;
+    int i = req_handle(h, req, "handle", &why);
+    *tmp = -1;
+    if (i == -2)
+        return rc_error_set(err, RC_E_INVALID, "%s", why), -1;
+    if (i >= 0) {
+        if (h->handles[i].kind != H_UPLOAD)
+            return rc_error_set(err, RC_E_INVALID, "handle %d is not an upload", i), -1;
+        if (lseek(h->handles[i].fd, 0, SEEK_SET) != 0)
+            return rc_error_set(err, RC_E_IO, "cannot rewind the staging file"), -1;
+        return i;
+    }
+    json_t *m = json_object_get(req, "message");
+    if (!json_is_string(m))
+        return rc_error_set(err, RC_E_INVALID, "give the message as \"handle\" or \"message\""),
+               -1;
+    if ((i = handle_new(h, H_UPLOAD, err)) < 0)
+        return -1;
+    if (append_base64(h, i, json_string_value(m), json_string_length(m), err) != 0 ||
+        lseek(h->handles[i].fd, 0, SEEK_SET) != 0) {
+        handle_close(h, i);
+        if (!err->code)
+            rc_error_set(err, RC_E_IO, "cannot rewind the staging file");
+        return -1;
+    }
+    *tmp = i;
+    return i;
+}
+
+/* ---- the decrypted message's structure (GMime) ------------------------- */
+
+static GMimeMessage *parse_handle(nh_host *h, int i)
+{
+    int fd = dup(h->handles[i].fd);
+    if (fd < 0)
+        return NULL;
+    lseek(fd, 0, SEEK_SET);
+    GMimeStream *fs = g_mime_stream_fs_new(fd); /* owns fd */
+    GMimeParser *p = g_mime_parser_new_with_stream(fs);
+    g_object_unref(fs);
+    GMimeMessage *m = g_mime_parser_construct_message(p, NULL);
+    g_object_unref(p);
+    return m;
+}
+
+typedef struct {
+    json_t *parts;
+    int want;           /* the part index looked for, or -1 */
+    GMimeObject *found;
+    int index;
+    size_t inline_budget;
+} walk_ctx;
+
+static gint64 decoded_size(GMimeObject *o)
+{
+    GMimeStream *null = g_mime_stream_null_new();
+    gint64 n = -1;
+    if (GMIME_IS_PART(o)) {
+        GMimeDataWrapper *w = g_mime_part_get_content(GMIME_PART(o));
+        n = w ? g_mime_data_wrapper_write_to_stream(w, null) : 0;
+    } else if (GMIME_IS_MESSAGE_PART(o)) {
+        GMimeMessage *em = g_mime_message_part_get_message(GMIME_MESSAGE_PART(o));
+        n = em ? g_mime_object_write_to_stream(GMIME_OBJECT(em), NULL, null) : 0;
+    }
+    g_object_unref(null);
+    return n;
+}
+
+static void walk_part(GMimeObject *parent, GMimeObject *o, gpointer data)
+{
+    (void)parent;
+    walk_ctx *w = data;
+    if (GMIME_IS_MULTIPART(o))
+        return; /* its children come on their own */
+    int idx = w->index++;
+    if (w->want >= 0) {
+        if (idx == w->want)
+            w->found = o;
+        return;
+    }
+    GMimeContentType *ct = g_mime_object_get_content_type(o);
+    char *mt = ct ? g_mime_content_type_get_mime_type(ct) : g_strdup("text/plain");
+    const char *name = GMIME_IS_PART(o) ? g_mime_part_get_filename(GMIME_PART(o)) : NULL;
+    const char *disp = g_mime_object_get_disposition(o);
+    const char *charset = ct ? g_mime_content_type_get_parameter(ct, "charset") : NULL;
+    gint64 size = decoded_size(o);
+    json_t *p = json_pack("{s:i, s:o, s:o, s:o, s:o, s:I}", "index", idx, "type", jcstr(mt),
+                          "name", jcstr(name), "disposition", jcstr(disp), "charset",
+                          jcstr(charset), "size", (json_int_t)size);
+    /* Text parts come inline (as UTF-8), within a budget per message. */
+    if (GMIME_IS_TEXT_PART(o) && size >= 0 && (size_t)size <= NH_TEXT_INLINE &&
+        (size_t)size <= w->inline_budget) {
+        char *text = g_mime_text_part_get_text(GMIME_TEXT_PART(o));
+        if (text) {
+            json_object_set_new(p, "text", jcstr(text));
+            w->inline_budget -= (size_t)size;
+            g_free(text);
+        }
+    }
+    g_free(mt);
+    json_array_append_new(w->parts, p);
+}
+
+static json_t *address_list(InternetAddressList *l)
+{
+    if (!l || internet_address_list_length(l) == 0)
+        return json_null();
+    char *s = internet_address_list_to_string(l, NULL, FALSE);
+    json_t *j = jcstr(s);
+    g_free(s);
+    return j;
+}
+
+static json_t *describe(GMimeMessage *m)
+{
+    GMimeObject *o = GMIME_OBJECT(m);
+    json_t *hdr = json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "subject", jcstr(g_mime_message_get_subject(m)),
+        "from", address_list(g_mime_message_get_from(m)), "to",
+        address_list(g_mime_message_get_to(m)), "cc", address_list(g_mime_message_get_cc(m)),
+        "date", jcstr(g_mime_object_get_header(o, "Date")), "message_id",
+        jcstr(g_mime_message_get_message_id(m)), "in_reply_to",
+        jcstr(g_mime_object_get_header(o, "In-Reply-To")), "references",
+        jcstr(g_mime_object_get_header(o, "References")));
+    return hdr;
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+static char *op_hello(nh_host *h, json_t *id)
+{
+    rc_error err;
+    char fp[RC_UDF_MAX] = "";
+    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    int have = dev && keystore_device_load(&h->ks, dev, &err) == 0;
+    if (have)
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
+    rc_secret_free(dev);
+    return respond(id,
+                   json_pack("{s:s, s:i, s:s, s:o, s:{s:i, s:i, s:I}}", "version",
+                             RC_VERSION_STRING, "protocol", NH_PROTOCOL, "keystore", h->ks.dir,
+                             "device", have ? jcstr(fp) : json_null(), "limits", "frame",
+                             (int)NH_FRAME_MAX, "chunk", (int)NH_CHUNK_MAX, "message",
+                             (json_int_t)h->message_max),
+                   NULL);
+}
+
+static char *op_lists(nh_host *h, json_t *id)
+{
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/lists", h->ks.dir);
+    json_t *lists = json_array();
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    uint64_t now = (uint64_t)time(NULL);
+    while (d && (e = readdir(d)) != NULL) {
+        rc_pin pin;
+        rc_error err;
+        char fp[RC_UDF_MAX], path[PATH_MAX], line[RC_KEYSTR_MAX * 2];
+        if (e->d_name[0] == '.' || strlen(e->d_name) > RC_ADDR_MAX ||
+            keystore_pin_load(&h->ks, e->d_name, &pin, &err) != 1)
+            continue;
+        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
+        uint64_t since = keystore_pin_since(&h->ks, e->d_name);
+        json_t *epochs = json_array();
+        for (uint64_t ep = pin.highest_epoch; ep >= 1; ep--) {
+            rc_statement st;
+            rc_cert cert;
+            if (keystore_path(path, &h->ks, "lists/%s/epoch-%llu.listkey", e->d_name,
+                              (unsigned long long)ep) == 0 &&
+                keystore_read_file(path, line, sizeof line) == 0 &&
+                rc_statement_decode(&st, line, NULL) == 0) {
+                const char *state = st.not_after && st.not_after < now ? "expired"
+                                    : st.not_before > now              ? "not-yet-valid"
+                                    : ep == pin.highest_epoch          ? "current"
+                                                                       : "older";
+                json_array_append_new(
+                    epochs, json_pack("{s:I, s:I, s:o, s:s, s:b}", "epoch", (json_int_t)ep,
+                                      "valid_from", (json_int_t)st.not_before, "valid_until",
+                                      st.not_after ? json_integer((json_int_t)st.not_after)
+                                                   : json_null(),
+                                      "state", state, "certificate",
+                                      keystore_cert_load(&h->ks, e->d_name, ep, &cert)));
+            }
+            if (ep == 1)
+                break;
+        }
+        json_array_append_new(lists, json_pack("{s:o, s:s, s:o, s:I, s:o}", "address",
+                                               jcstr(e->d_name), "signer", fp, "pinned",
+                                               since ? json_integer((json_int_t)since)
+                                                     : json_null(),
+                                               "highest_epoch", (json_int_t)pin.highest_epoch,
+                                               "epochs", epochs));
+    }
+    if (d)
+        closedir(d);
+    return respond(id, json_pack("{s:o}", "lists", lists), NULL);
+}
+
+static char *op_upload(nh_host *h, json_t *id, json_t *req)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    const char *why = NULL;
+    json_t *data = json_object_get(req, "data");
+    if (!json_is_string(data))
+        return fail_proto(id, "malformed-request", "upload needs \"data\" (base64)");
+    int i = req_handle(h, req, "handle", &why), fresh = 0;
+    if (i == -2)
+        return fail_proto(id, "bad-handle", "%s", why);
+    if (i >= 0 && h->handles[i].kind != H_UPLOAD)
+        return fail_proto(id, "bad-handle", "handle %d is not an upload", i);
+    if (i < 0) {
+        if ((i = handle_new(h, H_UPLOAD, &err)) < 0)
+            return fail_rc(id, &err);
+        fresh = 1;
+    }
+    if (lseek(h->handles[i].fd, 0, SEEK_END) < 0 ||
+        append_base64(h, i, json_string_value(data), json_string_length(data), &err) != 0) {
+        if (!err.code)
+            rc_error_set(&err, RC_E_IO, "cannot write the staging file");
+        if (fresh)
+            handle_close(h, i);
+        return err.code == RC_E_INVALID && strstr(err.msg, "exceeds")
+                   ? fail_proto(id, "too-large", "%s", err.msg)
+                   : fail_rc(id, &err);
+    }
+    return respond(id, json_pack("{s:i, s:I}", "handle", i, "size", (json_int_t)h->handles[i].size),
+                   NULL);
+}
+
+static char *op_read(nh_host *h, json_t *id, json_t *req)
+{
+    const char *why = NULL;
+    int i = req_handle(h, req, "handle", &why);
+    if (i < 0)
+        return fail_proto(id, "bad-handle", "%s", why ? why : "read needs \"handle\"");
+    json_t *jo = json_object_get(req, "offset"), *jl = json_object_get(req, "length");
+    json_int_t off = jo ? (json_is_integer(jo) ? json_integer_value(jo) : -1) : 0;
+    json_int_t len = jl ? (json_is_integer(jl) ? json_integer_value(jl) : -1) : NH_CHUNK_MAX;
+    if (off < 0 || len < 0)
+        return fail_proto(id, "malformed-request", "offset and length are integers >= 0");
+    if (len > (json_int_t)NH_CHUNK_MAX)
+        len = NH_CHUNK_MAX;
+    nh_handle_t *hd = &h->handles[i];
+    if ((uint64_t)off > hd->size)
+        off = (json_int_t)hd->size;
+    if ((uint64_t)(off + len) > hd->size)
+        len = (json_int_t)(hd->size - (uint64_t)off);
+    uint8_t *buf = malloc((size_t)len + 1);
+    char *b64 = malloc(sodium_base64_ENCODED_LEN((size_t)len, sodium_base64_VARIANT_ORIGINAL));
+    ssize_t got = buf ? pread(hd->fd, buf, (size_t)len, off) : -1;
+    if (!buf || !b64 || got != (ssize_t)len) {
+        free(buf);
+        free(b64);
+        return fail_proto(id, "io", "cannot read handle %d", i);
+    }
+    sodium_bin2base64(b64, sodium_base64_ENCODED_LEN((size_t)len, sodium_base64_VARIANT_ORIGINAL),
+                      buf, (size_t)len, sodium_base64_VARIANT_ORIGINAL);
+    sodium_memzero(buf, (size_t)len);
+    free(buf);
+    char *out = respond(id,
+                        json_pack("{s:s, s:I, s:b}", "data", b64, "offset", off, "eof",
+                                  (uint64_t)(off + len) >= hd->size),
+                        NULL);
+    sodium_memzero(b64, strlen(b64));
+    free(b64);
+    return out;
+}
+
+static char *op_close(nh_host *h, json_t *id, json_t *req)
+{
+    const char *why = NULL;
+    int i = req_handle(h, req, "handle", &why);
+    if (i < 0)
+        return fail_proto(id, "bad-handle", "%s", why ? why : "close needs \"handle\"");
+    handle_close(h, i);
+    return respond(id, NULL, NULL);
+}
+
+static json_t *verdict_obj(const client_open_info *info)
+{
+    if (info->is_signed)
+        return json_pack("{s:s, s:o, s:o, s:o, s:I}", "kind", "signed", "member",
+                         jcstr(info->member), "device", jcstr(info->device_fp), "list",
+                         jcstr(info->list), "epoch", (json_int_t)info->epoch);
+    return json_pack("{s:s, s:o, s:I}", "kind", "unsigned", "list", jcstr(info->list), "epoch",
+                     (json_int_t)info->epoch);
+}
+
+static char *op_open(nh_host *h, json_t *id, json_t *req)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    int tmp, in = input_handle(h, req, &tmp, &err);
+    if (in < 0)
+        return fail_rc(id, &err);
+    int out = handle_new(h, H_PLAIN, &err);
+    if (out < 0) {
+        handle_close(h, tmp);
+        return fail_rc(id, &err);
+    }
+    json_t *sigp = json_object_get(req, "signer");
+    client_open_info info;
+    handle_sink_ctx c = {h, out};
+    int rc = client_open(&h->ks, h->handles[in].fd, NULL,
+                         json_is_string(sigp) ? json_string_value(sigp) : NULL, handle_sink, &c,
+                         &info, &err);
+    handle_close(h, tmp);
+    if (rc) {
+        handle_close(h, out); /* whatever reached it goes, unread */
+        if (!err.code)
+            rc_error_set(&err, RC_E_INTERNAL, "cannot open the message");
+        json_t *e = error_obj(code_name(err.code), err.msg[0] ? err.msg : rc_strerror(err.code));
+        return respond(id, NULL, e);
+    }
+    GMimeMessage *m = parse_handle(h, out);
+    if (!m) {
+        handle_close(h, out);
+        return fail_proto(id, "malformed-message", "the decrypted message does not parse");
+    }
+    walk_ctx w = {.parts = json_array(), .want = -1, .inline_budget = 600u * 1024u};
+    g_mime_message_foreach(m, walk_part, &w);
+    json_t *res = json_pack("{s:i, s:I, s:o, s:b, s:o, s:o, s:o}", "handle", out, "size",
+                            (json_int_t)h->handles[out].size, "verdict", verdict_obj(&info),
+                            "first_use", info.first_use, "signer", jcstr(info.signer_fp),
+                            "headers", describe(m), "parts", w.parts);
+    g_object_unref(m);
+    return respond(id, res, NULL);
+}
+
+static char *op_part(nh_host *h, json_t *id, json_t *req)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    const char *why = NULL;
+    int i = req_handle(h, req, "handle", &why);
+    json_t *ji = json_object_get(req, "index");
+    if (i < 0 || h->handles[i].kind != H_PLAIN)
+        return fail_proto(id, "bad-handle", "%s",
+                          why ? why : "part needs the \"handle\" of an opened message");
+    if (!json_is_integer(ji) || json_integer_value(ji) < 0 || json_integer_value(ji) > 100000)
+        return fail_proto(id, "malformed-request", "part needs \"index\"");
+    GMimeMessage *m = parse_handle(h, i);
+    if (!m)
+        return fail_proto(id, "malformed-message", "the decrypted message does not parse");
+    walk_ctx w = {.want = (int)json_integer_value(ji)};
+    g_mime_message_foreach(m, walk_part, &w);
+    if (!w.found) {
+        g_object_unref(m);
+        return fail_proto(id, "not-found", "the message has no part %d", w.want);
+    }
+    int out = handle_new(h, H_DATA, &err);
+    if (out < 0) {
+        g_object_unref(m);
+        return fail_rc(id, &err);
+    }
+    int fd = dup(h->handles[out].fd);
+    GMimeStream *fs = fd >= 0 ? g_mime_stream_fs_new(fd) : NULL;
+    gint64 n = -1;
+    if (fs && GMIME_IS_PART(w.found)) {
+        GMimeDataWrapper *dw = g_mime_part_get_content(GMIME_PART(w.found));
+        n = dw ? g_mime_data_wrapper_write_to_stream(dw, fs) : 0;
+    } else if (fs && GMIME_IS_MESSAGE_PART(w.found)) {
+        GMimeMessage *em = g_mime_message_part_get_message(GMIME_MESSAGE_PART(w.found));
+        n = em ? g_mime_object_write_to_stream(GMIME_OBJECT(em), NULL, fs) : 0;
+    }
+    if (fs) {
+        g_mime_stream_flush(fs);
+        g_object_unref(fs);
+    }
+    g_object_unref(m);
+    if (n < 0 || (uint64_t)n > h->message_max) {
+        handle_close(h, out);
+        return fail_proto(id, "io", "cannot decode part %d", w.want);
+    }
+    h->handles[out].size = (uint64_t)n;
+    return respond(id, json_pack("{s:i, s:I}", "handle", out, "size", (json_int_t)n), NULL);
+}
+
+static char *op_seal(nh_host *h, json_t *id, json_t *req)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    json_t *to = json_object_get(req, "to"), *ns = json_object_get(req, "no_sign");
+    if (!json_is_string(to))
+        return fail_proto(id, "malformed-request", "seal needs \"to\" (the list's address)");
+    if (ns && !json_is_boolean(ns))
+        return fail_proto(id, "malformed-request", "\"no_sign\" is true or false");
+    int tmp, in = input_handle(h, req, &tmp, &err);
+    if (in < 0)
+        return fail_rc(id, &err);
+    int out = handle_new(h, H_DATA, &err);
+    if (out < 0) {
+        handle_close(h, tmp);
+        return fail_rc(id, &err);
+    }
+    rc_statement st;
+    rc_cert cert;
+    int first = 0, no_sign = ns && json_is_true(ns);
+    handle_sink_ctx c = {h, out};
+    int rc = client_seal(&h->ks, json_string_value(to), NULL, no_sign, h->handles[in].fd,
+                         handle_sink, &c, &st, &first, &err);
+    handle_close(h, tmp);
+    if (rc) {
+        handle_close(h, out);
+        return fail_rc(id, &err);
+    }
+    char fp[RC_UDF_MAX];
+    rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, NULL);
+    int is_signed = !no_sign && keystore_cert_load(&h->ks, st.address, st.epoch, &cert);
+    return respond(id,
+                   json_pack("{s:i, s:I, s:o, s:I, s:b, s:s, s:b}", "handle", out, "size",
+                             (json_int_t)h->handles[out].size, "list", jcstr(st.address),
+                             "epoch", (json_int_t)st.epoch, "signed", is_signed, "signer", fp,
+                             "first_use", first),
+                   NULL);
+}
+
+static char *op_import(nh_host *h, json_t *id, json_t *req)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    rc_statement st;
+    json_t *key = json_object_get(req, "key"), *sigp = json_object_get(req, "signer");
+    int rc, first = 0;
+    if (json_is_string(key)) {
+        char line[RC_KEYSTR_MAX * 2];
+        snprintf(line, sizeof line, "%s", json_string_value(key));
+        char *k = line + strspn(line, " \t\r\n");
+        k[strcspn(k, " \t\r\n")] = '\0';
+        rc = rc_statement_decode(&st, k, &err);
+    } else {
+        int tmp, in = input_handle(h, req, &tmp, &err);
+        if (in < 0)
+            return fail_rc(id, &err);
+        rc_mail *m = NULL;
+        rc = rc_mail_parse(&m, h->handles[in].fd, &err);
+        if (rc == 0)
+            rc = rc_mail_list_key(m) ? rc_statement_decode(&st, rc_mail_list_key(m), &err)
+                                     : rc_error_set(&err, RC_E_FORMAT,
+                                                    "the message carries no %s header",
+                                                    RC_HDR_LIST_KEY);
+        rc_mail_free(m);
+        handle_close(h, tmp);
+    }
+    if (rc || (rc = keystore_trust(&h->ks, &st, json_is_string(sigp) ? json_string_value(sigp)
+                                                                      : NULL,
+                                   (uint64_t)time(NULL), 1, &first, &err)) ||
+        (rc = keystore_prepare(&h->ks, &err)) || (rc = keystore_remember(&h->ks, &st, &err)))
+        return fail_rc(id, &err);
+    char fp[RC_UDF_MAX];
+    rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, NULL);
+    return respond(id,
+                   json_pack("{s:o, s:I, s:s, s:b}", "list", jcstr(st.address), "epoch",
+                             (json_int_t)st.epoch, "signer", fp, "first_use", first),
+                   NULL);
+}
+
+/* ---- dispatch and framing ------------------------------------------------- */
+
+char *nh_handle(nh_host *h, const char *reqtext, size_t len)
+{
+    json_error_t jerr;
+    json_t *req = json_loadb(reqtext, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req)
+        return fail_proto(NULL, "malformed-request", "not JSON: %s (at byte %d)", jerr.text,
+                          jerr.position);
+    json_t *id = json_object_get(req, "id");
+    if (!json_is_object(req)) {
+        json_decref(req);
+        return fail_proto(NULL, "malformed-request", "a request is a JSON object");
+    }
+    if (id && !json_is_integer(id) && !json_is_string(id))
+        id = NULL;
+    json_t *opj = json_object_get(req, "op");
+    const char *op = json_is_string(opj) ? json_string_value(opj) : NULL;
+    char *out;
+    if (!op)
+        out = fail_proto(id, "malformed-request", "a request needs \"op\"");
+    else if (!strcmp(op, "hello"))
+        out = op_hello(h, id);
+    else if (!strcmp(op, "lists"))
+        out = op_lists(h, id);
+    else if (!strcmp(op, "upload"))
+        out = op_upload(h, id, req);
+    else if (!strcmp(op, "read"))
+        out = op_read(h, id, req);
+    else if (!strcmp(op, "close"))
+        out = op_close(h, id, req);
+    else if (!strcmp(op, "open"))
+        out = op_open(h, id, req);
+    else if (!strcmp(op, "part"))
+        out = op_part(h, id, req);
+    else if (!strcmp(op, "seal"))
+        out = op_seal(h, id, req);
+    else if (!strcmp(op, "import"))
+        out = op_import(h, id, req);
+    else
+        out = fail_proto(id, "unknown-op", "unknown op \"%.64s\"", op);
+    json_decref(req);
+    return out;
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return got == 0 && r == 0 ? 0 : -1; /* 0: clean end before anything */
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+static int write_frame(int fd, const char *s)
+{
+    uint32_t n = (uint32_t)strlen(s);
+    return rc_fd_sink(&fd, (const uint8_t *)&n, 4) == 0 &&
+                   rc_fd_sink(&fd, (const uint8_t *)s, n) == 0
+               ? 0
+               : -1;
+}
+
+int nh_serve(nh_host *h, int in_fd, int out_fd)
+{
+    char *buf = malloc(NH_FRAME_MAX);
+    if (!buf)
+        return 1;
+    for (;;) {
+        uint32_t n;
+        int r = read_full(in_fd, &n, 4);
+        if (r == 0) {
+            free(buf);
+            return 0;
+        }
+        if (r < 0)
+            break;
+        char *resp;
+        if (n > NH_FRAME_MAX) { /* skip it, say why */
+            uint32_t left = n;
+            while (left) {
+                uint32_t k = left > NH_FRAME_MAX ? NH_FRAME_MAX : left;
+                if (read_full(in_fd, buf, k) != 1) {
+                    free(buf);
+                    return 1;
+                }
+                left -= k;
+            }
+            resp = fail_proto(NULL, "too-large",
+                              "a request is at most %u bytes; send large messages in chunks "
+                              "(op upload)",
+                              NH_FRAME_MAX);
+        } else {
+            if (n && read_full(in_fd, buf, n) != 1)
+                break;
+            resp = nh_handle(h, buf, n);
+            sodium_memzero(buf, n); /* may have held a plaintext draft */
+        }
+        int bad = !resp || write_frame(out_fd, resp) != 0;
+        if (resp)
+            sodium_memzero(resp, strlen(resp));
+        free(resp);
+        if (bad)
+            break;
+    }
+    free(buf);
+    return 1;
+}
+
+int nh_host_new(nh_host **out, const char *home, uint64_t message_max)
+{
+    rc_error err;
+    nh_host *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    if (keystore_open(&h->ks, home, &err) != 0) {
+        free(h);
+        return -1;
+    }
+    h->message_max = message_max ? message_max : NH_MESSAGE_MAX_DEFAULT;
+    *out = h;
+    return 0;
+}
+
+void nh_host_free(nh_host *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < NH_HANDLES; i++)
+        handle_close(h, i);
+    free(h);
+}

@@ -1,0 +1,80 @@
+/*
+ * open.c - see open.h.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <recrypt/recrypt.h>
+#include "open.h"
+#include "seal.h"
+#include "spool.h"
+
+int client_open(const keystore *ks, int in, const char *list_key, const char *signer_fp,
+                rc_sink_fn sink, void *ctx, client_open_info *info, rc_error *err)
+{
+    client_open_info scratch;
+    if (!info)
+        info = &scratch;
+    memset(info, 0, sizeof *info);
+    rc_statement st;
+    rc_mail *m = NULL;
+    rc_open_result *res = NULL;
+    rc_device_secret *dev = NULL;
+    int stage = -1, first = 0, rc;
+
+    if ((rc = rc_mail_parse(&m, in, err)))
+        goto out;
+    if (list_key)
+        rc = client_load_statement(ks, &st, list_key, err);
+    else if (rc_mail_list_key(m))
+        rc = rc_statement_decode(&st, rc_mail_list_key(m), err);
+    else
+        rc = rc_error_set(err, RC_E_FORMAT,
+                          "the message carries no %s header (was it delivered through the "
+                          "list?); pass --list-key",
+                          RC_HDR_LIST_KEY);
+    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, err)))
+        goto out;
+    dev = rc_secret_alloc(sizeof *dev);
+    res = rc_secret_alloc(sizeof *res);
+    if (!dev || !res) {
+        rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = keystore_device_load(ks, dev, err)))
+        goto out;
+    if ((stage = spool_tmpfile(err)) < 0) {
+        rc = err->code;
+        goto out;
+    }
+    if ((rc = rc_mail_open(m, &st, dev, stage, sink, ctx, res, err)))
+        goto out;
+    info->first_use = first;
+    info->is_signed = res->is_signed;
+    info->epoch = st.epoch;
+    snprintf(info->list, sizeof info->list, "%s", st.address);
+    rc_key_fingerprint(info->signer_fp, sizeof info->signer_fp, "list-signer", st.signer_pk, 32,
+                       NULL);
+    if (res->is_signed) {
+        snprintf(info->member, sizeof info->member, "%s", res->cert.address);
+        rc_key_fingerprint(info->device_fp, sizeof info->device_fp, RC_FP_DEVICE_SIGNER,
+                           res->cert.device_sign_pk, 32, NULL);
+    }
+    /* Remember the list key, and keep this device's certificate for signing. */
+    if ((rc = keystore_prepare(ks, err)) || (rc = keystore_remember(ks, &st, err)))
+        goto out;
+    rc_cert have;
+    if (!keystore_cert_load(ks, st.address, st.epoch, &have) &&
+        rc_cert_verify(&res->share.cert, st.signer_pk, NULL) == 0 &&
+        (rc = keystore_cert_save(ks, &res->share.cert, st.address, err)))
+        goto out;
+    rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, err);
+out:
+    if (stage >= 0)
+        close(stage);
+    rc_mail_free(m);
+    rc_secret_free(dev);
+    rc_secret_free(res);
+    return rc;
+}
+

@@ -1,0 +1,33 @@
+/*
+ * open.h - opening a list message on this device, shared by `recrypt open`,
+ * `view`, `archive` and the native messaging host: trust the list key
+ * (pin on first use, follow newer epochs of the pinned signer), decrypt and
+ * authenticate, and only then hand the decrypted message to the sink.
+ * Afterwards the keystore remembers the list key, keeps this device's
+ * membership certificate (for signing) and records the post for the reply
+ * guard of `recrypt sendmail`.
+ */
+#ifndef RECRYPT_CLIENT_OPEN_H
+#define RECRYPT_CLIENT_OPEN_H
+
+#include <recrypt/recrypt.h>
+#include "keystore.h"
+
+typedef struct {
+    int first_use;                     /* the list was pinned by this message */
+    int is_signed;                     /* signed by a member's device */
+    char list[RC_ADDR_MAX + 1];        /* the list's address */
+    uint64_t epoch;                    /* the list key's epoch */
+    char signer_fp[RC_UDF_MAX];        /* the list signing key's fingerprint */
+    char member[RC_ADDR_MAX + 1];      /* when is_signed: the member */
+    char device_fp[RC_UDF_MAX];        /* when is_signed: the device signing key */
+} client_open_info;
+
+/* Open the list message in `in` (a seekable file, read from its current
+ * offset). list_key: a list key line/file/address to use instead of the
+ * message's Recrypt-List-Key; signer_fp: a required list signer, or NULL.
+ * info may be NULL. */
+int client_open(const keystore *ks, int in, const char *list_key, const char *signer_fp,
+                rc_sink_fn sink, void *ctx, client_open_info *info, rc_error *err);
+
+#endif

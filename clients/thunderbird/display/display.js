@@ -1,0 +1,121 @@
+/*
+ * display.js - runs in the message pane of every displayed message. For a
+ * recrypt post it replaces the pane (which shows only the sealed parts)
+ * with the decrypted message: a verdict line, the real header fields, the
+ * text, and the attachments with a Save button. Text is inserted as text
+ * (never as markup); an HTML body is shown in a sandboxed frame with no
+ * scripts and no remote content.
+ */
+"use strict";
+
+(async () => {
+  const view = await browser.runtime.sendMessage({ cmd: "view" });
+  if (!view) return; // not a recrypt post: the pane stays as it is
+  render(view);
+})();
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+function size(n) {
+  return n < 1024 ? `${n} bytes` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+const REFUSALS = {
+  "tampered": "This message was changed or cut short on its way. recrypt refused it: nothing of it is shown.",
+  "not-for-this-device": "This message holds no key for this device. Is this device enrolled in the list (recrypt keygen, then the list owner adds it)?",
+  "refused": "A trust rule refused this message.",
+  "bad-signature": "The signature on this message does not verify, so it is not shown.",
+  "malformed-message": "This is not a valid recrypt message.",
+  "host-unavailable": "The recrypt program is not available to Thunderbird. Install the recrypt package (it registers the native messaging host).",
+  "too-large": "This message is larger than recrypt opens.",
+};
+
+function verdictLine(v) {
+  if (v.ok === false) {
+    return el("div", { class: "recrypt-verdict recrypt-refused", id: "recrypt-verdict" },
+      el("strong", {}, "Not opened. "), REFUSALS[v.code] || "recrypt could not open this message.",
+      el("div", { class: "recrypt-why" }, `Reason: ${v.message}`));
+  }
+  const d = v.verdict;
+  if (d.kind === "signed") {
+    return el("div", { class: "recrypt-verdict recrypt-signed", id: "recrypt-verdict" },
+      el("strong", {}, `Signed by ${d.member}`),
+      ` (device ${d.device}). Encrypted end to end through the list ${d.list} (key epoch ${d.epoch}).`);
+  }
+  return el("div", { class: "recrypt-verdict recrypt-unsigned", id: "recrypt-verdict" },
+    el("strong", {}, "Unsigned. "),
+    `Encrypted end to end through the list ${d.list} (key epoch ${d.epoch}), but not signed: ` +
+    "the From line is not proven. The sender's device had no membership certificate yet.");
+}
+
+function headerTable(h) {
+  const t = el("table", { class: "recrypt-headers" });
+  for (const [label, key] of [["Subject", "subject"], ["From", "from"], ["To", "to"], ["Cc", "cc"], ["Date", "date"]]) {
+    if (h[key]) t.append(el("tr", {}, el("th", {}, label), el("td", { id: `recrypt-${key}` }, h[key])));
+  }
+  return t;
+}
+
+function htmlFrame(html) {
+  const csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+  const f = el("iframe", { class: "recrypt-html", sandbox: "", referrerpolicy: "no-referrer" });
+  f.srcdoc = `<meta http-equiv="Content-Security-Policy" content="${csp}">` + html;
+  return f;
+}
+
+async function save(view, p, button) {
+  button.disabled = true;
+  const r = await browser.runtime.sendMessage({ cmd: "part", handle: view.handle, index: p.index });
+  button.disabled = false;
+  if (!r.ok) {
+    button.after(el("span", { class: "recrypt-why" }, ` ${r.message}`));
+    return;
+  }
+  const url = URL.createObjectURL(new Blob([r.bytes], { type: p.type || "application/octet-stream" }));
+  const a = el("a", { href: url, download: p.name || `part-${p.index}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+function render(view) {
+  const root = el("div", { id: "recrypt-view" });
+  root.append(verdictLine(view));
+  if (view.ok) {
+    if (view.first_use) {
+      root.append(el("div", { class: "recrypt-verdict recrypt-pin", id: "recrypt-first-use" },
+        el("strong", {}, "First message of this list on this device. "),
+        `Its list signing key is now pinned: ${view.signer}. Compare this fingerprint with the one your list owner published.`));
+    }
+    root.append(headerTable(view.headers));
+    const texts = view.parts.filter((p) => typeof p.text === "string");
+    const plain = texts.filter((p) => p.type === "text/plain");
+    const body = el("div", { class: "recrypt-body", id: "recrypt-body" });
+    if (plain.length) {
+      for (const p of plain) body.append(el("pre", {}, p.text));
+    } else {
+      for (const p of texts.filter((p) => p.type === "text/html")) body.append(htmlFrame(p.text));
+    }
+    root.append(body);
+    const others = view.parts.filter((p) => !plain.includes(p) && !(p.type === "text/html" && !plain.length && typeof p.text === "string"));
+    if (others.length) {
+      const list = el("ul", { class: "recrypt-attachments", id: "recrypt-attachments" });
+      for (const p of others) {
+        const b = el("button", { type: "button" }, "Save");
+        b.addEventListener("click", () => save(view, p, b));
+        list.append(el("li", { "data-index": p.index }, `${p.name || p.type} (${p.type}, ${size(p.size)}) `, b));
+      }
+      root.append(el("h4", {}, "Attachments"), list);
+    }
+  }
+  document.body.replaceChildren(root);
+}

@@ -1,0 +1,111 @@
+/*
+ * host.js - the add-on's side of the native messaging host
+ * (`recrypt native-host`, docs/NATIVE-HOST.md). Every cryptographic step
+ * happens there, with the user's recrypt keystore; this file only moves
+ * requests and bytes: one connection, requests matched to responses by id,
+ * messages uploaded and read back in chunks of the host's size.
+ */
+"use strict";
+
+const RecryptHost = (() => {
+  let port = null;
+  let nextId = 1;
+  const pending = new Map();
+  let limits = null;
+
+  function connect() {
+    if (port) return port;
+    port = browser.runtime.connectNative("recrypt");
+    port.onMessage.addListener((msg) => {
+      const p = pending.get(msg.id);
+      if (!p) return;
+      pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(new HostError(msg.error));
+    });
+    port.onDisconnect.addListener((p) => {
+      const why = (p && p.error && p.error.message) || "the recrypt native host ended";
+      for (const [, w] of pending) w.reject(new HostError({ code: "host-unavailable", message: why }));
+      pending.clear();
+      port = null;
+      limits = null;
+    });
+    return port;
+  }
+
+  class HostError extends Error {
+    constructor(e) {
+      super(e.message);
+      this.code = e.code;
+    }
+  }
+
+  function call(op, args = {}) {
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      try {
+        connect().postMessage(Object.assign({ id, op }, args));
+      } catch (e) {
+        pending.delete(id);
+        reject(new HostError({ code: "host-unavailable", message: String(e) }));
+      }
+    });
+  }
+
+  async function hello() {
+    if (!limits) {
+      const r = await call("hello");
+      limits = r.limits;
+      return r;
+    }
+    return call("hello");
+  }
+
+  function toBase64(bytes, start, end) {
+    let s = "";
+    for (let i = start; i < end; i += 0x8000)
+      s += String.fromCharCode.apply(null, bytes.subarray(i, Math.min(end, i + 0x8000)));
+    return btoa(s);
+  }
+
+  function fromBase64(b64) {
+    const s = atob(b64);
+    const out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  }
+
+  /* Upload bytes (a Uint8Array) in chunks; returns the handle. */
+  async function upload(bytes) {
+    if (!limits) await hello();
+    const chunk = limits.chunk;
+    if (bytes.length > limits.message)
+      throw new HostError({ code: "too-large", message: `the message is larger than ${limits.message} bytes` });
+    let handle;
+    for (let off = 0; off === 0 || off < bytes.length; off += chunk) {
+      const args = { data: toBase64(bytes, off, Math.min(bytes.length, off + chunk)) };
+      if (handle !== undefined) args.handle = handle;
+      handle = (await call("upload", args)).handle;
+      if (bytes.length === 0) break;
+    }
+    return handle;
+  }
+
+  /* Read a whole handle back; returns a Uint8Array. */
+  async function readAll(handle, size) {
+    if (!limits) await hello();
+    const out = new Uint8Array(size);
+    let off = 0;
+    for (;;) {
+      const r = await call("read", { handle, offset: off, length: limits.chunk });
+      const part = fromBase64(r.data);
+      out.set(part, off);
+      off += part.length;
+      if (r.eof || part.length === 0) break;
+    }
+    return out.subarray(0, off);
+  }
+
+  return { call, hello, upload, readAll, HostError };
+})();

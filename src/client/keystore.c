@@ -343,7 +343,7 @@ int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_
         return 0;
     FILE *f = fopen(path, "re");
     if (!f)
-        return 0;
+        return errno == ENOENT ? 0 : -1; /* unreadable: the caller fails closed */
     post_hash(hex, message_id);
     int found = 0;
     while (!found && fgets(line, sizeof line, f)) {
@@ -353,6 +353,8 @@ int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_
         snprintf(list_out, list_len, "%s", line + 33);
         found = 1;
     }
+    if (ferror(f))
+        found = -1;
     fclose(f);
     return found;
 }

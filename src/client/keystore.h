@@ -56,7 +56,8 @@ int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_
  * Message-ID is kept; the file keeps the newest few thousand entries. */
 int keystore_post_remember(const keystore *ks, const char *message_id, const char *list,
                            rc_error *err);
-/* 1 and the list's address in list_out when message_id is an opened post. */
+/* 1 and the list's address in list_out when message_id is an opened post;
+ * 0 when not; -1 when the record exists but cannot be read. */
 int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_out,
                          size_t list_len);
 

@@ -93,6 +93,8 @@ int maildir_remove(const char *dir)
         closedir(d);
         bad |= rmdir(sub) != 0 && errno != ENOENT;
     }
+    snprintf(file, sizeof file, "%s/.recrypt-view", dir); /* the view folder's marker */
+    bad |= unlink(file) != 0 && errno != ENOENT;
     bad |= rmdir(dir) != 0 && errno != ENOENT;
     return bad ? -1 : 0;
 }
@@ -142,28 +144,6 @@ int maildir_commit(const char *dir, const char *name, int fd, const char *flags,
     if (!ok) {
         unlink(from);
         return -1;
-    }
-    return 0;
-}
-
-int maildir_has(const char *dir, const char *name)
-{
-    char sub[PATH_MAX];
-    size_t nl = strlen(name);
-    static const char *const subs[] = {"cur", "new"};
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(sub, sizeof sub, "%s/%s", dir, subs[i]);
-        DIR *d = opendir(sub);
-        if (!d)
-            continue;
-        struct dirent *e;
-        int found = 0;
-        while (!found && (e = readdir(d)) != NULL)
-            found = strncmp(e->d_name, name, nl) == 0 &&
-                    (e->d_name[nl] == '\0' || e->d_name[nl] == ':');
-        closedir(d);
-        if (found)
-            return 1;
     }
     return 0;
 }
@@ -269,7 +249,8 @@ int mailbox_append(const char *path, const char *folder, int fd, rc_error *err)
             return rc_error_set(err, RC_E_IO, "cannot lock %s: %s", full, strerror(errno));
         }
     }
-    FILE *out = fdopen(mfd, "a");
+    struct stat before;
+    FILE *out = fstat(mfd, &before) == 0 ? fdopen(mfd, "a") : NULL;
     if (!out) {
         close(mfd);
         return rc_error_set(err, RC_E_IO, "cannot write %s", full);
@@ -280,6 +261,8 @@ int mailbox_append(const char *path, const char *folder, int fd, rc_error *err)
     strftime(when, sizeof when, "%a %b %e %H:%M:%S %Y", gmtime_r(&now, &tm));
     int bad = fprintf(out, "From recrypt@localhost %s\n", when) < 0 || mbox_copy(fd, out) != 0;
     bad |= fflush(out) != 0 || fsync(mfd) != 0;
+    if (bad) /* no half message in the mbox: back to where it ended */
+        (void)!ftruncate(mfd, before.st_size);
     bad |= fclose(out) != 0; /* also drops the lock */
     if (bad)
         return rc_error_set(err, RC_E_IO, "cannot append the copy to %s", full);

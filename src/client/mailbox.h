@@ -38,9 +38,6 @@ int maildir_begin(const char *dir, const char *name, char *name_out, size_t name
 int maildir_commit(const char *dir, const char *name, int fd, const char *flags, int ok,
                    rc_error *err);
 
-/* Is there a message named `name` (any flags) in dir/cur or dir/new? */
-int maildir_has(const char *dir, const char *name);
-
 /* Append the message in fd (read from offset 0) to the mailbox at path: a
  * maildir when path is a directory holding cur/, else an mbox file
  * (mboxrd quoting, fcntl lock, created 0600). `folder` resolves a leading

@@ -95,9 +95,11 @@ static void usage(FILE *f)
 "       [--clear]         Remove the view folder and what it holds.\n"
 "       [--dir DIR]       Use DIR (default $XDG_RUNTIME_DIR/recrypt-view, else\n"
 "                         $TMPDIR or /tmp, /recrypt-view-UID).\n"
-"  mutt-config [--dir DIR]  Print the keystore-dependent mutt/neomutt lines\n"
+"  mutt-config [--dir DIR] [--lists]\n"
+"                         Print the keystore-dependent mutt/neomutt lines\n"
 "                         (the contrib rc file sources them): each list as\n"
-"                         'subscribe', no plaintext Fcc, view clean-up.\n"
+"                         'subscribe', no plaintext Fcc, no header cache in\n"
+"                         the view, view clean-up (--lists: the lists only).\n"
 "  archive --maildir DEST SOURCE...\n"
 "                         Opt-in search: keep a decrypted copy of every list\n"
 "                         post in the SOURCE maildirs (or files) in the private\n"
@@ -308,6 +310,40 @@ static int write_notice(int fd, const rc_error *why)
     return bad ? -1 : 0;
 }
 
+/* The view folder carries a marker file, and only a folder with it is ever
+ * emptied: `view --dir` pointed at a real mailbox refuses instead of
+ * deleting its mail. */
+#define VIEW_MARKER ".recrypt-view"
+
+static int view_is_ours(const char *dir, rc_error *err)
+{
+    char mark[PATH_MAX + 16];
+    struct stat sb;
+    if (lstat(dir, &sb) != 0)
+        return errno == ENOENT ? 0 : rc_error_set(err, RC_E_IO, "cannot read %s: %s", dir,
+                                                  strerror(errno));
+    snprintf(mark, sizeof mark, "%s/" VIEW_MARKER, dir);
+    if (lstat(mark, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return rc_error_set(err, RC_E_PERMISSION,
+                            "%s exists and is not a recrypt view folder (it has no " VIEW_MARKER
+                            "): recrypt will not empty it; choose another with --dir",
+                            dir);
+    return 0;
+}
+
+static int view_prepare(const char *dir, rc_error *err)
+{
+    char mark[PATH_MAX + 16];
+    if (maildir_prepare(dir, 1, err))
+        return -1;
+    snprintf(mark, sizeof mark, "%s/" VIEW_MARKER, dir);
+    int fd = open(mark, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return rc_error_set(err, RC_E_IO, "cannot create %s: %s", mark, strerror(errno));
+    close(fd);
+    return 0;
+}
+
 /* recrypt view: the one-message folder a mail program opens to show a
  * decrypted post. --path prints (and creates) it, --clear removes it. */
 static int cmd_view(keystore *ks, const char *dir_opt, const char *list_key,
@@ -319,6 +355,8 @@ static int cmd_view(keystore *ks, const char *dir_opt, const char *list_key,
     rc_error_clear(&why);
     if (mailbox_view_path(dir, sizeof dir, dir_opt, &err))
         return fail(&err);
+    if (view_is_ours(dir, &err))
+        return fail(&err);
     if (mode == 'c') {
         if (maildir_remove(dir) != 0) {
             fprintf(stderr, "%s: cannot remove the view folder %s\n", progname, dir);
@@ -327,7 +365,7 @@ static int cmd_view(keystore *ks, const char *dir_opt, const char *list_key,
         return 0;
     }
     if (mode == 'p') {
-        if (maildir_prepare(dir, 1, &err))
+        if (view_prepare(dir, &err))
             return fail(&err);
         printf("%s\n", dir);
         return fflush(stdout) ? EX_IOERR : 0;
@@ -341,7 +379,7 @@ static int cmd_view(keystore *ks, const char *dir_opt, const char *list_key,
         fprintf(stderr, "%s: cannot empty the view folder %s\n", progname, dir);
         return EX_IOERR;
     }
-    if (maildir_prepare(dir, 1, &err) ||
+    if (view_prepare(dir, &err) ||
         (out = maildir_begin(dir, NULL, name, sizeof name, &err)) < 0) {
         close(in);
         return fail(&err);
@@ -401,6 +439,67 @@ static int content_name(int fd, char *out, size_t outlen)
     return lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1;
 }
 
+/* The message names (without their ":2,flags" info) in a maildir's cur and
+ * new, sorted, for lookups. */
+typedef struct {
+    char **v;
+    size_t n;
+} name_set;
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int name_set_load(name_set *ns, const char *dir)
+{
+    static const char *const subs[] = {"cur", "new"};
+    size_t cap = 0;
+    ns->v = NULL;
+    ns->n = 0;
+    for (int i = 0; i < 2; i++) {
+        char sub[PATH_MAX];
+        snprintf(sub, sizeof sub, "%s/%s", dir, subs[i]);
+        DIR *d = opendir(sub);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.')
+                continue;
+            if (ns->n == cap) {
+                cap = cap ? 2 * cap : 256;
+                char **nv = realloc(ns->v, cap * sizeof *nv);
+                if (!nv) {
+                    closedir(d);
+                    return -1;
+                }
+                ns->v = nv;
+            }
+            if (!(ns->v[ns->n] = strndup(e->d_name, strcspn(e->d_name, ":")))) {
+                closedir(d);
+                return -1;
+            }
+            ns->n++;
+        }
+        if (d)
+            closedir(d);
+    }
+    if (ns->n)
+        qsort(ns->v, ns->n, sizeof *ns->v, by_str);
+    return 0;
+}
+
+static int name_set_has(const name_set *ns, const char *name)
+{
+    return ns->n && bsearch(&name, ns->v, ns->n, sizeof *ns->v, by_str) != NULL;
+}
+
+static void name_set_free(name_set *ns)
+{
+    for (size_t i = 0; i < ns->n; i++)
+        free(ns->v[i]);
+    free(ns->v);
+}
+
 /* recrypt archive --maildir DEST SOURCE...: keep a decrypted copy of every
  * list post in the SOURCE maildirs (or message files) in DEST. */
 static int cmd_archive(keystore *ks, const char *dest, char **src, int n_src,
@@ -414,8 +513,13 @@ static int cmd_archive(keystore *ks, const char *dest, char **src, int n_src,
                 progname);
         return EX_USAGE;
     }
+    name_set have;
     if (maildir_prepare(dest, 1, &err))
         return fail(&err);
+    if (name_set_load(&have, dest) != 0) {
+        fprintf(stderr, "%s: archive: cannot read %s\n", progname, dest);
+        return EX_IOERR;
+    }
     for (int i = 0; i < n_src; i++) {
         /* A maildir's cur and new, or the file itself. */
         char sub[2][PATH_MAX];
@@ -429,6 +533,12 @@ static int cmd_archive(keystore *ks, const char *dest, char **src, int n_src,
         if (S_ISDIR(sb.st_mode)) {
             snprintf(sub[n_sub++], PATH_MAX, "%s/cur", src[i]);
             snprintf(sub[n_sub++], PATH_MAX, "%s/new", src[i]);
+            if (stat(sub[0], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+                fprintf(stderr, "%s: archive: %s is a directory but not a maildir (no cur)\n",
+                        progname, src[i]);
+                failed++;
+                continue;
+            }
         }
         for (int k = 0; k <= n_sub; k++) {
             DIR *d = NULL;
@@ -449,9 +559,15 @@ static int cmd_archive(keystore *ks, const char *dest, char **src, int n_src,
                     snprintf(file, sizeof file, "%s", src[i]);
                 }
                 int in = open(file, O_RDONLY | O_CLOEXEC), out = -1;
-                if (in < 0 || !is_list_mail(in) || content_name(in, name, sizeof name)) {
-                    skipped += in >= 0;
-                } else if (maildir_has(dest, name)) {
+                if (in < 0) {
+                    fprintf(stderr, "%s: archive: %s: %s\n", progname, file, strerror(errno));
+                    failed++;
+                } else if (!is_list_mail(in)) {
+                    skipped++;
+                } else if (content_name(in, name, sizeof name)) {
+                    fprintf(stderr, "%s: archive: cannot read %s\n", progname, file);
+                    failed++;
+                } else if (name_set_has(&have, name)) {
                     had++;
                 } else if ((out = maildir_begin(dest, name, name, sizeof name, &err)) < 0) {
                     fprintf(stderr, "%s: archive: %s\n", progname, err.msg);
@@ -478,6 +594,7 @@ static int cmd_archive(keystore *ks, const char *dest, char **src, int n_src,
                 break;
         }
     }
+    name_set_free(&have);
     fprintf(stderr, "%s: archive %s: %zu added, %zu already there, %zu not list mail, %zu not "
                     "opened\n",
             progname, dest, added, had, skipped, failed);
@@ -492,8 +609,9 @@ static int mutt_regex(char *out, size_t outlen, const char *addr)
     size_t o = 0;
     out[o++] = '^';
     for (const char *p = addr; *p; p++) {
-        if (*p == '\'' || *p == '"' || *p == '\\' || (unsigned char)*p < 0x21)
-            return 0;
+        if (*p == '\'' || *p == '"' || *p == '\\' || *p == '$' || *p == '`' ||
+            (unsigned char)*p < 0x21)
+            return 0; /* quoting mutt would undo, or expand */
         if (strchr(".[]()*+?{}|^$", *p))
             out[o++] = '\\';
         out[o++] = *p;
@@ -505,9 +623,18 @@ static int mutt_regex(char *out, size_t outlen, const char *addr)
     return 1;
 }
 
+/* Print re with every backslash doubled (for a pattern mutt reads twice:
+ * inside double quotes, or a hook's pattern argument). */
+static void put_doubled(const char *re)
+{
+    for (const char *p = re; *p; p++)
+        fputs(*p == '\\' ? "\\\\" : (char[]){*p, 0}, stdout);
+}
+
 /* recrypt mutt-config: the part of the mutt/neomutt set-up that depends on
- * this keystore, for `source "recrypt mutt-config|"`. */
-static int cmd_mutt_config(keystore *ks, const char *dir_opt)
+ * this keystore, for `source "recrypt mutt-config|"`. lists_only: just the
+ * lists (the macro re-reads them after opening a post). */
+static int cmd_mutt_config(keystore *ks, const char *dir_opt, int lists_only)
 {
     rc_error err;
     char view[PATH_MAX], re[2 * PATH_MAX], lists[PATH_MAX + 8];
@@ -515,8 +642,17 @@ static int cmd_mutt_config(keystore *ks, const char *dir_opt)
     if (mailbox_view_path(view, sizeof view, dir_opt, &err))
         return fail(&err);
     printf("# Generated by 'recrypt mutt-config' from the keystore %s.\n", ks->dir);
+    if (!lists_only) {
+        const char *fcc = getenv("RECRYPT_FCC");
+        printf("# The header cache is off in the decrypted view (it would keep the\n"
+               "# decrypted Subject and From on disk); this is the one to restore.\n"
+               "set my_recrypt_hcache = \"$header_cache\"\n");
+        if (fcc && strstr(fcc, "://"))
+            printf("echo \"recrypt: your sent folder is on a server; list posts get no sent "
+                   "copy (set record to a local folder)\"\n");
+    }
     printf("# Encrypted lists: list-reply knows them, and mutt keeps no plaintext\n"
-           "# sent copy of a post to them (recrypt sendmail --fcc keeps the sealed one).\n");
+           "# sent copy of a post to them (recrypt sendmail keeps the sealed one).\n");
     snprintf(lists, sizeof lists, "%s/lists", ks->dir);
     DIR *d = opendir(lists);
     struct dirent *e;
@@ -527,26 +663,41 @@ static int cmd_mutt_config(keystore *ks, const char *dir_opt)
             stat(pin, &sb) != 0)
             continue;
         if (!mutt_regex(re, sizeof re, e->d_name)) {
-            printf("# skipped %s: its address needs quoting mutt cannot take\n", e->d_name);
+            printf("echo \"recrypt: the list address %s cannot be written in a mutt pattern: "
+                   "mutt may keep a plaintext sent copy of posts to it\"\n",
+                   e->d_name);
             continue;
         }
         printf("subscribe '%s'\n", re);
-        printf("fcc-hook '~C %s' /dev/null\n", re);
+        /* mutt reads a hook's pattern twice: backslashes doubled. */
+        printf("fcc-hook '~C ");
+        put_doubled(re);
+        printf("' /dev/null\n");
     }
     if (d)
         closedir(d);
+    if (lists_only)
+        return fflush(stdout) ? EX_IOERR : 0;
     /* folder-hook patterns are also expanded as paths: a leading '^' would
      * be the current mailbox and a quoted leading '!' the spool file, so
-     * the pattern is !"PATH/?$" with PATH's regex characters escaped (a
+     * the pattern is "PATH/?$" with PATH's regex characters escaped (a
      * double backslash inside double quotes). */
-    if (mutt_regex(re, sizeof re, view)) {
-        printf("# The decrypted view is removed when you leave it for another folder.\n");
-        printf("folder-hook !\"");
-        for (const char *p = re + 1; p[1]; p++) /* without the ^ and $ anchors */
-            fputs(*p == '\\' ? "\\\\" : (char[]){*p, 0}, stdout);
-        printf("/?$\" 'source \"recrypt%s%s view --clear|\"'\n", dir_opt ? " --dir " : "",
-               dir_opt ? dir_opt : "");
+    if (!mutt_regex(re, sizeof re, view)) {
+        printf("echo \"recrypt: the view folder's path cannot be written in a mutt pattern: "
+               "it is not removed when you leave it (recrypt view --dir)\"\n");
+        return fflush(stdout) ? EX_IOERR : 0;
     }
+    re[strlen(re) - 1] = '\0'; /* without the $ anchor */
+    printf("# In the decrypted view: no header cache. Leaving it for another folder:\n"
+           "# the header cache back, and the view removed.\n");
+    printf("folder-hook \"");
+    put_doubled(re + 1);
+    printf("/?$\" 'set header_cache=\"\"'\n");
+    printf("folder-hook !\"");
+    put_doubled(re + 1);
+    printf("/?$\" 'set header_cache=\"$my_recrypt_hcache\"; source \"recrypt%s%s view "
+           "--clear|\"'\n",
+           dir_opt ? " --dir " : "", dir_opt ? dir_opt : "");
     return fflush(stdout) ? EX_IOERR : 0;
 }
 
@@ -753,7 +904,7 @@ static int cmd_native_host(const char *home)
 
 struct cli_options {
     const char *home, *to, *signer, *list_key, *maildir, *dir;
-    int no_sign, force, view_mode;
+    int no_sign, force, view_mode, lists_only;
 };
 
 /* Record one option; returns an exit code when the program should stop. */
@@ -770,6 +921,7 @@ static int take_option(struct cli_options *o, int c)
     case 'D': o->dir = optarg; break;
     case 'P': o->view_mode = 'p'; break;
     case 'C': o->view_mode = 'c'; break;
+    case 'L': o->lists_only = 1; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
     default: usage(stderr); return EX_USAGE;
@@ -785,6 +937,7 @@ int main(int argc, char **argv)
         {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
         {"maildir", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'D'},
         {"path", no_argument, NULL, 'P'},         {"clear", no_argument, NULL, 'C'},
+        {"lists", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct cli_options o = {0};
@@ -851,7 +1004,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "archive") == 0)
         return cmd_archive(&ks, o.maildir, sources, n_sources, o.signer);
     if (strcmp(cmd, "mutt-config") == 0)
-        return cmd_mutt_config(&ks, o.dir);
+        return cmd_mutt_config(&ks, o.dir, o.lists_only);
     if (strcmp(cmd, "pins") == 0)
         return cmd_pins(&ks);
     if (strcmp(cmd, "list") == 0) {

@@ -99,6 +99,8 @@ static void sm_usage(FILE *f)
 "                   or mbox; '~/', and '=' or '+' for --folder, as in mutt);\n"
 "                   empty: keep none. The copy is written once sendmail took it\n"
 "  --folder=DIR     what '=' and '+' in --fcc stand for (mutt's $folder)\n"
+"                   (defaults: $RECRYPT_FCC and $RECRYPT_FOLDER, which the shipped\n"
+"                   mutt rc files set with setenv)\n"
 "  --allow-plaintext-reply\n"
 "                   send a reply to a list post to people outside the list\n"
 "                   unencrypted; without it such a reply is refused (exit 77)\n"
@@ -113,8 +115,8 @@ static void sm_usage(FILE *f)
 "in a form recrypt cannot take apart or the message does not parse, others as\n"
 "recrypt's when sealing fails.\n"
 "\n"
-"mutt/neomutt: source the recrypt.rc shipped with recrypt; it sets\n"
-"  sendmail=\"recrypt sendmail -oi --fcc=$record --folder=$folder\"\n");
+"mutt/neomutt: source the recrypt.rc shipped with recrypt (it sets sendmail,\n"
+"  RECRYPT_FCC and RECRYPT_FOLDER).\n");
 }
 
 /* sendmail options that take a value: attached (-fme) or the next word. */
@@ -409,30 +411,90 @@ static int mentions(const char *text, const char *list)
     return 0;
 }
 
-/* Is the message a reply to a list post this device opened? Looks at
- * every <id> of In-Reply-To and References (unfolded header) and fills
- * list_out with the post's list. */
-static int replies_to_post(const keystore *ks, int in, char *list_out, size_t list_len)
+/* The header of the message in `in`, unfolded: one line per field, in a
+ * new string (NULL when it cannot be read). */
+static char *unfolded_header(int in)
 {
     FILE *f = fdopen(dup(in), "r");
     if (!f || fseek(f, 0, SEEK_SET) != 0) {
         if (f)
             fclose(f);
-        return 0;
+        return NULL;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    int in_refs = 0, found = 0;
-    while (!found && getline(&line, &cap, f) > 0) {
+    char *line = NULL, *out = NULL;
+    size_t cap = 0, len = 0;
+    ssize_t n;
+    int bad = 0;
+    while (!bad && (n = getline(&line, &cap, f)) > 0) {
         if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n'))
             break;
-        const char *p = line;
-        if (line[0] != ' ' && line[0] != '\t') {
-            in_refs = strncasecmp(line, "In-Reply-To:", 12) == 0 ||
-                      strncasecmp(line, "References:", 11) == 0;
-            p = strchr(line, ':');
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        int cont = line[0] == ' ' || line[0] == '\t';
+        char *no = realloc(out, len + (size_t)n + 3);
+        if (!no) {
+            bad = 1;
+            break;
         }
-        for (; in_refs && p && (p = strchr(p, '<')) != NULL && !found; p++) {
+        out = no;
+        if (cont && len > 0 && out[len - 1] == '\n')
+            out[--len] = ' '; /* unfold onto the field before */
+        memcpy(out + len, line, (size_t)n);
+        len += (size_t)n;
+        out[len++] = '\n';
+        out[len] = '\0';
+    }
+    free(line);
+    bad |= ferror(f) != 0;
+    fclose(f);
+    if (bad || !out) {
+        free(out);
+        return bad ? NULL : strdup("");
+    }
+    return out;
+}
+
+/* The values of every field named `name` (with the colon, any case) of an
+ * unfolded header, each followed by a comma (a new string). */
+static char *fields(const char *hdr, const char *name)
+{
+    size_t nl = strlen(name), cap = 1, len = 0;
+    char *out = calloc(1, 1);
+    for (const char *p = hdr; out && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        if (ll >= nl && strncasecmp(p, name, nl) == 0) {
+            char *no = realloc(out, cap + ll + 1);
+            if (!no) {
+                free(out);
+                return NULL;
+            }
+            out = no;
+            cap += ll + 1;
+            memcpy(out + len, p + nl, ll - nl);
+            len += ll - nl;
+            out[len++] = ',';
+            out[len] = '\0';
+        }
+        p += ll + (eol ? 1 : 0);
+    }
+    return out;
+}
+
+/* Does the message carry a list post this device opened: a reply to it
+ * (In-Reply-To, References), or the post itself (its Message-ID or
+ * Resent-Message-ID, as a bounce or resend does)? 1 and the post's list in
+ * list_out; 0 when not; -1 when that cannot be told. */
+static int carries_post(const keystore *ks, const char *hdr, char *list_out, size_t list_len)
+{
+    static const char *const names[] = {"In-Reply-To:", "References:", "Message-ID:",
+                                        "Resent-Message-ID:"};
+    int found = 0;
+    for (size_t k = 0; k < sizeof names / sizeof *names && !found; k++) {
+        char *v = fields(hdr, names[k]);
+        if (!v)
+            return -1;
+        for (const char *p = v; (p = strchr(p, '<')) != NULL && !found; p++) {
             const char *end = strchr(p, '>');
             if (!end)
                 break;
@@ -445,9 +507,8 @@ static int replies_to_post(const keystore *ks, int in, char *list_out, size_t li
             found = keystore_post_lookup(ks, id, list_out, list_len);
             p = end;
         }
+        free(v);
     }
-    free(line);
-    fclose(f);
     return found;
 }
 
@@ -466,6 +527,12 @@ int client_sendmail(int argc, char **argv)
         return rc > 0 ? 0 : EX_USAGE;
     }
     rc_error_clear(&err);
+    /* mutt's $record and $folder, as the rc file passes them (setenv keeps
+     * spaces, which $sendmail would split at). */
+    if (!a.fcc)
+        a.fcc = getenv("RECRYPT_FCC");
+    if (!a.folder)
+        a.folder = getenv("RECRYPT_FOLDER");
     if (rc_init(&err) != 0 || keystore_open(&ks, a.home, &err) != 0) {
         fprintf(stderr, "recrypt sendmail: %s\n", err.msg);
         sm_args_free(&a);
@@ -563,16 +630,63 @@ int client_sendmail(int argc, char **argv)
         }
     }
     free(sq);
-    /* A reply to a list post that would reach anyone outside the list
-     * carries the post (quoted) in plaintext: refused unless asked for. */
+    char *hdr = unfolded_header(in);
+    if (!hdr) {
+        fprintf(stderr, "recrypt sendmail: cannot read the message's header: nothing sent\n");
+        rc = EX_IOERR;
+        goto done;
+    }
+    /* A list post names its list in To or Cc. A list reached only by Bcc
+     * (or only by an argument) would get its sealed post while mutt keeps
+     * a plaintext sent copy, and the readers would not see where it went. */
+    static const char *const naming[] = {"To:", "Cc:", "Resent-To:", "Resent-Cc:"};
+    char *both = strdup("");
+    for (size_t k = 0; both && k < sizeof naming / sizeof *naming; k++) {
+        char *v = fields(hdr, naming[k]), *nb = v ? realloc(both, strlen(both) + strlen(v) + 1)
+                                                  : NULL;
+        if (nb)
+            strcat(nb, v);
+        else
+            free(both);
+        both = nb;
+        free(v);
+    }
+    char *sq_tocc = both ? squeeze(both) : NULL;
+    free(both);
+    for (size_t i = 0; i < lists.n; i++) {
+        if (!sq_tocc || !mentions(sq_tocc, lists.v[i])) {
+            fprintf(stderr,
+                    "recrypt sendmail: the encrypted list %s is a recipient but not named in "
+                    "To or Cc (Bcc?): nothing sent. Address a list post to the list in To\n",
+                    lists.v[i]);
+            free(sq_tocc);
+            free(hdr);
+            rc = EX_NOPERM;
+            goto done;
+        }
+    }
+    free(sq_tocc);
+    /* A message that carries a list post (a reply quoting it, a bounce or
+     * resend of it) and would reach anyone outside the list would take the
+     * post there in plaintext: refused unless asked for. */
     char post_list[RC_ADDR_MAX + 1];
-    if (others.n > 0 && (lists.n == 0 || a.split) && !a.allow_plain_reply &&
-        replies_to_post(&ks, in, post_list, sizeof post_list)) {
+    int carries = others.n > 0 && (lists.n == 0 || a.split) && !a.allow_plain_reply
+                      ? carries_post(&ks, hdr, post_list, sizeof post_list)
+                      : 0;
+    free(hdr);
+    if (carries < 0) {
+        fprintf(stderr, "recrypt sendmail: cannot read the record of opened posts in %s: "
+                        "nothing sent (it tells replies to list posts from other mail)\n",
+                ks.dir);
+        rc = EX_IOERR;
+        goto done;
+    }
+    if (carries) {
         fprintf(stderr,
-                "recrypt sendmail: this is a reply to a post of the encrypted list %s, and it "
-                "would go to %s%s unencrypted, with whatever it quotes: nothing sent. Reply to "
-                "the list instead (list-reply, 'L' in mutt), or send it unencrypted on purpose "
-                "with --allow-plaintext-reply\n",
+                "recrypt sendmail: this message is a reply to (or a copy of) a post of the "
+                "encrypted list %s, and it would go to %s%s unencrypted, with whatever it "
+                "quotes: nothing sent. Reply to the list instead (list-reply, 'L' in mutt), or "
+                "send it unencrypted on purpose with --allow-plaintext-reply\n",
                 post_list, others.v[0], others.n > 1 ? " and others" : "");
         rc = EX_NOPERM;
         goto done;

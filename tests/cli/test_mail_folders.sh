@@ -24,7 +24,7 @@ mkpost() {
 }
 mkpost 1
 mkpost 2
-files() { find "$1" -type f 2>/dev/null | wc -l; }
+files() { find "$1" -type f ! -name .recrypt-view 2>/dev/null | wc -l; }
 
 # ---- open --maildir ---------------------------------------------------------
 expect_ok "open --maildir delivers" dev bob open --maildir "$T/box" <d1.eml
@@ -68,10 +68,18 @@ f=$(find "$VIEW/cur" -type f)
 expect_ok "view --clear" dev bob view --clear
 [ ! -e "$VIEW" ] && pass "view --clear removes the folder" || failed "view --clear left $VIEW"
 ln -s "$T/shared" "$VIEW"
-expect_fail "view refuses a view folder that is a symbolic link" 77 "not a directory|0700" \
+expect_fail "view refuses a view folder that is a symbolic link" 77 "not a directory|0700|not a recrypt view folder" \
   dev bob view --path
 [ "$(files shared)" -eq 0 ] && pass "  and writes nothing through it" || failed "wrote through a symlink"
 rm -f "$VIEW"
+# --dir pointed at a real mailbox: refused, its mail untouched.
+mkdir -p inbox0/cur inbox0/new inbox0/tmp && chmod 700 inbox0 && echo keep >inbox0/cur/1:2,S
+expect_fail "view --dir at a real maildir refuses to empty it" 77 "not a recrypt view folder" \
+  dev bob view --dir "$T/inbox0" <d1.eml
+expect_fail "view --clear --dir at a real maildir refuses too" 77 "not a recrypt view folder" \
+  dev bob view --clear --dir "$T/inbox0"
+[ "$(cat inbox0/cur/1:2,S)" = keep ] && [ "$(files inbox0)" -eq 1 ] &&
+  pass "  the maildir keeps its mail" || failed "view --dir emptied a real maildir"
 
 # The posts file is as FORMAT.md §13 writes it: BLAKE2b-128("recrypt-post" NUL
 # Message-ID) in hex, a space, the list.
@@ -93,15 +101,31 @@ reply() { # reply TO IN-REPLY-TO: a reply quoting the post
   printf 'From: bob@example.org\nTo: %s\nSubject: Re: post 1\nDate: %s\nMessage-ID: <r%s@example.org>\nIn-Reply-To: %s\nReferences: <x@elsewhere>\n <%s>\n\n> body %s-1\nreply %s\n' \
     "$1" "$(date -R)" "$RANDOM" "$2" "p1@example.org" "$MARK" "$MARK" >r.eml
 }
+printf 'From: bob@example.org\nTo: carol@example.net\nSubject: hi\n\nplain\n' >o.eml
 # bob opened post 1 above (view): his keystore remembers it.
 reply carol@example.net "<p1@example.org>"
 rm -f sub.*
-expect_fail "a reply to a list post, to the poster alone: refused" 77 "reply to a post of the encrypted list list@example.org" \
+expect_fail "a reply to a list post, to the poster alone: refused" 77 "a reply to \(or a copy of\) a post of the encrypted list list@example.org" \
   dev bob sendmail -oi -- carol@example.net <r.eml
 [ "$(subs)" -eq 0 ] && pass "  nothing submitted" || failed "reply guard submitted $(subs)"
+printf 'From: bob@example.org\nTo: carol@example.net\nSubject: Re\nIn-Reply-To:\n <p1@example.org>\n\n> quoted\n' >r1.eml
+expect_fail "In-Reply-To alone (folded) is enough" 77 "a reply to \(or a copy of\) a post" \
+  dev bob sendmail -oi -- carol@example.net <r1.eml
 reply carol@example.net "<unrelated@example.org>"
-expect_fail "the guard also reads References (folded)" 77 "reply to a post" \
+expect_fail "the guard also reads References (folded)" 77 "a reply to \(or a copy of\) a post" \
   dev bob sendmail -oi -- carol@example.net <r.eml
+# A bounce (mutt's b) of the decrypted post keeps its Message-ID.
+{ printf 'Resent-From: bob@example.org\nResent-To: carol@example.net\n'; cat m1.eml; } >bounce.eml
+expect_fail "a bounce of the decrypted post to someone else: refused" 77 "a copy of\) a post" \
+  dev bob sendmail -oi -- carol@example.net <bounce.eml
+[ "$(subs)" -eq 0 ] && pass "  nothing submitted" || failed "bounce guard submitted $(subs)"
+# A list reached only by Bcc (or only by an argument) is refused: the post
+# would be sealed but mutt would keep a plaintext sent copy.
+printf 'From: bob@example.org\nTo: carol@example.net\nBcc: list@example.org\nSubject: s\n\nhi\n' >bcc.eml
+expect_fail "a list in Bcc only: refused" 77 "not named in To or Cc" \
+  dev bob sendmail -t -oi --split <bcc.eml
+expect_fail "a list as an argument only: refused" 77 "not named in To or Cc" \
+  dev bob sendmail -oi -- list@example.org <o.eml
 expect_ok "--allow-plaintext-reply sends it as written" dev bob sendmail --allow-plaintext-reply -oi -- carol@example.net <r.eml
 [ "$(subs)" -eq 1 ] && grep -q "$MARK" sub.0 && pass "  one plaintext submission, as asked" || failed "allow: $(subs)"
 rm -f sub.*
@@ -152,19 +176,47 @@ grep -q '0 added, 2 already there' "$T/.err" && [ "$(files arch/cur)" -eq 2 ] &&
 expect_fail "archive without --maildir" 64 "needs --maildir" dev bob archive inbox
 
 # ---- mutt-config and the shipped rc files --------------------------------------
-expect_ok "mutt-config" dev bob mutt-config
-grep -qxF "subscribe '^list@example\\.org\$'" "$T/.out" &&
-  grep -qxF "fcc-hook '~C ^list@example\\.org\$' /dev/null" "$T/.out" &&
-  grep -qF "folder-hook !\"$(echo "$VIEW" | sed 's/[.]/\\\\./g')/?\$\" 'source \"recrypt view --clear|\"'" "$T/.out" &&
-  pass "mutt-config: subscribe, no plaintext Fcc, view clean-up" || failed "mutt-config: $(cat "$T/.out")"
-# Each mail program reads its rc file without a complaint (recrypt on PATH).
 mkdir -p bin && ln -sf "$RECRYPT" bin/recrypt
+expect_ok "mutt-config" dev bob mutt-config
+esc_view=$(printf '%s' "$VIEW" | sed 's/[.]/\\\\./g') # each . as \\. (mutt reads it twice)
+cat >want.rc <<EOF
+subscribe '^list@example\.org\$'
+fcc-hook '~C ^list@example\\\\.org\$' /dev/null
+set my_recrypt_hcache = "\$header_cache"
+folder-hook "$esc_view/?\$" 'set header_cache=""'
+folder-hook !"$esc_view/?\$" 'set header_cache="\$my_recrypt_hcache"; source "recrypt view --clear|"'
+EOF
+missing=0
+while IFS= read -r line; do grep -qxF -- "$line" "$T/.out" || { missing=1; echo "# missing: $line"; }; done <want.rc
+[ $missing -eq 0 ] &&
+  pass "mutt-config: subscribe, no plaintext Fcc, view clean-up" || failed "mutt-config: $(cat "$T/.out")"
+# The generated hooks work in the real programs: mutt keeps no sent copy of
+# a post to a list (one with '+' in its address too), and keeps one of other
+# mail. Only mutt's decision is tested here: a recording sendmail stands in.
+newlist team team+sec@example.org
+dev bob list import "$("$RC_HARNESS" list-key team)" >/dev/null 2>&1 || failed "import team+sec"
+dev bob mutt-config >gen.rc
+for prog in neomutt mutt; do
+  command -v $prog >/dev/null || continue
+  rm -f "rec-$prog"
+  printf 'set record="%s"\nset sendmail="%s"\nsource %s\n' "$T/rec-$prog" "$T/record.sh" "$T/gen.rc" >"fcc-$prog.rc"
+  for to in team+sec@example.org list@example.org; do
+    echo "post" | HOME="$T" PATH="$T/bin:$PATH" RECRYPT_HOME="$T/dev-bob" $prog -n -F "fcc-$prog.rc" -s s "$to" >/dev/null 2>&1
+  done
+  [ ! -e "rec-$prog" ] && pass "$prog keeps no plaintext sent copy of posts to team+sec@ and list@" ||
+    failed "$prog wrote a sent copy of a list post: $(grep -c '^From ' "rec-$prog")"
+  echo "other" | HOME="$T" PATH="$T/bin:$PATH" RECRYPT_HOME="$T/dev-bob" $prog -n -F "fcc-$prog.rc" -s s carol@example.net >/dev/null 2>&1
+  [ -s "rec-$prog" ] && pass "$prog keeps its sent copy of other mail" || failed "$prog kept no copy of other mail"
+done
+rm -f sub.*
+
+# Each mail program reads its rc file without a complaint (recrypt on PATH).
 for prog in neomutt mutt; do
   command -v $prog >/dev/null || { echo "# $prog not installed: rc check skipped"; continue; }
   rcf="$_root/contrib/$prog/recrypt.$([ $prog = neomutt ] && echo rc || echo muttrc)"
   printf 'set folder="~/Mail"\nset record="+sent"\nsource %s\n' "$rcf" >"$prog.rc"
   out=$(HOME="$T" PATH="$T/bin:$PATH" RECRYPT_HOME="$T/dev-bob" $prog -n -F "$prog.rc" -Q sendmail 2>&1) || true
-  if echo "$out" | grep -q 'recrypt sendmail -oi --fcc=' && ! echo "$out" | grep -qiE 'error|unknown|warning'; then
+  if echo "$out" | grep -q 'recrypt sendmail -oi' && ! echo "$out" | grep -qiE 'error|unknown|warning'; then
     pass "$prog reads contrib/$prog: $(echo "$out" | tail -1)"
   else
     failed "$prog rc file: $out"

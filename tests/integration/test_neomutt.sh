@@ -102,7 +102,7 @@ VIEW="$T/run/recrypt-view"
 replies=1 # alice's maildir holds her own post
 session() { # session PROG USER RCFILE
   local prog=$1 u=$2 rcfile=$3 rc=0
-  mkdir -p "$u-mail/sent/cur" "$u-mail/sent/new" "$u-mail/sent/tmp"
+  mkdir -p "$u-mail/sent/cur" "$u-mail/sent/new" "$u-mail/sent/tmp" "$u-hcache"
   cat >"$u.rc" <<EOF
 set folder="$T/$u-mail"
 set spoolfile="$(dirname "$(pf_maildir "$u@$D")")"
@@ -119,7 +119,7 @@ set include=yes
 set postpone=no
 set quit=yes
 set help=yes
-set header_cache=""
+set header_cache="$T/$u-hcache/"
 set sort=date
 set send_charset="utf-8"
 source $rcfile
@@ -159,6 +159,13 @@ EOF
   fi
   [ "$(pf_count alice@$D)" -eq $replies ] && pass "$prog: the refused reply to alice alone was never submitted" ||
     failed "$prog: alice got $(pf_count alice@$D) messages, expected $replies"
+
+  # The header cache is on (the inbox is cached) but holds nothing decrypted.
+  if [ -n "$(find "$u-hcache" -type f)" ] && ! grep -rqa "${MARK}s" "$u-hcache"; then
+    pass "$prog: the header cache holds no decrypted Subject"
+  else
+    failed "$prog: header cache: $(find "$u-hcache" -type f | wc -l) files, $(grep -rla "${MARK}s" "$u-hcache" | head -2)"
+  fi
 
   # The sent folder: the sealed reply, never the plaintext.
   local n

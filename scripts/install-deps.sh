@@ -10,6 +10,7 @@ PACKAGES=(
   python3
   postfix swaks miltertest
   neomutt mutt python3-pexpect python3-pyte
+  thunderbird xvfb
   debootstrap
 )
 

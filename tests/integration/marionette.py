@@ -67,11 +67,12 @@ class Marionette:
         self.command("Marionette:SetContext", {"value": "chrome"})
 
     def js(self, script, args=None, timeout_ms=60000):
-        """Run script (a function body; `arguments` holds args) in chrome
-        context; an async function body may `return` a promise."""
+        """Run script in the chrome context: the body of an async function
+        (it may await; `arguments` holds args); returns what it returns."""
         self.command("WebDriver:SetTimeouts", {"script": timeout_ms})
+        body = "return (async () => {\n" + script + "\n})();"
         r = self.command("WebDriver:ExecuteScript",
-                         {"script": script, "args": args or [], "newSandbox": False})
+                         {"script": body, "args": args or [], "newSandbox": False})
         return r.get("value") if isinstance(r, dict) else r
 
     def install_addon(self, path, temporary=True):

@@ -1,0 +1,203 @@
+# A subscriber reads list mail in a real Thunderbird with the recrypt
+# add-on, driven through Marionette (tests/integration/marionette.py):
+#   - the gateway (Postfix + recrypt-milter on loopback) delivers two posts
+#     of alice's to bob: one unsigned (her device held no certificate yet),
+#     one signed, with a UTF-8 Subject and an attachment; a third message is
+#     the signed post with one character of its ciphertext changed;
+#   - bob's Thunderbird (a fresh profile; the add-on installed from the
+#     .xpi the build made; the native host registered in ~/.mozilla) shows
+#     each in its message pane: the real Subject, body and verdict, the
+#     first-use pin of the list signing key, the attachment; and for the
+#     tampered one a refusal with nothing of the post;
+#   - a screenshot of the decrypted pane (under Xvfb; TB_SCREENSHOT=FILE
+#     keeps it; without Xvfb, Thunderbird runs headless).
+# Needs root, Postfix, Thunderbird and Xvfb (install-deps.sh). Exit 77
+# (skipped) otherwise.
+
+_here=$(cd "$(dirname "$0")" && pwd)
+skip() { echo "skip - $*"; exit 77; }
+[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
+PATH=$PATH:/usr/sbin:/sbin
+command -v postfix >/dev/null || skip "postfix is not installed (scripts/install-deps.sh)"
+command -v thunderbird >/dev/null || skip "thunderbird is not installed (scripts/install-deps.sh)"
+getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
+_m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
+[ -x "$_m" ] || skip "no milter binary at $_m (build target recrypt-milter)"
+XPI=${RECRYPT_XPI:-$_here/../../build/clients/thunderbird/recrypt-thunderbird.xpi}
+[ -f "$XPI" ] || skip "no add-on at $XPI (build target thunderbird-xpi)"
+
+source "$_here/../cli/lib.sh"
+source "$_here/postfix-lib.sh"
+PF_RECEIPTS=yes
+pf_deadline 300
+
+LIST=list@example.org
+D=example.org
+ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+ctl init >owner.pub 2>/dev/null
+ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
+for d in alice bob; do newdev "$d"; done
+ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
+ctl member add "$LIST" bob@$D --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
+ctl list key "$LIST" >list.key 2>/dev/null
+BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
+sleep 1
+pf_mailbox alice@$D bob@$D "$LIST" "$BOUNCE"
+milter_config "$T/milter.conf"
+milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
+PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
+pf_start || { failed "postfix starts"; finish || exit 1; }
+export RECRYPT_SENDMAIL="/usr/sbin/sendmail -C $PF_DIR"
+dev alice list import list.key >/dev/null 2>&1 || failed "alice imports the list key"
+newest() { ls -t "$(pf_maildir "$1")"/* 2>/dev/null | head -1; }
+
+MARK="rctb$RANDOM$RANDOM"
+# Post A: unsigned (alice's device has no certificate before it opens a post).
+cat >a.eml <<EOM
+From: alice@$D
+To: $LIST
+Subject: Agenda ${MARK}a
+Date: $(date -R)
+Message-ID: <tb-a.$$.$RANDOM@$D>
+
+The agenda is ${MARK}-agenda.
+EOM
+rc=0; dev alice sendmail -t -oi <a.eml 2>sm.err || rc=$?
+[ $rc -eq 0 ] && pf_wait_delivered 1 bob@$D 20 && pf_wait_delivered 1 alice@$D 20 &&
+  pass "post A (unsigned) delivered through the gateway" || failed "post A: exit $rc: $(cat sm.err)"
+pf_queue_empty_wait 20 || true
+dev alice open <"$(newest alice@$D)" >/dev/null 2>&1 && pass "alice opens it: her device now holds its certificate" ||
+  failed "alice cannot open post A"
+# Post B: signed, a UTF-8 Subject, quoted-printable text, an attachment.
+head -c 2000 /dev/urandom >a.bin
+sleep 1
+cat >b.eml <<EOM
+From: Alice <alice@$D>
+To: $LIST
+Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln_${MARK}b?=
+Date: $(date -R)
+Message-ID: <tb-b.$$.$RANDOM@$D>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="b-$MARK"
+
+--b-$MARK
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: quoted-printable
+
+Sch=C3=B6ne Gr=C3=BC=C3=9Fe, ${MARK}-body.
+--b-$MARK
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: base64
+Content-Disposition: attachment; filename="minutes.bin"
+
+$(base64 a.bin)
+--b-$MARK--
+EOM
+rc=0; dev alice sendmail -t -oi <b.eml 2>sm.err || rc=$?
+[ $rc -eq 0 ] && pf_wait_delivered 2 bob@$D 20 && pass "post B (signed) delivered through the gateway" ||
+  failed "post B: exit $rc: $(cat sm.err)"
+pf_queue_empty_wait 20 || true
+A=$(ls -tr "$(pf_maildir bob@$D)"/* | head -1)
+B=$(ls -tr "$(pf_maildir bob@$D)"/* | tail -1)
+grep -q "$MARK" "$A" "$B" && failed "bob's copies hold plaintext" || pass "bob's copies are sealed"
+# C: post B with one character of its ciphertext changed.
+python3 - "$B" c.eml <<'PY'
+import re, sys
+text = open(sys.argv[1], 'rb').read().decode('latin-1')
+m = re.search(r'filename="message.rcx"\r?\n\r?\n', text)
+i = m.end() + 40
+text = text[:i] + ('A' if text[i] != 'A' else 'B') + text[i + 1:]
+open(sys.argv[2], 'wb').write(text.encode('latin-1'))
+PY
+
+# bob's Thunderbird profile: Local Folders, whose Inbox holds A, B, C.
+PROFILE="$T/tb-profile"
+mkdir -p "$PROFILE/Mail/Local Folders" home/.mozilla/native-messaging-hosts
+PORT=$(free_port)
+cat >"$PROFILE/user.js" <<EOP
+user_pref("marionette.port", $PORT);
+user_pref("mail.shell.checkDefaultClient", false);
+user_pref("mail.provider.suppress_dialog_on_startup", true);
+user_pref("mail.spotlight.firstRunDone", true);
+user_pref("mailnews.start_page.enabled", false);
+user_pref("app.update.enabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("mail.accountmanager.accounts", "account1");
+user_pref("mail.accountmanager.localfoldersserver", "server1");
+user_pref("mail.account.account1.server", "server1");
+user_pref("mail.server.server1.type", "none");
+user_pref("mail.server.server1.hostname", "Local Folders");
+user_pref("mail.server.server1.name", "Local Folders");
+user_pref("mail.server.server1.userName", "nobody");
+user_pref("mail.server.server1.directory-rel", "[ProfD]Mail/Local Folders");
+EOP
+for f in "$A" "$B" c.eml; do printf 'From - %s\n' "$(date -u '+%a %b %e %H:%M:%S %Y')"; sed 's/\r$//; s/^>*From />&/' "$f"; echo; done \
+  >"$PROFILE/Mail/Local Folders/Inbox"
+# The native host, as the package registers it, with bob's keystore.
+cat >host.sh <<EOH
+#!/bin/sh
+RECRYPT_HOME="$T/dev-bob" exec "$RECRYPT" native-host "\$@"
+EOH
+chmod +x host.sh
+printf '{"name":"recrypt","description":"recrypt","path":"%s","type":"stdio","allowed_extensions":["recrypt@recrypt"]}\n' \
+  "$T/host.sh" >home/.mozilla/native-messaging-hosts/recrypt.json
+
+tb_args=(--marionette -remote-allow-system-access --no-remote --profile "$PROFILE")
+XVFB_PID=
+if command -v Xvfb >/dev/null; then
+  # A private X server (it picks a free display and writes its number).
+  Xvfb -displayfd 3 -screen 0 1280x900x24 -nolisten tcp 3>xvfb.display 2>xvfb.log &
+  XVFB_PID=$!
+  for _ in $(seq 1 100); do [ -s xvfb.display ] && break; sleep 0.1; done
+  DISPLAY=":$(cat xvfb.display)" HOME="$T/home" thunderbird "${tb_args[@]}" >tb.log 2>&1 &
+else
+  echo "# no Xvfb: headless, no screenshot"
+  HOME="$T/home" MOZ_HEADLESS=1 thunderbird --headless "${tb_args[@]}" >tb.log 2>&1 &
+fi
+TB_PID=$!
+# Thunderbird and its X server stop with the test, however it ends.
+tb_stop() {
+  [ -z "${TB_PID:-}" ] || { kill "$TB_PID" 2>/dev/null || true; wait "$TB_PID" 2>/dev/null || true; }
+  [ -z "${XVFB_PID:-}" ] || { kill "$XVFB_PID" 2>/dev/null || true; wait "$XVFB_PID" 2>/dev/null || true; }
+  TB_PID= XVFB_PID=
+}
+trap 'rc=$?; tb_stop; (exit $rc); _pf_cleanup' EXIT
+SHOT="$T/thunderbird.png"
+expect=$(python3 - "$MARK" <<'PY'
+import json, sys
+m = sys.argv[1]
+print(json.dumps([
+  {"subject": "[recrypt] encrypted message",
+   "pane": ["Unsigned.", "First message of this list on this device", "Agenda %sa" % m,
+            "The agenda is %s-agenda." % m, "alice@example.org"]},
+  {"subject": "[recrypt] encrypted message",
+   "pane": ["Signed by alice@example.org", "Grüße aus Köln %sb" % m, "Schöne Grüße, %s-body." % m,
+            "minutes.bin", "2.0 KiB"],
+   "absent": ["First message of this list"]},
+  {"subject": "[recrypt] encrypted message",
+   "pane": ["Not opened.", "changed or cut short"],
+   "absent": ["%sb" % m, "%s-body" % m]},
+]))
+PY
+)
+rc=0
+/usr/bin/python3 "$_here/thunderbird_session.py" "port=$PORT" "xpi=$XPI" "shot=$SHOT" "shot_index=1" \
+  "expect=$expect" >session.out 2>session.err || rc=$?
+cat session.out
+passes=$((passes + $(grep -c '^ok - ' session.out || true)))
+fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
+[ $rc -eq 0 ] || failed "the Thunderbird session (exit $rc): $(tail -3 session.err)"
+tb_stop
+if [ -s "$SHOT" ]; then
+  [ "$(head -c 4 "$SHOT" | tail -c 3)" = PNG ] && pass "the screenshot is a PNG" || failed "the screenshot is not a PNG"
+  [ -z "${TB_SCREENSHOT:-}" ] || cp "$SHOT" "$TB_SCREENSHOT"
+fi
+
+pf_stop
+milter_stop
+if [ "$fails" -ne 0 ]; then
+  echo "# --- thunderbird log (last 20 lines)"; tail -20 tb.log | sed 's/^/# /'
+fi
+if finish; then exit 0; else exit 1; fi

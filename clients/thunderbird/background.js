@@ -11,6 +11,12 @@
  * goes to the display script; attachments are fetched on demand ("part").
  * The message list keeps the outer Subject: the WebExtension API cannot
  * show another one without storing the plaintext in the folder.
+ *
+ * Sending (the guard, until the composer seals): Thunderbird would send a
+ * message to an encrypted list in plaintext, and a reply to a list post
+ * with the post quoted in plaintext. onBeforeSend refuses both and says
+ * why: a list the keystore knows among the recipients, or a reply to (or
+ * forward of) a recrypt post.
  */
 "use strict";
 
@@ -96,6 +102,77 @@ browser.runtime.onMessage.addListener((req, sender) => {
     default:
       return undefined;
   }
+});
+
+/* ---- the send guard ---------------------------------------------------- */
+
+function addressOf(r) {
+  if (typeof r !== "string") return null; // an address book entry: resolved below
+  const m = r.match(/<([^<>]*)>\s*$/);
+  return (m ? m[1] : r).trim().toLowerCase();
+}
+
+async function recipientAddresses(details) {
+  const out = [];
+  for (const field of ["to", "cc", "bcc"]) {
+    for (const r of [].concat(details[field] || [])) {
+      const a = addressOf(r);
+      if (a !== null) {
+        out.push(a);
+      } else if (r && r.type === "contact" && messenger.contacts) {
+        const c = await messenger.contacts.get(r.id).catch(() => null);
+        const email = c && c.properties && c.properties.PrimaryEmail;
+        out.push(email ? email.toLowerCase() : "(an address book entry)");
+      } else {
+        out.push("(a mailing list of the address book)");
+      }
+    }
+  }
+  return out;
+}
+
+async function knownLists() {
+  const r = await RecryptHost.call("lists");
+  return r.lists.map((l) => l.address.toLowerCase());
+}
+
+async function isRecryptMessageId(id) {
+  try {
+    return isRecryptPost(await rawMessage(id));
+  } catch (e) {
+    return false;
+  }
+}
+
+function tell(title, message) {
+  return messenger.notifications.create({ type: "basic", title, message }).catch(() => {});
+}
+
+messenger.compose.onBeforeSend.addListener(async (tab, details) => {
+  let lists;
+  try {
+    lists = await knownLists();
+  } catch (e) {
+    lists = null; // no host: a recrypt post can still be recognised below
+  }
+  const rcpts = await recipientAddresses(details);
+  const toList = lists ? rcpts.filter((a) => lists.includes(a)) : [];
+  if (toList.length) {
+    await tell("recrypt: not sent",
+      `This message is addressed to the encrypted list ${toList[0]}. Thunderbird would send it ` +
+      "unencrypted (the list refuses that). Send list posts with 'recrypt sendmail' until this " +
+      "add-on seals them itself.");
+    return { cancel: true };
+  }
+  const state = await messenger.compose.getComposeDetails(tab.id).catch(() => details);
+  const related = state.relatedMessageId || details.relatedMessageId;
+  if (related && (await isRecryptMessageId(related))) {
+    await tell("recrypt: not sent",
+      "This message answers or forwards an encrypted list post, and it would leave the list's " +
+      "encryption: Thunderbird would send it, with what it quotes, unencrypted. Nothing was sent.");
+    return { cancel: true };
+  }
+  return {};
 });
 
 messenger.messageDisplayScripts.register({

@@ -9,6 +9,9 @@
 #     each in its message pane: the real Subject, body and verdict, the
 #     first-use pin of the list signing key, the attachment; and for the
 #     tampered one a refusal with nothing of the post;
+#   - sending: plaintext to the list, and a reply to alice alone of her
+#     post, are refused by the add-on (nothing reaches SMTP); ordinary mail
+#     goes (the control);
 #   - a screenshot of the decrypted pane (under Xvfb; TB_SCREENSHOT=FILE
 #     keeps it; without Xvfb, Thunderbird runs headless).
 # Needs root, Postfix, Thunderbird and Xvfb (install-deps.sh). Exit 77
@@ -43,7 +46,7 @@ ctl member add "$LIST" bob@$D --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/n
 ctl list key "$LIST" >list.key 2>/dev/null
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
 sleep 1
-pf_mailbox alice@$D bob@$D "$LIST" "$BOUNCE"
+pf_mailbox alice@$D bob@$D outsider@$D "$LIST" "$BOUNCE"
 milter_config "$T/milter.conf"
 milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
 PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
@@ -113,7 +116,7 @@ PY
 
 # bob's Thunderbird profile: Local Folders, whose Inbox holds A, B, C.
 PROFILE="$T/tb-profile"
-mkdir -p "$PROFILE/Mail/Local Folders" home/.mozilla/native-messaging-hosts
+mkdir -p "$PROFILE/Mail/Local Folders" "$PROFILE/Mail/bob" home/.mozilla/native-messaging-hosts
 PORT=$(free_port)
 cat >"$PROFILE/user.js" <<EOP
 user_pref("marionette.port", $PORT);
@@ -124,7 +127,25 @@ user_pref("mailnews.start_page.enabled", false);
 user_pref("app.update.enabled", false);
 user_pref("datareporting.policy.dataSubmissionEnabled", false);
 user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
-user_pref("mail.accountmanager.accounts", "account1");
+user_pref("mail.accountmanager.accounts", "account2,account1");
+user_pref("mail.accountmanager.defaultaccount", "account2");
+user_pref("mail.account.account2.identities", "id1");
+user_pref("mail.account.account2.server", "server2");
+user_pref("mail.server.server2.type", "none");
+user_pref("mail.server.server2.hostname", "bob.example.org");
+user_pref("mail.server.server2.name", "bob");
+user_pref("mail.server.server2.userName", "bob");
+user_pref("mail.server.server2.directory-rel", "[ProfD]Mail/bob");
+user_pref("mail.identity.id1.fullName", "Bob");
+user_pref("mail.identity.id1.useremail", "bob@$D");
+user_pref("mail.identity.id1.smtpServer", "smtp1");
+user_pref("mail.identity.id1.valid", true);
+user_pref("mail.smtpservers", "smtp1");
+user_pref("mail.smtp.defaultserver", "smtp1");
+user_pref("mail.smtpserver.smtp1.hostname", "127.0.0.1");
+user_pref("mail.smtpserver.smtp1.port", $PF_PORT);
+user_pref("mail.smtpserver.smtp1.authMethod", 1);
+user_pref("mail.smtpserver.smtp1.try_ssl", 0);
 user_pref("mail.accountmanager.localfoldersserver", "server1");
 user_pref("mail.account.account1.server", "server1");
 user_pref("mail.server.server1.type", "none");
@@ -182,14 +203,43 @@ print(json.dumps([
 ]))
 PY
 )
+PMARK="${MARK}p" # in what Thunderbird tries to send
+sends=$(python3 - "$PMARK" "$LIST" <<'PY'
+import json, sys
+m, lst = sys.argv[1], sys.argv[2]
+print(json.dumps([
+  {"name": "to someone outside the list (the control)", "to": "outsider@example.org",
+   "subject": "hello", "body": "ordinary mail %s-control" % m, "want": "sent"},
+  {"name": "in plaintext to the list", "to": lst, "subject": "plain", "body": "secret %s-list" % m,
+   "want": "open"},
+  {"name": "a reply to alice alone of her signed post", "to": "alice@example.org", "subject": "Re",
+   "body": "secret %s-reply" % m, "reply": 1, "want": "open"},
+]))
+PY
+)
+leak_watch_start "$PMARK-list"
+smtp_before=$(grep -c 'postfix/smtpd.*: connect from' "$PF_LOG" || true)
 rc=0
 /usr/bin/python3 "$_here/thunderbird_session.py" "port=$PORT" "xpi=$XPI" "shot=$SHOT" "shot_index=1" \
-  "expect=$expect" >session.out 2>session.err || rc=$?
+  "expect=$expect" "sends=$sends" >session.out 2>session.err || rc=$?
 cat session.out
 passes=$((passes + $(grep -c '^ok - ' session.out || true)))
 fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
 [ $rc -eq 0 ] || failed "the Thunderbird session (exit $rc): $(tail -3 session.err)"
 tb_stop
+pf_queue_empty_wait 20 || true
+[ "$(pf_count outsider@$D)" -eq 1 ] && grep -q "$PMARK-control" "$(ls -t "$(pf_maildir outsider@$D)"/* | head -1)" &&
+  pass "Thunderbird's ordinary mail reached outsider@ (the SMTP set-up works)" ||
+  failed "outsider@ got $(pf_count outsider@$D) messages"
+smtp_after=$(grep -c 'postfix/smtpd.*: connect from' "$PF_LOG" || true)
+[ $((smtp_after - smtp_before)) -eq 1 ] && pass "the refused messages never reached the SMTP server (one connection: the control)" ||
+  failed "Thunderbird made $((smtp_after - smtp_before)) SMTP connections, expected 1"
+[ "$(pf_count alice@$D)" -eq 2 ] && [ "$(pf_count "$LIST")" -eq 0 ] &&
+  pass "alice and the list got nothing from Thunderbird" ||
+  failed "alice has $(pf_count alice@$D), the list $(pf_count "$LIST")"
+leak_watch_stop
+[ ! -s "$T/leaks" ] && pass "no plaintext list post in the Postfix queue" ||
+  failed "plaintext seen in: $(sort -u "$T/leaks" | head -3 | tr '\n' ' ')"
 if [ -s "$SHOT" ]; then
   [ "$(head -c 4 "$SHOT" | tail -c 3)" = PNG ] && pass "the screenshot is a PNG" || failed "the screenshot is not a PNG"
   [ -z "${TB_SCREENSHOT:-}" ] || cp "$SHOT" "$TB_SCREENSHOT"

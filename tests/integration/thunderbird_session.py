@@ -62,6 +62,47 @@ return { rows, listSubject, text, bodyHtml: html };
 """
 
 
+COMPOSE_AND_SEND = r"""
+const [to, subject, body, replyIndex] = arguments;
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const win3 = Services.wm.getMostRecentWindow("mail:3pane");
+const sleep = (ms) => new Promise((r) => win3.setTimeout(r, ms));
+const fields = Cc["@mozilla.org/messengercompose/composefields;1"].createInstance(Ci.nsIMsgCompFields);
+fields.to = to;
+fields.subject = subject;
+fields.body = body + "\n";
+const params = Cc["@mozilla.org/messengercompose/composeparams;1"].createInstance(Ci.nsIMsgComposeParams);
+params.type = Ci.nsIMsgCompType.New;
+if (replyIndex >= 0) {
+  const about3Pane = win3.document.getElementById("tabmail").currentAbout3Pane;
+  const hdr = about3Pane.gDBView.getMsgHdrAt(replyIndex);
+  params.type = Ci.nsIMsgCompType.ReplyToSender;
+  params.originalMsgURI = hdr.folder.getUriForMsg(hdr);
+}
+params.format = Ci.nsIMsgCompFormat.PlainText;
+params.identity = MailServices.accounts.getIdentity("id1");
+params.composeFields = fields;
+const before = new Set([...Services.wm.getEnumerator("msgcompose")]);
+MailServices.compose.OpenComposeWindowWithParams(null, params);
+let win = null;
+for (let i = 0; i < 200 && !win; i++) {
+  await sleep(100);
+  for (const w of Services.wm.getEnumerator("msgcompose"))
+    if (!before.has(w) && w.document.readyState == "complete" && w.gMsgCompose) win = w;
+}
+if (!win) return "no compose window";
+await sleep(2000); // the editor and the add-ons' compose listeners
+win.goDoCommand("cmd_sendNow");
+for (let i = 0; i < 150; i++) {
+  await sleep(100);
+  if (win.closed) return "sent";
+}
+const state = win.gSendOperationInProgress ? "sending" : "open";
+win.gMsgCompose.compFields.body = ""; // nothing left to save
+return state;
+"""
+
+
 def main():
     opt = dict(a.split("=", 1) for a in sys.argv[1:])
     expect = json.loads(opt["expect"])
@@ -89,6 +130,12 @@ def main():
             if i == int(opt.get("shot_index", "0")) and opt.get("shot"):
                 m.screenshot(opt["shot"])
                 check(True, "screenshot of the decrypted message: " + opt["shot"])
+        # Sending: plaintext to the list and a reply to a post are refused
+        # by the add-on (the compose window stays); other mail goes.
+        for case in json.loads(opt.get("sends", "[]")):
+            got = m.js(COMPOSE_AND_SEND, [case["to"], case["subject"], case["body"],
+                                          case.get("reply", -1)], timeout_ms=60000)
+            check(got == case["want"], "send %s: %s" % (case["name"], case["want"]), got)
     finally:
         m.quit()
     return 1 if fails else 0

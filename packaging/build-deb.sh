@@ -121,6 +121,7 @@ all_gone() {
     for p in /usr/bin/recrypt /usr/bin/recryptctl /usr/sbin/recrypt-milter \
              /usr/share/man/man1/recrypt.1.gz /usr/share/man/man1/recryptctl.1.gz \
              /usr/share/man/man8/recrypt-milter.8.gz /usr/share/doc/recrypt /usr/share/recrypt \
+             /usr/lib/recrypt /usr/lib/mozilla/native-messaging-hosts/recrypt.json \
              /lib/systemd/system/recrypt-milter.service \
              /etc/recrypt /etc/apparmor.d/usr.sbin.recrypt-milter \
              /etc/apparmor.d/local/usr.sbin.recrypt-milter \
@@ -151,6 +152,13 @@ check "conffiles: $(dpkg-query -W -f='${Conffiles}' recrypt | awk 'NF{printf "%s
 check "AppArmor local include created" test -f /etc/apparmor.d/local/usr.sbin.recrypt-milter
 check "mutt and neomutt set-up installed" \
     test -f /usr/share/recrypt/neomutt/recrypt.rc -a -f /usr/share/recrypt/mutt/recrypt.muttrc
+check "Thunderbird add-on installed (/usr/share/recrypt/thunderbird/recrypt-thunderbird.xpi)" \
+    test -s /usr/share/recrypt/thunderbird/recrypt-thunderbird.xpi
+native_host_ok() { # the manifest's path is the link, and the link runs recrypt
+    p=$(sed -n 's/.*"path": *"\([^"]*\)".*/\1/p' /usr/lib/mozilla/native-messaging-hosts/recrypt.json) &&
+        [ "$p" = /usr/lib/recrypt/recrypt-native-host ] && [ "$(readlink -f "$p")" = /usr/bin/recrypt ]
+}
+check "native host registered for Thunderbird, its path runs recrypt" native_host_ok
 for c in "recrypt --version" "recryptctl --version" "recrypt-milter -V"; do
     # shellcheck disable=SC2086
     if out=$($c 2>&1); then ok "$c: $out"; else bad "$c: $out"; fi

@@ -62,22 +62,50 @@ function remember(handle) {
   }
 }
 
+/* Opening a post starts when it is selected, while Thunderbird is still
+ * loading the sealed message into the pane (which for a large post takes
+ * longer than opening it); the display script then waits for the result.
+ * Results are kept for the last few messages, by message id. */
+const opening = new Map();
+
+function openMessage(id) {
+  if (opening.has(id)) return opening.get(id);
+  const p = (async () => {
+    const t0 = performance.now();
+    const bytes = await rawMessage(id);
+    if (!isRecryptPost(bytes)) return null;
+    const t1 = performance.now();
+    let upload;
+    try {
+      upload = await RecryptHost.upload(bytes);
+      const t2 = performance.now();
+      const r = await RecryptHost.call("open", { handle: upload });
+      remember(r.handle);
+      const timing = { raw_ms: t1 - t0, upload_ms: t2 - t1, open_ms: performance.now() - t2 };
+      return { ok: true, messageId: id, timing, ...r };
+    } catch (e) {
+      return { ok: false, code: e.code || "internal", message: e.message };
+    } finally {
+      if (upload !== undefined) RecryptHost.call("close", { handle: upload }).catch(() => {});
+    }
+  })();
+  opening.set(id, p);
+  while (opening.size > KEEP_OPENED) opening.delete(opening.keys().next().value);
+  /* A failure is not kept: selecting the message again tries again. */
+  p.then((r) => { if (!r || !r.ok) opening.delete(id); }, () => opening.delete(id));
+  return p;
+}
+
 async function view(tabId) {
   const msg = await displayedMessage(tabId);
-  if (!msg) return null;
-  const bytes = await rawMessage(msg.id);
-  if (!isRecryptPost(bytes)) return null;
-  let upload;
-  try {
-    upload = await RecryptHost.upload(bytes);
-    const r = await RecryptHost.call("open", { handle: upload });
-    remember(r.handle);
-    return { ok: true, messageId: msg.id, ...r };
-  } catch (e) {
-    return { ok: false, code: e.code || "internal", message: e.message };
-  } finally {
-    if (upload !== undefined) RecryptHost.call("close", { handle: upload }).catch(() => {});
-  }
+  return msg ? openMessage(msg.id) : null;
+}
+
+if (messenger.mailTabs && messenger.mailTabs.onSelectedMessagesChanged) {
+  messenger.mailTabs.onSelectedMessagesChanged.addListener((tab, list) => {
+    const msgs = (list && list.messages) || [];
+    if (msgs.length === 1) openMessage(msgs[0].id).catch(() => {});
+  });
 }
 
 async function part(handle, index) {

@@ -191,8 +191,9 @@ static int req_handle(nh_host *h, json_t *req, const char *key, const char **why
 /* Decode base64 (standard alphabet, padding optional) into handle i. */
 static int append_base64(nh_host *h, int i, const char *b64, size_t len, rc_error *err)
 {
+    /* At most NH_CHUNK_MAX bytes: base64 of that is the longest text. */
     size_t max = len / 4 * 3 + 3, got = 0;
-    if (max > NH_CHUNK_MAX + 3)
+    if (len + 1 > sodium_base64_ENCODED_LEN(NH_CHUNK_MAX, sodium_base64_VARIANT_ORIGINAL))
         return rc_error_set(err, RC_E_INVALID, "a chunk holds at most %u bytes", NH_CHUNK_MAX);
     uint8_t *bin = malloc(max ? max : 1);
     if (!bin)
@@ -203,6 +204,11 @@ static int append_base64(nh_host *h, int i, const char *b64, size_t len, rc_erro
                           sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
         free(bin);
         return rc_error_set(err, RC_E_INVALID, "data is not base64");
+    }
+    if (got > NH_CHUNK_MAX) {
+        sodium_memzero(bin, max);
+        free(bin);
+        return rc_error_set(err, RC_E_INVALID, "a chunk holds at most %u bytes", NH_CHUNK_MAX);
     }
     handle_sink_ctx c = {h, i};
     int rc = 0;

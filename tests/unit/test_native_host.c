@@ -448,12 +448,17 @@ static void test_malformed(void **state)
 static void test_limits(void **state)
 {
     (void)state;
-    /* a chunk larger than NH_CHUNK_MAX */
+    /* a chunk of exactly NH_CHUNK_MAX bytes goes; one byte more does not */
     nh_host *h = host(0);
-    size_t big = NH_CHUNK_MAX + 4096;
+    size_t big = NH_CHUNK_MAX + 1;
     uint8_t *zeros = calloc(1, big);
-    char *c = b64(zeros, big);
+    char *c = b64(zeros, NH_CHUNK_MAX);
     json_t *r = callf(h, "{\"op\":\"upload\",\"data\":\"%s\"}", c);
+    assert_int_equal(json_integer_value(json_object_get(result(r), "size")), NH_CHUNK_MAX);
+    json_decref(r);
+    free(c);
+    c = b64(zeros, big);
+    r = callf(h, "{\"op\":\"upload\",\"data\":\"%s\"}", c);
     assert_string_equal(err_code(r), "invalid");
     json_decref(r);
     free(c);

@@ -117,5 +117,6 @@ function render(view) {
       root.append(el("h4", {}, "Attachments"), list);
     }
   }
+  if (view.timing) root.dataset.timing = JSON.stringify(view.timing); // for benchmarks
   document.body.replaceChildren(root);
 }

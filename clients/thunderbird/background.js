@@ -20,14 +20,22 @@
  */
 "use strict";
 
-const RECRYPT_CT = /^content-type:[ \t]*multipart\/encrypted[^]*?application\/vnd\.recrypt\.control/im;
+const RECRYPT_CT = /^content-type:[ \t]*multipart\/encrypted[^\n]*application\/vnd\.recrypt\.control/im;
 
-/* Handles of opened messages, newest last; older ones are closed. */
-const opened = [];
+/* What was opened, by message id (a promise of the view), newest last; at
+ * most KEEP_OPENED, and the host handles of those only (liveHandles). All
+ * of it goes when the host process ends: its handle numbers mean nothing
+ * to the next one. */
 const KEEP_OPENED = 4;
+const opening = new Map();
+const liveHandles = new Set();
+RecryptHost.onReset(() => {
+  opening.clear();
+  liveHandles.clear();
+});
 
 function headerBlock(bytes) {
-  const n = Math.min(bytes.length, 65536);
+  const n = Math.min(bytes.length, 262144);
   let s = "";
   for (let i = 0; i < n; i += 0x8000)
     s += String.fromCharCode.apply(null, bytes.subarray(i, Math.min(n, i + 0x8000)));
@@ -54,19 +62,16 @@ async function displayedMessage(tabId) {
   return messenger.messageDisplay.getDisplayedMessage(tabId);
 }
 
-function remember(handle) {
-  opened.push(handle);
-  while (opened.length > KEEP_OPENED) {
-    const old = opened.shift();
-    RecryptHost.call("close", { handle: old }).catch(() => {});
-  }
-}
-
 /* Opening a post starts when it is selected, while Thunderbird is still
  * loading the sealed message into the pane (which for a large post takes
- * longer than opening it); the display script then waits for the result.
- * Results are kept for the last few messages, by message id. */
-const opening = new Map();
+ * longer than opening it); the display script then waits for the result. */
+function forget(id) {
+  const p = opening.get(id);
+  opening.delete(id);
+  if (p) p.then((r) => {
+    if (r && r.ok && liveHandles.delete(r.handle)) RecryptHost.call("close", { handle: r.handle }).catch(() => {});
+  }, () => {});
+}
 
 function openMessage(id) {
   if (opening.has(id)) return opening.get(id);
@@ -80,7 +85,7 @@ function openMessage(id) {
       upload = await RecryptHost.upload(bytes);
       const t2 = performance.now();
       const r = await RecryptHost.call("open", { handle: upload });
-      remember(r.handle);
+      liveHandles.add(r.handle);
       const timing = { raw_ms: t1 - t0, upload_ms: t2 - t1, open_ms: performance.now() - t2 };
       return { ok: true, messageId: id, timing, ...r };
     } catch (e) {
@@ -90,9 +95,10 @@ function openMessage(id) {
     }
   })();
   opening.set(id, p);
-  while (opening.size > KEEP_OPENED) opening.delete(opening.keys().next().value);
+  while (opening.size > KEEP_OPENED) forget(opening.keys().next().value);
   /* A failure is not kept: selecting the message again tries again. */
-  p.then((r) => { if (!r || !r.ok) opening.delete(id); }, () => opening.delete(id));
+  p.then((r) => { if ((!r || !r.ok) && opening.get(id) === p) opening.delete(id); },
+         () => { if (opening.get(id) === p) opening.delete(id); });
   return p;
 }
 
@@ -109,7 +115,7 @@ if (messenger.mailTabs && messenger.mailTabs.onSelectedMessagesChanged) {
 }
 
 async function part(handle, index) {
-  if (!opened.includes(handle)) throw new Error("that message is no longer open: select it again");
+  if (!liveHandles.has(handle)) throw new Error("that message is no longer open: select it again");
   const p = await RecryptHost.call("part", { handle, index });
   try {
     return await RecryptHost.readAll(p.handle, p.size);
@@ -134,41 +140,55 @@ browser.runtime.onMessage.addListener((req, sender) => {
 
 /* ---- the send guard ---------------------------------------------------- */
 
-function addressOf(r) {
-  if (typeof r !== "string") return null; // an address book entry: resolved below
-  const m = r.match(/<([^<>]*)>\s*$/);
-  return (m ? m[1] : r).trim().toLowerCase();
-}
-
+/* Every recipient as a lower-case address; an entry that is not one (an
+ * address book list, a group) as null: the guard cannot check it. */
 async function recipientAddresses(details) {
   const out = [];
   for (const field of ["to", "cc", "bcc"]) {
     for (const r of [].concat(details[field] || [])) {
-      const a = addressOf(r);
-      if (a !== null) {
-        out.push(a);
-      } else if (r && r.type === "contact" && messenger.contacts) {
-        const c = await messenger.contacts.get(r.id).catch(() => null);
-        const email = c && c.properties && c.properties.PrimaryEmail;
-        out.push(email ? email.toLowerCase() : "(an address book entry)");
+      if (typeof r !== "string") {
+        out.push(null); // an address book contact or list by id
+        continue;
+      }
+      let parsed = null;
+      if (messenger.messengerUtilities && messenger.messengerUtilities.parseMailboxString)
+        parsed = await messenger.messengerUtilities.parseMailboxString(r).catch(() => null);
+      if (parsed && parsed.length) {
+        for (const mb of parsed) {
+          const e = mb.email || "";
+          out.push(e.includes("@") ? e.trim().toLowerCase() : null);
+        }
       } else {
-        out.push("(a mailing list of the address book)");
+        const m = r.match(/<([^<>]*)>\s*(\([^()]*\))?\s*$/);
+        const e = (m ? m[1] : r.replace(/\([^()]*\)/g, "")).trim().toLowerCase();
+        out.push(e.includes("@") ? e : null);
       }
     }
   }
   return out;
 }
 
+/* The lists the keystore knows; the last answer is kept, so that the guard
+ * still knows them when the host cannot be reached. */
 async function knownLists() {
-  const r = await RecryptHost.call("lists");
-  return r.lists.map((l) => l.address.toLowerCase());
+  try {
+    const r = await RecryptHost.call("lists");
+    const lists = r.lists.map((l) => l.address.toLowerCase());
+    await browser.storage.local.set({ knownLists: lists }).catch(() => {});
+    return lists;
+  } catch (e) {
+    const kept = await browser.storage.local.get("knownLists").catch(() => ({}));
+    return kept.knownLists || [];
+  }
 }
 
+/* true, false, or null when the message cannot be read (the guard then
+ * refuses: it cannot tell). */
 async function isRecryptMessageId(id) {
   try {
     return isRecryptPost(await rawMessage(id));
   } catch (e) {
-    return false;
+    return null;
   }
 }
 
@@ -177,14 +197,15 @@ function tell(title, message) {
 }
 
 messenger.compose.onBeforeSend.addListener(async (tab, details) => {
-  let lists;
-  try {
-    lists = await knownLists();
-  } catch (e) {
-    lists = null; // no host: a recrypt post can still be recognised below
-  }
+  const lists = await knownLists();
   const rcpts = await recipientAddresses(details);
-  const toList = lists ? rcpts.filter((a) => lists.includes(a)) : [];
+  const toList = rcpts.filter((a) => a !== null && lists.includes(a));
+  if (lists.length && rcpts.includes(null)) {
+    await tell("recrypt: not sent",
+      "A recipient is an address book list or group, which recrypt cannot check against your " +
+      "encrypted lists. Write the addresses out, so that no list gets this message in plaintext.");
+    return { cancel: true };
+  }
   if (toList.length) {
     await tell("recrypt: not sent",
       `This message is addressed to the encrypted list ${toList[0]}. Thunderbird would send it ` +
@@ -194,7 +215,14 @@ messenger.compose.onBeforeSend.addListener(async (tab, details) => {
   }
   const state = await messenger.compose.getComposeDetails(tab.id).catch(() => details);
   const related = state.relatedMessageId || details.relatedMessageId;
-  if (related && (await isRecryptMessageId(related))) {
+  const isPost = related ? await isRecryptMessageId(related) : false;
+  if (isPost === null) {
+    await tell("recrypt: not sent",
+      "This message answers or forwards another one that recrypt could not read, so it cannot " +
+      "tell whether that was an encrypted list post. Nothing was sent.");
+    return { cancel: true };
+  }
+  if (isPost) {
     await tell("recrypt: not sent",
       "This message answers or forwards an encrypted list post, and it would leave the list's " +
       "encryption: Thunderbird would send it, with what it quotes, unencrypted. Nothing was sent.");

@@ -12,25 +12,43 @@ const RecryptHost = (() => {
   let nextId = 1;
   const pending = new Map();
   let limits = null;
+  /* Handles belong to one host process: when it ends, whoever keeps
+   * handles must forget them (onReset). */
+  const resetListeners = [];
+  const TIMEOUT_MS = 120000;
 
   function connect() {
     if (port) return port;
     port = browser.runtime.connectNative("recrypt");
     port.onMessage.addListener((msg) => {
-      const p = pending.get(msg.id);
-      if (!p) return;
+      const p = msg && pending.get(msg.id);
+      if (!p) {
+        /* An answer to nothing we asked (id null: a frame the host could
+         * not read): the connection cannot be trusted to stay in step. */
+        if (port) port.disconnect();
+        fail("the recrypt native host answered out of step");
+        return;
+      }
       pending.delete(msg.id);
+      clearTimeout(p.timer);
       if (msg.ok) p.resolve(msg.result);
-      else p.reject(new HostError(msg.error));
+      else p.reject(new HostError(msg.error || { code: "internal", message: "the host failed" }));
     });
     port.onDisconnect.addListener((p) => {
-      const why = (p && p.error && p.error.message) || "the recrypt native host ended";
-      for (const [, w] of pending) w.reject(new HostError({ code: "host-unavailable", message: why }));
-      pending.clear();
-      port = null;
-      limits = null;
+      fail((p && p.error && p.error.message) || "the recrypt native host ended");
     });
     return port;
+  }
+
+  function fail(why) {
+    for (const [, w] of pending) {
+      clearTimeout(w.timer);
+      w.reject(new HostError({ code: "host-unavailable", message: why }));
+    }
+    pending.clear();
+    port = null;
+    limits = null;
+    for (const f of resetListeners) f();
   }
 
   class HostError extends Error {
@@ -43,7 +61,12 @@ const RecryptHost = (() => {
   function call(op, args = {}) {
     const id = nextId++;
     return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        if (!pending.has(id)) return;
+        pending.delete(id);
+        reject(new HostError({ code: "host-timeout", message: `the recrypt native host did not answer ${op}` }));
+      }, TIMEOUT_MS);
+      pending.set(id, { resolve, reject, timer });
       try {
         connect().postMessage(Object.assign({ id, op }, args));
       } catch (e) {
@@ -85,11 +108,16 @@ const RecryptHost = (() => {
     if (bytes.length > limits.message)
       throw new HostError({ code: "too-large", message: `the message is larger than ${limits.message} bytes` });
     let handle;
-    for (let off = 0; off === 0 || off < bytes.length; off += chunk) {
-      const args = { data: toBase64(bytes, off, Math.min(bytes.length, off + chunk)) };
-      if (handle !== undefined) args.handle = handle;
-      handle = (await call("upload", args)).handle;
-      if (bytes.length === 0) break;
+    try {
+      for (let off = 0; off === 0 || off < bytes.length; off += chunk) {
+        const args = { data: toBase64(bytes, off, Math.min(bytes.length, off + chunk)) };
+        if (handle !== undefined) args.handle = handle;
+        handle = (await call("upload", args)).handle;
+        if (bytes.length === 0) break;
+      }
+    } catch (e) {
+      if (handle !== undefined) call("close", { handle }).catch(() => {});
+      throw e;
     }
     return handle;
   }
@@ -97,11 +125,13 @@ const RecryptHost = (() => {
   /* Read a whole handle back; returns a Uint8Array. */
   async function readAll(handle, size) {
     if (!limits) await hello();
+    const chunk = limits.chunk;
     const out = new Uint8Array(size);
     let off = 0;
     for (;;) {
-      const r = await call("read", { handle, offset: off, length: limits.chunk });
+      const r = await call("read", { handle, offset: off, length: chunk });
       const part = fromBase64(r.data);
+      if (off + part.length > size) throw new HostError({ code: "internal", message: "the host sent more than it announced" });
       out.set(part, off);
       off += part.length;
       if (r.eof || part.length === 0) break;
@@ -109,5 +139,5 @@ const RecryptHost = (() => {
     return out.subarray(0, off);
   }
 
-  return { call, hello, upload, readAll, HostError };
+  return { call, hello, upload, readAll, HostError, onReset: (f) => resetListeners.push(f) };
 })();

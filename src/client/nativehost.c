@@ -77,16 +77,19 @@ static int handle_sink(void *vctx, const uint8_t *p, size_t n)
     nh_handle_t *hd = &c->h->handles[c->i];
     if (hd->size + n > c->h->message_max)
         return -1;
-    if (rc_fd_sink(&hd->fd, p, n) != 0)
+    if (rc_fd_sink(&hd->fd, p, n) != 0) {
+        (void)!ftruncate(hd->fd, (off_t)hd->size); /* no half chunk */
+        lseek(hd->fd, 0, SEEK_END);
         return -1;
+    }
     hd->size += n;
     return 0;
 }
 
 /* ---- JSON helpers --------------------------------------------------------- */
 
-/* A JSON string from bytes that may not be UTF-8 (invalid sequences become
- * U+FFFD, NULs are dropped). */
+/* A JSON string from bytes that may not be UTF-8: invalid sequences (a
+ * NUL among them) become U+FFFD; the loop drops any NUL left. */
 static json_t *jstr(const char *s, size_t len)
 {
     if (!s)
@@ -144,6 +147,7 @@ static char *respond(json_t *id, json_t *result, json_t *error)
     char *out = json_dumps(r, JSON_COMPACT);
     json_decref(r);
     if (out && strlen(out) > NH_FRAME_MAX - 64) { /* never more than a frame */
+        sodium_memzero(out, strlen(out));
         free(out);
         json_t *e = json_pack("{s:O?, s:b, s:{s:s, s:s}}", "id", id, "ok", 0, "error", "code",
                               "too-large", "message",
@@ -172,20 +176,38 @@ static char *fail_proto(json_t *id, const char *code, const char *fmt, ...)
     return respond(id, NULL, error_obj(code, msg));
 }
 
-/* The handle named by req.key (an integer in range, of an allowed kind);
- * -1 when absent; -2 (with *why) when invalid. */
-static int req_handle(nh_host *h, json_t *req, const char *key, const char **why)
+/* The handle named by req.key: its number; -1 when absent; -2 when no such
+ * handle is open (bad-handle); -3 when not an integer (malformed-request). */
+static int req_handle(nh_host *h, json_t *req, const char *key)
 {
     json_t *v = json_object_get(req, key);
     if (!v)
         return -1;
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        json_integer_value(v) >= NH_HANDLES ||
-        h->handles[json_integer_value(v)].kind == H_FREE) {
-        *why = "no such handle";
+    if (!json_is_integer(v))
+        return -3;
+    if (json_integer_value(v) < 0 || json_integer_value(v) >= NH_HANDLES ||
+        h->handles[json_integer_value(v)].kind == H_FREE)
         return -2;
-    }
     return (int)json_integer_value(v);
+}
+
+/* The error response for req_handle's result r (< 0) when a handle is
+ * required. */
+static char *fail_handle(json_t *id, int r, const char *op)
+{
+    if (r == -2)
+        return fail_proto(id, "bad-handle", "no such handle");
+    return fail_proto(id, "malformed-request", "%s needs \"handle\", an integer", op);
+}
+
+/* An optional string operand: its value, NULL when absent; *bad when it
+ * is present but not a string. */
+static const char *opt_string(json_t *req, const char *key, int *bad)
+{
+    json_t *v = json_object_get(req, key);
+    if (v && !json_is_string(v))
+        *bad = 1;
+    return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 /* Decode base64 (standard alphabet, padding optional) into handle i. */
@@ -226,24 +248,31 @@ static int append_base64(nh_host *h, int i, const char *b64, size_t len, rc_erro
 /* The input message of an operation: req.handle (an upload), or
  * req.message (base64, small messages) staged in a new handle that the
  * caller closes (*tmp). Returns the handle or -1 (err set). */
-static int input_handle(nh_host *h, json_t *req, int *tmp, rc_error *err)
+static int input_handle(nh_host *h, json_t *req, int *tmp, rc_error *err, const char **proto)
 {
-    const char *why = NULL;
-    int i = req_handle(h, req, "handle", &why);
+    int i = req_handle(h, req, "handle");
     *tmp = -1;
-    if (i == -2)
-        return rc_error_set(err, RC_E_INVALID, "%s", why), -1;
+    *proto = NULL;
+    if (i == -2 || i == -3) {
+        *proto = i == -2 ? "bad-handle" : "malformed-request";
+        return rc_error_set(err, RC_E_INVALID, i == -2 ? "no such handle" : "\"handle\" is an integer"),
+               -1;
+    }
     if (i >= 0) {
-        if (h->handles[i].kind != H_UPLOAD)
+        if (h->handles[i].kind != H_UPLOAD) {
+            *proto = "bad-handle";
             return rc_error_set(err, RC_E_INVALID, "handle %d is not an upload", i), -1;
+        }
         if (lseek(h->handles[i].fd, 0, SEEK_SET) != 0)
             return rc_error_set(err, RC_E_IO, "cannot rewind the staging file"), -1;
         return i;
     }
     json_t *m = json_object_get(req, "message");
-    if (!json_is_string(m))
+    if (!json_is_string(m)) {
+        *proto = "malformed-request";
         return rc_error_set(err, RC_E_INVALID, "give the message as \"handle\" or \"message\""),
                -1;
+    }
     if ((i = handle_new(h, H_UPLOAD, err)) < 0)
         return -1;
     if (append_base64(h, i, json_string_value(m), json_string_length(m), err) != 0 ||
@@ -367,12 +396,40 @@ static char *op_hello(nh_host *h, json_t *id)
         rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
     rc_secret_free(dev);
     return respond(id,
-                   json_pack("{s:s, s:i, s:s, s:o, s:{s:i, s:i, s:I}}", "version",
-                             RC_VERSION_STRING, "protocol", NH_PROTOCOL, "keystore", h->ks.dir,
+                   json_pack("{s:s, s:i, s:o, s:o, s:{s:i, s:i, s:I}}", "version",
+                             RC_VERSION_STRING, "protocol", NH_PROTOCOL, "keystore", jcstr(h->ks.dir),
                              "device", have ? jcstr(fp) : json_null(), "limits", "frame",
                              (int)NH_FRAME_MAX, "chunk", (int)NH_CHUNK_MAX, "message",
                              (json_int_t)h->message_max),
                    NULL);
+}
+
+static int by_epoch_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The epochs whose list key the keystore holds for list, newest first (at
+ * most max): read off the directory, so a huge epoch number costs nothing. */
+static size_t list_epochs(const keystore *ks, const char *list, uint64_t *out, size_t max)
+{
+    char dir[PATH_MAX];
+    size_t n = 0;
+    if (keystore_path(dir, ks, "lists/%s", list) != 0)
+        return 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && n < max && (e = readdir(d)) != NULL) {
+        unsigned long long ep;
+        char tail[16];
+        if (sscanf(e->d_name, "epoch-%llu%15s", &ep, tail) == 2 && !strcmp(tail, ".listkey"))
+            out[n++] = ep;
+    }
+    if (d)
+        closedir(d);
+    qsort(out, n, sizeof *out, by_epoch_desc);
+    return n;
 }
 
 static char *op_lists(nh_host *h, json_t *id)
@@ -393,7 +450,10 @@ static char *op_lists(nh_host *h, json_t *id)
         rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
         uint64_t since = keystore_pin_since(&h->ks, e->d_name);
         json_t *epochs = json_array();
-        for (uint64_t ep = pin.highest_epoch; ep >= 1; ep--) {
+        uint64_t eps[256];
+        size_t n_eps = list_epochs(&h->ks, e->d_name, eps, 256);
+        for (size_t k = 0; k < n_eps; k++) {
+            uint64_t ep = eps[k];
             rc_statement st;
             rc_cert cert;
             if (keystore_path(path, &h->ks, "lists/%s/epoch-%llu.listkey", e->d_name,
@@ -412,8 +472,6 @@ static char *op_lists(nh_host *h, json_t *id)
                                       "state", state, "certificate",
                                       keystore_cert_load(&h->ks, e->d_name, ep, &cert)));
             }
-            if (ep == 1)
-                break;
         }
         json_array_append_new(lists, json_pack("{s:o, s:s, s:o, s:I, s:o}", "address",
                                                jcstr(e->d_name), "signer", fp, "pinned",
@@ -431,13 +489,12 @@ static char *op_upload(nh_host *h, json_t *id, json_t *req)
 {
     rc_error err;
     rc_error_clear(&err);
-    const char *why = NULL;
     json_t *data = json_object_get(req, "data");
     if (!json_is_string(data))
         return fail_proto(id, "malformed-request", "upload needs \"data\" (base64)");
-    int i = req_handle(h, req, "handle", &why), fresh = 0;
-    if (i == -2)
-        return fail_proto(id, "bad-handle", "%s", why);
+    int i = req_handle(h, req, "handle"), fresh = 0;
+    if (i < -1)
+        return fail_handle(id, i, "upload");
     if (i >= 0 && h->handles[i].kind != H_UPLOAD)
         return fail_proto(id, "bad-handle", "handle %d is not an upload", i);
     if (i < 0) {
@@ -461,10 +518,9 @@ static char *op_upload(nh_host *h, json_t *id, json_t *req)
 
 static char *op_read(nh_host *h, json_t *id, json_t *req)
 {
-    const char *why = NULL;
-    int i = req_handle(h, req, "handle", &why);
+    int i = req_handle(h, req, "handle");
     if (i < 0)
-        return fail_proto(id, "bad-handle", "%s", why ? why : "read needs \"handle\"");
+        return fail_handle(id, i, "read");
     json_t *jo = json_object_get(req, "offset"), *jl = json_object_get(req, "length");
     json_int_t off = jo ? (json_is_integer(jo) ? json_integer_value(jo) : -1) : 0;
     json_int_t len = jl ? (json_is_integer(jl) ? json_integer_value(jl) : -1) : NH_CHUNK_MAX;
@@ -500,10 +556,9 @@ static char *op_read(nh_host *h, json_t *id, json_t *req)
 
 static char *op_close(nh_host *h, json_t *id, json_t *req)
 {
-    const char *why = NULL;
-    int i = req_handle(h, req, "handle", &why);
+    int i = req_handle(h, req, "handle");
     if (i < 0)
-        return fail_proto(id, "bad-handle", "%s", why ? why : "close needs \"handle\"");
+        return fail_handle(id, i, "close");
     handle_close(h, i);
     return respond(id, NULL, NULL);
 }
@@ -522,20 +577,25 @@ static char *op_open(nh_host *h, json_t *id, json_t *req)
 {
     rc_error err;
     rc_error_clear(&err);
-    int tmp, in = input_handle(h, req, &tmp, &err);
+    const char *proto;
+    int tmp, in = input_handle(h, req, &tmp, &err, &proto);
     if (in < 0)
-        return fail_rc(id, &err);
+        return proto ? fail_proto(id, proto, "%s", err.msg) : fail_rc(id, &err);
     int out = handle_new(h, H_PLAIN, &err);
     if (out < 0) {
         handle_close(h, tmp);
         return fail_rc(id, &err);
     }
-    json_t *sigp = json_object_get(req, "signer");
+    int bad = 0;
+    const char *signer = opt_string(req, "signer", &bad);
+    if (bad) {
+        handle_close(h, tmp);
+        handle_close(h, out);
+        return fail_proto(id, "malformed-request", "\"signer\" is a fingerprint (a string)");
+    }
     client_open_info info;
     handle_sink_ctx c = {h, out};
-    int rc = client_open(&h->ks, h->handles[in].fd, NULL,
-                         json_is_string(sigp) ? json_string_value(sigp) : NULL, handle_sink, &c,
-                         &info, &err);
+    int rc = client_open(&h->ks, h->handles[in].fd, NULL, signer, handle_sink, &c, &info, &err);
     handle_close(h, tmp);
     if (rc) {
         handle_close(h, out); /* whatever reached it goes, unread */
@@ -556,6 +616,34 @@ static char *op_open(nh_host *h, json_t *id, json_t *req)
                             "first_use", info.first_use, "signer", jcstr(info.signer_fp),
                             "headers", describe(m), "parts", w.parts);
     g_object_unref(m);
+    /* The response must fit a frame: drop inline texts, the largest first,
+     * until it does (escaping can make JSON longer than the text). */
+    for (;;) {
+        char *probe = json_dumps(res, JSON_COMPACT);
+        size_t need = probe ? strlen(probe) : SIZE_MAX;
+        if (probe) {
+            sodium_memzero(probe, need);
+            free(probe);
+        }
+        if (need <= NH_FRAME_MAX - 1024)
+            break;
+        json_t *parts = json_object_get(res, "parts"), *big = NULL;
+        size_t i_part, big_len = 0;
+        json_t *p;
+        json_array_foreach(parts, i_part, p) {
+            json_t *t = json_object_get(p, "text");
+            if (t && json_string_length(t) >= big_len) {
+                big = p;
+                big_len = json_string_length(t);
+            }
+        }
+        if (!big) { /* the header fields alone are too large */
+            json_decref(res);
+            handle_close(h, out);
+            return fail_proto(id, "too-large", "the message's header fields do not fit a response");
+        }
+        json_object_del(big, "text");
+    }
     return respond(id, res, NULL);
 }
 
@@ -563,12 +651,12 @@ static char *op_part(nh_host *h, json_t *id, json_t *req)
 {
     rc_error err;
     rc_error_clear(&err);
-    const char *why = NULL;
-    int i = req_handle(h, req, "handle", &why);
+    int i = req_handle(h, req, "handle");
     json_t *ji = json_object_get(req, "index");
-    if (i < 0 || h->handles[i].kind != H_PLAIN)
-        return fail_proto(id, "bad-handle", "%s",
-                          why ? why : "part needs the \"handle\" of an opened message");
+    if (i < 0)
+        return fail_handle(id, i, "part");
+    if (h->handles[i].kind != H_PLAIN)
+        return fail_proto(id, "bad-handle", "handle %d is not an opened message", i);
     if (!json_is_integer(ji) || json_integer_value(ji) < 0 || json_integer_value(ji) > 100000)
         return fail_proto(id, "malformed-request", "part needs \"index\"");
     GMimeMessage *m = parse_handle(h, i);
@@ -613,13 +701,15 @@ static char *op_seal(nh_host *h, json_t *id, json_t *req)
     rc_error err;
     rc_error_clear(&err);
     json_t *to = json_object_get(req, "to"), *ns = json_object_get(req, "no_sign");
-    if (!json_is_string(to))
-        return fail_proto(id, "malformed-request", "seal needs \"to\" (the list's address)");
+    if (!json_is_string(to) || !strchr(json_string_value(to), '@') ||
+        strchr(json_string_value(to), '/') || client_is_key_line(json_string_value(to)))
+        return fail_proto(id, "malformed-request", "seal needs \"to\": the list's address");
     if (ns && !json_is_boolean(ns))
         return fail_proto(id, "malformed-request", "\"no_sign\" is true or false");
-    int tmp, in = input_handle(h, req, &tmp, &err);
+    const char *proto;
+    int tmp, in = input_handle(h, req, &tmp, &err, &proto);
     if (in < 0)
-        return fail_rc(id, &err);
+        return proto ? fail_proto(id, proto, "%s", err.msg) : fail_rc(id, &err);
     int out = handle_new(h, H_DATA, &err);
     if (out < 0) {
         handle_close(h, tmp);
@@ -652,18 +742,24 @@ static char *op_import(nh_host *h, json_t *id, json_t *req)
     rc_error err;
     rc_error_clear(&err);
     rc_statement st;
-    json_t *key = json_object_get(req, "key"), *sigp = json_object_get(req, "signer");
-    int rc, first = 0;
-    if (json_is_string(key)) {
+    json_t *key = json_object_get(req, "key");
+    int rc, first = 0, bad = 0;
+    const char *signer = opt_string(req, "signer", &bad);
+    if (bad || (key && !json_is_string(key)))
+        return fail_proto(id, "malformed-request", "\"key\" and \"signer\" are strings");
+    if (key) {
         char line[RC_KEYSTR_MAX * 2];
+        if (json_string_length(key) >= sizeof line)
+            return fail_proto(id, "malformed-message", "the key line is too long for a list key");
         snprintf(line, sizeof line, "%s", json_string_value(key));
         char *k = line + strspn(line, " \t\r\n");
         k[strcspn(k, " \t\r\n")] = '\0';
         rc = rc_statement_decode(&st, k, &err);
     } else {
-        int tmp, in = input_handle(h, req, &tmp, &err);
+        const char *proto;
+        int tmp, in = input_handle(h, req, &tmp, &err, &proto);
         if (in < 0)
-            return fail_rc(id, &err);
+            return proto ? fail_proto(id, proto, "%s", err.msg) : fail_rc(id, &err);
         rc_mail *m = NULL;
         rc = rc_mail_parse(&m, h->handles[in].fd, &err);
         if (rc == 0)
@@ -674,9 +770,7 @@ static char *op_import(nh_host *h, json_t *id, json_t *req)
         rc_mail_free(m);
         handle_close(h, tmp);
     }
-    if (rc || (rc = keystore_trust(&h->ks, &st, json_is_string(sigp) ? json_string_value(sigp)
-                                                                      : NULL,
-                                   (uint64_t)time(NULL), 1, &first, &err)) ||
+    if (rc || (rc = keystore_trust(&h->ks, &st, signer, (uint64_t)time(NULL), 1, &first, &err)) ||
         (rc = keystore_prepare(&h->ks, &err)) || (rc = keystore_remember(&h->ks, &st, &err)))
         return fail_rc(id, &err);
     char fp[RC_UDF_MAX];

@@ -67,7 +67,10 @@ function headerTable(h) {
 function htmlFrame(html) {
   const csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
   const f = el("iframe", { class: "recrypt-html", sandbox: "", referrerpolicy: "no-referrer" });
-  f.srcdoc = `<meta http-equiv="Content-Security-Policy" content="${csp}">` + html;
+  /* No scripts, nothing loaded; links open nothing (a new window would need
+   * allow-popups, which the sandbox does not give). */
+  f.srcdoc = `<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="${csp}">` +
+    `<base target="_blank">` + html;
   return f;
 }
 
@@ -97,7 +100,8 @@ function render(view) {
         `Its list signing key is now pinned: ${view.signer}. Compare this fingerprint with the one your list owner published.`));
     }
     root.append(headerTable(view.headers));
-    const texts = view.parts.filter((p) => typeof p.text === "string");
+    const inlineText = (p) => typeof p.text === "string" && p.disposition !== "attachment";
+    const texts = view.parts.filter(inlineText);
     const plain = texts.filter((p) => p.type === "text/plain");
     const body = el("div", { class: "recrypt-body", id: "recrypt-body" });
     if (plain.length) {
@@ -106,7 +110,9 @@ function render(view) {
       for (const p of texts.filter((p) => p.type === "text/html")) body.append(htmlFrame(p.text));
     }
     root.append(body);
-    const others = view.parts.filter((p) => !plain.includes(p) && !(p.type === "text/html" && !plain.length && typeof p.text === "string"));
+    const shown = plain.length ? plain : texts.filter((p) => p.type === "text/html");
+    /* Attachments: all but the text shown and its inline HTML alternative. */
+    const others = view.parts.filter((p) => !shown.includes(p) && !(inlineText(p) && p.type === "text/html"));
     if (others.length) {
       const list = el("ul", { class: "recrypt-attachments", id: "recrypt-attachments" });
       for (const p of others) {

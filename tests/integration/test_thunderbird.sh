@@ -9,6 +9,8 @@
 #     each in its message pane: the real Subject, body and verdict, the
 #     first-use pin of the list signing key, the attachment; and for the
 #     tampered one a refusal with nothing of the post;
+#   - the settings page lists the lists with their signing keys; a pasted
+#     key of a new list is pinned, one of another signer refused;
 #   - sending: plaintext to the list, and a reply to alice alone of her
 #     post, are refused by the add-on (nothing reaches SMTP); ordinary mail
 #     goes (the control);
@@ -127,6 +129,10 @@ user_pref("mailnews.start_page.enabled", false);
 user_pref("app.update.enabled", false);
 user_pref("datareporting.policy.dataSubmissionEnabled", false);
 user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+// The add-on's pages in the main process: Marionette's chrome context can
+// then read the settings page (Thunderbird gives Marionette no handle for
+// a remote extension tab). The add-on's code is the same either way.
+user_pref("extensions.webextensions.remote", false);
 user_pref("mail.accountmanager.accounts", "account2,account1");
 user_pref("mail.accountmanager.defaultaccount", "account2");
 user_pref("mail.account.account2.identities", "id1");
@@ -203,6 +209,23 @@ print(json.dumps([
 ]))
 PY
 )
+# The settings page: a second list's key is pasted and pinned; a key for
+# list@ signed by another signing key is refused.
+ctl list create list2@$D --service-key "$svc" --apply "$T/db" >/dev/null 2>&1
+ctl list key list2@$D >list2.key 2>/dev/null
+"$RC_HARNESS" list-create evil "$LIST" >evil.key
+options=$(python3 - "$(cat list2.key)" "$(cat evil.key)" <<'PY'
+import json, sys
+k2, evil = sys.argv[1].strip(), sys.argv[2].strip()
+print(json.dumps([
+  {"name": "before", "table": ["list@example.org", "this device holds its membership certificate"]},
+  {"name": "paste list2", "paste": k2, "result": "Pinned list2@example.org", "cls": "ok",
+   "table": ["list@example.org"]},
+  {"name": "after", "table": ["list2@example.org"]},
+  {"name": "paste a key of list@ by another signer", "paste": evil, "result": "Refused", "cls": "error"},
+]))
+PY
+)
 PMARK="${MARK}p" # in what Thunderbird tries to send
 sends=$(python3 - "$PMARK" "$LIST" <<'PY'
 import json, sys
@@ -221,7 +244,7 @@ leak_watch_start "$PMARK-list"
 smtp_before=$(grep -c 'postfix/smtpd.*: connect from' "$PF_LOG" || true)
 rc=0
 /usr/bin/python3 "$_here/thunderbird_session.py" "port=$PORT" "xpi=$XPI" "shot=$SHOT" "shot_index=1" \
-  "expect=$expect" "sends=$sends" >session.out 2>session.err || rc=$?
+  "expect=$expect" "options=$options" "sends=$sends" >session.out 2>session.err || rc=$?
 cat session.out
 passes=$((passes + $(grep -c '^ok - ' session.out || true)))
 fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))

@@ -103,6 +103,33 @@ return state;
 """
 
 
+OPTIONS_PAGE = r"""
+const [pasteKey] = arguments;
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const sleep = (ms) => new Promise((r) => win.setTimeout(r, ms));
+const url = WebExtensionPolicy.getByID("recrypt@recrypt").getURL("options/options.html");
+const tabmail = win.document.getElementById("tabmail");
+const tab = tabmail.openTab("contentTab", { url, background: false });
+let doc = null;
+for (let i = 0; i < 100; i++) {
+  await sleep(100);
+  doc = tab.browser?.contentDocument;
+  if (doc?.querySelector("#lists tbody tr") || doc?.querySelector("#empty:not([hidden])")) break;
+}
+if (!doc) return { error: "no options page" };
+const table = doc.getElementById("lists").innerText;
+let result = null;
+if (pasteKey) {
+  doc.getElementById("key").value = pasteKey;
+  doc.getElementById("import").click();
+  for (let i = 0; i < 100 && !doc.getElementById("result").textContent; i++) await sleep(100);
+  result = { text: doc.getElementById("result").textContent, cls: doc.getElementById("result").className };
+}
+tabmail.closeTab(tab);
+return { table, result };
+"""
+
+
 def main():
     opt = dict(a.split("=", 1) for a in sys.argv[1:])
     expect = json.loads(opt["expect"])
@@ -130,6 +157,18 @@ def main():
             if i == int(opt.get("shot_index", "0")) and opt.get("shot"):
                 m.screenshot(opt["shot"])
                 check(True, "screenshot of the decrypted message: " + opt["shot"])
+        # The settings page: the lists the keystore knows, and pasting keys.
+        for case in json.loads(opt.get("options", "[]")):
+            r = m.js(OPTIONS_PAGE, [case.get("paste", "")], timeout_ms=60000)
+            if not check("table" in r, "options page %s: opens" % case["name"], str(r)):
+                continue
+            for want in case.get("table", []):
+                check(want in r["table"], "options page %s: lists %r" % (case["name"], want),
+                      r["table"][:300])
+            if "result" in case:
+                res = r.get("result") or {}
+                check(case["result"] in res.get("text", "") and res.get("cls") == case["cls"],
+                      "options page %s: says %r" % (case["name"], case["result"]), str(res))
         # Sending: plaintext to the list and a reply to a post are refused
         # by the add-on (the compose window stays); other mail goes.
         for case in json.loads(opt.get("sends", "[]")):

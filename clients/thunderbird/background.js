@@ -85,13 +85,18 @@ function openMessage(id) {
       upload = await RecryptHost.upload(bytes);
       const t2 = performance.now();
       const r = await RecryptHost.call("open", { handle: upload });
+      if (opening.get(id) !== p) { // forgotten meanwhile (evicted, or the host restarted)
+        RecryptHost.call("close", { handle: r.handle }).catch(() => {});
+        return { ok: false, code: "internal", message: "select the message again" };
+      }
       liveHandles.add(r.handle);
       const timing = { raw_ms: t1 - t0, upload_ms: t2 - t1, open_ms: performance.now() - t2 };
       return { ok: true, messageId: id, timing, ...r };
     } catch (e) {
       return { ok: false, code: e.code || "internal", message: e.message };
     } finally {
-      if (upload !== undefined) RecryptHost.call("close", { handle: upload }).catch(() => {});
+      if (upload !== undefined && opening.get(id) === p)
+        RecryptHost.call("close", { handle: upload }).catch(() => {});
     }
   })();
   opening.set(id, p);
@@ -114,13 +119,17 @@ if (messenger.mailTabs && messenger.mailTabs.onSelectedMessagesChanged) {
   });
 }
 
-async function part(handle, index) {
-  if (!liveHandles.has(handle)) throw new Error("that message is no longer open: select it again");
-  const p = await RecryptHost.call("part", { handle, index });
+/* An attachment of a message opened here: found by the message id (a
+ * handle number alone could by now name another message's file). */
+async function part(messageId, index) {
+  const p = opening.get(messageId);
+  const r = p && (await p);
+  if (!r || !r.ok || !liveHandles.has(r.handle)) throw new Error("that message is no longer open: select it again");
+  const d = await RecryptHost.call("part", { handle: r.handle, index });
   try {
-    return await RecryptHost.readAll(p.handle, p.size);
+    return await RecryptHost.readAll(d.handle, d.size);
   } finally {
-    RecryptHost.call("close", { handle: p.handle }).catch(() => {});
+    RecryptHost.call("close", { handle: d.handle }).catch(() => {});
   }
 }
 
@@ -130,7 +139,7 @@ browser.runtime.onMessage.addListener((req, sender) => {
     case "view":
       return view(sender.tab.id);
     case "part":
-      return part(req.handle, req.index).then(
+      return part(req.messageId, req.index).then(
         (bytes) => ({ ok: true, bytes }),
         (e) => ({ ok: false, message: e.message }));
     default:
@@ -213,8 +222,11 @@ messenger.compose.onBeforeSend.addListener(async (tab, details) => {
       "add-on seals them itself.");
     return { cancel: true };
   }
+  /* Only an answer or forward has a message it carries (a draft's related
+   * message is the draft itself). */
   const state = await messenger.compose.getComposeDetails(tab.id).catch(() => details);
-  const related = state.relatedMessageId || details.relatedMessageId;
+  const answers = ["reply", "forward", "redirect"].includes(state.type || details.type);
+  const related = answers ? state.relatedMessageId || details.relatedMessageId : null;
   const isPost = related ? await isRecryptMessageId(related) : false;
   if (isPost === null) {
     await tell("recrypt: not sent",

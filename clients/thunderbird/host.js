@@ -16,11 +16,19 @@ const RecryptHost = (() => {
    * handles must forget them (onReset). */
   const resetListeners = [];
   const TIMEOUT_MS = 120000;
+  /* Requests that timed out: a late answer is dropped (and what it opened
+   * closed), not taken as the connection going out of step. */
+  const timedOut = new Set();
 
   function connect() {
     if (port) return port;
     port = browser.runtime.connectNative("recrypt");
     port.onMessage.addListener((msg) => {
+      if (msg && timedOut.delete(msg.id)) {
+        const h = msg.ok && msg.result && msg.result.handle;
+        if (Number.isInteger(h)) call("close", { handle: h }).catch(() => {});
+        return;
+      }
       const p = msg && pending.get(msg.id);
       if (!p) {
         /* An answer to nothing we asked (id null: a frame the host could
@@ -46,6 +54,7 @@ const RecryptHost = (() => {
       w.reject(new HostError({ code: "host-unavailable", message: why }));
     }
     pending.clear();
+    timedOut.clear();
     port = null;
     limits = null;
     for (const f of resetListeners) f();
@@ -64,6 +73,7 @@ const RecryptHost = (() => {
       const timer = setTimeout(() => {
         if (!pending.has(id)) return;
         pending.delete(id);
+        timedOut.add(id);
         reject(new HostError({ code: "host-timeout", message: `the recrypt native host did not answer ${op}` }));
       }, TIMEOUT_MS);
       pending.set(id, { resolve, reject, timer });
@@ -116,7 +126,7 @@ const RecryptHost = (() => {
         if (bytes.length === 0) break;
       }
     } catch (e) {
-      if (handle !== undefined) call("close", { handle }).catch(() => {});
+      if (handle !== undefined && e.code !== "host-unavailable") call("close", { handle }).catch(() => {});
       throw e;
     }
     return handle;

@@ -410,25 +410,44 @@ static int by_epoch_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The epochs whose list key the keystore holds for list, newest first (at
- * most max): read off the directory, so a huge epoch number costs nothing. */
+/* The epochs whose list key the keystore holds for list, newest first (the
+ * newest `max`): read off the directory, so a huge epoch number costs
+ * nothing. Names are exactly "epoch-" DIGITS ".listkey" (no leading zero). */
 static size_t list_epochs(const keystore *ks, const char *list, uint64_t *out, size_t max)
 {
     char dir[PATH_MAX];
-    size_t n = 0;
+    size_t n = 0, cap = 0;
+    uint64_t *all = NULL;
     if (keystore_path(dir, ks, "lists/%s", list) != 0)
         return 0;
     DIR *d = opendir(dir);
     struct dirent *e;
-    while (d && n < max && (e = readdir(d)) != NULL) {
-        unsigned long long ep;
-        char tail[16];
-        if (sscanf(e->d_name, "epoch-%llu%15s", &ep, tail) == 2 && !strcmp(tail, ".listkey"))
-            out[n++] = ep;
+    while (d && (e = readdir(d)) != NULL) {
+        const char *p = e->d_name;
+        if (strncmp(p, "epoch-", 6) != 0)
+            continue;
+        p += 6;
+        size_t digits = strspn(p, "0123456789");
+        if (digits == 0 || digits > 19 || (p[0] == '0') || strcmp(p + digits, ".listkey") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            uint64_t *na = realloc(all, cap * sizeof *na);
+            if (!na)
+                break;
+            all = na;
+        }
+        all[n++] = strtoull(p, NULL, 10);
     }
     if (d)
         closedir(d);
-    qsort(out, n, sizeof *out, by_epoch_desc);
+    if (n)
+        qsort(all, n, sizeof *all, by_epoch_desc);
+    if (n > max)
+        n = max;
+    if (n)
+        memcpy(out, all, n * sizeof *out);
+    free(all);
     return n;
 }
 
@@ -616,33 +635,58 @@ static char *op_open(nh_host *h, json_t *id, json_t *req)
                             "first_use", info.first_use, "signer", jcstr(info.signer_fp),
                             "headers", describe(m), "parts", w.parts);
     g_object_unref(m);
-    /* The response must fit a frame: drop inline texts, the largest first,
-     * until it does (escaping can make JSON longer than the text). */
-    for (;;) {
-        char *probe = json_dumps(res, JSON_COMPACT);
-        size_t need = probe ? strlen(probe) : SIZE_MAX;
+    /* The response must fit a frame. When JSON escaping makes it too long,
+     * inline texts are left out, the largest first: each text's escaped
+     * length is measured once, so that this stays linear. */
+    char *probe = json_dumps(res, JSON_COMPACT);
+    size_t need = probe ? strlen(probe) : SIZE_MAX;
+    if (probe) {
+        sodium_memzero(probe, need);
+        free(probe);
+    }
+    if (need > NH_FRAME_MAX - 1024) {
+        json_t *parts = json_object_get(res, "parts"), *p;
+        size_t n = json_array_size(parts), i_part, *cost = calloc(n ? n : 1, sizeof *cost);
+        if (!cost) {
+            json_decref(res);
+            handle_close(h, out);
+            return fail_proto(id, "out-of-memory", "out of memory");
+        }
+        json_array_foreach(parts, i_part, p) {
+            json_t *t = json_object_get(p, "text");
+            char *e = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
+            cost[i_part] = e ? strlen(e) + 8 : 0; /* ,"text": and the value */
+            if (e) {
+                sodium_memzero(e, strlen(e));
+                free(e);
+            }
+        }
+        while (need > NH_FRAME_MAX - 1024) {
+            size_t big = n;
+            for (size_t k = 0; k < n; k++)
+                if (cost[k] && (big == n || cost[k] > cost[big]))
+                    big = k;
+            if (big == n)
+                break; /* no text left to drop */
+            json_object_del(json_array_get(parts, big), "text");
+            need -= need > cost[big] ? cost[big] : need;
+            cost[big] = 0;
+        }
+        free(cost);
+        /* Measure again: what is sent must fit. */
+        probe = json_dumps(res, JSON_COMPACT);
+        need = probe ? strlen(probe) : SIZE_MAX;
         if (probe) {
             sodium_memzero(probe, need);
             free(probe);
         }
-        if (need <= NH_FRAME_MAX - 1024)
-            break;
-        json_t *parts = json_object_get(res, "parts"), *big = NULL;
-        size_t i_part, big_len = 0;
-        json_t *p;
-        json_array_foreach(parts, i_part, p) {
-            json_t *t = json_object_get(p, "text");
-            if (t && json_string_length(t) >= big_len) {
-                big = p;
-                big_len = json_string_length(t);
-            }
-        }
-        if (!big) { /* the header fields alone are too large */
+        if (need > NH_FRAME_MAX - 1024) {
             json_decref(res);
             handle_close(h, out);
-            return fail_proto(id, "too-large", "the message's header fields do not fit a response");
+            return fail_proto(id, "too-large",
+                              "the message's description (header fields and parts) does not fit "
+                              "a response");
         }
-        json_object_del(big, "text");
     }
     return respond(id, res, NULL);
 }

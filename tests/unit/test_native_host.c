@@ -453,6 +453,7 @@ static void test_malformed(void **state)
         {"{\"op\":\"open\",\"message\":\"\",\"signer\":7}", "malformed-request"},
         {"{\"op\":\"import\",\"key\":7}", "malformed-request"},
         {"{\"op\":\"seal\",\"to\":\"/etc/passwd\",\"message\":\"\"}", "malformed-request"},
+        {"{\"op\":\"seal\",\"to\":\"a@b/../x\",\"message\":\"\"}", "malformed-request"},
         {"{\"op\":\"seal\",\"to\":\"recrypt1.listkey.AAAA\",\"message\":\"\"}", "malformed-request"},
     };
     for (size_t i = 0; i < sizeof handles / sizeof *handles; i++) {

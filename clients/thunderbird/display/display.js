@@ -76,7 +76,7 @@ function htmlFrame(html) {
 
 async function save(view, p, button) {
   button.disabled = true;
-  const r = await browser.runtime.sendMessage({ cmd: "part", handle: view.handle, index: p.index });
+  const r = await browser.runtime.sendMessage({ cmd: "part", messageId: view.messageId, index: p.index });
   button.disabled = false;
   if (!r.ok) {
     button.after(el("span", { class: "recrypt-why" }, ` ${r.message}`));

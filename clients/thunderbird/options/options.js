@@ -41,8 +41,9 @@ async function refresh() {
       body.append(tr);
     }
   } catch (e) {
-    document.getElementById("device").replaceChildren(el("span",
-      `The recrypt program is not available to Thunderbird (${e.message}). Install the recrypt package.`, "error"));
+    document.getElementById("device").replaceChildren(el("span", e.code === "host-unavailable"
+      ? `The recrypt program is not available to Thunderbird (${e.message}). Install the recrypt package.`
+      : `recrypt could not list the lists: ${e.message}`, "error"));
   }
 }
 

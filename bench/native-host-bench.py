@@ -54,6 +54,20 @@ class Host:
         self.p.wait()
 
 
+def setup_list(tmp, recrypt, harness):
+    """The list list@example.org (made by the harness in tmp) and this
+    device (keystore tmp/dev) enrolled as alice; returns the environment
+    that names the keystore."""
+    env = dict(os.environ, RECRYPT_HOME=os.path.join(tmp, "dev"))
+    subprocess.run([harness, "list-create", "list", "list@example.org"], cwd=tmp, check=True,
+                   capture_output=True)
+    pub = subprocess.run([recrypt, "keygen"], env=env, check=True,
+                         capture_output=True).stdout.decode().strip()
+    subprocess.run([harness, "enrol", "list", "alice@example.org", pub, "--at",
+                    str(int(time.time()) - 200000)], cwd=tmp, check=True, capture_output=True)
+    return env
+
+
 def make_post(tmp, recrypt, harness, mib, n=0):
     env = dict(os.environ, RECRYPT_HOME=os.path.join(tmp, "dev"))
     att = os.urandom(mib * 1024 * 1024)
@@ -81,13 +95,7 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="nh-bench.")
     try:
-        env = dict(os.environ, RECRYPT_HOME=os.path.join(tmp, "dev"))
-        subprocess.run([a.harness, "list-create", "list", "list@example.org"], cwd=tmp, check=True,
-                       capture_output=True)
-        pub = subprocess.run([a.recrypt, "keygen"], env=env, check=True,
-                             capture_output=True).stdout.decode().strip()
-        subprocess.run([a.harness, "enrol", "list", "alice@example.org", pub, "--at",
-                        str(int(time.time()) - 200000)], cwd=tmp, check=True, capture_output=True)
+        env = setup_list(tmp, a.recrypt, a.harness)
         print("%-10s %-12s %-14s %-16s %s" % ("post", "raw bytes", "upload+open s",
                                              "attachment s", "host peak RSS"))
         for mib in [int(x) for x in a.sizes.split(",")]:

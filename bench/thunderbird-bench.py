@@ -74,13 +74,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tb-bench.")
     tb = None
     try:
-        env = dict(os.environ, RECRYPT_HOME=os.path.join(tmp, "dev"))
-        subprocess.run([a.harness, "list-create", "list", "list@example.org"], cwd=tmp, check=True,
-                       capture_output=True)
-        pub = subprocess.run([a.recrypt, "keygen"], env=env, check=True,
-                             capture_output=True).stdout.decode().strip()
-        subprocess.run([a.harness, "enrol", "list", "alice@example.org", pub, "--at",
-                        str(int(time.time()) - 200000)], cwd=tmp, check=True, capture_output=True)
+        env = nhb.setup_list(tmp, a.recrypt, a.harness)
         sizes = [int(x) for x in a.sizes.split(",")]
         prof = os.path.join(tmp, "profile")
         os.makedirs(os.path.join(prof, "Mail", "Local Folders"))

@@ -36,6 +36,20 @@ post() {
   "$RC_HARNESS" recrypt "$1" <"$T/.sealed" >"$4" 2>/dev/null
 }
 
+# recording_sendmail: $T/record.sh stands in for the real sendmail of
+# recrypt sendmail (RECRYPT_SENDMAIL): each submission goes to $T/sub.N, a
+# first line "ARGS: <its arguments>" and then the message; it exits 0.
+recording_sendmail() {
+  cat >"$T/record.sh" <<REC
+#!/bin/sh
+n=\$(ls "$T"/sub.* 2>/dev/null | wc -l)
+{ echo "ARGS: \$*"; cat; } >"$T/sub.\$n"
+exit 0
+REC
+  chmod +x "$T/record.sh"
+  export RECRYPT_SENDMAIL="$T/record.sh"
+}
+
 # expect_ok NAME CMD...: exit 0
 expect_ok() {
   local name=$1; shift

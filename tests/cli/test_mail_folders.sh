@@ -88,14 +88,7 @@ grep -qx "$want list@example.org" dev-bob/posts && [ "$(stat -c %a dev-bob/posts
   pass "posts: the line FORMAT.md §13 defines, 0600" || failed "posts file: $(head -3 dev-bob/posts)"
 
 # ---- the reply guard and the sealed sent copy in recrypt sendmail ----------
-cat >record.sh <<REC
-#!/bin/sh
-n=\$(ls "$T"/sub.* 2>/dev/null | wc -l)
-{ echo "ARGS: \$*"; cat; } >"$T/sub.\$n"
-exit 0
-REC
-chmod +x record.sh
-export RECRYPT_SENDMAIL="$T/record.sh"
+recording_sendmail
 subs() { ls "$T"/sub.* 2>/dev/null | wc -l; }
 reply() { # reply TO IN-REPLY-TO: a reply quoting the post
   printf 'From: bob@example.org\nTo: %s\nSubject: Re: post 1\nDate: %s\nMessage-ID: <r%s@example.org>\nIn-Reply-To: %s\nReferences: <x@elsewhere>\n <%s>\n\n> body %s-1\nreply %s\n' \

@@ -14,14 +14,7 @@ newdev alice
 dev alice list import "$("$RC_HARNESS" list-key list)" >/dev/null 2>&1 || failed "import list"
 dev alice list import "$("$RC_HARNESS" list-key users)" >/dev/null 2>&1 || failed "import recrypt-users"
 MARK="rcargs$RANDOM$RANDOM"
-cat >record.sh <<REC
-#!/bin/sh
-n=\$(ls "$T"/sub.* 2>/dev/null | wc -l)
-{ echo "ARGS: \$*"; cat; } >"$T/sub.\$n"
-exit 0
-REC
-chmod +x record.sh
-export RECRYPT_SENDMAIL="$T/record.sh"
+recording_sendmail
 
 msg() { # msg HEADER-LINES...
   { for h in "$@"; do printf '%s\n' "$h"; done

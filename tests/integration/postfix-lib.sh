@@ -23,6 +23,7 @@
 #   milter_start CONFIG        run recrypt-milter -f -c CONFIG, wait for its socket
 #   milter_config FILE [Name value]...    write a config (defaults below)
 #   milter_stop                SIGTERM, wait
+#   gateway_up MEMBER... [-- MAILBOX...]   a list, its members, milter + Postfix
 #   send_mail FROM RCPT... FILE           SMTP to the instance; transcript in $SMTP_OUT
 #   smtp_replied PATTERN       the last transcript has a server reply matching PATTERN
 #   leak_watch_start PATTERN / leak_watch_stop   poll queue and milter spool
@@ -492,6 +493,38 @@ milter_stop() {
   kill -0 "$MILTER_PID" 2>/dev/null && { echo "milter_stop: still running after 10 s; SIGKILL" >&2; kill -KILL "$MILTER_PID" 2>/dev/null || true; }
   wait "$MILTER_PID" 2>/dev/null || true
   MILTER_PID=
+}
+
+# gateway_up MEMBER... [-- MAILBOX...]: a list served by the gateway, as the
+# client tests need it. The store $T/db with its service key ($SVC), the
+# owner keystore $T/owner with the list $LIST, a device (newdev) and a
+# membership for each MEMBER (a local part in $D), the list key in list.key
+# and the list's bounce address in $BOUNCE; mailboxes for the members, the
+# extra MAILBOXes, the list and the bounce address; the milter, and Postfix
+# with it for SMTP and local submission (non_smtpd_milters, admin guide
+# 5.2); RECRYPT_SENDMAIL set to this Postfix's sendmail. Returns non-zero
+# (having said why) when the milter or Postfix does not start.
+gateway_up() {
+  local owner=(env RECRYPT_HOME="$T/owner" "$RECRYPTCTL") m boxes=()
+  SVC=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+  "${owner[@]}" init >owner.pub 2>/dev/null
+  "${owner[@]}" list create "$LIST" --service-key "$SVC" --apply "$T/db" 2>/dev/null
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    newdev "$1"
+    "${owner[@]}" member add "$LIST" "$1@$D" --device "$(cat "$1.pub")" --apply "$T/db" 2>/dev/null
+    boxes+=("$1@$D")
+    shift
+  done
+  [ $# -eq 0 ] || shift
+  "${owner[@]}" list key "$LIST" >list.key 2>/dev/null
+  BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
+  sleep 1 # posts must be dated after the members' enrolment
+  pf_mailbox "${boxes[@]}" "$@" "$LIST" "$BOUNCE"
+  milter_config "$T/milter.conf"
+  milter_start "$T/milter.conf" || { failed "milter starts"; return 1; }
+  PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
+  pf_start || { failed "postfix starts"; return 1; }
+  export RECRYPT_SENDMAIL="/usr/sbin/sendmail -C $PF_DIR"
 }
 
 # send_mail FROM RCPT... FILE: one SMTP transaction to the instance. The

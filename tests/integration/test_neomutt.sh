@@ -34,24 +34,7 @@ pf_deadline 300
 
 LIST=list@example.org
 D=example.org
-ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
-svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
-ctl init >owner.pub 2>/dev/null
-ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
-for d in alice bob carol; do newdev "$d"; done
-ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
-ctl member add "$LIST" bob@$D --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
-ctl member add "$LIST" carol@$D --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
-ctl list key "$LIST" >list.key 2>/dev/null
-BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
-sleep 1
-
-pf_mailbox alice@$D bob@$D carol@$D "$LIST" "$BOUNCE"
-milter_config "$T/milter.conf"
-milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
-PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
-pf_start || { failed "postfix starts"; finish || exit 1; }
-export RECRYPT_SENDMAIL="/usr/sbin/sendmail -C $PF_DIR"
+gateway_up alice bob carol || { finish || exit 1; }
 dev alice list import list.key >/dev/null 2>&1 || failed "alice imports the list key"
 
 MARK="rcnm$RANDOM$RANDOM"

@@ -39,21 +39,7 @@ pf_deadline 300
 LIST=list@example.org
 D=example.org
 ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
-svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
-ctl init >owner.pub 2>/dev/null
-ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
-for d in alice bob; do newdev "$d"; done
-ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
-ctl member add "$LIST" bob@$D --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
-ctl list key "$LIST" >list.key 2>/dev/null
-BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
-sleep 1
-pf_mailbox alice@$D bob@$D outsider@$D "$LIST" "$BOUNCE"
-milter_config "$T/milter.conf"
-milter_start "$T/milter.conf" || { failed "milter starts"; finish || exit 1; }
-PF_MAIN_CF_SET=("non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT")
-pf_start || { failed "postfix starts"; finish || exit 1; }
-export RECRYPT_SENDMAIL="/usr/sbin/sendmail -C $PF_DIR"
+gateway_up alice bob -- outsider@$D || { finish || exit 1; }
 dev alice list import list.key >/dev/null 2>&1 || failed "alice imports the list key"
 newest() { ls -t "$(pf_maildir "$1")"/* 2>/dev/null | head -1; }
 
@@ -211,7 +197,7 @@ PY
 )
 # The settings page: a second list's key is pasted and pinned; a key for
 # list@ signed by another signing key is refused.
-ctl list create list2@$D --service-key "$svc" --apply "$T/db" >/dev/null 2>&1
+ctl list create list2@$D --service-key "$SVC" --apply "$T/db" >/dev/null 2>&1
 ctl list key list2@$D >list2.key 2>/dev/null
 "$RC_HARNESS" list-create evil "$LIST" >evil.key
 options=$(python3 - "$(cat list2.key)" "$(cat evil.key)" <<'PY'

@@ -84,12 +84,21 @@ _leak_pid=
 : >"$PF_VMAILBOX"
 : >"$PF_ACCESS"
 
+# pf_at_exit FUNCTION: run FUNCTION first when the test ends, however it
+# ends (before the milter, Postfix and the watchers are stopped). One
+# mechanism for every test: a test must not set its own EXIT trap (under
+# set -e, a trap that re-raises the status ends before cleaning up).
+_pf_at_exit=()
+pf_at_exit() { _pf_at_exit+=("$1"); }
+
 _pf_cleanup() {
-  local rc=$?
+  local rc=$? f
+  set +e # every step runs, whatever the one before did
   # A test that stops through set -e says where (else it would end silently).
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -n "$_pf_err" ]; then
     echo "FAIL - the test stopped early (exit $rc) at $_pf_err"
   fi
+  for f in "${_pf_at_exit[@]}"; do "$f"; done
   leak_watch_stop 2>/dev/null || true
   [ -n "$_deadline_pid" ] && kill "$_deadline_pid" 2>/dev/null
   milter_stop 2>/dev/null || true

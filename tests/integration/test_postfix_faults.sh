@@ -61,8 +61,7 @@ TF_LOG=$T/tempfail-milter.log
 "$TEMPFAIL_MILTER" "inet:$TF_PORT@127.0.0.1" "$TRIGGER" 2>"$TF_LOG" &
 TF_PID=$!
 stop_tf() { [ -z "$TF_PID" ] || { kill "$TF_PID" 2>/dev/null; wait "$TF_PID" 2>/dev/null; TF_PID=; }; }
-# postfix-lib.sh's cleanup, after stopping the tempfail milter.
-trap '_rc=$?; stop_tf; (exit $_rc); _pf_cleanup' EXIT
+pf_at_exit stop_tf
 PF_MILTER="inet:127.0.0.1:$MILTER_PORT, inet:127.0.0.1:$TF_PORT"
 pf_mailbox alice@$D bob@$D carol@$D "$LIST" "$BOUNCE" poster@$D
 milter_config "$T/milter.conf" MaxMessageSize 67108864

@@ -59,13 +59,7 @@ sm_stop() {
     _sm_proc=0
   fi
 }
-_sm_cleanup() {
-  local rc=$?
-  sm_stop
-  (exit $rc)
-  _pf_cleanup
-}
-trap _sm_cleanup EXIT
+pf_at_exit sm_stop
 pf_deadline 180
 
 sm() { chroot "$SM_ROOT" "$@"; }

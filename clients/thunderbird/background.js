@@ -12,11 +12,20 @@
  * The message list keeps the outer Subject: the WebExtension API cannot
  * show another one without storing the plaintext in the folder.
  *
- * Sending (the guard, until the composer seals): Thunderbird would send a
- * message to an encrypted list in plaintext, and a reply to a list post
- * with the post quoted in plaintext. onBeforeSend refuses both and says
- * why: a list the keystore knows among the recipients, or a reply to (or
- * forward of) a recrypt post.
+ * Writing: a reply to (or forward of) a list post gets the decrypted
+ * post quoted and its real Subject when the compose window opens; a reply
+ * to the list is addressed to the list alone. When the user sends a
+ * message addressed to a list the keystore knows, onBeforeSend stops
+ * Thunderbird's own (plaintext) sending; the native host builds the
+ * message from what the composer holds ("compose"), seals it ("seal"),
+ * and the recryptSend Experiment (experiments/implementation.js) sends
+ * the sealed message through the identity's SMTP server and puts it in
+ * Sent. Nothing else leaves: a list with other recipients, a list in
+ * Bcc, an address book list, or anything the host cannot seal is refused
+ * with the reason and the compose window stays open. A message that
+ * carries a list post to people outside the list (a reply to the poster
+ * alone, a forward) goes only after the user explicitly chooses to send
+ * it unencrypted.
  */
 "use strict";
 
@@ -138,22 +147,23 @@ browser.runtime.onMessage.addListener((req, sender) => {
   switch (req.cmd) {
     case "view":
       return view(sender.tab.id);
-    case "part":
-      return part(req.messageId, req.index).then(
-        (bytes) => ({ ok: true, bytes }),
-        (e) => ({ ok: false, message: e.message }));
+    case "save":
+      return part(req.messageId, req.index)
+        .then((bytes) => messenger.recryptSend.saveAttachment(new File([bytes], req.name), req.name))
+        .then((path) => ({ ok: true, path }), (e) => ({ ok: false, message: e.message }));
     default:
       return undefined;
   }
 });
 
-/* ---- the send guard ---------------------------------------------------- */
+/* ---- writing ------------------------------------------------------------ */
 
-/* Every recipient as a lower-case address; an entry that is not one (an
- * address book list, a group) as null: the guard cannot check it. */
-async function recipientAddresses(details) {
+/* Every recipient of the given fields as a lower-case address; an entry
+ * that is not one (an address book list, a group) as null: it cannot be
+ * checked against the lists. */
+async function recipientAddresses(details, fields = ["to", "cc", "bcc"]) {
   const out = [];
-  for (const field of ["to", "cc", "bcc"]) {
+  for (const field of fields) {
     for (const r of [].concat(details[field] || [])) {
       if (typeof r !== "string") {
         out.push(null); // an address book contact or list by id
@@ -177,8 +187,8 @@ async function recipientAddresses(details) {
   return out;
 }
 
-/* The lists the keystore knows; the last answer is kept, so that the guard
- * still knows them when the host cannot be reached. */
+/* The lists the keystore knows; the last answer is kept, so that a message
+ * to a list is still recognised when the host cannot be reached. */
 async function knownLists() {
   try {
     const r = await RecryptHost.call("lists");
@@ -191,8 +201,7 @@ async function knownLists() {
   }
 }
 
-/* true, false, or null when the message cannot be read (the guard then
- * refuses: it cannot tell). */
+/* true, false, or null when the message cannot be read. */
 async function isRecryptMessageId(id) {
   try {
     return isRecryptPost(await rawMessage(id));
@@ -205,29 +214,211 @@ function tell(title, message) {
   return messenger.notifications.create({ type: "basic", title, message }).catch(() => {});
 }
 
+/* What the compose windows that answer a list post answer, by tab id. */
+const answering = new Map();
+messenger.tabs.onRemoved.addListener((tabId) => answering.delete(tabId));
+
+function quoteText(text) {
+  return text.replace(/\r\n/g, "\n").replace(/\n+$/, "").split("\n")
+    .map((l) => (l.startsWith(">") ? ">" + l : "> " + l)).join("\n");
+}
+
+function escapeHtml(s) {
+  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+/* The post's text for a quote: its first text/plain part, else its first
+ * HTML part as text (parsed inert: nothing is loaded or run). */
+function postText(post) {
+  const plain = post.parts.find((p) => p.type === "text/plain" && typeof p.text === "string");
+  if (plain) return plain.text;
+  const html = post.parts.find((p) => p.type === "text/html" && typeof p.text === "string");
+  if (html) return new DOMParser().parseFromString(html.text, "text/html").body.textContent || "";
+  return "";
+}
+
+function withPrefix(prefix, subject) {
+  const s = subject || "";
+  return new RegExp("^" + prefix + ":", "i").test(s) ? s : `${prefix}: ${s}`;
+}
+
+/* A compose window that answers or forwards a list post: the decrypted
+ * post quoted (Thunderbird quoted only the sealed parts), its real Subject,
+ * In-Reply-To and References for the sealed reply, and a reply to the
+ * list addressed to the list alone (the poster, a member, gets it there). */
+async function prepareCompose(tab) {
+  const d = await messenger.compose.getComposeDetails(tab.id);
+  const lists = await knownLists();
+  const addressed = (await recipientAddresses(d)).filter((a) => a && lists.includes(a));
+  if (addressed.length) messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
+  if (!["reply", "forward"].includes(d.type) || d.relatedMessageId === undefined) return;
+  const post = await openMessage(d.relatedMessageId);
+  if (!post) return; // not a list post
+  messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
+  const related = await messenger.messages.get(d.relatedMessageId).catch(() => null);
+  const ctx = { relatedMessageId: d.relatedMessageId, type: d.type, opened: post.ok };
+  answering.set(tab.id, ctx);
+  if (!post.ok) {
+    await tell("recrypt: nothing quoted",
+      `The list post this answers could not be opened, so nothing of it is quoted: ${post.message}`);
+    return;
+  }
+  const h = post.headers;
+  const id = related && related.headerMessageId ? `<${related.headerMessageId}>` : h.message_id;
+  if (d.type === "reply" && id) {
+    ctx.inReplyTo = id;
+    ctx.references = [h.references, id].filter(Boolean).join(" ");
+  }
+  const text = postText(post);
+  const when = h.date ? new Date(h.date) : null;
+  const who = h.from || "the poster";
+  const changes = {};
+  let plain, html;
+  if (d.type === "reply") {
+    changes.subject = withPrefix("Re", h.subject);
+    const attribution = when && !isNaN(when) ? `On ${when.toLocaleString()}, ${who} wrote:` : `${who} wrote:`;
+    plain = `${attribution}\n${quoteText(text)}\n\n`;
+    html = `<div class="moz-cite-prefix">${escapeHtml(attribution)}<br></div>` +
+      `<blockquote type="cite"><pre class="moz-quote-pre" wrap="">${escapeHtml(text)}</pre></blockquote><p><br></p>`;
+    const list = post.verdict.list.toLowerCase();
+    const rcpts = await recipientAddresses(d);
+    if (rcpts.includes(list)) {
+      changes.to = [list];
+      changes.cc = [];
+      changes.bcc = [];
+      messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
+    }
+  } else {
+    changes.subject = withPrefix("Fwd", h.subject);
+    const lines = ["-------- Forwarded Message --------", `Subject: ${h.subject || ""}`,
+      `Date: ${h.date || ""}`, `From: ${who}`, `To: ${h.to || ""}`, "", text];
+    plain = `\n\n${lines.join("\n")}\n`;
+    html = `<p><br></p><div class="moz-forward-container">${lines.slice(0, 5).map(escapeHtml).join("<br>")}` +
+      `<br><br><pre class="moz-quote-pre" wrap="">${escapeHtml(text)}</pre></div>`;
+  }
+  if (d.isPlainText) changes.plainTextBody = plain;
+  else changes.body = html;
+  await messenger.compose.setComposeDetails(tab.id, changes);
+  ctx.prepared = true;
+}
+
+messenger.tabs.onCreated.addListener((tab) => {
+  if (tab.type !== "messageCompose") return;
+  prepareCompose(tab).catch((e) => console.warn("recrypt: preparing the compose window:", e));
+});
+
+/* A message addressed to a list once it has recipients: no autosave. */
+if (messenger.compose.onComposeStateChanged) {
+  messenger.compose.onComposeStateChanged.addListener(async (tab) => {
+    const d = await messenger.compose.getComposeDetails(tab.id).catch(() => null);
+    if (!d) return;
+    const lists = await knownLists();
+    if ((await recipientAddresses(d)).some((a) => a && lists.includes(a)))
+      messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
+  });
+}
+
+async function closeHandles(handles) {
+  for (const h of handles) await RecryptHost.call("close", { handle: h }).catch(() => {});
+}
+
+/* Build, seal and send a list post from what the compose window holds.
+ * Throws (with the host's or Thunderbird's reason) when anything fails:
+ * then nothing went. */
+async function sealAndSend(tab, details, list) {
+  const ctx = answering.get(tab.id) || {};
+  const handles = [];
+  try {
+    const attachments = [];
+    for (const a of await messenger.compose.listAttachments(tab.id)) {
+      const f = await messenger.compose.getAttachmentFile(a.id);
+      const handle = await RecryptHost.upload(new Uint8Array(await f.arrayBuffer()));
+      handles.push(handle);
+      attachments.push({ handle, name: a.name || f.name || "attachment", type: f.type || "application/octet-stream" });
+    }
+    const req = {
+      from: details.from,
+      to: [].concat(details.to || []),
+      cc: [].concat(details.cc || []),
+      subject: details.subject || "",
+      text: details.plainTextBody || "",
+      attachments,
+    };
+    if (!details.isPlainText && details.deliveryFormat !== "plaintext" && details.body) req.html = details.body;
+    if (ctx.inReplyTo) {
+      req.in_reply_to = ctx.inReplyTo;
+      req.references = ctx.references;
+    }
+    const inner = await RecryptHost.call("compose", req);
+    handles.push(inner.handle);
+    const sealed = await RecryptHost.call("seal", { to: list, handle: inner.handle });
+    handles.push(sealed.handle);
+    const bytes = await RecryptHost.readAll(sealed.handle, sealed.size);
+    const file = new File([bytes], "sealed.eml", { type: "message/rfc822" });
+    const sent = await messenger.recryptSend.sendSealed(tab.id, {
+      file,
+      identityId: details.identityId,
+      from: details.from,
+      to: [list],
+      messageId: sealed.message_id || inner.message_id,
+      relatedMessageId: ctx.relatedMessageId,
+      replied: ctx.type === "reply",
+    });
+    return { sealed, sent };
+  } finally {
+    await closeHandles(handles);
+  }
+}
+
 messenger.compose.onBeforeSend.addListener(async (tab, details) => {
   const lists = await knownLists();
   const rcpts = await recipientAddresses(details);
-  const toList = rcpts.filter((a) => a !== null && lists.includes(a));
+  const visible = await recipientAddresses(details, ["to", "cc"]);
+  const toList = [...new Set(visible.filter((a) => a !== null && lists.includes(a)))];
+  const bccList = (await recipientAddresses(details, ["bcc"])).filter((a) => a !== null && lists.includes(a));
   if (lists.length && rcpts.includes(null)) {
     await tell("recrypt: not sent",
       "A recipient is an address book list or group, which recrypt cannot check against your " +
       "encrypted lists. Write the addresses out, so that no list gets this message in plaintext.");
     return { cancel: true };
   }
-  if (toList.length) {
+  if (bccList.length) {
     await tell("recrypt: not sent",
-      `This message is addressed to the encrypted list ${toList[0]}. Thunderbird would send it ` +
-      "unencrypted (the list refuses that). Send list posts with 'recrypt sendmail' until this " +
-      "add-on seals them itself.");
+      `The encrypted list ${bccList[0]} is named in Bcc. A list post goes to the list in To or Cc, ` +
+      "so that it can be sealed for the list; nothing was sent.");
     return { cancel: true };
   }
-  /* Only an answer or forward has a message it carries (a draft's related
+  if (toList.length) {
+    const others = rcpts.filter((a) => !toList.includes(a));
+    if (toList.length > 1 || others.length) {
+      await tell("recrypt: not sent",
+        `This message goes to the encrypted list ${toList[0]} and also to ` +
+        `${toList.length > 1 ? toList[1] : others[0]}. A list post is sealed for the list and goes ` +
+        "to the list alone: send it to the list and the others separately. Nothing was sent.");
+      return { cancel: true };
+    }
+    try {
+      const r = await sealAndSend(tab, details, toList[0]);
+      if (!r.sent.copied)
+        await tell("recrypt: sent, no copy in Sent",
+          `The sealed post went to ${toList[0]}, but Thunderbird could not put its copy in the Sent folder.`);
+      /* Thunderbird's own send is cancelled below; the window holds a
+       * message that went, so it closes without asking to save it. */
+      setTimeout(() => messenger.recryptSend.closeCompose(tab.id).catch(() => {}), 300);
+    } catch (e) {
+      await tell("recrypt: not sent",
+        `The message to the encrypted list ${toList[0]} could not be sealed and sent: ${e.message} ` +
+        "Nothing was sent; the message is still in its window.");
+    }
+    return { cancel: true };
+  }
+  /* Not to a list: does it carry a list post (a reply, a forward)? Only an
+   * answer or forward has a message it carries (a draft's related
    * message is the draft itself). */
   const state = await messenger.compose.getComposeDetails(tab.id).catch(() => details);
   const answers = ["reply", "forward", "redirect"].includes(state.type || details.type);
-  const related = answers ? state.relatedMessageId || details.relatedMessageId : null;
-  const isPost = related ? await isRecryptMessageId(related) : false;
+  const related = answers ? state.relatedMessageId ?? details.relatedMessageId : undefined;
+  const isPost = related !== undefined ? await isRecryptMessageId(related) : false;
   if (isPost === null) {
     await tell("recrypt: not sent",
       "This message answers or forwards another one that recrypt could not read, so it cannot " +
@@ -235,10 +426,13 @@ messenger.compose.onBeforeSend.addListener(async (tab, details) => {
     return { cancel: true };
   }
   if (isPost) {
-    await tell("recrypt: not sent",
-      "This message answers or forwards an encrypted list post, and it would leave the list's " +
-      "encryption: Thunderbird would send it, with what it quotes, unencrypted. Nothing was sent.");
-    return { cancel: true };
+    const who = rcpts.filter(Boolean).slice(0, 3).join(", ") || "its recipients";
+    const ok = await messenger.recryptSend.confirm(tab.id, "recrypt: leave the list's encryption?",
+      `This message answers or forwards a post of an encrypted list, and it goes to ${who}, ` +
+      "outside the list. It would be sent unencrypted, with everything it quotes.\n\n" +
+      "To keep it encrypted, reply to the list instead (Reply to List).",
+      "Send unencrypted", "Don't send").catch(() => false);
+    if (!ok) return { cancel: true };
   }
   return {};
 });

@@ -3,7 +3,8 @@
  *
  * JSON is parsed and written with Jansson: requests come from the add-on
  * but are still input, and a well-kept parser (duplicate keys rejected,
- * UTF-8 checked, depth limited) is better than one of our own.
+ * UTF-8 checked, depth limited) is better than one of our own. For the
+ * same reason `compose` has GMime write the messages it builds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -770,15 +771,27 @@ static char *op_seal(nh_host *h, json_t *id, json_t *req)
         handle_close(h, out);
         return fail_rc(id, &err);
     }
+    /* The Message-ID as the sealed message carries it (the inner one, or
+     * the one sealing added), for the mail program's sender. */
+    rc_mail *sm = NULL;
+    if (rc_mail_parse(&sm, h->handles[out].fd, &err) != 0) {
+        handle_close(h, out);
+        return fail_rc(id, &err);
+    }
+    char *mid = g_strdup_printf("<%s>", rc_mail_message_id(sm));
+    rc_mail_free(sm);
     char fp[RC_UDF_MAX];
     rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, NULL);
     int is_signed = !no_sign && keystore_cert_load(&h->ks, st.address, st.epoch, &cert);
-    return respond(id,
-                   json_pack("{s:i, s:I, s:o, s:I, s:b, s:s, s:b}", "handle", out, "size",
-                             (json_int_t)h->handles[out].size, "list", jcstr(st.address),
-                             "epoch", (json_int_t)st.epoch, "signed", is_signed, "signer", fp,
-                             "first_use", first),
-                   NULL);
+    char *resp =
+        respond(id,
+                json_pack("{s:i, s:I, s:o, s:I, s:b, s:s, s:b, s:o}", "handle", out, "size",
+                          (json_int_t)h->handles[out].size, "list", jcstr(st.address), "epoch",
+                          (json_int_t)st.epoch, "signed", is_signed, "signer", fp, "first_use",
+                          first, "message_id", jcstr(mid)),
+                NULL);
+    g_free(mid);
+    return resp;
 }
 
 static char *op_import(nh_host *h, json_t *id, json_t *req)
@@ -825,6 +838,466 @@ static char *op_import(nh_host *h, json_t *id, json_t *req)
                    NULL);
 }
 
+/* ---- compose --------------------------------------------------------------- */
+
+/* Why a compose request failed: a protocol error code and a sentence. */
+typedef struct {
+    const char *code;
+    char msg[400];
+} nh_why;
+
+static int why(nh_why *w, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int why(nh_why *w, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
+    va_end(ap);
+    w->code = code;
+    return -1;
+}
+
+/* A member that may be absent: NULL when absent or null. */
+static json_t *member(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+/* Text for a header field: a string of at most max octets with no CR or
+ * LF, which would let the add-on's text start a header field of its own. */
+static int header_text(json_t *v, const char *field, size_t max, const char **out, nh_why *w)
+{
+    if (!json_is_string(v))
+        return why(w, "malformed-request", "\"%s\" is a string", field);
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n > max)
+        return why(w, "malformed-request", "\"%s\" is longer than %zu bytes", field, max);
+    if (memchr(s, '\r', n) || memchr(s, '\n', n))
+        return why(w, "malformed-request", "\"%s\" holds a line break", field);
+    *out = s;
+    return 0;
+}
+
+/* The one mailbox that v ("a@b" or "Name <a@b>") names: a new reference,
+ * or NULL (w says why, naming the field). GMime's parser is lenient, so
+ * anything that does not come out as exactly one mailbox with a local
+ * part and a domain is refused. */
+static InternetAddress *one_mailbox(json_t *v, const char *field, nh_why *w)
+{
+    const char *s;
+    if (header_text(v, field, NH_FIELD_MAX, &s, w) != 0)
+        return NULL;
+    InternetAddressList *l = internet_address_list_parse(NULL, s);
+    InternetAddress *a =
+        l && internet_address_list_length(l) == 1 ? internet_address_list_get_address(l, 0) : NULL;
+    const char *addr = a && INTERNET_ADDRESS_IS_MAILBOX(a)
+                           ? internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a))
+                           : NULL;
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    if (!at || at == addr || !at[1]) {
+        if (l)
+            g_object_unref(l);
+        why(w, "malformed-request", "\"%s\" is not one address: \"%.100s\"", field, s);
+        return NULL;
+    }
+    g_object_ref(a);
+    g_object_unref(l);
+    internet_address_set_charset(a, "utf-8"); /* a name outside ASCII: UTF-8, not Latin-1 */
+    return a;
+}
+
+/* "to" or "cc": a list of addresses, added to the message's field. */
+static int add_recipients(GMimeMessage *m, json_t *req, const char *key, GMimeAddressType type,
+                          size_t *count, nh_why *w)
+{
+    json_t *list = member(req, key), *v;
+    size_t i;
+    if (!list)
+        return 0;
+    if (!json_is_array(list))
+        return why(w, "malformed-request", "\"%s\" is a list of addresses", key);
+    json_array_foreach(list, i, v) {
+        char field[32];
+        snprintf(field, sizeof field, "%s[%zu]", key, i);
+        if (++*count > NH_RECIPIENTS_MAX)
+            return why(w, "malformed-request", "a post has at most %d recipients",
+                       NH_RECIPIENTS_MAX);
+        InternetAddress *a = one_mailbox(v, field, w);
+        if (!a)
+            return -1;
+        internet_address_list_add(g_mime_message_get_addresses(m, type), a);
+        g_object_unref(a);
+    }
+    return 0;
+}
+
+/* One msg-id of s[0..n), with or without its angle brackets, appended to
+ * out as "<id>". An id is printable ASCII without space or brackets, with
+ * an '@' inside (RFC 5322 section 3.6.4, leniently). */
+static int append_msgid(GString *out, const char *s, size_t n)
+{
+    if (n >= 2 && s[0] == '<' && s[n - 1] == '>')
+        s++, n -= 2;
+    const char *at = memchr(s, '@', n);
+    if (!at || at == s || at == s + n - 1)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '<' || s[i] == '>')
+            return -1;
+    g_string_append_printf(out, "%s<%.*s>", out->len ? " " : "", (int)n, s);
+    return 0;
+}
+
+/* "in_reply_to" (one msg-id) or "references" (several, separated by white
+ * space) as a header value of "<id>"s; *out NULL when absent, null or
+ * empty. */
+static int msgids(json_t *req, const char *key, size_t max, int many, GString **out, nh_why *w)
+{
+    json_t *v = member(req, key);
+    const char *s;
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (header_text(v, key, max, &s, w) != 0)
+        return -1;
+    GString *g = g_string_new(NULL);
+    size_t k = 0;
+    for (const char *p = s;;) {
+        p += strspn(p, " \t");
+        if (!*p)
+            break;
+        /* "<a@b><c@d>" happens too: an id in brackets ends at its '>' */
+        size_t n =
+            *p == '<' && strchr(p, '>') ? (size_t)(strchr(p, '>') - p) + 1 : strcspn(p, " \t");
+        if ((++k > 1 && !many) || n > NH_FIELD_MAX || append_msgid(g, p, n) != 0) {
+            g_string_free(g, TRUE);
+            return why(w, "malformed-request", "\"%s\" is not %s: \"%.100s\"", key,
+                       many ? "a list of message ids" : "a message id", s);
+        }
+        p += n;
+    }
+    if (g->len)
+        *out = g;
+    else
+        g_string_free(g, TRUE);
+    return 0;
+}
+
+/* A copy of s[0..n) that the host wipes when done (the draft's text);
+ * line breaks become LF, or CRLF when crlf. *maxline: the longest line. */
+static GByteArray *draft_bytes(GPtrArray *wipe, const char *s, size_t n, int crlf, size_t *maxline)
+{
+    GByteArray *b = g_byte_array_sized_new((guint)(n + n / 8 + 16));
+    *maxline = 0;
+    for (size_t i = 0; i < n;) {
+        size_t line = strcspn(s + i, "\r\n"); /* s is a JSON string: NUL-terminated */
+        if (i + line > n)
+            line = n - i;
+        g_byte_array_append(b, (const guint8 *)s + i, (guint)line);
+        if (line > *maxline)
+            *maxline = line;
+        i += line;
+        if (i < n) {
+            i += s[i] == '\r' && i + 1 < n && s[i + 1] == '\n' ? 2 : 1;
+            g_byte_array_append(b, (const guint8 *)"\r\n" + !crlf, crlf ? 2 : 1);
+        }
+    }
+    g_ptr_array_add(wipe, b);
+    return b;
+}
+
+static void set_content(GMimePart *part, GMimeStream *s)
+{
+    GMimeDataWrapper *dw = g_mime_data_wrapper_new_with_stream(s, GMIME_CONTENT_ENCODING_DEFAULT);
+    g_mime_part_set_content(part, dw);
+    g_object_unref(dw);
+    g_object_unref(s);
+}
+
+static GMimeStream *draft_stream(GByteArray *b)
+{
+    GMimeStream *s = g_mime_stream_mem_new_with_byte_array(b);
+    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(s), FALSE); /* wiped and freed by us */
+    return s;
+}
+
+/* A text/SUBTYPE; charset=utf-8 part, in the encoding GMime finds 7-bit
+ * safe for it. GMime writes LF as CRLF, except inside base64, so base64
+ * text is given in its canonical CRLF form (RFC 2045 section 6.8). */
+static GMimeObject *text_part(const char *subtype, json_t *v, GPtrArray *wipe)
+{
+    size_t maxline;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    GMimeTextPart *tp = g_mime_text_part_new_with_subtype(subtype);
+    GMimePart *part = GMIME_PART(tp);
+    g_mime_text_part_set_charset(tp, "utf-8");
+    set_content(part, draft_stream(draft_bytes(wipe, s, n, 0, &maxline)));
+    g_mime_object_encode(GMIME_OBJECT(part), GMIME_ENCODING_CONSTRAINT_7BIT);
+    GMimeContentEncoding enc = g_mime_part_get_content_encoding(part);
+    if (enc == GMIME_CONTENT_ENCODING_BASE64)
+        set_content(part, draft_stream(draft_bytes(wipe, s, n, 1, &maxline)));
+    else if (enc != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE && maxline > NH_FIELD_MAX)
+        /* GMime does not measure a last line without a line break */
+        g_mime_part_set_content_encoding(part, GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+    return GMIME_OBJECT(part);
+}
+
+/* "type" of an attachment: "type/subtype" (RFC 6838 names), lower-cased
+ * into out; anything else is application/octet-stream. */
+static void media_type(const char *t, char *out, size_t outlen)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "!#$&-^_.+";
+    size_t a = t ? strspn(t, ok) : 0, b = a && t[a] == '/' ? strspn(t + a + 1, ok) : 0;
+    if (!a || a > 127 || !b || b > 127 || t[a + 1 + b]) {
+        snprintf(out, outlen, "application/octet-stream");
+        return;
+    }
+    snprintf(out, outlen, "%s", t);
+    for (char *p = out; *p; p++)
+        *p = (char)g_ascii_tolower(*p);
+}
+
+/* attachments[k]: a part with the bytes of an upload or data handle,
+ * base64, read from the handle's file when the message is written. */
+static GMimeObject *attachment_part(nh_host *h, json_t *a, size_t k, uint64_t *total, nh_why *w)
+{
+    char field[40], type[256];
+    const char *name;
+    snprintf(field, sizeof field, "attachments[%zu].name", k);
+    if (!json_is_object(a)) {
+        why(w, "malformed-request", "attachments[%zu] is an object", k);
+        return NULL;
+    }
+    int i = req_handle(h, a, "handle");
+    if (i == -2 || (i >= 0 && h->handles[i].kind != H_UPLOAD && h->handles[i].kind != H_DATA)) {
+        why(w, "bad-handle", "attachments[%zu]: %s", k,
+            i == -2 ? "no such handle" : "the handle is not an upload or data");
+        return NULL;
+    }
+    if (i < 0) {
+        why(w, "malformed-request", "attachments[%zu] needs \"handle\", an integer", k);
+        return NULL;
+    }
+    json_t *jt = member(a, "type");
+    if (header_text(member(a, "name"), field, NH_FIELD_MAX, &name, w) != 0)
+        return NULL;
+    if (!*name) {
+        why(w, "malformed-request", "\"%s\" is empty", field);
+        return NULL;
+    }
+    if (jt && !json_is_string(jt)) {
+        why(w, "malformed-request", "attachments[%zu].type is a string", k);
+        return NULL;
+    }
+    *total += h->handles[i].size;
+    if (*total > h->message_max) {
+        why(w, "too-large", "the attachments exceed the limit of %llu bytes",
+            (unsigned long long)h->message_max);
+        return NULL;
+    }
+    int fd = dup(h->handles[i].fd);
+    if (fd < 0) {
+        why(w, "io", "cannot read handle %d", i);
+        return NULL;
+    }
+    media_type(jt ? json_string_value(jt) : NULL, type, sizeof type);
+    *strchr(type, '/') = '\0';
+    GMimePart *part = g_mime_part_new_with_type(type, type + strlen(type) + 1);
+    GMimeObject *o = GMIME_OBJECT(part);
+    g_mime_object_set_disposition(o, GMIME_DISPOSITION_ATTACHMENT);
+    g_mime_part_set_filename(part, name);
+    /* RFC 2231 in UTF-8 for any name, not the Latin-1 GMime would pick */
+    GMimeParam *p = g_mime_param_list_get_parameter(
+        g_mime_content_disposition_get_parameters(g_mime_object_get_content_disposition(o)),
+        "filename");
+    if (p)
+        g_mime_param_set_charset(p, "utf-8");
+    if ((p = g_mime_param_list_get_parameter(
+             g_mime_content_type_get_parameters(g_mime_object_get_content_type(o)), "name")))
+        g_mime_param_set_charset(p, "utf-8");
+    /* its own descriptor, bounded: the handle may still grow (upload) */
+    set_content(part, g_mime_stream_fs_new_with_bounds(fd, 0, (gint64)h->handles[i].size));
+    g_mime_part_set_content_encoding(part, GMIME_CONTENT_ENCODING_BASE64);
+    return o;
+}
+
+/* The message's parts: the text, text and html as multipart/alternative,
+ * then the attachments (multipart/mixed). */
+static GMimeObject *compose_body(nh_host *h, json_t *req, GPtrArray *wipe, nh_why *w)
+{
+    json_t *text = json_object_get(req, "text"), *html = member(req, "html");
+    json_t *atts = member(req, "attachments"), *a;
+    if (!json_is_string(text))
+        return why(w, "malformed-request", "compose needs \"text\", a string"), NULL;
+    if (html && !json_is_string(html))
+        return why(w, "malformed-request", "\"html\" is a string"), NULL;
+    if (json_string_length(text) > NH_TEXT_MAX || (html && json_string_length(html) > NH_TEXT_MAX))
+        return why(w, "too-large", "\"text\" and \"html\" hold at most %u bytes each", NH_TEXT_MAX),
+               NULL;
+    if (atts && !json_is_array(atts))
+        return why(w, "malformed-request", "\"attachments\" is a list"), NULL;
+    if (json_array_size(atts) > NH_ATTACHMENTS_MAX)
+        return why(w, "malformed-request", "a post has at most %d attachments", NH_ATTACHMENTS_MAX),
+               NULL;
+    GMimeObject *body = text_part("plain", text, wipe);
+    if (html) {
+        GMimeMultipart *alt = g_mime_multipart_new_with_subtype("alternative");
+        g_mime_multipart_add(alt, body);
+        g_object_unref(body);
+        body = text_part("html", html, wipe);
+        g_mime_multipart_add(alt, body);
+        g_object_unref(body);
+        body = GMIME_OBJECT(alt);
+    }
+    if (!json_array_size(atts))
+        return body;
+    GMimeMultipart *mixed = g_mime_multipart_new_with_subtype("mixed");
+    g_mime_multipart_add(mixed, body);
+    g_object_unref(body);
+    size_t k;
+    uint64_t total = 0;
+    json_array_foreach(atts, k, a) {
+        GMimeObject *part = attachment_part(h, a, k, &total, w);
+        if (!part) {
+            g_object_unref(mixed);
+            return NULL;
+        }
+        g_mime_multipart_add(mixed, part);
+        g_object_unref(part);
+    }
+    return GMIME_OBJECT(mixed);
+}
+
+/* The message's header fields and body; mid: its Message-ID, "<...>". */
+static int compose_message(nh_host *h, json_t *req, GMimeMessage *m, GPtrArray *wipe, char *mid,
+                           size_t midlen, nh_why *w)
+{
+    GMimeObject *o = GMIME_OBJECT(m);
+    const char *subject = "";
+    size_t n_rcpt = 0;
+    if (json_object_get(req, "bcc"))
+        return why(w, "malformed-request", "a list post has no Bcc");
+    if (!json_object_get(req, "from"))
+        return why(w, "malformed-request", "compose needs \"from\"");
+    InternetAddress *from = one_mailbox(json_object_get(req, "from"), "from", w);
+    if (!from)
+        return -1;
+    /* the Message-ID's domain: the sender's, in ASCII (IDNA) */
+    const char *idn = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(from));
+    char dom[256];
+    snprintf(dom, sizeof dom, "%s", idn && strrchr(idn, '@') ? strrchr(idn, '@') + 1 : "");
+    for (char *p = dom; *p; p++)
+        *p = (char)g_ascii_tolower(*p);
+    if (!*dom || dom[strspn(dom, "abcdefghijklmnopqrstuvwxyz0123456789.-")])
+        snprintf(dom, sizeof dom, "recrypt.invalid");
+    internet_address_list_add(g_mime_message_get_from(m), from);
+    g_object_unref(from);
+    if (add_recipients(m, req, "to", GMIME_ADDRESS_TYPE_TO, &n_rcpt, w) != 0 ||
+        add_recipients(m, req, "cc", GMIME_ADDRESS_TYPE_CC, &n_rcpt, w) != 0)
+        return -1;
+    if (n_rcpt == 0)
+        return why(w, "malformed-request", "compose needs a recipient in \"to\" or \"cc\"");
+    if (member(req, "subject") &&
+        header_text(member(req, "subject"), "subject", NH_FIELD_MAX, &subject, w) != 0)
+        return -1;
+    GString *irt, *refs;
+    if (msgids(req, "in_reply_to", NH_FIELD_MAX, 0, &irt, w) != 0)
+        return -1;
+    if (msgids(req, "references", NH_REFERENCES_MAX, 1, &refs, w) != 0) {
+        if (irt)
+            g_string_free(irt, TRUE);
+        return -1;
+    }
+    g_mime_message_set_subject(m, subject, "utf-8");
+    GDateTime *now = g_date_time_new_now_utc(); /* as recrypt seal dates: no time zone told */
+    g_mime_message_set_date(m, now);
+    g_date_time_unref(now);
+    uint8_t rnd[16];
+    char hex[33];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(hex, sizeof hex, rnd, sizeof rnd);
+    snprintf(mid, midlen, "<%s@%s>", hex, dom);
+    g_mime_object_set_header(o, "Message-ID", mid, NULL);
+    if (irt) {
+        g_mime_object_set_header(o, "In-Reply-To", irt->str, NULL);
+        g_string_free(irt, TRUE);
+    }
+    if (refs) {
+        g_mime_object_set_header(o, "References", refs->str, NULL);
+        g_string_free(refs, TRUE);
+    }
+    g_mime_object_set_header(o, "MIME-Version", "1.0", NULL);
+    GMimeObject *body = compose_body(h, req, wipe, w);
+    if (!body)
+        return -1;
+    g_mime_message_set_mime_part(m, body);
+    g_object_unref(body);
+    return 0;
+}
+
+/* Write m, lines ending in CRLF, into a new upload handle: its number, or
+ * -1 (w says why). */
+static int compose_write(nh_host *h, GMimeMessage *m, nh_why *w)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    int out = handle_new(h, H_UPLOAD, &err);
+    if (out < 0)
+        return why(w, code_name(err.code), "%s", err.msg);
+    /* Bounded one byte past the limit: a longer message stops there. The
+     * stream writes straight to the file (its flush is an fsync, which an
+     * unlinked file does not need). */
+    int fd = dup(h->handles[out].fd);
+    GMimeStream *fs =
+        fd >= 0 ? g_mime_stream_fs_new_with_bounds(fd, 0, (gint64)h->message_max + 1) : NULL;
+    GMimeFormatOptions *fo = g_mime_format_options_new();
+    g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+    gint64 n = fs ? g_mime_object_write_to_stream(GMIME_OBJECT(m), fo, fs) : -1;
+    g_mime_format_options_free(fo);
+    if (fs)
+        g_object_unref(fs);
+    off_t size = lseek(h->handles[out].fd, 0, SEEK_END);
+    if (size >= 0 && (uint64_t)size > h->message_max) {
+        handle_close(h, out);
+        return why(w, "too-large", "the message exceeds the limit of %llu bytes",
+                   (unsigned long long)h->message_max);
+    }
+    if (n < 0 || size < 0) {
+        handle_close(h, out);
+        return why(w, "io", "cannot write the message");
+    }
+    h->handles[out].size = (uint64_t)size;
+    return out;
+}
+
+static char *op_compose(nh_host *h, json_t *id, json_t *req)
+{
+    nh_why w = {0};
+    char mid[300];
+    GPtrArray *wipe = g_ptr_array_new();
+    GMimeMessage *m = g_mime_message_new(FALSE);
+    int out =
+        compose_message(h, req, m, wipe, mid, sizeof mid, &w) == 0 ? compose_write(h, m, &w) : -1;
+    g_object_unref(m);
+    for (guint k = 0; k < wipe->len; k++) { /* the draft's text */
+        GByteArray *b = g_ptr_array_index(wipe, k);
+        sodium_memzero(b->data, b->len);
+        g_byte_array_unref(b);
+    }
+    g_ptr_array_free(wipe, TRUE);
+    if (out < 0)
+        return fail_proto(id, w.code ? w.code : "internal", "%s", w.msg);
+    return respond(id,
+                   json_pack("{s:i, s:I, s:s}", "handle", out, "size",
+                             (json_int_t)h->handles[out].size, "message_id", mid),
+                   NULL);
+}
+
 /* ---- dispatch and framing ------------------------------------------------- */
 
 char *nh_handle(nh_host *h, const char *reqtext, size_t len)
@@ -864,6 +1337,8 @@ char *nh_handle(nh_host *h, const char *reqtext, size_t len)
         out = op_seal(h, id, req);
     else if (!strcmp(op, "import"))
         out = op_import(h, id, req);
+    else if (!strcmp(op, "compose"))
+        out = op_compose(h, id, req);
     else
         out = fail_proto(id, "unknown-op", "unknown op \"%.64s\"", op);
     json_decref(req);

@@ -27,6 +27,12 @@
 #define NH_TEXT_INLINE (256u * 1024u)  /* text parts returned inline up to this */
 #define NH_MESSAGE_MAX_DEFAULT (64u * 1024u * 1024u)
 #define NH_HANDLES 64
+/* compose: what the add-on hands over, bounded field by field */
+#define NH_FIELD_MAX 998 /* octets: an address, the subject, a msg-id, a file name */
+#define NH_RECIPIENTS_MAX 1000           /* to and cc together */
+#define NH_REFERENCES_MAX (64u * 1024u)  /* octets of "references" */
+#define NH_TEXT_MAX (1024u * 1024u)      /* octets of "text", and of "html" */
+#define NH_ATTACHMENTS_MAX 256
 
 typedef struct nh_host nh_host;
 

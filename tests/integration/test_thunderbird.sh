@@ -11,9 +11,13 @@
 #     tampered one a refusal with nothing of the post;
 #   - the settings page lists the lists with their signing keys; a pasted
 #     key of a new list is pinned, one of another signer refused;
-#   - sending: plaintext to the list, and a reply to alice alone of her
-#     post, are refused by the add-on (nothing reaches SMTP); ordinary mail
-#     goes (the control);
+#   - writing: a new post, Reply to List and Reply All on alice's posts
+#     are sealed by the add-on (the reply quoting the decrypted post) and
+#     sent through the gateway: alice's device opens each to what bob
+#     wrote, signed by bob; the copies in Sent are sealed; a message to
+#     the list and an outsider is refused; a reply to alice alone is sent
+#     only when the user confirms it leaves the list's encryption;
+#     ordinary mail goes (the control);
 #   - a screenshot of the decrypted pane (under Xvfb; TB_SCREENSHOT=FILE
 #     keeps it; without Xvfb, Thunderbird runs headless).
 # Needs root, Postfix, Thunderbird and Xvfb (install-deps.sh). Exit 77
@@ -34,7 +38,7 @@ XPI=${RECRYPT_XPI:-$_here/../../build/clients/thunderbird/recrypt-thunderbird.xp
 source "$_here/../cli/lib.sh"
 source "$_here/postfix-lib.sh"
 PF_RECEIPTS=yes
-pf_deadline 300
+pf_deadline 480
 
 LIST=list@example.org
 D=example.org
@@ -104,7 +108,7 @@ PY
 
 # bob's Thunderbird profile: Local Folders, whose Inbox holds A, B, C.
 PROFILE="$T/tb-profile"
-mkdir -p "$PROFILE/Mail/Local Folders" "$PROFILE/Mail/bob" home/.mozilla/native-messaging-hosts
+mkdir -p "$PROFILE/Mail/Local Folders" "$PROFILE/Mail/bob" home/.mozilla/native-messaging-hosts downloads
 PORT=$(free_port)
 cat >"$PROFILE/user.js" <<EOP
 user_pref("marionette.port", $PORT);
@@ -119,6 +123,12 @@ user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
 // then read the settings page (Thunderbird gives Marionette no handle for
 // a remote extension tab). The add-on's code is the same either way.
 user_pref("extensions.webextensions.remote", false);
+// An attachment saved from the pane goes to the test's folder, unasked.
+user_pref("browser.download.useDownloadDir", true);
+user_pref("browser.download.folderList", 2);
+user_pref("browser.download.dir", "$T/downloads");
+user_pref("browser.download.always_ask_before_handling_new_types", false);
+user_pref("browser.download.start_downloads_in_tmp_dir", false);
 user_pref("mail.accountmanager.accounts", "account2,account1");
 user_pref("mail.accountmanager.defaultaccount", "account2");
 user_pref("mail.account.account2.identities", "id1");
@@ -176,7 +186,7 @@ tb_stop() {
   [ -z "${XVFB_PID:-}" ] || { kill "$XVFB_PID" 2>/dev/null || true; wait "$XVFB_PID" 2>/dev/null || true; }
   TB_PID= XVFB_PID=
 }
-trap 'rc=$?; tb_stop; (exit $rc); _pf_cleanup' EXIT
+pf_at_exit tb_stop
 SHOT="$T/thunderbird.png"
 expect=$(python3 - "$MARK" <<'PY'
 import json, sys
@@ -187,7 +197,7 @@ print(json.dumps([
             "The agenda is %s-agenda." % m, "alice@example.org"]},
   {"subject": "[recrypt] encrypted message",
    "pane": ["Signed by alice@example.org", "Grüße aus Köln %sb" % m, "Schöne Grüße, %s-body." % m,
-            "minutes.bin", "2.0 KiB"],
+            "minutes.bin", "2.0 KiB"], "save": "minutes.bin",
    "absent": ["First message of this list"]},
   {"subject": "[recrypt] encrypted message",
    "pane": ["Not opened.", "changed or cut short"],
@@ -212,43 +222,89 @@ print(json.dumps([
 ]))
 PY
 )
-PMARK="${MARK}p" # in what Thunderbird tries to send
-sends=$(python3 - "$PMARK" "$LIST" <<'PY'
+PMARK="${MARK}p" # in what Thunderbird sends
+sends=$(python3 - "$PMARK" "$LIST" "$MARK" <<'PY'
 import json, sys
-m, lst = sys.argv[1], sys.argv[2]
+m, lst, mark = sys.argv[1], sys.argv[2], sys.argv[3]
+quote_b = "Schöne Grüße, %s-body." % mark
 print(json.dumps([
   {"name": "to someone outside the list (the control)", "to": "outsider@example.org",
    "subject": "hello", "body": "ordinary mail %s-control" % m, "want": "sent"},
-  {"name": "in plaintext to the list", "to": lst, "subject": "plain", "body": "secret %s-list" % m,
-   "want": "open"},
-  {"name": "a reply to alice alone of her signed post", "to": "alice@example.org", "subject": "Re",
-   "body": "secret %s-reply" % m, "reply": 1, "want": "open"},
+  {"name": "a new post to the list", "to": lst, "subject": "New %s-list-new" % m,
+   "body": "a new post %s-list-new-body" % m, "want": "sent"},
+  {"name": "Reply to List on post B", "reply": 1, "reply_type": "ReplyToList", "quote": quote_b,
+   "body": "my answer %s-list-reply" % m, "want": "sent",
+   "composed": {"to": lst, "subject": "Re: Grüße aus Köln %sb" % mark, "text": "> " + quote_b},
+   "not_composed": {"to": "alice@", "cc": "@"}},
+  {"name": "Reply All on post A", "reply": 0, "reply_type": "ReplyAll", "quote": "%s-agenda" % mark,
+   "body": "to all %s-list-all" % m, "want": "sent",
+   "composed": {"to": lst, "subject": "Re: Agenda %sa" % mark}, "not_composed": {"to": "alice@", "cc": "@"}},
+  {"name": "to the list and someone outside it", "to": "%s, outsider@example.org" % lst,
+   "subject": "both", "body": "secret %s-list-mixed" % m, "want": "open"},
+  {"name": "Reply to alice alone of her post, not confirmed", "reply": 1, "reply_type": "ReplyToSender",
+   "quote": quote_b, "body": "private %s-list-private" % m, "want": "open", "dialog": "cancel",
+   "dialog_says": "outside the list", "composed": {"to": "alice@example.org"}},
+  {"name": "Reply to alice alone, sent unencrypted on purpose", "reply": 1, "reply_type": "ReplyToSender",
+   "quote": quote_b, "body": "on purpose %s-chosen" % m, "want": "sent", "dialog": "accept",
+   "dialog_says": "unencrypted"},
 ]))
 PY
 )
 leak_watch_start "$PMARK-list"
-smtp_before=$(grep -c 'postfix/smtpd.*: connect from' "$PF_LOG" || true)
 rc=0
-/usr/bin/python3 "$_here/thunderbird_session.py" "port=$PORT" "xpi=$XPI" "shot=$SHOT" "shot_index=1" \
+/usr/bin/python3 "$_here/thunderbird_session.py" "port=$PORT" "xpi=$XPI" "shot=$SHOT" "shot_index=1" "downloads=$T/downloads" \
   "expect=$expect" "options=$options" "sends=$sends" >session.out 2>session.err || rc=$?
 cat session.out
 passes=$((passes + $(grep -c '^ok - ' session.out || true)))
 fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
 [ $rc -eq 0 ] || failed "the Thunderbird session (exit $rc): $(tail -3 session.err)"
 tb_stop
+cmp -s a.bin downloads/minutes.bin && [ "$(stat -c %a downloads/minutes.bin)" = 600 ] &&
+  pass "the attachment saved from the pane is the one alice sent, byte for byte, mode 0600" ||
+  failed "the saved attachment differs from alice's, is missing or not 0600: $(ls -l downloads)"
 pf_queue_empty_wait 20 || true
 [ "$(pf_count outsider@$D)" -eq 1 ] && grep -q "$PMARK-control" "$(ls -t "$(pf_maildir outsider@$D)"/* | head -1)" &&
   pass "Thunderbird's ordinary mail reached outsider@ (the SMTP set-up works)" ||
   failed "outsider@ got $(pf_count outsider@$D) messages"
-smtp_after=$(grep -c 'postfix/smtpd.*: connect from' "$PF_LOG" || true)
-[ $((smtp_after - smtp_before)) -eq 1 ] && pass "the refused messages never reached the SMTP server (one connection: the control)" ||
-  failed "Thunderbird made $((smtp_after - smtp_before)) SMTP connections, expected 1"
-[ "$(pf_count alice@$D)" -eq 2 ] && [ "$(pf_count "$LIST")" -eq 0 ] &&
-  pass "alice and the list got nothing from Thunderbird" ||
-  failed "alice has $(pf_count alice@$D), the list $(pf_count "$LIST")"
+# The three list posts Thunderbird sealed reached alice and bob through the
+# gateway; alice's device opens each to what bob wrote, signed by bob.
+[ "$(pf_count alice@$D)" -eq 6 ] && [ "$(pf_count bob@$D)" -eq 5 ] && [ "$(pf_count "$LIST")" -eq 0 ] &&
+  pass "alice got the 3 sealed posts and the reply sent on purpose, bob the 3 posts" ||
+  failed "alice has $(pf_count alice@$D) messages (want 6), bob $(pf_count bob@$D) (want 5), the list $(pf_count "$LIST")"
+opened_all=
+for f in $(ls -tr "$(pf_maildir alice@$D)"/* | tail -4); do
+  if grep -q "$PMARK-chosen" "$f"; then
+    grep -q "^In-Reply-To: <tb-b\." "$f" && pass "the reply sent on purpose went to alice alone, in plaintext, as chosen" ||
+      failed "the reply sent on purpose lacks In-Reply-To of post B"
+    continue
+  fi
+  grep -q "$PMARK" "$f" && failed "a post from Thunderbird reached alice in plaintext: $f"
+  dev alice open <"$f" >o.eml 2>o.err || { failed "alice cannot open a post Thunderbird sealed: $(cat o.err)"; continue; }
+  grep -q "^Recrypt-Verdict: signed; member=bob@$D;" o.eml || failed "not signed by bob: $(grep -m1 Recrypt-Verdict o.eml)"
+  opened_all="$opened_all $(grep -o "$PMARK-list-[a-z-]*" o.eml | sort -u | tr '\n' ' ')"
+  if grep -q "$PMARK-list-reply" o.eml; then
+    grep -q "^> Sch.*Gr.*, ${MARK}-body\." o.eml && grep -q "^In-Reply-To: <tb-b\." o.eml &&
+      grep -q "^References:.*<tb-b\." o.eml && grep -qi '^Subject: .*Re' o.eml &&
+      pass "the list reply quotes post B's text and answers it (In-Reply-To, References, Subject)" ||
+      failed "the list reply as alice opens it: $(head -c 1500 o.eml)"
+  fi
+done
+for want in new-body reply all; do
+  case " $opened_all " in *"$PMARK-list-$want "*) pass "alice opens the sealed $want post to what bob wrote" ;;
+    *) failed "no post of alice's opens to $PMARK-list-$want (opened:$opened_all)" ;; esac
+done
 leak_watch_stop
-[ ! -s "$T/leaks" ] && pass "no plaintext list post in the Postfix queue" ||
+[ ! -s "$T/leaks" ] && pass "nothing of a list post reached the Postfix queue in plaintext" ||
   failed "plaintext seen in: $(sort -u "$T/leaks" | head -3 | tr '\n' ' ')"
+! grep -rqs "$PMARK-list" "$(pf_maildir alice@$D)" "$(pf_maildir bob@$D)" "$(pf_maildir outsider@$D)" &&
+  pass "no mailbox holds a list post's text in plaintext (the refused ones never went)" ||
+  failed "a mailbox holds $PMARK-list"
+sent="$PROFILE/Mail/bob/Sent"
+[ "$(grep -c '^Content-Type: multipart/encrypted' "$sent" 2>/dev/null)" -ge 3 ] &&
+  pass "Thunderbird's Sent folder holds the sealed posts" || failed "Sent holds $(grep -c '^Subject:' "$sent" 2>/dev/null) messages"
+! grep -rqs "$PMARK-list" "$PROFILE/Mail" &&
+  pass "no mail folder of the profile (Sent, Drafts) holds a list post's text" ||
+  failed "plaintext of a list post in: $(grep -rls "$PMARK-list" "$PROFILE/Mail" | head -3 | tr '\n' ' ')"
 if [ -s "$SHOT" ]; then
   [ "$(head -c 4 "$SHOT" | tail -c 3)" = PNG ] && pass "the screenshot is a PNG" || failed "the screenshot is not a PNG"
   [ -z "${TB_SCREENSHOT:-}" ] || cp "$SHOT" "$TB_SCREENSHOT"

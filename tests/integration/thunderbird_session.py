@@ -6,14 +6,19 @@ Used by test_thunderbird.sh, which prepares the profile (a Local Folders
 Inbox holding list posts the gateway delivered), the add-on and the native
 host registration. Arguments are NAME=VALUE settings:
   port=N xpi=PATH shot=PNG shot_index=N (optional: a screenshot of message N)
+  downloads=DIR (where Thunderbird saves, for "save")
   expect=JSON: a list, in Inbox order (oldest first), of
     {"subject": outer Subject in the list, "pane": [texts the pane shows],
-     "absent": [texts it must not show]}
+     "absent": [texts it must not show], "save": an attachment to Save}
+  options=JSON: settings page cases; sends=JSON: compose cases (see
+    COMPOSE_AND_SEND and main)
 Prints "ok - ..." / "FAIL - ..." lines; exits 1 when the session itself
 failed.
 """
 import json
+import os
 import sys
+import time
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from marionette import Marionette  # noqa: E402
@@ -62,22 +67,46 @@ return { rows, listSubject, text, bodyHtml: html };
 """
 
 
+SAVE_ATTACHMENT = r"""
+/* Press the Save button of the attachment `name` in the pane. */
+const [name] = arguments;
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const about3Pane = win.document.getElementById("tabmail").currentAbout3Pane;
+const d = about3Pane.messageBrowser.contentWindow.getMessagePaneBrowser().contentDocument;
+const li = [...d.querySelectorAll("#recrypt-attachments li")].find((l) => l.textContent.includes(name));
+if (!li) return "no attachment " + name;
+li.querySelector("button").click();
+return "pressed";
+"""
+
+
 COMPOSE_AND_SEND = r"""
-const [to, subject, body, replyIndex] = arguments;
+/* A compose window as the user opens it: a new message (to, subject, body)
+ * or an answer to Inbox message replyIndex (replyType: ReplyToList,
+ * ReplyAll, ReplyToSender; Thunderbird fills in the recipients). For an
+ * answer, waits until the body holds `quote` (the add-on quotes the
+ * decrypted post), then types `body` at the top. Sends (cmd_sendNow, the
+ * Send button); `dialog` ("accept" / "cancel") answers a question the
+ * add-on asks. Returns {state: "sent" (the window closed) / "open" /
+ * "sending", composed: {to, cc, subject, text} before sending, dialog:
+ * the question's text}. */
+const [c] = arguments;
 const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
 const win3 = Services.wm.getMostRecentWindow("mail:3pane");
 const sleep = (ms) => new Promise((r) => win3.setTimeout(r, ms));
 const fields = Cc["@mozilla.org/messengercompose/composefields;1"].createInstance(Ci.nsIMsgCompFields);
-fields.to = to;
-fields.subject = subject;
-fields.body = body + "\n";
 const params = Cc["@mozilla.org/messengercompose/composeparams;1"].createInstance(Ci.nsIMsgComposeParams);
 params.type = Ci.nsIMsgCompType.New;
-if (replyIndex >= 0) {
+if (c.replyIndex >= 0) {
   const about3Pane = win3.document.getElementById("tabmail").currentAbout3Pane;
-  const hdr = about3Pane.gDBView.getMsgHdrAt(replyIndex);
-  params.type = Ci.nsIMsgCompType.ReplyToSender;
+  const hdr = about3Pane.gDBView.getMsgHdrAt(c.replyIndex);
+  params.type = Ci.nsIMsgCompType[c.replyType];
   params.originalMsgURI = hdr.folder.getUriForMsg(hdr);
+  params.origMsgHdr = hdr;
+} else {
+  fields.to = c.to;
+  fields.subject = c.subject;
+  fields.body = c.body + "\n";
 }
 params.format = Ci.nsIMsgCompFormat.PlainText;
 params.identity = MailServices.accounts.getIdentity("id1");
@@ -88,18 +117,66 @@ let win = null;
 for (let i = 0; i < 200 && !win; i++) {
   await sleep(100);
   for (const w of Services.wm.getEnumerator("msgcompose"))
-    if (!before.has(w) && w.document.readyState == "complete" && w.gMsgCompose) win = w;
+    if (!before.has(w) && w.document.readyState == "complete" && w.gMsgCompose && w.composeEditorReady) win = w;
 }
-if (!win) return "no compose window";
-await sleep(2000); // the editor and the add-ons' compose listeners
+if (!win) return { state: "no compose window" };
+const out = { state: null, composed: null, dialog: null };
+const editorText = () => win.GetCurrentEditor().outputToString("text/plain", 0);
+if (c.replyIndex >= 0) {
+  for (let i = 0; i < 150 && !editorText().includes(c.quote); i++) await sleep(100);
+  await sleep(500); // the add-on's recipients and subject come with the quote
+  const editor = win.GetCurrentEditor();
+  editor.beginningOfDocument();
+  editor.insertText(c.body + "\n\n");
+} else {
+  await sleep(2000); // the editor and the add-ons' compose listeners
+}
+win.GetComposeDetails();
+const cf = win.gMsgCompose.compFields;
+out.composed = { to: cf.to, cc: cf.cc, subject: cf.subject, text: editorText() };
 win.goDoCommand("cmd_sendNow");
-for (let i = 0; i < 150; i++) {
-  await sleep(100);
-  if (win.closed) return "sent";
+/* A question of the add-on: a prompt window, or a dialog inside one. */
+function findDialog() {
+  const docs = [];
+  for (const w of Services.wm.getEnumerator(null)) {
+    docs.push(w.document);
+    for (const b of w.document.querySelectorAll("browser")) if (b.contentDocument) docs.push(b.contentDocument);
+  }
+  /* Ready once its buttons are made and the question is in. */
+  return docs.find((d) => {
+    const dlg = d.getElementById("commonDialog");
+    try {
+      return dlg && dlg.getButton("accept") && d.getElementById("infoBody")?.textContent;
+    } catch (e) {
+      return false;
+    }
+  });
 }
-const state = win.gSendOperationInProgress ? "sending" : "open";
-win.gMsgCompose.compFields.body = ""; // nothing left to save
-return state;
+if (c.dialog) {
+  let d = null;
+  for (let i = 0; i < 200 && !d; i++) {
+    await sleep(100);
+    d = findDialog();
+  }
+  if (!d) {
+    out.state = "no dialog";
+    return out;
+  }
+  out.dialog = d.getElementById("infoBody").textContent;
+  const dlg = d.getElementById("commonDialog");
+  if (c.dialog == "accept") dlg.acceptDialog();
+  else dlg.cancelDialog();
+}
+for (let i = 0; i < 200; i++) {
+  await sleep(100);
+  if (win.closed) {
+    out.state = "sent";
+    return out;
+  }
+}
+out.state = win.gSendOperationInProgress ? "sending" : "open";
+win.SetContentAndBodyAsUnmodified(); // nothing left to save
+return out;
 """
 
 
@@ -154,6 +231,16 @@ def main():
             for bad in e.get("absent", []):
                 check(bad not in (r["bodyHtml"] or ""),
                       "message %d: the pane holds no %r" % (i + 1, bad), text[:400])
+            if e.get("save"):
+                got = m.js(SAVE_ATTACHMENT, [e["save"]], timeout_ms=30000)
+                check(got == "pressed", "message %d: Save of %s pressed" % (i + 1, e["save"]), got)
+                target = os.path.join(opt["downloads"], e["save"])
+                for _ in range(150):
+                    if os.path.exists(target) and os.path.getsize(target) and not os.path.exists(target + ".part"):
+                        break
+                    time.sleep(0.1)
+                check(os.path.exists(target), "message %d: %s saved to the download folder" % (i + 1, e["save"]),
+                      "nothing in %s: %s" % (opt["downloads"], os.listdir(opt["downloads"])))
             if i == int(opt.get("shot_index", "0")) and opt.get("shot"):
                 m.screenshot(opt["shot"])
                 check(True, "screenshot of the decrypted message: " + opt["shot"])
@@ -169,12 +256,28 @@ def main():
                 res = r.get("result") or {}
                 check(case["result"] in res.get("text", "") and res.get("cls") == case["cls"],
                       "options page %s: says %r" % (case["name"], case["result"]), str(res))
-        # Sending: plaintext to the list and a reply to a post are refused
-        # by the add-on (the compose window stays); other mail goes.
+        # Sending: list posts are sealed and sent by the add-on; what would
+        # leave the list's encryption is refused or asked about.
         for case in json.loads(opt.get("sends", "[]")):
-            got = m.js(COMPOSE_AND_SEND, [case["to"], case["subject"], case["body"],
-                                          case.get("reply", -1)], timeout_ms=60000)
-            check(got == case["want"], "send %s: %s" % (case["name"], case["want"]), got)
+            got = m.js(COMPOSE_AND_SEND, [{
+                "to": case.get("to", ""), "subject": case.get("subject", ""), "body": case["body"],
+                "replyIndex": case.get("reply", -1), "replyType": case.get("reply_type", "ReplyToSender"),
+                "quote": case.get("quote", ""), "dialog": case.get("dialog")}], timeout_ms=90000)
+            check(got.get("state") == case["want"], "send %s: %s" % (case["name"], case["want"]),
+                  json.dumps(got)[:600])
+            composed = got.get("composed") or {}
+            for key, want in case.get("composed", {}).items():
+                have = composed.get(key) or ""
+                check(want in have, "send %s: the compose window's %s holds %r" % (case["name"], key, want),
+                      repr(have[:300]))
+            for key, bad in case.get("not_composed", {}).items():
+                have = composed.get(key) or ""
+                check(bad not in have, "send %s: the compose window's %s holds no %r" % (case["name"], key, bad),
+                      repr(have[:300]))
+            if case.get("dialog"):
+                check(case.get("dialog_says", "") in (got.get("dialog") or ""),
+                      "send %s: the add-on asks %r" % (case["name"], case.get("dialog_says")),
+                      repr(got.get("dialog")))
     finally:
         m.quit()
     return 1 if fails else 0

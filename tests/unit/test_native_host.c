@@ -2,7 +2,9 @@
  * test_native_host.c - the Thunderbird add-on's native messaging host
  * (src/client/nativehost.c), driven in-process through nh_handle() and
  * nh_serve(): every operation, malformed and oversize requests, truncated
- * frames, and a tampered post (nothing decrypted comes back).
+ * frames, and a tampered post (nothing decrypted comes back); compose's
+ * messages are parsed back with GMime, and one goes the whole way through
+ * seal, the list and open.
  *
  * The fixtures are made with the real binaries (CTest passes RECRYPT and
  * RC_HARNESS): a list, this device enrolled, a MIME post with an
@@ -16,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <cmocka.h>
+#include <gmime/gmime.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <recrypt/recrypt.h>
@@ -405,11 +409,30 @@ static void test_seal(void **state)
     json_t *res = result(r);
     assert_true(json_is_true(json_object_get(res, "signed"))); /* the device holds its cert */
     assert_int_equal(json_integer_value(json_object_get(res, "epoch")), 1);
+    assert_string_equal(json_string_value(json_object_get(res, "message_id")), "<nh1@example.org>");
     size_t n;
     uint8_t *sealed = read_all(h, json_integer_value(json_object_get(res, "handle")), NH_CHUNK_MAX,
                                &n);
     assert_non_null(strstr((char *)sealed, "multipart/encrypted"));
+    assert_non_null(strstr((char *)sealed, "\nMessage-ID: <nh1@example.org>\n"));
     assert_null(strstr((char *)sealed, "nhbody"));
+    free(sealed);
+    json_decref(r);
+    /* a message without a Message-ID: sealing adds one, and tells it */
+    static const char bare[] = "From: alice@example.org\nTo: list@example.org\nSubject: bare\n\n"
+                               "nhbare\n";
+    char *bm = b64(bare, sizeof bare - 1);
+    r = callf(h, "{\"op\":\"seal\",\"to\":\"list@example.org\",\"message\":\"%s\"}", bm);
+    free(bm);
+    const char *mid = json_string_value(json_object_get(result(r), "message_id"));
+    assert_non_null(mid);
+    assert_true(mid[0] == '<' && strlen(mid) > 14 &&
+                !strcmp(mid + strlen(mid) - 13, "@example.org>"));
+    sealed =
+        read_all(h, json_integer_value(json_object_get(result(r), "handle")), NH_CHUNK_MAX, &n);
+    char want[128];
+    snprintf(want, sizeof want, "Message-ID: %s\n", mid);
+    assert_non_null(strstr((char *)sealed, want));
     free(sealed);
     json_decref(r);
     r = callf(h, "{\"op\":\"seal\",\"to\":\"nolist@example.org\",\"message\":\"%s\"}", m);
@@ -604,6 +627,565 @@ static void test_open_fits_a_frame(void **state)
     nh_host_free(h);
 }
 
+/* ---- compose ---------------------------------------------------------------- */
+
+/* The message in handle hd, as text and parsed by GMime. */
+static GMimeMessage *composed(nh_host *h, json_int_t hd, char **text)
+{
+    size_t n;
+    *text = (char *)read_all(h, hd, NH_CHUNK_MAX, &n);
+    assert_int_equal(strlen(*text), n);
+    GMimeStream *s = g_mime_stream_mem_new_with_buffer(*text, n);
+    GMimeParser *p = g_mime_parser_new_with_stream(s);
+    GMimeMessage *m = g_mime_parser_construct_message(p, NULL);
+    g_object_unref(p);
+    g_object_unref(s);
+    assert_non_null(m);
+    return m;
+}
+
+/* Every line ends with CRLF, and everything is 7-bit. */
+static void assert_crlf_7bit(const char *t)
+{
+    for (const char *p = t; *p; p++) {
+        assert_true((unsigned char)*p < 0x80);
+        if (*p == '\n')
+            assert_true(p > t && p[-1] == '\r');
+        if (*p == '\r')
+            assert_true(p[1] == '\n');
+    }
+}
+
+/* s without its CRs (malloc'ed). */
+static char *no_cr(const char *s)
+{
+    char *c = strdup(s), *o = c;
+    for (const char *p = s; *p; p++)
+        if (*p != '\r')
+            *o++ = *p;
+    *o = '\0';
+    return c;
+}
+
+static void assert_text(GMimeObject *o, const char *type, const char *want)
+{
+    char *mt = g_mime_content_type_get_mime_type(g_mime_object_get_content_type(o));
+    assert_string_equal(mt, type);
+    g_free(mt);
+    assert_string_equal(g_mime_object_get_content_type_parameter(o, "charset"), "utf-8");
+    assert_true(GMIME_IS_TEXT_PART(o));
+    char *t = g_mime_text_part_get_text(GMIME_TEXT_PART(o)), *c = no_cr(t);
+    assert_string_equal(c, want);
+    free(c);
+    g_free(t);
+}
+
+static void test_compose_plain(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    json_t *r = call(h, "{\"id\":1,\"op\":\"compose\",\"from\":\"Alice <alice@example.org>\","
+                        "\"to\":[\"list@example.org\"],\"subject\":\"Hello list\","
+                        "\"in_reply_to\":\"nh1@example.org\","
+                        "\"references\":\"<nh0@example.org>  nh1@example.org\","
+                        "\"text\":\"line one\\nline two\\r\\nFrom here\\n\"}");
+    json_t *res = result(r);
+    const char *mid = json_string_value(json_object_get(res, "message_id"));
+    assert_non_null(mid);
+    assert_int_equal(strlen(mid), 1 + 32 + strlen("@example.org>"));
+    assert_true(mid[0] == '<' && strspn(mid + 1, "0123456789abcdef") == 32);
+    assert_string_equal(mid + 33, "@example.org>");
+    char *t;
+    GMimeMessage *m = composed(h, json_integer_value(json_object_get(res, "handle")), &t);
+    assert_int_equal(strlen(t), json_integer_value(json_object_get(res, "size")));
+    assert_crlf_7bit(t);
+    assert_memory_equal(t,
+                        "From: Alice <alice@example.org>\r\nTo: list@example.org\r\n"
+                        "Subject: Hello list\r\nDate: ",
+                        strlen("From: Alice <alice@example.org>\r\nTo: list@example.org\r\n"
+                               "Subject: Hello list\r\nDate: "));
+    char want[128];
+    snprintf(want, sizeof want, "\r\nMessage-ID: %s\r\n", mid);
+    assert_non_null(strstr(t, want));
+    assert_non_null(strstr(t, "\r\nIn-Reply-To: <nh1@example.org>\r\n"));
+    assert_non_null(strstr(t, "\r\nReferences: <nh0@example.org> <nh1@example.org>\r\n"));
+    assert_non_null(strstr(t, "\r\nMIME-Version: 1.0\r\n"));
+    assert_null(strstr(strstr(t, "MIME-Version") + 1, "MIME-Version")); /* once */
+    assert_null(strstr(t, "\r\nCc:"));
+    assert_null(strstr(t, "Bcc"));
+    /* the date is now */
+    gint64 date = g_date_time_to_unix(g_mime_message_get_date(m));
+    assert_true(labs((long)(date - time(NULL))) < 60);
+    assert_text(g_mime_message_get_mime_part(m), "text/plain", "line one\nline two\nFrom here\n");
+    g_object_unref(m);
+    free(t);
+    json_decref(r);
+    nh_host_free(h);
+}
+
+static void test_compose_html(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    json_t *r = call(h, "{\"op\":\"compose\",\"from\":\"alice@example.org\",\"to\":[],"
+                        "\"cc\":[\"list@example.org\",\"Bob <bob@example.org>\"],\"subject\":\"\","
+                        "\"in_reply_to\":null,\"references\":null,\"text\":\"plain nhtext\","
+                        "\"html\":\"<p>html nhtext</p>\"}");
+    char *t;
+    GMimeMessage *m = composed(h, json_integer_value(json_object_get(result(r), "handle")), &t);
+    assert_crlf_7bit(t);
+    assert_non_null(strstr(t, "\r\nCc: list@example.org, Bob <bob@example.org>\r\n"));
+    assert_null(strstr(t, "\r\nTo:"));
+    assert_null(strstr(t, "In-Reply-To"));
+    assert_null(strstr(t, "References"));
+    GMimeObject *body = g_mime_message_get_mime_part(m);
+    assert_true(GMIME_IS_MULTIPART(body));
+    assert_true(g_mime_content_type_is_type(g_mime_object_get_content_type(body), "multipart",
+                                            "alternative"));
+    assert_int_equal(g_mime_multipart_get_count(GMIME_MULTIPART(body)), 2);
+    assert_text(g_mime_multipart_get_part(GMIME_MULTIPART(body), 0), "text/plain", "plain nhtext");
+    assert_text(g_mime_multipart_get_part(GMIME_MULTIPART(body), 1), "text/html",
+                "<p>html nhtext</p>");
+    g_object_unref(m);
+    free(t);
+    json_decref(r);
+    nh_host_free(h);
+}
+
+/* A data handle with the delivered post's attachment (the bytes of
+ * `attachment`), from open and part; *plain: the opened message. */
+static json_int_t data_handle(nh_host *h, json_int_t *plain)
+{
+    char *m = b64(delivered, delivered_len);
+    json_t *r = callf(h, "{\"op\":\"open\",\"message\":\"%s\"}", m);
+    free(m);
+    json_int_t o = json_integer_value(json_object_get(result(r), "handle"));
+    json_t *p = callf(h, "{\"op\":\"part\",\"handle\":%lld,\"index\":1}", (long long)o);
+    if (plain)
+        *plain = o;
+    json_int_t d = json_integer_value(json_object_get(result(p), "handle"));
+    json_decref(p);
+    json_decref(r);
+    return d;
+}
+
+static json_int_t upload(nh_host *h, const void *p, size_t n)
+{
+    char *c = b64(p, n);
+    json_t *r = callf(h, "{\"op\":\"upload\",\"data\":\"%s\"}", c);
+    free(c);
+    json_int_t u = json_integer_value(json_object_get(result(r), "handle"));
+    json_decref(r);
+    return u;
+}
+
+static const char pdf[] = "%PDF-1.4 nhpdf\n\x01\x02\xff";
+
+static void assert_attachment(GMimeObject *o, const char *type, const char *name, const void *p,
+                              size_t n)
+{
+    assert_true(GMIME_IS_PART(o));
+    char *mt = g_mime_content_type_get_mime_type(g_mime_object_get_content_type(o));
+    assert_string_equal(mt, type);
+    g_free(mt);
+    assert_string_equal(g_mime_object_get_disposition(o), "attachment");
+    assert_string_equal(g_mime_part_get_filename(GMIME_PART(o)), name);
+    assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(o)),
+                     GMIME_CONTENT_ENCODING_BASE64);
+    GMimeStream *mem = g_mime_stream_mem_new();
+    g_mime_data_wrapper_write_to_stream(g_mime_part_get_content(GMIME_PART(o)), mem);
+    GByteArray *b = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+    assert_int_equal(b->len, n);
+    assert_memory_equal(b->data, p, n);
+    g_object_unref(mem);
+}
+
+static void test_compose_attachments(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    json_int_t d = data_handle(h, NULL), u = upload(h, pdf, sizeof pdf), e = upload(h, "", 0);
+    json_t *r =
+        callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"subject\":\"files\",\"text\":\"see\","
+              "\"attachments\":[{\"handle\":%lld,\"name\":\"Bericht f\\u00fcr M\\u00e4rz.pdf\","
+              "\"type\":\"Application/PDF\"},{\"handle\":%lld,\"name\":\"a.bin\","
+              "\"type\":\"not a type\"},{\"handle\":%lld,\"name\":\"again.bin\"},"
+              "{\"handle\":%lld,\"name\":\"empty\",\"type\":\"text/plain\"}]}",
+              (long long)u, (long long)d, (long long)d, (long long)e);
+    char *t;
+    GMimeMessage *m = composed(h, json_integer_value(json_object_get(result(r), "handle")), &t);
+    assert_crlf_7bit(t);
+    /* RFC 2231, in UTF-8 */
+    assert_non_null(strstr(t, "filename*=UTF-8''Bericht%20f%C3%BCr%20M%C3%A4rz.pdf"));
+    GMimeObject *body = g_mime_message_get_mime_part(m);
+    assert_true(
+        g_mime_content_type_is_type(g_mime_object_get_content_type(body), "multipart", "mixed"));
+    GMimeMultipart *mp = GMIME_MULTIPART(body);
+    assert_int_equal(g_mime_multipart_get_count(mp), 5);
+    assert_text(g_mime_multipart_get_part(mp, 0), "text/plain", "see");
+    assert_attachment(g_mime_multipart_get_part(mp, 1), "application/pdf", "Bericht für März.pdf",
+                      pdf, sizeof pdf);
+    assert_attachment(g_mime_multipart_get_part(mp, 2), "application/octet-stream", "a.bin",
+                      attachment, sizeof attachment);
+    assert_attachment(g_mime_multipart_get_part(mp, 3), "application/octet-stream", "again.bin",
+                      attachment, sizeof attachment);
+    assert_attachment(g_mime_multipart_get_part(mp, 4), "text/plain", "empty", "", 0);
+    g_object_unref(m);
+    free(t);
+    json_decref(r);
+    /* compose leaves the attachments' handles open */
+    size_t n;
+    uint8_t *back = read_all(h, d, NH_CHUNK_MAX, &n);
+    assert_int_equal(n, sizeof attachment);
+    free(back);
+    back = read_all(h, u, NH_CHUNK_MAX, &n);
+    assert_int_equal(n, sizeof pdf);
+    free(back);
+    nh_host_free(h);
+}
+
+/* Header fields outside ASCII: encoded words (RFC 2047); the output is
+ * 7-bit, and decodes to what was given. */
+static void test_compose_non_ascii(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    json_t *r = call(
+        h, "{\"op\":\"compose\",\"from\":\"J\\u00f6rg M\\u00fcller <joerg@example.org>\","
+           "\"to\":[\"\\\"Liste, die\\\" <list@example.org>\"],"
+           "\"subject\":\"Gr\\u00fc\\u00dfe aus K\\u00f6ln \\u2013 \\ud83d\\udce8\","
+           "\"text\":\"\\u041f\\u0440\\u0438\\u0432\\u0435\\u0442\\n\\u043c\\u0438\\u0440\\n\"}");
+    char *t;
+    GMimeMessage *m = composed(h, json_integer_value(json_object_get(result(r), "handle")), &t);
+    assert_crlf_7bit(t);
+    assert_non_null(strstr(t, "\r\nSubject: =?"));
+    assert_string_equal(g_mime_message_get_subject(m), "Grüße aus Köln – 📨");
+    InternetAddress *f = internet_address_list_get_address(g_mime_message_get_from(m), 0);
+    assert_string_equal(internet_address_get_name(f), "Jörg Müller");
+    InternetAddress *to = internet_address_list_get_address(g_mime_message_get_to(m), 0);
+    assert_string_equal(internet_address_get_name(to), "Liste, die");
+    assert_string_equal(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(to)),
+                        "list@example.org");
+    /* Cyrillic goes base64, in canonical CRLF form */
+    GMimeObject *body = g_mime_message_get_mime_part(m);
+    assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(body)),
+                     GMIME_CONTENT_ENCODING_BASE64);
+    char *text = g_mime_text_part_get_text(GMIME_TEXT_PART(body));
+    assert_string_equal(text, "Привет\r\nмир\r\n");
+    g_free(text);
+    g_object_unref(m);
+    free(t);
+    json_decref(r);
+    /* a line longer than 998 octets, and no line break at the end: QP */
+    char *longline = malloc(2002);
+    memset(longline, 'x', 2000);
+    longline[2000] = longline[2001] = '\0';
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\",\"to\":[\"list@example.org\"],"
+              "\"text\":\"%s\"}",
+              longline);
+    m = composed(h, json_integer_value(json_object_get(result(r), "handle")), &t);
+    assert_crlf_7bit(t);
+    for (char *p = t, *e; (e = strstr(p, "\r\n")) != NULL; p = e + 2)
+        assert_true(e - p <= 998);
+    body = g_mime_message_get_mime_part(m);
+    assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(body)),
+                     GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+    longline[2000] = '\n'; /* a body ends with a line break */
+    assert_text(body, "text/plain", longline);
+    free(longline);
+    g_object_unref(m);
+    free(t);
+    json_decref(r);
+    nh_host_free(h);
+}
+
+/* Compose, seal (signed, as this device's member), recrypt as the list
+ * does, open: everything comes back; seal tells the composed Message-ID. */
+static void test_compose_seal_open(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    json_int_t d = data_handle(h, NULL), u = upload(h, pdf, sizeof pdf);
+    json_t *c = callf(h,
+                      "{\"op\":\"compose\",\"from\":\"Alice <alice@example.org>\","
+                      "\"to\":[\"list@example.org\"],\"subject\":\"Gr\\u00fc\\u00dfe nhround\","
+                      "\"in_reply_to\":\"<nh1@example.org>\",\"text\":\"round m\\u00e4rker\\n\","
+                      "\"html\":\"<b>round</b>\",\"attachments\":[{\"handle\":%lld,"
+                      "\"name\":\"Bericht f\\u00fcr M\\u00e4rz.pdf\",\"type\":\"application/pdf\"},"
+                      "{\"handle\":%lld,\"name\":\"a.bin\"}]}",
+                      (long long)u, (long long)d);
+    json_t *cres = result(c);
+    const char *mid = json_string_value(json_object_get(cres, "message_id"));
+    json_t *s = callf(h, "{\"op\":\"seal\",\"to\":\"list@example.org\",\"handle\":%lld}",
+                      (long long)json_integer_value(json_object_get(cres, "handle")));
+    json_t *sres = result(s);
+    assert_true(json_is_true(json_object_get(sres, "signed")));
+    assert_string_equal(json_string_value(json_object_get(sres, "message_id")), mid);
+    size_t n;
+    char *sealed =
+        (char *)read_all(h, json_integer_value(json_object_get(sres, "handle")), NH_CHUNK_MAX, &n);
+    char want[128];
+    snprintf(want, sizeof want, "\r\nMessage-ID: %s\r\n", mid);
+    assert_non_null(strstr(sealed, want)); /* the outer header, CRLF as the inner */
+    assert_null(strstr(sealed, "nhround"));
+    char path[512];
+    snprintf(path, sizeof path, "%s/c.eml", T);
+    FILE *f = fopen(path, "wb");
+    assert_int_equal(fwrite(sealed, 1, n, f), n);
+    fclose(f);
+    free(sealed);
+    sh("cd %s && '%s' recrypt list <c.eml >cd.eml 2>/dev/null", T, getenv("RC_HARNESS"));
+    snprintf(path, sizeof path, "%s/cd.eml", T);
+    char *delivered_c = slurp(path, &n), *m = b64(delivered_c, n);
+    free(delivered_c);
+    json_t *o = callf(h, "{\"op\":\"open\",\"message\":\"%s\"}", m);
+    free(m);
+    json_t *ores = result(o), *hd = json_object_get(ores, "headers");
+    json_t *v = json_object_get(ores, "verdict");
+    assert_string_equal(json_string_value(json_object_get(v, "kind")), "signed");
+    assert_string_equal(json_string_value(json_object_get(v, "member")), "alice@example.org");
+    assert_string_equal(json_string_value(json_object_get(hd, "subject")), "Grüße nhround");
+    assert_string_equal(json_string_value(json_object_get(hd, "from")),
+                        "Alice <alice@example.org>");
+    assert_string_equal(json_string_value(json_object_get(hd, "to")), "list@example.org");
+    assert_string_equal(json_string_value(json_object_get(hd, "in_reply_to")), "<nh1@example.org>");
+    assert_int_equal(strlen(json_string_value(json_object_get(hd, "message_id"))), strlen(mid) - 2);
+    assert_memory_equal(json_string_value(json_object_get(hd, "message_id")), mid + 1,
+                        strlen(mid) - 2);
+    json_t *parts = json_object_get(ores, "parts");
+    assert_int_equal(json_array_size(parts), 4);
+    char *text = no_cr(json_string_value(json_object_get(json_array_get(parts, 0), "text")));
+    assert_string_equal(text, "round märker\n");
+    free(text);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(parts, 1), "type")),
+                        "text/html");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(parts, 1), "text")),
+                        "<b>round</b>");
+    json_t *p2 = json_array_get(parts, 2), *p3 = json_array_get(parts, 3);
+    assert_string_equal(json_string_value(json_object_get(p2, "name")), "Bericht für März.pdf");
+    assert_string_equal(json_string_value(json_object_get(p2, "type")), "application/pdf");
+    assert_string_equal(json_string_value(json_object_get(p3, "name")), "a.bin");
+    assert_string_equal(json_string_value(json_object_get(p3, "disposition")), "attachment");
+    for (int i = 2; i <= 3; i++) {
+        json_t *pr = callf(h, "{\"op\":\"part\",\"handle\":%lld,\"index\":%d}",
+                           (long long)json_integer_value(json_object_get(ores, "handle")), i);
+        uint8_t *bytes = read_all(h, json_integer_value(json_object_get(result(pr), "handle")),
+                                  NH_CHUNK_MAX, &n);
+        assert_int_equal(n, i == 2 ? sizeof pdf : sizeof attachment);
+        assert_memory_equal(bytes, i == 2 ? (const void *)pdf : (const void *)attachment, n);
+        free(bytes);
+        json_decref(pr);
+    }
+    json_decref(o);
+    json_decref(s);
+    json_decref(c);
+    nh_host_free(h);
+}
+
+static void assert_all_handles_free(nh_host *h)
+{
+    for (int i = 0; i < NH_HANDLES; i++) {
+        json_t *e = callf(h, "{\"op\":\"read\",\"handle\":%d}", i);
+        assert_string_equal(err_code(e), "bad-handle");
+        json_decref(e);
+    }
+}
+
+static void test_compose_malformed(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+#define TO "\"to\":[\"list@example.org\"]"
+#define FROM "\"from\":\"alice@example.org\""
+    /* each: the request's members, the code, a word the message holds */
+    static const char *const bad[][3] = {
+        {TO ",\"text\":\"x\"", "malformed-request", "from"},
+        {"\"from\":7," TO ",\"text\":\"x\"", "malformed-request", "from"},
+        {"\"from\":\"garbage\"," TO ",\"text\":\"x\"", "malformed-request", "from"},
+        {"\"from\":\"a@example.org, b@example.org\"," TO ",\"text\":\"x\"", "malformed-request",
+         "from"},
+        {"\"from\":\"Alice <alice@example.org>\\r\\nBcc: eve@example.org\"," TO ",\"text\":\"x\"",
+         "malformed-request", "from"},
+        {"\"from\":\"Group: a@example.org;\"," TO ",\"text\":\"x\"", "malformed-request", "from"},
+        {FROM ",\"to\":[\"list@example.org\",\"not an address\"],\"text\":\"x\"",
+         "malformed-request", "to[1]"},
+        {FROM ",\"to\":\"list@example.org\",\"text\":\"x\"", "malformed-request", "to"},
+        {FROM ",\"to\":[7],\"text\":\"x\"", "malformed-request", "to[0]"},
+        {FROM ",\"cc\":[\"a@example.org, b@example.org\"],\"text\":\"x\"", "malformed-request",
+         "cc[0]"},
+        {FROM ",\"cc\":[\"x@example.org\\n\"],\"text\":\"x\"", "malformed-request", "cc[0]"},
+        {FROM ",\"text\":\"x\"", "malformed-request", "recipient"},
+        {FROM ",\"to\":[],\"cc\":[],\"text\":\"x\"", "malformed-request", "recipient"},
+        {FROM "," TO ",\"bcc\":[],\"text\":\"x\"", "malformed-request", "Bcc"},
+        {FROM "," TO ",\"bcc\":[\"eve@example.org\"],\"text\":\"x\"", "malformed-request", "Bcc"},
+        {FROM "," TO ",\"subject\":\"Hi\\r\\nBcc: eve@example.org\",\"text\":\"x\"",
+         "malformed-request", "subject"},
+        {FROM "," TO ",\"subject\":\"Hi\\n\",\"text\":\"x\"", "malformed-request", "subject"},
+        {FROM "," TO ",\"subject\":7,\"text\":\"x\"", "malformed-request", "subject"},
+        {FROM "," TO ",\"in_reply_to\":\"no id\",\"text\":\"x\"", "malformed-request",
+         "in_reply_to"},
+        {FROM "," TO ",\"in_reply_to\":\"<a@b> <c@d>\",\"text\":\"x\"", "malformed-request",
+         "in_reply_to"},
+        {FROM "," TO ",\"in_reply_to\":\"<a@b\",\"text\":\"x\"", "malformed-request",
+         "in_reply_to"},
+        {FROM "," TO ",\"in_reply_to\":\"<a@b>\\r\\nBcc: e@f\",\"text\":\"x\"", "malformed-request",
+         "in_reply_to"},
+        {FROM "," TO ",\"references\":\"<a@b> junk\",\"text\":\"x\"", "malformed-request",
+         "references"},
+        {FROM "," TO ",\"references\":[\"<a@b>\"],\"text\":\"x\"", "malformed-request",
+         "references"},
+        {FROM "," TO, "malformed-request", "text"},
+        {FROM "," TO ",\"text\":7", "malformed-request", "text"},
+        {FROM "," TO ",\"text\":\"x\",\"html\":7", "malformed-request", "html"},
+        {FROM "," TO ",\"text\":\"x\",\"attachments\":{}", "malformed-request", "attachments"},
+        {FROM "," TO ",\"text\":\"x\",\"attachments\":[7]", "malformed-request", "attachments[0]"},
+        {FROM "," TO ",\"text\":\"x\",\"attachments\":[{\"handle\":63,\"name\":\"a\"}]",
+         "bad-handle", "attachments[0]"},
+        {FROM "," TO ",\"text\":\"x\",\"attachments\":[{\"handle\":-1,\"name\":\"a\"}]",
+         "bad-handle", "attachments[0]"},
+        {FROM "," TO ",\"text\":\"x\",\"attachments\":[{\"handle\":\"0\",\"name\":\"a\"}]",
+         "malformed-request", "attachments[0]"},
+        {FROM "," TO ",\"text\":\"x\",\"attachments\":[{\"name\":\"a\"}]", "malformed-request",
+         "attachments[0]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *r = callf(h, "{\"op\":\"compose\",%s}", bad[i][0]);
+        const char *c = err_code(r),
+                   *msg =
+                       json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+        if (strcmp(c, bad[i][1]) || !strstr(msg, bad[i][2]))
+            fail_msg("%s: %s (%s), expected %s naming %s", bad[i][0], c, msg, bad[i][1], bad[i][2]);
+        json_decref(r);
+    }
+    assert_all_handles_free(h); /* nothing left behind */
+    /* an attachment's name and type, given a real handle; an opened
+     * message is not an attachment */
+    json_int_t plain, u = upload(h, pdf, sizeof pdf);
+    data_handle(h, &plain);
+    static const char *const att[] = {"", ",\"name\":\"\"", ",\"name\":\"a\\r\\nX-Evil: 1\"",
+                                      ",\"name\":\"a\",\"type\":7"};
+    for (size_t i = 0; i < sizeof att / sizeof *att; i++) {
+        json_t *r = callf(h,
+                          "{\"op\":\"compose\"," FROM "," TO ",\"text\":\"x\","
+                          "\"attachments\":[{\"handle\":%lld%s}]}",
+                          (long long)u, att[i]);
+        assert_string_equal(err_code(r), "malformed-request");
+        json_decref(r);
+    }
+    json_t *r = callf(h,
+                      "{\"op\":\"compose\"," FROM "," TO ",\"text\":\"x\",\"attachments\":"
+                      "[{\"handle\":%lld,\"name\":\"a\"}]}",
+                      (long long)plain);
+    assert_string_equal(err_code(r), "bad-handle");
+    json_decref(r);
+#undef TO
+#undef FROM
+    nh_host_free(h);
+}
+
+static void test_compose_limits(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    /* text and html: at most NH_TEXT_MAX bytes */
+    char *big = malloc(NH_TEXT_MAX + 2);
+    memset(big, 'a', NH_TEXT_MAX + 1);
+    big[NH_TEXT_MAX + 1] = '\0';
+    json_t *r = callf(h,
+                      "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+                      "\"to\":[\"list@example.org\"],\"text\":\"%s\"}",
+                      big);
+    assert_string_equal(err_code(r), "too-large");
+    json_decref(r);
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"text\":\"x\",\"html\":\"%s\"}",
+              big);
+    assert_string_equal(err_code(r), "too-large");
+    json_decref(r);
+    big[NH_TEXT_MAX] = '\0'; /* exactly the limit goes */
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"text\":\"%s\"}",
+              big);
+    json_decref(callf(h, "{\"op\":\"close\",\"handle\":%lld}",
+                      (long long)json_integer_value(json_object_get(result(r), "handle"))));
+    json_decref(r);
+    /* a subject and an address of at most 998 bytes */
+    big[NH_FIELD_MAX + 1] = '\0';
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"subject\":\"%s\",\"text\":\"x\"}",
+              big);
+    assert_string_equal(err_code(r), "malformed-request");
+    json_decref(r);
+    memcpy(big + NH_FIELD_MAX + 1 - 12, "@example.org", 12);
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"%s\"],\"text\":\"x\"}",
+              big);
+    assert_string_equal(err_code(r), "malformed-request");
+    json_decref(r);
+    free(big);
+    /* at most NH_RECIPIENTS_MAX recipients */
+    GString *to = g_string_new(NULL);
+    for (int i = 0; i < NH_RECIPIENTS_MAX; i++)
+        g_string_append_printf(to, "%s\"r%d@example.org\"", i ? "," : "", i);
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\",\"to\":[%s],"
+              "\"text\":\"x\"}",
+              to->str);
+    json_decref(callf(h, "{\"op\":\"close\",\"handle\":%lld}",
+                      (long long)json_integer_value(json_object_get(result(r), "handle"))));
+    json_decref(r);
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\",\"to\":[%s],"
+              "\"cc\":[\"one@example.org\"],\"text\":\"x\"}",
+              to->str);
+    assert_string_equal(err_code(r), "malformed-request");
+    json_decref(r);
+    g_string_free(to, TRUE);
+    assert_all_handles_free(h);
+    nh_host_free(h);
+    /* the whole message: at most the host's limit, and nothing is left */
+    h = host(2000);
+    r = call(h, "{\"op\":\"compose\",\"from\":\"alice@example.org\",\"to\":[\"list@example.org\"],"
+                "\"text\":\"small\"}");
+    json_int_t c = json_integer_value(json_object_get(result(r), "handle"));
+    json_decref(r);
+    char text[2100];
+    memset(text, 'z', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"text\":\"%s\"}",
+              text);
+    assert_string_equal(err_code(r), "too-large");
+    json_decref(r);
+    json_int_t u = upload(h, text, 1500);
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"text\":\"x\",\"attachments\":"
+              "[{\"handle\":%lld,\"name\":\"z\"},{\"handle\":%lld,\"name\":\"z\"}]}",
+              (long long)u, (long long)u);
+    assert_string_equal(err_code(r), "too-large");
+    json_decref(r);
+    r = callf(h,
+              "{\"op\":\"compose\",\"from\":\"alice@example.org\","
+              "\"to\":[\"list@example.org\"],\"text\":\"x\",\"attachments\":"
+              "[{\"handle\":%lld,\"name\":\"z\"}]}",
+              (long long)u);
+    assert_string_equal(err_code(r), "too-large"); /* 1500 bytes are 2000 in base64 */
+    json_decref(r);
+    json_decref(callf(h, "{\"op\":\"close\",\"handle\":%lld}", (long long)u));
+    json_decref(callf(h, "{\"op\":\"close\",\"handle\":%lld}", (long long)c));
+    assert_all_handles_free(h);
+    nh_host_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -612,6 +1194,12 @@ int main(void)
         cmocka_unit_test(test_lists_import),   cmocka_unit_test(test_seal),
         cmocka_unit_test(test_malformed),      cmocka_unit_test(test_limits),
         cmocka_unit_test(test_framing),        cmocka_unit_test(test_open_fits_a_frame),
+        cmocka_unit_test(test_compose_plain),  cmocka_unit_test(test_compose_html),
+        cmocka_unit_test(test_compose_attachments),
+        cmocka_unit_test(test_compose_non_ascii),
+        cmocka_unit_test(test_compose_seal_open),
+        cmocka_unit_test(test_compose_malformed),
+        cmocka_unit_test(test_compose_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -74,20 +74,18 @@ function htmlFrame(html) {
   return f;
 }
 
+/* Saved by the background page, as Thunderbird saves attachments (to the
+ * download folder, or where the user picks): a download link in the pane
+ * is not followed by Thunderbird. */
 async function save(view, p, button) {
   button.disabled = true;
-  const r = await browser.runtime.sendMessage({ cmd: "part", messageId: view.messageId, index: p.index });
+  const r = await browser.runtime.sendMessage({
+    cmd: "save", messageId: view.messageId, index: p.index, name: p.name || `part-${p.index}`,
+  });
   button.disabled = false;
-  if (!r.ok) {
-    button.after(el("span", { class: "recrypt-why" }, ` ${r.message}`));
-    return;
-  }
-  const url = URL.createObjectURL(new Blob([r.bytes], { type: p.type || "application/octet-stream" }));
-  const a = el("a", { href: url, download: p.name || `part-${p.index}` });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  const note = button.parentNode.querySelector(".recrypt-saved") || el("span", { class: "recrypt-saved" });
+  note.textContent = !r.ok ? ` Not saved: ${r.message}` : r.path ? ` Saved to ${r.path}` : "";
+  button.after(note);
 }
 
 function render(view) {

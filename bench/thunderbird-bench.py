@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """thunderbird-bench: the time from selecting a recrypt post in a real
-Thunderbird to the decrypted message pane, for posts of several sizes, and
-the native host's peak memory meanwhile.
+Thunderbird to the decrypted message pane, for posts of several sizes; the
+time from pressing Send on a list post with an attachment of those sizes to
+the sealed post having gone (the compose window closes); and the native
+host's peak memory meanwhile.
 
-Usage: bench/thunderbird-bench.py [--sizes 1,10] [--runs 3]
+Usage: bench/thunderbird-bench.py [--sizes 1,10] [--runs 3] [--no-send]
 Needs Debian's thunderbird and a build (./build: recrypt, rc-harness, the
 .xpi). Thunderbird runs headless with a fresh profile whose Local Folders
 Inbox holds the posts (sealed with `recrypt seal`, recrypted by the test
@@ -54,6 +56,48 @@ for (let i = 0; i < 6000; i++) {
 return { ms: -1 };
 """
 
+SEND = r"""
+/* A new post to the list with the file at `path` attached: Send pressed at
+ * t0, done when the add-on has sealed and sent it (the window closes). */
+const [path, name] = arguments;
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const win3 = Services.wm.getMostRecentWindow("mail:3pane");
+const sleep = (ms) => new Promise((r) => win3.setTimeout(r, ms));
+const fields = Cc["@mozilla.org/messengercompose/composefields;1"].createInstance(Ci.nsIMsgCompFields);
+fields.to = "list@example.org";
+fields.subject = "bench send " + name;
+fields.body = "A large post from Thunderbird.\n";
+const params = Cc["@mozilla.org/messengercompose/composeparams;1"].createInstance(Ci.nsIMsgComposeParams);
+params.type = Ci.nsIMsgCompType.New;
+params.format = Ci.nsIMsgCompFormat.PlainText;
+params.identity = MailServices.accounts.getIdentity("id1");
+params.composeFields = fields;
+const before = new Set([...Services.wm.getEnumerator("msgcompose")]);
+MailServices.compose.OpenComposeWindowWithParams(null, params);
+let win = null;
+for (let i = 0; i < 300 && !win; i++) {
+  await sleep(100);
+  for (const w of Services.wm.getEnumerator("msgcompose"))
+    if (!before.has(w) && w.document.readyState == "complete" && w.composeEditorReady) win = w;
+}
+if (!win) return { ms: -1, why: "no compose window" };
+const file = Cc["@mozilla.org/file/local;1"].createInstance(Ci.nsIFile);
+file.initWithPath(path);
+const att = Cc["@mozilla.org/messengercompose/attachment;1"].createInstance(Ci.nsIMsgAttachment);
+att.url = Services.io.newFileURI(file).spec;
+att.name = name;
+att.size = file.fileSize;
+await win.AddAttachments([att]);
+await sleep(1500);
+const t0 = win3.performance.now();
+win.goDoCommand("cmd_sendNow");
+for (let i = 0; i < 12000; i++) {
+  await sleep(10);
+  if (win.closed) return { ms: win3.performance.now() - t0 };
+}
+return { ms: -1, why: "still open" };
+"""
+
 
 def free_port():
     s = socket.socket()
@@ -67,12 +111,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,10")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-send", action="store_true", help="measure reading only")
     ap.add_argument("--recrypt", default=os.path.join(ROOT, "build/src/client/recrypt"))
     ap.add_argument("--harness", default=os.path.join(ROOT, "build/tests/rc-harness"))
     ap.add_argument("--xpi", default=os.path.join(ROOT, "build/clients/thunderbird/recrypt-thunderbird.xpi"))
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="tb-bench.")
-    tb = None
+    tb = sink = None
     try:
         env = nhb.setup_list(tmp, a.recrypt, a.harness)
         sizes = [int(x) for x in a.sizes.split(",")]
@@ -86,12 +131,36 @@ def main():
                     raw = nhb.make_post(tmp, a.recrypt, a.harness, mib, run).replace(b"\r\n", b"\n")
                     f.write(b"From - Wed Dec  2 10:00:00 2026\n" + raw + b"\n")
         port = free_port()
+        smtp = free_port()
+        os.makedirs(os.path.join(prof, "Mail", "alice"))
+        # Thunderbird sends to smtp-sink (Postfix's test server), which
+        # takes and discards.
+        sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "127.0.0.1:%d" % smtp, "10"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(os.path.join(prof, "user.js"), "w") as f:
             f.write("\n".join('user_pref("%s", %s);' % kv for kv in [
                 ("marionette.port", port), ("mail.shell.checkDefaultClient", "false"),
                 ("mail.provider.suppress_dialog_on_startup", "true"),
                 ("mailnews.start_page.enabled", "false"),
-                ("mail.accountmanager.accounts", '"account1"'),
+                ("mail.accountmanager.accounts", '"account2,account1"'),
+                ("mail.accountmanager.defaultaccount", '"account2"'),
+                ("mail.account.account2.identities", '"id1"'),
+                ("mail.account.account2.server", '"server2"'),
+                ("mail.server.server2.type", '"none"'),
+                ("mail.server.server2.hostname", '"alice.example.org"'),
+                ("mail.server.server2.name", '"alice"'),
+                ("mail.server.server2.userName", '"alice"'),
+                ("mail.server.server2.directory-rel", '"[ProfD]Mail/alice"'),
+                ("mail.identity.id1.useremail", '"alice@example.org"'),
+                ("mail.identity.id1.smtpServer", '"smtp1"'),
+                ("mail.identity.id1.valid", "true"),
+                ("mail.smtpservers", '"smtp1"'),
+                ("mail.smtp.defaultserver", '"smtp1"'),
+                ("mail.smtpserver.smtp1.hostname", '"127.0.0.1"'),
+                ("mail.smtpserver.smtp1.port", smtp),
+                ("mail.smtpserver.smtp1.authMethod", 1),
+                ("mail.smtpserver.smtp1.try_ssl", 0),
+                ("mailnews.message_warning_size", 0),
                 ("mail.accountmanager.localfoldersserver", '"server1"'),
                 ("mail.account.account1.server", '"server1"'),
                 ("mail.server.server1.type", '"none"'),
@@ -108,7 +177,7 @@ def main():
             # (stdin through fd 3: sh gives a background job /dev/null)
             f.write('#!/bin/sh\nexec 3<&0\nRECRYPT_HOME="%s" "%s" native-host "$@" <&3 3<&- &\npid=$!\n'
                     'max=0\nwhile kill -0 $pid 2>/dev/null; do '
-                    'kb=$(sed -n "s/^VmHWM: *\\([0-9]*\\).*/\\1/p" /proc/$pid/status 2>/dev/null); '
+                    'kb=$(sed -n "s/^VmHWM:[[:space:]]*\\([0-9]*\\).*/\\1/p" /proc/$pid/status 2>/dev/null); '
                     '[ "${kb:-0}" -gt $max ] && max=$kb && echo "$max kB" >"%s"; sleep 0.05; done\n'
                     % (env["RECRYPT_HOME"], a.recrypt, peak))
         os.chmod(host, 0o755)
@@ -136,6 +205,21 @@ def main():
             print("%-8s %s   median %.0f ms (Thunderbird's own rendering of the sealed message: "
                   "median %.0f ms)" % ("%d MiB" % mib, " ".join("%.0f" % t for t in times),
                                        sorted(times)[len(times) // 2], sorted(shown)[len(shown) // 2]))
+        if not a.no_send:
+            print("%-8s %s" % ("post", "Send -> sealed post sent, window closed (ms), %d runs" % a.runs))
+            for mib in sizes:
+                path = os.path.join(tmp, "attach-%d.bin" % mib)
+                with open(path, "wb") as f:
+                    f.write(os.urandom(mib * 1024 * 1024))
+                times = []
+                for run in range(a.runs):
+                    r = m.js(SEND, [path, "attach-%d.bin" % mib], timeout_ms=180000)
+                    if r["ms"] < 0:
+                        print("FAIL: %s" % r.get("why"))
+                        return 1
+                    times.append(r["ms"])
+                print("%-8s %s   median %.0f ms" % ("%d MiB" % mib, " ".join("%.0f" % t for t in times),
+                                                    sorted(times)[len(times) // 2]))
         with open(peak) as f:
             print("native host peak RSS: %s" % f.read().strip())
         m.quit()
@@ -143,6 +227,9 @@ def main():
         if tb:
             tb.kill()
             tb.wait()
+        if sink:
+            sink.kill()
+            sink.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -190,15 +190,23 @@ async function recipientAddresses(details, fields = ["to", "cc", "bcc"]) {
 /* The lists the keystore knows; the last answer is kept, so that a message
  * to a list is still recognised when the host cannot be reached. */
 async function knownLists() {
+  let lists;
   try {
     const r = await RecryptHost.call("lists");
-    const lists = r.lists.map((l) => l.address.toLowerCase());
+    lists = r.lists.map((l) => l.address.toLowerCase());
     await browser.storage.local.set({ knownLists: lists }).catch(() => {});
-    return lists;
   } catch (e) {
     const kept = await browser.storage.local.get("knownLists").catch(() => ({}));
-    return kept.knownLists || [];
+    lists = kept.knownLists;
+    if (!lists) {
+      await tell("recrypt: lists unknown",
+        `The recrypt program could not be reached (${e.message}), and the add-on has not yet ` +
+        "learnt your lists from it: it cannot tell whether this message goes to an encrypted list.");
+      lists = [];
+    }
   }
+  messenger.recryptSend.setLists(lists).catch(() => {});
+  return lists;
 }
 
 /* true, false, or null when the message cannot be read. */
@@ -248,13 +256,12 @@ function withPrefix(prefix, subject) {
  * list addressed to the list alone (the poster, a member, gets it there). */
 async function prepareCompose(tab) {
   const d = await messenger.compose.getComposeDetails(tab.id);
-  const lists = await knownLists();
-  const addressed = (await recipientAddresses(d)).filter((a) => a && lists.includes(a));
-  if (addressed.length) messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
+  await knownLists();
+  await messenger.recryptSend.guardDrafts(tab.id, false);
   if (!["reply", "forward"].includes(d.type) || d.relatedMessageId === undefined) return;
   const post = await openMessage(d.relatedMessageId);
   if (!post) return; // not a list post
-  messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
+  await messenger.recryptSend.guardDrafts(tab.id, true);
   const related = await messenger.messages.get(d.relatedMessageId).catch(() => null);
   const ctx = { relatedMessageId: d.relatedMessageId, type: d.type, opened: post.ok };
   answering.set(tab.id, ctx);
@@ -266,8 +273,12 @@ async function prepareCompose(tab) {
   const h = post.headers;
   const id = related && related.headerMessageId ? `<${related.headerMessageId}>` : h.message_id;
   if (d.type === "reply" && id) {
+    /* The References of the post that are message ids (the host refuses
+     * anything else), the newest 20, and the post's own. */
+    const MSGID = /^<[^<>\s@]+@[^<>\s@]+>$/;
+    const refs = (h.references || "").split(/\s+/).filter((r) => MSGID.test(r)).slice(-20);
     ctx.inReplyTo = id;
-    ctx.references = [h.references, id].filter(Boolean).join(" ");
+    ctx.references = [...refs, id].join(" ");
   }
   const text = postText(post);
   const when = h.date ? new Date(h.date) : null;
@@ -286,7 +297,6 @@ async function prepareCompose(tab) {
       changes.to = [list];
       changes.cc = [];
       changes.bcc = [];
-      messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
     }
   } else {
     changes.subject = withPrefix("Fwd", h.subject);
@@ -307,16 +317,10 @@ messenger.tabs.onCreated.addListener((tab) => {
   prepareCompose(tab).catch((e) => console.warn("recrypt: preparing the compose window:", e));
 });
 
-/* A message addressed to a list once it has recipients: no autosave. */
-if (messenger.compose.onComposeStateChanged) {
-  messenger.compose.onComposeStateChanged.addListener(async (tab) => {
-    const d = await messenger.compose.getComposeDetails(tab.id).catch(() => null);
-    if (!d) return;
-    const lists = await knownLists();
-    if ((await recipientAddresses(d)).some((a) => a && lists.includes(a)))
-      messenger.recryptSend.protectDrafts(tab.id).catch(() => {});
-  });
-}
+/* Compose tabs whose message the add-on sent: a second Send of the same
+ * window (before it closes) sends nothing. */
+const sentTabs = new Set();
+messenger.tabs.onRemoved.addListener((tabId) => sentTabs.delete(tabId));
 
 async function closeHandles(handles) {
   for (const h of handles) await RecryptHost.call("close", { handle: h }).catch(() => {});
@@ -349,13 +353,18 @@ async function sealAndSend(tab, details, list) {
       req.in_reply_to = ctx.inReplyTo;
       req.references = ctx.references;
     }
+    /* One request is one frame of the host's (1 MiB, texts escaped):
+     * a longer text cannot be sealed this way. */
+    if (new TextEncoder().encode(JSON.stringify(req)).length > 1040000)
+      throw new Error("The text of this message is too long to be sealed (over about 1 MB): " +
+        "put the long part in an attachment.");
     const inner = await RecryptHost.call("compose", req);
     handles.push(inner.handle);
     const sealed = await RecryptHost.call("seal", { to: list, handle: inner.handle });
     handles.push(sealed.handle);
     const bytes = await RecryptHost.readAll(sealed.handle, sealed.size);
     const file = new File([bytes], "sealed.eml", { type: "message/rfc822" });
-    const sent = await messenger.recryptSend.sendSealed(tab.id, {
+    await messenger.recryptSend.sendSealed(tab.id, {
       file,
       identityId: details.identityId,
       from: details.from,
@@ -364,18 +373,32 @@ async function sealAndSend(tab, details, list) {
       relatedMessageId: ctx.relatedMessageId,
       replied: ctx.type === "reply",
     });
-    return { sealed, sent };
+    return sealed;
   } finally {
     await closeHandles(handles);
   }
 }
 
 messenger.compose.onBeforeSend.addListener(async (tab, details) => {
+  if (sentTabs.has(tab.id)) return { cancel: true }; // it went already
   const lists = await knownLists();
-  const rcpts = await recipientAddresses(details);
-  const visible = await recipientAddresses(details, ["to", "cc"]);
+  /* The recipients as written, and as Thunderbird will send to them (an
+   * address book list expanded: it may hold a list's address). */
+  let expanded;
+  try {
+    expanded = await messenger.recryptSend.expandedRecipients(tab.id);
+  } catch (e) {
+    await tell("recrypt: not sent", `The recipients could not be checked (${e.message}). Nothing was sent.`);
+    return { cancel: true };
+  }
+  /* A recipient that is not an address (null) counts as written only when
+   * expanding did not make it one. */
+  const rcpts = [...(await recipientAddresses(details)).filter(Boolean), ...await recipientAddresses(expanded)];
+  const visible = [...await recipientAddresses(details, ["to", "cc"]),
+    ...await recipientAddresses(expanded, ["to", "cc"])];
   const toList = [...new Set(visible.filter((a) => a !== null && lists.includes(a)))];
-  const bccList = (await recipientAddresses(details, ["bcc"])).filter((a) => a !== null && lists.includes(a));
+  const bccList = [...await recipientAddresses(details, ["bcc"]), ...await recipientAddresses(expanded, ["bcc"])]
+    .filter((a) => a !== null && lists.includes(a));
   if (lists.length && rcpts.includes(null)) {
     await tell("recrypt: not sent",
       "A recipient is an address book list or group, which recrypt cannot check against your " +
@@ -389,7 +412,7 @@ messenger.compose.onBeforeSend.addListener(async (tab, details) => {
     return { cancel: true };
   }
   if (toList.length) {
-    const others = rcpts.filter((a) => !toList.includes(a));
+    const others = [...new Set(rcpts.filter((a) => !toList.includes(a)))];
     if (toList.length > 1 || others.length) {
       await tell("recrypt: not sent",
         `This message goes to the encrypted list ${toList[0]} and also to ` +
@@ -398,10 +421,8 @@ messenger.compose.onBeforeSend.addListener(async (tab, details) => {
       return { cancel: true };
     }
     try {
-      const r = await sealAndSend(tab, details, toList[0]);
-      if (!r.sent.copied)
-        await tell("recrypt: sent, no copy in Sent",
-          `The sealed post went to ${toList[0]}, but Thunderbird could not put its copy in the Sent folder.`);
+      await sealAndSend(tab, details, toList[0]);
+      sentTabs.add(tab.id);
       /* Thunderbird's own send is cancelled below; the window holds a
        * message that went, so it closes without asking to save it. */
       setTimeout(() => messenger.recryptSend.closeCompose(tab.id).catch(() => {}), 300);

@@ -132,7 +132,9 @@ const RecryptHost = (() => {
     return handle;
   }
 
-  /* Read a whole handle back; returns a Uint8Array. */
+  /* Read a whole handle back, exactly `size` bytes (a short or long read
+   * is an error: a cut-off sealed post must not be sent); returns a
+   * Uint8Array. */
   async function readAll(handle, size) {
     if (!limits) await hello();
     const chunk = limits.chunk;
@@ -146,7 +148,9 @@ const RecryptHost = (() => {
       off += part.length;
       if (r.eof || part.length === 0) break;
     }
-    return out.subarray(0, off);
+    if (off !== size)
+      throw new HostError({ code: "internal", message: `the host sent ${off} of the ${size} bytes it announced` });
+    return out;
   }
 
   return { call, hello, upload, readAll, HostError, onReset: (f) => resetListeners.push(f) };

@@ -15,7 +15,9 @@
 #     are sealed by the add-on (the reply quoting the decrypted post) and
 #     sent through the gateway: alice's device opens each to what bob
 #     wrote, signed by bob; the copies in Sent are sealed; a message to
-#     the list and an outsider is refused; a reply to alice alone is sent
+#     the list and an outsider is refused, so is one to an address book
+#     list holding the list; Save of a reply asks before storing a draft
+#     unencrypted (refused: no draft); a reply to alice alone is sent
 #     only when the user confirms it leaves the list's encryption;
 #     ordinary mail goes (the control);
 #   - a screenshot of the decrypted pane (under Xvfb; TB_SCREENSHOT=FILE
@@ -233,7 +235,7 @@ print(json.dumps([
   {"name": "a new post to the list", "to": lst, "subject": "New %s-list-new" % m,
    "body": "a new post %s-list-new-body" % m, "want": "sent"},
   {"name": "Reply to List on post B", "reply": 1, "reply_type": "ReplyToList", "quote": quote_b,
-   "body": "my answer %s-list-reply" % m, "want": "sent",
+   "body": "my answer %s-list-reply" % m, "want": "sent", "save_draft": "cancel",
    "composed": {"to": lst, "subject": "Re: Grüße aus Köln %sb" % mark, "text": "> " + quote_b},
    "not_composed": {"to": "alice@", "cc": "@"}},
   {"name": "Reply All on post A", "reply": 0, "reply_type": "ReplyAll", "quote": "%s-agenda" % mark,
@@ -241,6 +243,8 @@ print(json.dumps([
    "composed": {"to": lst, "subject": "Re: Agenda %sa" % mark}, "not_composed": {"to": "alice@", "cc": "@"}},
   {"name": "to the list and someone outside it", "to": "%s, outsider@example.org" % lst,
    "subject": "both", "body": "secret %s-list-mixed" % m, "want": "open"},
+  {"name": "to an address book list that holds the list", "to": "Team <team@example.org>",
+   "subject": "team", "body": "secret %s-list-team" % m, "want": "open"},
   {"name": "Reply to alice alone of her post, not confirmed", "reply": 1, "reply_type": "ReplyToSender",
    "quote": quote_b, "body": "private %s-list-private" % m, "want": "open", "dialog": "cancel",
    "dialog_says": "outside the list", "composed": {"to": "alice@example.org"}},
@@ -251,9 +255,11 @@ print(json.dumps([
 PY
 )
 leak_watch_start "$PMARK-list"
+rejects_before=$(grep -c 'milter-reject' "$PF_LOG" || true)
 rc=0
 /usr/bin/python3 "$_here/thunderbird_session.py" "port=$PORT" "xpi=$XPI" "shot=$SHOT" "shot_index=1" "downloads=$T/downloads" \
-  "expect=$expect" "options=$options" "sends=$sends" >session.out 2>session.err || rc=$?
+  "expect=$expect" "options=$options" "sends=$sends" \
+  "ablists={\"Team\": [\"team@$D\", [\"$LIST\", \"outsider@$D\"]]}" >session.out 2>session.err || rc=$?
 cat session.out
 passes=$((passes + $(grep -c '^ok - ' session.out || true)))
 fails=$((fails + $(grep -c '^FAIL - ' session.out || true)))
@@ -281,7 +287,7 @@ for f in $(ls -tr "$(pf_maildir alice@$D)"/* | tail -4); do
   grep -q "$PMARK" "$f" && failed "a post from Thunderbird reached alice in plaintext: $f"
   dev alice open <"$f" >o.eml 2>o.err || { failed "alice cannot open a post Thunderbird sealed: $(cat o.err)"; continue; }
   grep -q "^Recrypt-Verdict: signed; member=bob@$D;" o.eml || failed "not signed by bob: $(grep -m1 Recrypt-Verdict o.eml)"
-  opened_all="$opened_all $(grep -o "$PMARK-list-[a-z-]*" o.eml | sort -u | tr '\n' ' ')"
+  opened_all="$opened_all $(grep -o "$PMARK-list-[a-z-]*" o.eml | sort -u | tr '\n' ' ' || true)"
   if grep -q "$PMARK-list-reply" o.eml; then
     grep -q "^> Sch.*Gr.*, ${MARK}-body\." o.eml && grep -q "^In-Reply-To: <tb-b\." o.eml &&
       grep -q "^References:.*<tb-b\." o.eml && grep -qi '^Subject: .*Re' o.eml &&
@@ -293,6 +299,9 @@ for want in new-body reply all; do
   case " $opened_all " in *"$PMARK-list-$want "*) pass "alice opens the sealed $want post to what bob wrote" ;;
     *) failed "no post of alice's opens to $PMARK-list-$want (opened:$opened_all)" ;; esac
 done
+[ "$(grep -c 'milter-reject' "$PF_LOG" || true)" -eq "$rejects_before" ] &&
+  pass "the gateway refused nothing from Thunderbird (no plaintext list post was even tried)" ||
+  failed "the gateway refused: $(grep 'milter-reject' "$PF_LOG" | tail -2)"
 leak_watch_stop
 [ ! -s "$T/leaks" ] && pass "nothing of a list post reached the Postfix queue in plaintext" ||
   failed "plaintext seen in: $(sort -u "$T/leaks" | head -3 | tr '\n' ' ')"

@@ -131,10 +131,6 @@ if (c.replyIndex >= 0) {
 } else {
   await sleep(2000); // the editor and the add-ons' compose listeners
 }
-win.GetComposeDetails();
-const cf = win.gMsgCompose.compFields;
-out.composed = { to: cf.to, cc: cf.cc, subject: cf.subject, text: editorText() };
-win.goDoCommand("cmd_sendNow");
 /* A question of the add-on: a prompt window, or a dialog inside one. */
 function findDialog() {
   const docs = [];
@@ -146,12 +142,35 @@ function findDialog() {
   return docs.find((d) => {
     const dlg = d.getElementById("commonDialog");
     try {
-      return dlg && dlg.getButton("accept") && d.getElementById("infoBody")?.textContent;
+      /* The add-on's questions (not, say, Thunderbird's own send error). */
+      return dlg && dlg.getButton("accept") && d.getElementById("infoBody")?.textContent.includes("unencrypted");
     } catch (e) {
       return false;
     }
   });
 }
+async function answerDialog(how) {
+  let d = null;
+  for (let i = 0; i < 200 && !d; i++) {
+    await sleep(100);
+    d = findDialog();
+  }
+  if (!d) return null;
+  const text = d.getElementById("infoBody").textContent;
+  const dlg = d.getElementById("commonDialog");
+  if (how == "accept") dlg.acceptDialog();
+  else dlg.cancelDialog();
+  return text;
+}
+if (c.saveDraft) {
+  win.goDoCommand("cmd_saveAsDraft"); // File > Save: Thunderbird stores a draft
+  out.draftDialog = await answerDialog(c.saveDraft);
+  await sleep(1000);
+}
+win.GetComposeDetails();
+const cf = win.gMsgCompose.compFields;
+out.composed = { to: cf.to, cc: cf.cc, subject: cf.subject, text: editorText() };
+win.goDoCommand("cmd_sendNow");
 if (c.dialog) {
   let d = null;
   for (let i = 0; i < 200 && !d; i++) {
@@ -177,6 +196,25 @@ for (let i = 0; i < 200; i++) {
 out.state = win.gSendOperationInProgress ? "sending" : "open";
 win.SetContentAndBodyAsUnmodified(); // nothing left to save
 return out;
+"""
+
+
+ADDRESS_BOOK_LIST = r"""
+/* A mailing list NAME in the personal address book with MEMBERS. */
+const [name, description, members] = arguments;
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const book = MailServices.ab.getDirectory("jsaddrbook://abook.sqlite");
+let list = Cc["@mozilla.org/addressbook/directoryproperty;1"].createInstance(Ci.nsIAbDirectory);
+list.isMailList = true;
+list.dirName = name;
+list.description = description; // with an "@", Thunderbird shows the list as "NAME <DESCRIPTION>"
+list = book.addMailList(list);
+for (const m of members) {
+  const card = Cc["@mozilla.org/addressbook/cardproperty;1"].createInstance(Ci.nsIAbCard);
+  card.primaryEmail = m;
+  list.addCard(card);
+}
+return list.childCards.length;
 """
 
 
@@ -258,11 +296,15 @@ def main():
                       "options page %s: says %r" % (case["name"], case["result"]), str(res))
         # Sending: list posts are sealed and sent by the add-on; what would
         # leave the list's encryption is refused or asked about.
+        for name, (description, members) in json.loads(opt.get("ablists", "{}")).items():
+            n = m.js(ADDRESS_BOOK_LIST, [name, description, members])
+            check(n == len(members), "address book list %s holds %d addresses" % (name, len(members)), str(n))
         for case in json.loads(opt.get("sends", "[]")):
             got = m.js(COMPOSE_AND_SEND, [{
                 "to": case.get("to", ""), "subject": case.get("subject", ""), "body": case["body"],
                 "replyIndex": case.get("reply", -1), "replyType": case.get("reply_type", "ReplyToSender"),
-                "quote": case.get("quote", ""), "dialog": case.get("dialog")}], timeout_ms=90000)
+                "quote": case.get("quote", ""), "dialog": case.get("dialog"),
+                "saveDraft": case.get("save_draft")}], timeout_ms=90000)
             check(got.get("state") == case["want"], "send %s: %s" % (case["name"], case["want"]),
                   json.dumps(got)[:600])
             composed = got.get("composed") or {}
@@ -274,6 +316,10 @@ def main():
                 have = composed.get(key) or ""
                 check(bad not in have, "send %s: the compose window's %s holds no %r" % (case["name"], key, bad),
                       repr(have[:300]))
+            if case.get("save_draft"):
+                check("unencrypted" in (got.get("draftDialog") or ""),
+                      "send %s: Save asks before storing a draft unencrypted" % case["name"],
+                      repr(got.get("draftDialog")))
             if case.get("dialog"):
                 check(case.get("dialog_says", "") in (got.get("dialog") or ""),
                       "send %s: the add-on asks %r" % (case["name"], case.get("dialog_says")),

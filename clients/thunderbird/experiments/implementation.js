@@ -16,10 +16,15 @@
  *     reply-to-the-poster warning needs an explicit choice before anything
  *     goes. A dialog of the compose window, the default button being the
  *     one that sends nothing.
- *   - protectDrafts: Thunderbird saves the message being written as a
- *     draft every few minutes, unencrypted, to the Drafts folder (on an
- *     IMAP server, the server's). No API turns that off for one window;
- *     this stops the window's autosave timer.
+ *   - guardDrafts, setLists: Thunderbird saves the message being written
+ *     as a draft, unencrypted, to the Drafts folder (on an IMAP server,
+ *     the server's): every few minutes, on Save, and on Save when the
+ *     window closes; all through the window's GenericSendMessage, and
+ *     drafts fire no onBeforeSend. No API can stop that for one window;
+ *     guardDrafts wraps GenericSendMessage of the window.
+ *   - expandedRecipients: an address book list among the recipients is
+ *     expanded only after onBeforeSend; this expands it as Thunderbird
+ *     will, so that a list hidden in it is seen.
  *   - saveAttachment: a decrypted attachment is not one of Thunderbird's
  *     attachments (the messages API cannot save it), and a download link
  *     in the message pane is not followed by Thunderbird. This saves the
@@ -29,8 +34,8 @@
  *     was sent; tabs.remove would ask whether to save it as a draft (in
  *     plaintext, to the Drafts folder). This marks it unchanged first.
  *
- * Nothing here sees plaintext of a list post: sendSealed gets the sealed
- * message, which the native host made.
+ * Nothing here handles plaintext of a list post: sendSealed gets the
+ * sealed message, which the native host made.
  */
 "use strict";
 
@@ -65,6 +70,21 @@ var recryptSend = class extends ExtensionAPI {
         out[j++] = bytes[i];
       }
       return out;
+    }
+
+    /* The lists of setLists; the recipients of a window name one when its
+     * address appears in them (more than a match is fine: it only skips a
+     * draft). */
+    let listAddresses = [];
+    function namesList(win) {
+      let fields;
+      try {
+        fields = win.GetComposeDetails();
+      } catch (e) {
+        return true; // cannot tell: guarded
+      }
+      const all = [fields.to, fields.cc, fields.bcc].join(",").toLowerCase();
+      return listAddresses.some((a) => all.includes(a));
     }
 
     return {
@@ -113,8 +133,10 @@ var recryptSend = class extends ExtensionAPI {
             getMessageId() {
               return message.messageId;
             },
-            onStopCopy(status) {
-              if (sent) resolve({ copied: Components.isSuccessCode(status) });
+            onStopCopy() {
+              /* Thunderbird reports a failed copy to Sent itself; here only
+               * whether the message went. */
+              if (sent) resolve();
               else reject(new ExtensionError("Thunderbird did not send the sealed message"));
             },
           };
@@ -126,7 +148,7 @@ var recryptSend = class extends ExtensionAPI {
             IOUtils.remove(file.path).catch(() => {});
             throw new ExtensionError(`Thunderbird could not send the sealed message: ${e.message || e}`);
           }
-          const result = await promise;
+          await promise;
           if (message.replied && message.relatedMessageId !== undefined) {
             try {
               const hdr = context.extension.messageManager.get(message.relatedMessageId);
@@ -135,7 +157,6 @@ var recryptSend = class extends ExtensionAPI {
               // Only a flag: the message went.
             }
           }
-          return result;
         },
 
         async confirm(tabId, title, text, acceptLabel, cancelLabel) {
@@ -148,11 +169,45 @@ var recryptSend = class extends ExtensionAPI {
           return r.QueryInterface(Ci.nsIPropertyBag2).getPropertyAsInt32("buttonNumClicked") === 0;
         },
 
-        async protectDrafts(tabId) {
+        async setLists(addresses) {
+          listAddresses = addresses.map((a) => a.toLowerCase());
+        },
+
+        async guardDrafts(tabId, quotesPost) {
           const win = composeWindow(tabId);
-          if (win.gAutoSaveTimeout) win.clearTimeout(win.gAutoSaveTimeout);
-          win.gAutoSaveTimeout = null;
-          win.gAutoSaveInterval = 0;
+          if (win.recryptDraftGuard) {
+            win.recryptDraftGuard.quotesPost ||= quotesPost;
+            return;
+          }
+          const guard = { quotesPost };
+          win.recryptDraftGuard = guard;
+          const send = win.GenericSendMessage;
+          const M = Ci.nsIMsgCompDeliverMode;
+          win.GenericSendMessage = async function (msgType) {
+            const draft = [M.SaveAsDraft, M.AutoSaveAsDraft, M.SaveAsTemplate].includes(msgType);
+            if (!draft || !(guard.quotesPost || namesList(win))) return send.call(this, msgType);
+            if (msgType === M.AutoSaveAsDraft && !win.gCloseWindowAfterSave) return undefined; // skipped
+            const p = Services.prompt;
+            const flags = p.BUTTON_POS_0 * p.BUTTON_TITLE_IS_STRING +
+              p.BUTTON_POS_1 * p.BUTTON_TITLE_IS_STRING + p.BUTTON_POS_1_DEFAULT;
+            const r = await p.asyncConfirmEx(win.browsingContext, p.MODAL_TYPE_WINDOW,
+              "recrypt: save unencrypted?",
+              "This message goes to an encrypted list or quotes one of its posts. Thunderbird " +
+              "stores drafts and templates unencrypted, in your Drafts folder (for an IMAP " +
+              "account, on the mail server).", flags, "Save unencrypted", "Don't save",
+              null, null, false);
+            if (r.QueryInterface(Ci.nsIPropertyBag2).getPropertyAsInt32("buttonNumClicked") === 0)
+              return send.call(this, msgType);
+            win.gCloseWindowAfterSave = false;
+            return undefined;
+          };
+        },
+
+        async expandedRecipients(tabId) {
+          const win = composeWindow(tabId);
+          const fields = win.GetComposeDetails(); // the recipients as they are in the window
+          win.gMsgCompose.expandMailingLists();
+          return { to: fields.to || "", cc: fields.cc || "", bcc: fields.bcc || "" };
         },
 
         async saveAttachment(file, name) {
@@ -177,8 +232,9 @@ var recryptSend = class extends ExtensionAPI {
           /* Decrypted content: readable by the user alone, whatever the umask. */
           const tmp = target.path + ".part";
           try {
-            await IOUtils.write(tmp, new Uint8Array(await file.arrayBuffer()), { mode: "create" });
-            await IOUtils.setPermissions(tmp, 0o600);
+            await IOUtils.write(tmp, new Uint8Array(0), { mode: "create" });
+            await IOUtils.setPermissions(tmp, 0o600); // before a byte is in it
+            await IOUtils.write(tmp, new Uint8Array(await file.arrayBuffer()), { mode: "append" });
             await IOUtils.move(tmp, target.path);
           } catch (e) {
             IOUtils.remove(tmp).catch(() => {});
@@ -192,6 +248,13 @@ var recryptSend = class extends ExtensionAPI {
           if (typeof win.SetContentAndBodyAsUnmodified === "function") win.SetContentAndBodyAsUnmodified();
           win.gMsgCompose.bodyModified = false;
           win.gContentChanged = false;
+          if (win.gMsgCompose.compFields.draftId && typeof win.RemoveDraft === "function") {
+            try {
+              win.RemoveDraft();
+            } catch (e) {
+              // The draft may be gone already.
+            }
+          }
           win.close();
         },
       },

@@ -887,7 +887,7 @@ static int header_text(json_t *v, const char *field, size_t max, const char **ou
  * part and a domain is refused. */
 static InternetAddress *one_mailbox(json_t *v, const char *field, nh_why *w)
 {
-    const char *s;
+    const char *s = NULL;
     if (header_text(v, field, NH_FIELD_MAX, &s, w) != 0)
         return NULL;
     InternetAddressList *l = internet_address_list_parse(NULL, s);
@@ -957,7 +957,7 @@ static int append_msgid(GString *out, const char *s, size_t n)
 static int msgids(json_t *req, const char *key, size_t max, int many, GString **out, nh_why *w)
 {
     json_t *v = member(req, key);
-    const char *s;
+    const char *s = NULL;
     *out = NULL;
     if (!v)
         return 0;
@@ -1067,7 +1067,7 @@ static void media_type(const char *t, char *out, size_t outlen)
 static GMimeObject *attachment_part(nh_host *h, json_t *a, size_t k, uint64_t *total, nh_why *w)
 {
     char field[40], type[256];
-    const char *name;
+    const char *name = NULL;
     snprintf(field, sizeof field, "attachments[%zu].name", k);
     if (!json_is_object(a)) {
         why(w, "malformed-request", "attachments[%zu] is an object", k);

@@ -6,7 +6,9 @@
  * further recipients get 452 4.5.3, so one rewritten body never reaches
  * anyone it was not meant for. Headers and body of a protected transaction
  * are spooled to a private file. At end of message the post is checked
- * (CRYPTO.md, recryption step 1), recrypted for every active device
+ * (CRYPTO.md, recryption step 1; the decisions and their replies are
+ * gateway.c's, which knows nothing of libmilter: this file applies its
+ * verdict), recrypted for every active device
  * enrolled before its date, and the MTA is told to replace the body, the
  * recipients, the envelope sender and the list headers. Any internal error
  * is a tempfail: never a half-rewritten or plaintext delivery.
@@ -31,11 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "gateway.h"
 #include "log.h"
 #include "milter.h"
 #include "receipt.h"
 
-#define RC_L_PROCESSED "recrypt/marker" /* 16-byte BLAKE2b personal */
 #define HDR_PROCESSED "Recrypt-Processed"
 #define MAX_RCPT_LEN (RC_ADDR_MAX + 3)
 #define BODY_CHUNK 65536
@@ -168,36 +170,6 @@ static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *
     else if (st == SMFIS_REJECT)
         COUNT(n_refused);
     return st;
-}
-
-/* 550 5.7.0 for a post sealed to an epoch the list no longer takes. The
- * reply ends with the command that seals it to the current list key, so
- * that the sender recovers from the bounce in one step. */
-static sfsistat reject_epoch(SMFICTX *ctx, msg_state *m, rc_store_reader *rd,
-                             const rc_store_list *l, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static sfsistat reject_epoch(SMFICTX *ctx, msg_state *m, rc_store_reader *rd,
-                             const rc_store_list *l, const char *fmt, ...)
-{
-    char why[400], key[RC_KEYSTR_MAX] = "", cmd[RC_KEYSTR_MAX + 32];
-    rc_store_epoch cur;
-    va_list ap;
-    va_start(ap, fmt);
-    reply_text(why, sizeof why, fmt, ap);
-    va_end(ap);
-    if (rc_store_get_epoch(rd, l->list_id, l->current_epoch, &cur, NULL) != 0 ||
-        rc_statement_encode(key, sizeof key, &cur.statement, NULL) != 0)
-        return reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", why);
-    snprintf(cmd, sizeof cmd, "recrypt seal --to %s", key);
-    if (smfi_setmlreply(ctx, "550", "5.7.0", why,
-                        "Seal the message again with the current list key:", cmd,
-                        NULL) != MI_SUCCESS)
-        return reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", why);
-    log_msg(LOG_LEVEL_NOTICE, m->qid, "list=%s verdict=rejected reply=\"550 5.7.0 %s\"",
-            m->list[0] ? m->list : "-", why);
-    COUNT(n_refused);
-    return SMFIS_REJECT;
 }
 
 static int spool_write(msg_state *m, const void *p, size_t n)
@@ -415,37 +387,6 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 
 /* ---- end of message ---- */
 
-static void marker_mac(char out[64], const uint8_t list_id[32], const rc_envelope *env)
-{
-    uint8_t in[32 + 32 + 32], mac[32];
-    crypto_generichash_blake2b_state st;
-    uint8_t personal[16] = {0}, salt[16] = {0};
-    memcpy(personal, RC_L_PROCESSED, strlen(RC_L_PROCESSED));
-    memcpy(in, list_id, 32);
-    memcpy(in + 32, env->E, 32);
-    memcpy(in + 64, env->KC, 32);
-    crypto_generichash_blake2b_init_salt_personal(&st, D->mark_secret, 32, sizeof mac, salt,
-                                                  personal);
-    crypto_generichash_blake2b_update(&st, in, sizeof in);
-    crypto_generichash_blake2b_final(&st, mac, sizeof mac);
-    sodium_bin2base64(out, 64, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
-
-/* Is the spooled message in the recrypt form at all (else: plaintext)? */
-static int looks_sealed(int fd)
-{
-    char buf[16384];
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    for (char *p = buf; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return strstr(buf, "multipart/encrypted") && strstr(buf, RC_MIME_PROTOCOL);
-}
-
 typedef struct {
     rc_store_reader *rd;
     const uint8_t *list_id;
@@ -481,17 +422,6 @@ static int collect_rcpt(void *ctx, const rc_store_device *d)
         rc->cap = ncap;
     }
     snprintf(rc->rcpt[rc->n++], RC_ADDR_MAX + 1, "%s", d->member);
-    return 0;
-}
-
-static int members_only_ok(rc_store_reader *rd, const uint8_t *list_id, const msg_state *m)
-{
-    rc_store_member mem;
-    const char *who[2] = {m->sender, m->from};
-    for (int i = 0; i < 2; i++)
-        if (who[i][0] && rc_store_get_member(rd, list_id, who[i], &mem, NULL) == 0 &&
-            mem.status == RC_STATUS_ACTIVE)
-            return 1;
     return 0;
 }
 
@@ -577,6 +507,28 @@ static int body_sink(void *ctx, const uint8_t *p, size_t n)
     return rc_fd_sink(ctx, p, n);
 }
 
+/* A verdict that ends the transaction (a refusal or a tempfail): the
+ * reply to the MTA and the log line. */
+static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v)
+{
+    sfsistat st = v->action == GW_TEMPFAIL ? SMFIS_TEMPFAIL : SMFIS_REJECT;
+    if (v->n_lines < 2 || smfi_setmlreply(ctx, v->code, v->xcode, v->line[0],
+                                          v->n_lines > 1 ? v->line[1] : NULL,
+                                          v->n_lines > 2 ? v->line[2] : NULL,
+                                          v->n_lines > 3 ? v->line[3] : NULL,
+                                          v->n_lines > 4 ? v->line[4] : NULL, NULL) != MI_SUCCESS)
+        return reply(ctx, m, v->code, v->xcode, st, "%s", v->line[0]);
+    log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE, m->qid,
+            "list=%s verdict=%s reply=\"%s %s %s\"", m->list[0] ? m->list : "-",
+            st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", v->code, v->xcode,
+            v->log_text[0] ? v->log_text : v->line[0]);
+    if (st == SMFIS_TEMPFAIL)
+        COUNT(n_tempfail);
+    else
+        COUNT(n_refused);
+    return st;
+}
+
 static sfsistat process(SMFICTX *ctx, msg_state *m)
 {
     config cfg;
@@ -593,106 +545,35 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     uint64_t now = (uint64_t)time(NULL);
     read_config(&cfg);
 
-    if (rc_store_reader_begin(D->store, &rd, &err) != 0 ||
-        rc_store_get_list(rd, m->list, &l, &err) != 0) {
-        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
-                   "recrypt: membership store unavailable, try again later");
-        goto done;
-    }
-    /* Plaintext posts. */
-    if (!looks_sealed(m->spool)) {
+    /* The decisions: gateway.c. */
+    gw_verdict v;
+    const gw_post post = {
+        .list = m->list,
+        .fd = m->spool,
+        .sender = m->sender,
+        .from = m->from,
+        .mark = m->marker,
+        .n_marks = m->n_processed,
+        .mark_secret = D->mark_secret,
+        .plaintext_policy = cfg.plaintext_policy,
+        .posting_policy = cfg.posting_policy,
+        .now = now,
+        .freshness_window = cfg.freshness_window,
+        .future_skew = cfg.future_skew,
+    };
+    gateway_check(D->store, &post, &rd, &mail, &l, &ep, &v);
+    if (v.plaintext)
         COUNT(n_plaintext);
-        if (cfg.plaintext_policy == PLAINTEXT_REJECT) {
-            rc_store_epoch cur;
-            char key[RC_KEYSTR_MAX] = "";
-            if (rc_store_get_epoch(rd, l.list_id, l.current_epoch, &cur, NULL) == 0)
-                rc_statement_encode(key, sizeof key, &cur.statement, NULL);
-            smfi_setmlreply(ctx, "550", "5.7.1",
-                            "recrypt: this list accepts only encrypted posts.",
-                            "Seal the message with: recrypt seal --to LISTKEY",
-                            "(the list key is in the Recrypt-List-Key header of any list",
-                            "message, or ask the list owner). The current list key is:", key,
-                            NULL);
-            log_msg(LOG_LEVEL_NOTICE, m->qid,
-                    "list=%s verdict=rejected reply=\"550 5.7.1 plaintext post to an encrypted "
-                    "list\"",
-                    m->list);
-            COUNT(n_refused);
-            st = SMFIS_REJECT;
-            goto done;
-        }
-    } else if (rc_mail_parse(&mail, m->spool, &err) != 0) {
-        st = reply(ctx, m, "554", "5.6.0", SMFIS_REJECT, "malformed recrypt message: %s",
-                   err.msg);
+    if (v.action == GW_PASS) {
+        log_msg(LOG_LEVEL_INFO, m->qid,
+                "list=%s epoch=%llu stanzas=0 recipients=0 verdict=passed", m->list,
+                (unsigned long long)rc_mail_envelope(mail)->epoch);
+        COUNT(n_passed);
+        st = SMFIS_ACCEPT;
         goto done;
     }
-
-    if (mail) {
-        const rc_envelope *env = rc_mail_envelope(mail);
-        /* Already processed by this service: pass unchanged. */
-        if (m->n_processed) {
-            char want[64];
-            marker_mac(want, l.list_id, env);
-            if (m->n_processed == 1 && sodium_memcmp(want, m->marker, 43) == 0 &&
-                strlen(m->marker) == 43) {
-                log_msg(LOG_LEVEL_INFO, m->qid,
-                        "list=%s epoch=%llu stanzas=0 recipients=0 verdict=passed", m->list,
-                        (unsigned long long)env->epoch);
-                COUNT(n_passed);
-                st = SMFIS_ACCEPT;
-                goto done;
-            }
-        }
-        if (rc_mail_stanza_count(mail)) {
-            st = reply(ctx, m, "554", "5.7.1", SMFIS_REJECT,
-                       "the post already carries stanzas but no valid processing mark");
-            goto done;
-        }
-        if (sodium_memcmp(env->list_id, l.list_id, RC_ID_BYTES) != 0) {
-            st = reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
-                       "the message was sealed for another list than %s", l.address);
-            goto done;
-        }
-        if (rc_store_get_epoch(rd, l.list_id, env->epoch, &ep, &err) != 0) {
-            st = reject_epoch(ctx, m, rd, &l,
-                              "sealed for epoch %llu, which list %s does not have (current "
-                              "epoch %llu)",
-                              (unsigned long long)env->epoch, l.address,
-                              (unsigned long long)l.current_epoch);
-            goto done;
-        }
-        if (ep.grace_until && ep.grace_until < now) {
-            st = reject_epoch(ctx, m, rd, &l,
-                              "the list key of epoch %llu of %s is no longer accepted (current "
-                              "epoch %llu; members' mail programs learn it from list mail)",
-                              (unsigned long long)env->epoch, l.address,
-                              (unsigned long long)l.current_epoch);
-            goto done;
-        }
-        int crc = rc_mail_check_post(mail, l.address, env->epoch, ep.statement.A, now,
-                                     cfg.freshness_window, cfg.future_skew, &err);
-        if (crc == RC_E_POLICY && strstr(err.msg, "another list")) {
-            st = reply(ctx, m, "550", "5.7.1", SMFIS_REJECT, "%s", err.msg);
-            goto done;
-        }
-        if (crc == RC_E_POLICY) {
-            st = reply(ctx, m, "550", "5.7.0", SMFIS_REJECT, "%s", err.msg);
-            goto done;
-        }
-        if (crc) {
-            st = reply(ctx, m, "554", "5.7.1", SMFIS_REJECT, "%s", err.msg);
-            goto done;
-        }
-    } else if (rc_store_get_epoch(rd, l.list_id, l.current_epoch, &ep, &err) != 0) {
-        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: store inconsistent");
-        goto done;
-    }
-
-    if (cfg.posting_policy == POSTING_MEMBERS && !members_only_ok(rd, l.list_id, m)) {
-        st = reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
-                   "%s accepts posts from members only (judged on the envelope sender and "
-                   "From, which can be forged; members' signatures are what readers trust)",
-                   l.address);
+    if (v.action != GW_GO_ON) {
+        st = apply(ctx, m, &v);
         goto done;
     }
 
@@ -772,7 +653,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
                        err.msg[0] ? err.msg : "spool");
             goto done;
         }
-        marker_mac(marker, l.list_id, env);
+        gateway_processed_mark(marker, D->mark_secret, l.list_id, env);
         if (cfg.receipt_domain[0]) {
             char token[RECEIPT_TOKEN_LEN + 1];
             receipt_token(token, D->mark_secret, env->E);

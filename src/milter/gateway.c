@@ -1,0 +1,236 @@
+/*
+ * gateway.c - the gateway's decisions about one post: see gateway.h.
+ *
+ * The order of the checks is the order of docs/CRYPTO.md, recryption
+ * step 1, after the store and the form: the list, the processing mark (a
+ * post this service already recrypted passes unchanged), stanzas, the
+ * list id, the epoch and its grace, rc_mail_check_post (proof and Date),
+ * and last the posting policy. The first that fails decides.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "config.h"
+#include "gateway.h"
+
+#define RC_L_PROCESSED "recrypt/marker" /* 16-byte BLAKE2b personal */
+
+static void clean_line(char *s)
+{
+    for (; *s; s++)
+        if (*s == '%' || *s == '\r' || *s == '\n')
+            *s = ' ';
+}
+
+static void verdict_vset(gw_verdict *v, gw_action action, const char *code, const char *xcode,
+                         const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static void verdict_vset(gw_verdict *v, gw_action action, const char *code, const char *xcode,
+                         const char *fmt, va_list ap)
+{
+    int plaintext = v->plaintext;
+    memset(v, 0, sizeof *v);
+    v->plaintext = plaintext;
+    v->action = action;
+    snprintf(v->code, sizeof v->code, "%s", code);
+    snprintf(v->xcode, sizeof v->xcode, "%s", xcode);
+    vsnprintf(v->line[0], 400, fmt, ap); /* one SMTP reply line stays under 512 octets */
+    clean_line(v->line[0]);
+    v->n_lines = 1;
+}
+
+void gateway_verdict_set(gw_verdict *v, gw_action action, const char *code, const char *xcode,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verdict_vset(v, action, code, xcode, fmt, ap);
+    va_end(ap);
+}
+
+static void add_line(gw_verdict *v, const char *s)
+{
+    if (v->n_lines >= GW_LINES)
+        return;
+    snprintf(v->line[v->n_lines], GW_LINE_MAX, "%s", s);
+    clean_line(v->line[v->n_lines]);
+    v->n_lines++;
+}
+
+/* The current list key as a key line ("" when the store cannot say). */
+static void current_key(rc_store_reader *rd, const rc_store_list *l, char *key, size_t cap)
+{
+    rc_store_epoch cur;
+    key[0] = '\0';
+    if (rc_store_get_epoch(rd, l->list_id, l->current_epoch, &cur, NULL) != 0 ||
+        rc_statement_encode(key, cap, &cur.statement, NULL) != 0)
+        key[0] = '\0';
+}
+
+/* 550 5.7.0 for a post sealed to an epoch the list no longer takes. The
+ * reply ends with the command that seals it to the current list key, so
+ * that the sender recovers from the bounce in one step. */
+static void reject_epoch(gw_verdict *v, rc_store_reader *rd, const rc_store_list *l,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void reject_epoch(gw_verdict *v, rc_store_reader *rd, const rc_store_list *l,
+                         const char *fmt, ...)
+{
+    char key[RC_KEYSTR_MAX], cmd[RC_KEYSTR_MAX + 32];
+    va_list ap;
+    va_start(ap, fmt);
+    verdict_vset(v, GW_REJECT, "550", "5.7.0", fmt, ap);
+    va_end(ap);
+    current_key(rd, l, key, sizeof key);
+    if (!key[0])
+        return;
+    snprintf(cmd, sizeof cmd, "recrypt seal --to %s", key);
+    add_line(v, "Seal the message again with the current list key:");
+    add_line(v, cmd);
+}
+
+/* Is the spooled message in the recrypt form at all (else: plaintext)? */
+static int looks_sealed(int fd)
+{
+    char buf[16384];
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    for (char *p = buf; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return strstr(buf, "multipart/encrypted") && strstr(buf, RC_MIME_PROTOCOL);
+}
+
+static int members_only_ok(rc_store_reader *rd, const uint8_t *list_id, const gw_post *p)
+{
+    rc_store_member mem;
+    const char *who[2] = {p->sender, p->from};
+    for (int i = 0; i < 2; i++)
+        if (who[i] && who[i][0] && rc_store_get_member(rd, list_id, who[i], &mem, NULL) == 0 &&
+            mem.status == RC_STATUS_ACTIVE)
+            return 1;
+    return 0;
+}
+
+void gateway_processed_mark(char out[64], const uint8_t mark_secret[32],
+                            const uint8_t list_id[32], const rc_envelope *env)
+{
+    uint8_t in[32 + 32 + 32], mac[32];
+    crypto_generichash_blake2b_state st;
+    uint8_t personal[16] = {0}, salt[16] = {0};
+    memcpy(personal, RC_L_PROCESSED, strlen(RC_L_PROCESSED));
+    memcpy(in, list_id, 32);
+    memcpy(in + 32, env->E, 32);
+    memcpy(in + 64, env->KC, 32);
+    crypto_generichash_blake2b_init_salt_personal(&st, mark_secret, 32, sizeof mac, salt,
+                                                  personal);
+    crypto_generichash_blake2b_update(&st, in, sizeof in);
+    crypto_generichash_blake2b_final(&st, mac, sizeof mac);
+    sodium_bin2base64(out, 64, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* The checks of a sealed post; v is set only when one fails. */
+static void check_sealed(rc_store_reader *rd, const gw_post *p, const rc_mail *mail,
+                         const rc_store_list *l, rc_store_epoch *ep, gw_verdict *v)
+{
+    rc_error err;
+    const rc_envelope *env = rc_mail_envelope(mail);
+    /* Already processed by this service: pass unchanged. */
+    if (p->n_marks == 1 && p->mark && strlen(p->mark) == GW_PROCESSED_MARK_LEN) {
+        char want[64];
+        gateway_processed_mark(want, p->mark_secret, l->list_id, env);
+        if (sodium_memcmp(want, p->mark, GW_PROCESSED_MARK_LEN) == 0) {
+            v->action = GW_PASS;
+            ep->epoch = env->epoch;
+            return;
+        }
+    }
+    if (rc_mail_stanza_count(mail)) {
+        gateway_verdict_set(v, GW_REJECT, "554", "5.7.1",
+                            "the post already carries stanzas but no valid processing mark");
+        return;
+    }
+    if (sodium_memcmp(env->list_id, l->list_id, RC_ID_BYTES) != 0) {
+        gateway_verdict_set(v, GW_REJECT, "550", "5.7.1",
+                            "the message was sealed for another list than %s", l->address);
+        return;
+    }
+    if (rc_store_get_epoch(rd, l->list_id, env->epoch, ep, &err) != 0) {
+        reject_epoch(v, rd, l,
+                     "sealed for epoch %llu, which list %s does not have (current epoch %llu)",
+                     (unsigned long long)env->epoch, l->address,
+                     (unsigned long long)l->current_epoch);
+        return;
+    }
+    if (ep->grace_until && ep->grace_until < p->now) {
+        reject_epoch(v, rd, l,
+                     "the list key of epoch %llu of %s is no longer accepted (current epoch "
+                     "%llu; members' mail programs learn it from list mail)",
+                     (unsigned long long)env->epoch, l->address,
+                     (unsigned long long)l->current_epoch);
+        return;
+    }
+    /* The list and the epoch are checked above, so a policy failure here
+     * is the Date (stale or ahead); anything else is a proof that does not
+     * hold or a malformed post. */
+    int crc = rc_mail_check_post(mail, l->address, env->epoch, ep->statement.A, p->now,
+                                 p->freshness_window, p->future_skew, &err);
+    if (crc == RC_E_POLICY)
+        gateway_verdict_set(v, GW_REJECT, "550", "5.7.0", "%s", err.msg);
+    else if (crc)
+        gateway_verdict_set(v, GW_REJECT, "554", "5.7.1", "%s", err.msg);
+}
+
+void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_mail **mail,
+                   rc_store_list *l, rc_store_epoch *ep, gw_verdict *v)
+{
+    rc_error err;
+    memset(v, 0, sizeof *v);
+    v->action = GW_GO_ON;
+    *rd = NULL;
+    *mail = NULL;
+    if (rc_store_reader_begin(store, rd, &err) != 0 ||
+        rc_store_get_list(*rd, p->list, l, &err) != 0) {
+        gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
+                            "recrypt: membership store unavailable, try again later");
+        return;
+    }
+    if (!looks_sealed(p->fd)) {
+        v->plaintext = 1;
+        if (p->plaintext_policy == PLAINTEXT_REJECT) {
+            char key[RC_KEYSTR_MAX];
+            current_key(*rd, l, key, sizeof key);
+            gateway_verdict_set(v, GW_REJECT, "550", "5.7.1",
+                                "recrypt: this list accepts only encrypted posts.");
+            add_line(v, "Seal the message with: recrypt seal --to LISTKEY");
+            add_line(v, "(the list key is in the Recrypt-List-Key header of any list");
+            add_line(v, "message, or ask the list owner). The current list key is:");
+            add_line(v, key);
+            snprintf(v->log_text, sizeof v->log_text, "plaintext post to an encrypted list");
+            return;
+        }
+        if (rc_store_get_epoch(*rd, l->list_id, l->current_epoch, ep, &err) != 0) {
+            gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0", "recrypt: store inconsistent");
+            return;
+        }
+    } else {
+        if (rc_mail_parse(mail, p->fd, &err) != 0) {
+            gateway_verdict_set(v, GW_REJECT, "554", "5.6.0", "malformed recrypt message: %s",
+                                err.msg);
+            return;
+        }
+        check_sealed(*rd, p, *mail, l, ep, v);
+        if (v->action != GW_GO_ON)
+            return;
+    }
+    if (p->posting_policy == POSTING_MEMBERS && !members_only_ok(*rd, l->list_id, p))
+        gateway_verdict_set(v, GW_REJECT, "550", "5.7.1",
+                            "%s accepts posts from members only (judged on the envelope sender "
+                            "and From, which can be forged; members' signatures are what "
+                            "readers trust)",
+                            l->address);
+}

@@ -1,0 +1,80 @@
+/*
+ * gateway.h - the gateway's decisions about one post, without libmilter.
+ *
+ * gateway_check takes a post to a list (the spooled message, the list's
+ * address, the envelope sender and From, the settings) and decides, with
+ * the membership store, whether it goes on to be recrypted: it parses the
+ * post, checks it (docs/CRYPTO.md, recryption step 1: the list, the epoch
+ * and its grace, the proof, the freshness of its Date) and the list's
+ * posting policy, and ends in a verdict: what the MTA is told (SMTP code,
+ * enhanced code, text, one or more lines) and what the log says. It
+ * classifies failures by their code (rc_code), never by a message's text.
+ *
+ * milter.c applies verdicts and does what libmilter needs; the caller owns
+ * everything: the store reader and the parsed post that gateway_check
+ * hands back (to end and free), and the verdict.
+ */
+#ifndef RECRYPT_MILTER_GATEWAY_H
+#define RECRYPT_MILTER_GATEWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <recrypt/recrypt.h>
+#include "store.h"
+
+#define GW_PROCESSED_MARK_LEN 43 /* the Recrypt-Processed value: base64url of 32 bytes */
+
+typedef enum {
+    GW_GO_ON = 0, /* the checks passed: recrypt it (or, plaintext allowed, fan it out) */
+    GW_PASS,      /* already processed by this service: accept it unchanged */
+    GW_REJECT,    /* 5xx: refused for good */
+    GW_TEMPFAIL   /* 4xx: could not decide now (store, I/O) */
+} gw_action;
+
+#define GW_LINES 5
+#define GW_LINE_MAX (RC_KEYSTR_MAX + 64)
+
+typedef struct {
+    gw_action action;
+    char code[4];  /* "550" */
+    char xcode[8]; /* "5.7.1" */
+    /* The reply: line[0] alone, or a multi-line reply of n_lines lines;
+     * no '%', CR or LF in any of them (the MTA would take them for a
+     * format or a line end). */
+    char line[GW_LINES][GW_LINE_MAX];
+    size_t n_lines;
+    /* What the log line's reply="..." says when it is not line[0] (the
+     * plaintext refusal, whose reply is five lines of instructions). */
+    char log_text[128];
+    int plaintext; /* the post was not in the recrypt form */
+} gw_verdict;
+
+typedef struct {
+    const char *list;            /* the list's canonical address (the envelope recipient) */
+    int fd;                      /* the spooled message (read from offset 0) */
+    const char *sender, *from;   /* envelope sender and From address, lower case ("" = none) */
+    const char *mark;            /* the Recrypt-Processed value seen, or "" */
+    int n_marks;                 /* how many Recrypt-Processed fields the post had */
+    const uint8_t *mark_secret;  /* 32 bytes: the key of the processing mark */
+    int plaintext_policy;        /* PLAINTEXT_REJECT / PLAINTEXT_FANOUT (config.h) */
+    int posting_policy;          /* POSTING_OPEN / POSTING_MEMBERS */
+    uint64_t now, freshness_window, future_skew;
+} gw_post;
+
+/* Decide about post p. Begins *rd on store (NULL when even that failed),
+ * sets *mail to the parsed post (NULL for a plaintext one), *l to the
+ * list and *ep to the epoch the post is sealed for (a plaintext post: the
+ * current one). The caller ends *rd and frees *mail, whatever the verdict. */
+void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_mail **mail,
+                   rc_store_list *l, rc_store_epoch *ep, gw_verdict *v);
+
+/* The Recrypt-Processed value for a post of list_id: a MAC under
+ * mark_secret of the list and the post's E and KC (out: 44 bytes at least). */
+void gateway_processed_mark(char out[64], const uint8_t mark_secret[32],
+                            const uint8_t list_id[32], const rc_envelope *env);
+
+/* A verdict of one line; fmt as printf. */
+void gateway_verdict_set(gw_verdict *v, gw_action action, const char *code, const char *xcode,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

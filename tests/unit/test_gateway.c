@@ -1,0 +1,381 @@
+/*
+ * test_gateway.c - the gateway's decisions (src/milter/gateway.c) on a real
+ * LMDB store (store_world.h) and real sealed posts: each verdict with its
+ * SMTP code, enhanced code and text, in the order the checks run.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "store.h"
+#include "test_util.h"
+#include "store_world.h"
+#include "config.h"
+#include "gateway.h"
+
+#define WINDOW (7 * 86400ull)
+#define SKEW 3600ull
+
+static const uint8_t MARK_SECRET[32] = {7, 7, 7};
+
+/* A temporary file holding text; read from offset 0. */
+static int tmp_with(const void *p, size_t n)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    int fd = dup(fileno(f));
+    fclose(f);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, p, n), (ssize_t)n);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    return fd;
+}
+
+static void rfc5322_date(char *out, size_t cap, uint64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, cap, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* A post From from, dated date, sealed to st (unsigned); its text in *raw
+ * when raw is not NULL (to change it). */
+static int sealed_post(const rc_statement *st, uint64_t date, const char *from, mbuf *raw)
+{
+    char msg[512], when[64];
+    rc_error err;
+    rfc5322_date(when, sizeof when, date);
+    snprintf(msg, sizeof msg,
+             "From: %s\r\nTo: " LIST "\r\nSubject: minutes\r\nDate: %s\r\n"
+             "Message-ID: <gw.%llu@example.org>\r\n\r\nthe minutes\r\n",
+             from, when, (unsigned long long)date);
+    int in = tmp_with(msg, strlen(msg));
+    mbuf out = {0};
+    assert_int_equal(rc_mail_seal(in, st, NULL, NULL, date, sink_mem, &out, &err), RC_OK);
+    close(in);
+    int fd = tmp_with(out.p, out.len);
+    if (raw)
+        *raw = out;
+    else
+        mbuf_free(&out);
+    return fd;
+}
+
+typedef struct {
+    rc_store *st;
+    rc_store_reader *rd;
+    rc_mail *mail;
+    rc_store_list l;
+    rc_store_epoch ep;
+    gw_verdict v;
+} run;
+
+static gw_post post_for(int fd, uint64_t now)
+{
+    return (gw_post){.list = LIST,
+                     .fd = fd,
+                     .sender = "alice@example.org",
+                     .from = "alice@example.org",
+                     .mark = "",
+                     .n_marks = 0,
+                     .mark_secret = MARK_SECRET,
+                     .plaintext_policy = PLAINTEXT_REJECT,
+                     .posting_policy = POSTING_OPEN,
+                     .now = now,
+                     .freshness_window = WINDOW,
+                     .future_skew = SKEW};
+}
+
+static void decide(run *r, const gw_post *p)
+{
+    gateway_check(r->st, p, &r->rd, &r->mail, &r->l, &r->ep, &r->v);
+}
+
+static void done(run *r)
+{
+    rc_store_reader_end(r->rd);
+    rc_mail_free(r->mail);
+    r->rd = NULL;
+    r->mail = NULL;
+}
+
+static void verdict_is(const gw_verdict *v, gw_action action, const char *code, const char *xcode,
+                       const char *text)
+{
+    assert_int_equal(v->action, action);
+    assert_string_equal(v->code, code);
+    assert_string_equal(v->xcode, xcode);
+    if (!strstr(v->line[0], text))
+        fail_msg("reply %s %s \"%s\" lacks \"%s\"", v->code, v->xcode, v->line[0], text);
+    for (size_t i = 0; i < v->n_lines; i++)
+        assert_null(strpbrk(v->line[i], "%\r\n"));
+}
+
+static int world_of_alice(void **state)
+{
+    run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->st = store_new();
+    create_list(r->st);
+    const int devs[] = {D_ALICE};
+    add_member(r->st, M_ALICE, devs, 1, NOW - 1000);
+    *state = r;
+    return 0;
+}
+
+static int world_end(void **state)
+{
+    run *r = *state;
+    done(r);
+    store_destroy(r->st);
+    free(r);
+    return 0;
+}
+
+static void current_key(char *out, size_t cap)
+{
+    assert_int_equal(rc_statement_encode(out, cap, &W.st1, NULL), RC_OK);
+}
+
+/* ---------------------------------------------------------------- the tests */
+
+static void test_good_post_goes_on(void **state)
+{
+    run *r = *state;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, DATE + 60);
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_int_equal(r->v.plaintext, 0);
+    assert_non_null(r->mail);
+    assert_int_equal(r->ep.epoch, 1);
+    assert_string_equal(r->l.address, LIST);
+    done(r);
+    close(fd);
+}
+
+static void test_plaintext(void **state)
+{
+    run *r = *state;
+    static const char plain[] = "From: alice@example.org\r\nTo: " LIST "\r\n\r\nhello\r\n";
+    int fd = tmp_with(plain, sizeof plain - 1);
+    gw_post p = post_for(fd, DATE);
+    char key[RC_KEYSTR_MAX];
+    current_key(key, sizeof key);
+
+    decide(r, &p); /* refused, with the list key to seal it to */
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.1", "accepts only encrypted posts");
+    assert_int_equal(r->v.plaintext, 1);
+    assert_null(r->mail);
+    assert_int_equal(r->v.n_lines, 5);
+    assert_string_equal(r->v.line[1], "Seal the message with: recrypt seal --to LISTKEY");
+    assert_string_equal(r->v.line[4], key);
+    assert_string_equal(r->v.log_text, "plaintext post to an encrypted list");
+    done(r);
+
+    p.plaintext_policy = PLAINTEXT_FANOUT; /* or fanned out, to the current epoch */
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_int_equal(r->v.plaintext, 1);
+    assert_null(r->mail);
+    assert_int_equal(r->ep.epoch, 1);
+    done(r);
+    close(fd);
+}
+
+static void test_unknown_list_tempfails(void **state)
+{
+    run *r = *state;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, DATE);
+    p.list = "nobody@example.org";
+    decide(r, &p);
+    verdict_is(&r->v, GW_TEMPFAIL, "451", "4.3.0", "membership store unavailable");
+    done(r);
+    close(fd);
+}
+
+static void test_another_list(void **state)
+{
+    run *r = *state;
+    rc_list_secret *ls = rc_secret_alloc(sizeof *ls);
+    rc_statement other;
+    assert_non_null(ls);
+    assert_int_equal(rc_list_generate(ls, "other@example.org", 1, NULL, NULL), RC_OK);
+    assert_int_equal(rc_statement_sign(&other, ls, NOW - 100, 0, NULL), RC_OK);
+    rc_secret_free(ls);
+    int fd = sealed_post(&other, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, DATE);
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.1", "sealed for another list than " LIST);
+    done(r);
+    close(fd);
+}
+
+static void test_epoch_not_in_store(void **state)
+{
+    run *r = *state;
+    int fd = sealed_post(&W.st2, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, DATE);
+    char key[RC_KEYSTR_MAX], cmd[RC_KEYSTR_MAX + 32];
+    current_key(key, sizeof key);
+    snprintf(cmd, sizeof cmd, "recrypt seal --to %s", key);
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "sealed for epoch 2, which list " LIST);
+    assert_int_equal(r->v.n_lines, 3);
+    assert_string_equal(r->v.line[2], cmd);
+    done(r);
+    close(fd);
+}
+
+static void test_date_window(void **state)
+{
+    run *r = *state;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, DATE + WINDOW + 1); /* stale */
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "older than the freshness window");
+    done(r);
+    p.now = DATE + WINDOW; /* the last second of the window */
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    p.now = DATE - SKEW - 1; /* ahead of the clock by more than the skew */
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "lies in the future");
+    done(r);
+    p.now = DATE - SKEW;
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    close(fd);
+}
+
+static void test_proof_or_form(void **state)
+{
+    run *r = *state;
+    mbuf raw = {0};
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", &raw);
+    close(fd);
+    /* Another Message-ID than the proven one: the proof does not hold. */
+    char *mid = memmem(raw.p, raw.len, "<gw.", 4);
+    assert_non_null(mid);
+    mid[1] = 'G'; /* the outer header only: the sealed part keeps its own */
+    fd = tmp_with(raw.p, raw.len);
+    gw_post p = post_for(fd, DATE);
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "554", "5.7.1", "");
+    assert_int_not_equal(r->v.line[0][0], '\0');
+    done(r);
+    close(fd);
+    mbuf_free(&raw);
+    /* The recrypt form, but not a recrypt message. */
+    static const char bad[] = "From: alice@example.org\r\nTo: " LIST "\r\nMIME-Version: 1.0\r\n"
+                              "Content-Type: multipart/encrypted; protocol=\"" RC_MIME_PROTOCOL
+                              "\"; boundary=b\r\n\r\n--b\r\n\r\njunk\r\n--b--\r\n";
+    fd = tmp_with(bad, sizeof bad - 1);
+    p = post_for(fd, DATE);
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "554", "5.6.0", "malformed recrypt message");
+    done(r);
+    close(fd);
+}
+
+static void test_processed_mark(void **state)
+{
+    run *r = *state;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, DATE);
+    /* The mark this service would put on it: passes unchanged. */
+    decide(r, &p);
+    assert_non_null(r->mail);
+    char mark[64];
+    gateway_processed_mark(mark, MARK_SECRET, r->l.list_id, rc_mail_envelope(r->mail));
+    assert_int_equal(strlen(mark), GW_PROCESSED_MARK_LEN);
+    done(r);
+    p.mark = mark;
+    p.n_marks = 1;
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_PASS);
+    done(r);
+    /* Two marks, a mark of another key, or one cut short: checked as any post. */
+    p.n_marks = 2;
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    p.n_marks = 1;
+    static const uint8_t other_secret[32] = {8};
+    char other[64];
+    decide(r, &p);
+    gateway_processed_mark(other, other_secret, r->l.list_id, rc_mail_envelope(r->mail));
+    done(r);
+    p.mark = other;
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    mark[GW_PROCESSED_MARK_LEN - 1] = '\0';
+    p.mark = mark;
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    close(fd);
+}
+
+static void test_members_only(void **state)
+{
+    run *r = *state;
+    int fd = sealed_post(&W.st1, DATE, "mallory@example.net", NULL);
+    gw_post p = post_for(fd, DATE);
+    p.posting_policy = POSTING_MEMBERS;
+    p.sender = "mallory@example.net";
+    p.from = "mallory@example.net";
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.1", LIST " accepts posts from members only");
+    done(r);
+    p.from = "alice@example.org"; /* the From of a member is enough */
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    p.from = "";
+    p.sender = "alice@example.org"; /* so is the envelope sender */
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    p.posting_policy = POSTING_OPEN;
+    p.sender = "mallory@example.net";
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    close(fd);
+}
+
+static void test_verdict_text_is_one_clean_line(void **state)
+{
+    (void)state;
+    gw_verdict v = {0};
+    gateway_verdict_set(&v, GW_REJECT, "550", "5.7.1", "a%sb\r\nc", "%d");
+    assert_string_equal(v.line[0], "a db  c");
+    assert_int_equal(v.n_lines, 1);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, world_of_alice, world_end)
+    const struct CMUnitTest tests[] = {
+        T(test_good_post_goes_on),   T(test_plaintext),     T(test_unknown_list_tempfails),
+        T(test_another_list),        T(test_epoch_not_in_store), T(test_date_window),
+        T(test_proof_or_form),       T(test_processed_mark), T(test_members_only),
+        cmocka_unit_test(test_verdict_text_is_one_clean_line),
+    };
+    return cmocka_run_group_tests(tests, world_setup, world_teardown);
+}

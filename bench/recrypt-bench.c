@@ -51,12 +51,14 @@ static struct {
     size_t n_devices;
     int runs;
     int quick;
+    size_t fanout; /* devices in table 3 */
 } opt;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: recrypt-bench [--size MiB] [--devices N,N,...] [--runs K] [--quick]\n"
+            "usage: recrypt-bench [--size MiB] [--devices N,N,...] [--runs K] [--fanout N]\n"
+            "                     [--quick]\n"
             "\n"
             "Prints two tables:\n"
             "  1. recryption time, R = r*E per device, with and without the precomputed\n"
@@ -67,12 +69,16 @@ static void usage(FILE *f)
             "     recrypting (%d devices) and opening a message of --size MiB, each in a\n"
             "     forked child, against the 32 MiB bound; plus a baseline child that only\n"
             "     calls rc_init. The opened message is compared with the input.\n"
+            "  3. split delivery of one 4 KiB post to --fanout devices, one per member:\n"
+            "     unsealing the service shares, R = r*E on 1 and 2 threads, and one\n"
+            "     body per member (what recrypt-fanout does, without store and SMTP).\n"
             "\n"
             "  --size MiB       message size for table 2 (default 100)\n"
             "  --devices LIST   device counts for table 1, comma-separated\n"
             "                   (default 1,10,100,1000)\n"
             "  --runs K         runs per figure in table 1, median reported (default 7)\n"
-            "  --quick          smoke run: --size 8 --devices 1,10,100 --runs 3\n"
+            "  --fanout N       devices in table 3 (default 100000)\n"
+            "  --quick          smoke run: --size 8 --devices 1,10,100 --runs 3 --fanout 10000\n"
             "                   (explicit options given after --quick still apply)\n"
             "  --help           this text\n"
             "\n"
@@ -106,6 +112,7 @@ static int parse_args(int argc, char **argv)
 {
     opt.size_mib = 100;
     opt.runs = 7;
+    opt.fanout = 100000;
     parse_devices("1,10,100,1000");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -117,6 +124,7 @@ static int parse_args(int argc, char **argv)
             opt.quick = 1;
             opt.size_mib = 8;
             opt.runs = 3;
+            opt.fanout = 10000;
             parse_devices("1,10,100");
         } else if (strcmp(a, "--size") == 0 && v) {
             char *end;
@@ -128,6 +136,14 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--devices") == 0 && v) {
             if (parse_devices(v) != 0)
                 return -1;
+            i++;
+        } else if (strcmp(a, "--fanout") == 0 && v) {
+            char *end;
+            errno = 0;
+            unsigned long f = strtoul(v, &end, 10);
+            if (*end || errno || f == 0 || f > 10000000)
+                return -1;
+            opt.fanout = f;
             i++;
         } else if (strcmp(a, "--runs") == 0 && v) {
             char *end;
@@ -624,6 +640,98 @@ static int bench_recrypt_child(void *arg)
     return 0;
 }
 
+/* ---- table 3: split delivery, one post for many devices ---- */
+
+static int bench_fanout_child(void *arg)
+{
+    (void)arg;
+    rc_error err;
+    size_t n = opt.fanout;
+    uint8_t svc_pk[32], svc_sk[32];
+    crypto_box_keypair(svc_pk, svc_sk);
+    rc_device_entry *e = calloc(n, sizeof *e);
+    uint8_t(*sealed)[RC_SEALED_R_BYTES] = malloc(n * sizeof *sealed);
+    uint8_t(*R)[RC_POINT_BYTES] = malloc(n * sizeof *R);
+    if (!e || !sealed || !R) {
+        fprintf(stderr, "recrypt-bench: out of memory for %zu devices\n", n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const rc_device_entry *w = &k.entries[i % BODY_DEVICES];
+        do
+            crypto_core_ristretto255_scalar_random(e[i].r);
+        while (sodium_is_zero(e[i].r, 32));
+        crypto_box_seal(sealed[i], e[i].r, 32, svc_pk);
+        memcpy(e[i].W, w->W, w->W_len);
+        e[i].W_len = w->W_len;
+        e[i].enrolled_at = k.now - 86400;
+    }
+    char sealed_path[PATH_MAX + 64];
+    tmp_path(sealed_path, sizeof sealed_path, "small-sealed.eml");
+    int fd = open(sealed_path, O_RDONLY | O_CLOEXEC);
+    rc_mail *m = NULL;
+    if (fd < 0 || rc_mail_parse(&m, fd, &err)) {
+        fprintf(stderr, "recrypt-bench: cannot parse the small sealed message\n");
+        return -1;
+    }
+    close(fd);
+    const uint8_t *E = rc_mail_envelope(m)->E;
+
+    printf("3. Split delivery: one post (4 KiB) for %zu devices, one device per member\n", n);
+    printf("   (what recrypt-fanout does per post, without the store and SMTP)\n\n");
+    int64_t t0 = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        uint8_t r[32];
+        if (crypto_box_seal_open(r, sealed[i], RC_SEALED_R_BYTES, svc_pk, svc_sk) != 0) {
+            fprintf(stderr, "recrypt-bench: a sealed r does not open\n");
+            return -1;
+        }
+    }
+    double unseal_s = (double)(now_ns() - t0) / 1e9;
+    printf("   unseal the service shares r (crypto_box_seal_open, 1 thread)  %8.3f s  %6.1f us/device\n",
+           unseal_s, unseal_s * 1e6 / (double)n);
+    double one = 0;
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        rc_recryptor *rr = NULL;
+        t0 = now_ns();
+        if (rc_recryptor_new(&rr, E, 1, &err) ||
+            rc_recryptor_compute_all(rr, e, n, R, threads, NULL, &err)) {
+            die_rc("rc_recryptor_compute_all", &err);
+            return -1;
+        }
+        double s = (double)(now_ns() - t0) / 1e9;
+        rc_recryptor_free(rr);
+        if (threads == 1)
+            one = s;
+        printf("   R = r*E for all, table for E, %u thread%s (compute_all)       %8.3f s  %6.1f us/device%s",
+               threads, threads > 1 ? "s" : " ", s, s * 1e6 / (double)n, threads > 1 ? "" : "\n");
+        if (threads > 1)
+            printf("  (%.2fx)\n", one / s);
+    }
+    size_t bytes = 0, stanzas = 0;
+    t0 = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        size_t nw = 0;
+        if (rc_mail_write_body_stanzas(m, &e[i], (const uint8_t(*)[RC_POINT_BYTES])&R[i], 1,
+                                       null_sink, &bytes, &nw, &err)) {
+            die_rc("rc_mail_write_body_stanzas", &err);
+            return -1;
+        }
+        stanzas += nw;
+    }
+    double body_s = (double)(now_ns() - t0) / 1e9;
+    printf("   write one body per member (rc_mail_write_body_stanzas)        %8.3f s  %6.1f us/member\n",
+           body_s, body_s * 1e6 / (double)n);
+    printf("   bodies written: %zu bytes in all, %.0f bytes per copy (%zu stanzas)\n\n", bytes,
+           (double)bytes / (double)n, stanzas);
+    sodium_memzero(e, n * sizeof *e);
+    free(e);
+    free(sealed);
+    free(R);
+    rc_mail_free(m);
+    return stanzas == n ? 0 : -1;
+}
+
 /* ---- table 2: the steps, each run in a child ---- */
 
 static int step_baseline(void *arg)
@@ -934,6 +1042,13 @@ int main(int argc, char **argv)
                 child_outcome(&cr, how, sizeof how));
         return 1;
     }
+    if (run_child(bench_fanout_child, NULL, &cr) != 0 || !child_ok(&cr)) {
+        char how[64];
+        fprintf(stderr, "recrypt-bench: the split delivery figures failed: %s\n",
+                child_outcome(&cr, how, sizeof how));
+        return 1;
+    }
+    printf("   (peak memory of that child: %ld KiB)\n\n", cr.maxrss_kib);
     int rc = bench_memory();
     if (rc < 0)
         fprintf(stderr, "recrypt-bench: the memory measurement failed\n");

@@ -118,9 +118,10 @@ mode_owner() { stat -c '%a %U:%G' "$1"; }
 user_is_system() { uid=$(getent passwd recrypt | cut -d: -f3); [ -n "$uid" ] && [ "$uid" -lt 1000 ]; }
 all_gone() {
     rc=0
-    for p in /usr/bin/recrypt /usr/bin/recryptctl /usr/sbin/recrypt-milter \
+    for p in /usr/bin/recrypt /usr/bin/recryptctl /usr/sbin/recrypt-milter /usr/sbin/recrypt-fanout \
              /usr/share/man/man1/recrypt.1.gz /usr/share/man/man1/recryptctl.1.gz \
-             /usr/share/man/man8/recrypt-milter.8.gz /usr/share/doc/recrypt /usr/share/recrypt \
+             /usr/share/man/man8/recrypt-milter.8.gz /usr/share/man/man8/recrypt-fanout.8.gz \
+             /usr/share/doc/recrypt /usr/share/recrypt \
              /usr/lib/recrypt /usr/lib/mozilla/native-messaging-hosts/recrypt.json \
              /lib/systemd/system/recrypt-milter.service \
              /etc/recrypt /etc/apparmor.d/usr.sbin.recrypt-milter \
@@ -159,7 +160,7 @@ native_host_ok() { # the manifest's path is the link, and the link runs recrypt
         [ "$p" = /usr/lib/recrypt/recrypt-native-host ] && [ "$(readlink -f "$p")" = /usr/bin/recrypt ]
 }
 check "native host registered for Thunderbird, its path runs recrypt" native_host_ok
-for c in "recrypt --version" "recryptctl --version" "recrypt-milter -V"; do
+for c in "recrypt --version" "recryptctl --version" "recrypt-milter -V" "recrypt-fanout -V"; do
     # shellcheck disable=SC2086
     if out=$($c 2>&1); then ok "$c: $out"; else bad "$c: $out"; fi
 done

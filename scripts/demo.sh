@@ -3,8 +3,9 @@
 # with recrypt-milter, the server's LMDB store written by `recryptctl apply`,
 # a list owner's `recryptctl`, and subscribers' `recrypt`. A list with three
 # members (one with two devices); one post sealed once to the list key, sent
-# by SMTP, recrypted by the milter for every device, delivered by Postfix to
-# each member's maildir, and opened on every device.
+# by SMTP, checked by the milter, split by recrypt-fanout into one copy per
+# member that carries only that member's devices' stanzas, delivered by
+# Postfix to each member's maildir, and opened on every device.
 # Run as root on Debian 12 (it installs what it needs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,7 @@ export RECRYPT_MILTER=$build/src/milter/recrypt-milter
 T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-demo.XXXXXX")
 source "$root/tests/integration/postfix-lib.sh" # cleans up $T, Postfix and the milter at exit
 PF_RECEIPTS=yes # the delivery-receipt transport, as the admin guide sets it up (section 5.5)
+PF_FANOUT=yes   # split delivery: the fan-out transport and its listener (section 5.6)
 cd "$T"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -48,13 +50,16 @@ owner member add "$LIST" carol@example.org --device "$(cat carol.pub)" --out m3.
 sleep 1 # a device gets stanzas for posts dated after its enrolment
 
 say "3. Postfix on 127.0.0.1 with recrypt-milter (smtpd_milters, milter_default_action = tempfail)"
-echo "and the receipt transport: a post counts as delivered once Postfix has queued it"
+echo "and split delivery: the milter hands each checked post to the recrypt-fanout pipe(8)"
+echo "transport, which submits one copy per member to a listener without milters"
 pf_mailbox "$LIST" demo-bounces@example.org alice@example.org bob@example.org carol@example.org \
   mallory@example.org
 milter_config "$T/milter.conf"
 milter_start "$T/milter.conf"
 pf_start
-echo "Postfix listens on 127.0.0.1:$PF_PORT, the milter on 127.0.0.1:$MILTER_PORT"
+echo "Postfix listens on 127.0.0.1:$PF_PORT, the milter on 127.0.0.1:$MILTER_PORT,"
+echo "the copies come back through 127.0.0.1:$PF_FANOUT_PORT (master.cf, as in the admin guide):"
+grep -A6 '^recrypt-fanout' "$PF_DIR/master.cf" | sed "s|$T/fanout-wrapper|recrypt-fanout|" | show
 
 say "4. Alice writes a post and seals it once, to the list key"
 cat >post.eml <<MAIL
@@ -75,12 +80,18 @@ say "5. Alice's mail program sends it to the list by SMTP"
 send_mail alice@example.org "$LIST" sealed.eml || true
 smtp_replies | tail -3 | show
 for a in alice bob carol; do pf_wait_delivered 1 "$a@example.org" 30 || true; done
-pf_wait_receipts 1 30 || true
-echo "Milter log:"; grep -E 'verdict=' "$MILTER_LOG" | sed 's/.*recrypt-milter //' | show
-echo "Postfix delivered the post's receipt (so a replay of it is discarded from now on):"
-grep 'relay=recrypt-receipt' "$PF_LOG" | sed -E 's/.*to=<([^>]*)>.*(status=[a-z]+).*/\1 \2/' | show
+pf_queue_empty_wait 30 || true
+echo "Milter log (checked, handed to split delivery):"
+grep -E 'verdict=' "$MILTER_LOG" | sed 's/.*recrypt-milter //' | show
+echo "recrypt-fanout log (one copy per member queued; the post is now delivered,"
+echo "so a replay of it is discarded):"
+grep -E 'verdict=' "$FANOUT_LOG" | sed 's/.*recrypt-fanout //' | show
+echo "Postfix: the post went to the fan-out transport once, then one copy to each member:"
+grep -E 'relay=(recrypt-fanout|virtual)' "$PF_LOG" | sed -E 's/.*to=<([^>]*)>.*relay=([a-z-]+).*(status=[a-z]+).*/\1 via \2 \3/' | show
 
 say "6. Each member's copy, as Postfix delivered it, and what each device reads"
+echo "Each copy carries the stanzas of its own member's devices only: nobody can read"
+echo "from a copy how many members or devices the list has, or who they are."
 for m in alice:alice bob:bob-laptop bob:bob-phone carol:carol; do
   addr=${m%%:*}@example.org d=${m#*:}
   f=$(ls "$(pf_maildir "$addr")"/* | head -1)
@@ -89,13 +100,18 @@ for m in alice:alice bob:bob-laptop bob:bob-phone carol:carol; do
   dev "$d" open <"$f" 2>/dev/null | show
 done
 echo "-- mallory@example.org: $(pf_count mallory@example.org) messages (not a member)"
+a=$(ls "$(pf_maildir alice@example.org)"/* | head -1)
+others=$(grep -ciE 'bob@|carol@' "$a" || true)
+echo "-- alice's copy names bob or carol on $others lines; it reveals: the post's sender and"
+echo "   list (From, To, List-Id), its size, and alice's own device count. It does not reveal:"
+echo "   the other members, their number, their devices, or their keys' wrapped shares (W)."
 
 say "7. What the server holds"
 "$CTL" show --db "$T/db" | show
-if grep -rqs "Do not forward" "$T/db" "$PF_QUEUE" "$MILTER_SPOOL" "$MILTER_LOG" "$PF_MAIL"; then
+if grep -rqs "Do not forward" "$T/db" "$PF_QUEUE" "$MILTER_SPOOL" "$MILTER_LOG" "$FANOUT_LOG" "$PF_MAIL"; then
   echo "PLAINTEXT FOUND on the server side: demo failed"; exit 1
 fi
 echo "The plaintext appears nowhere on the server: not in the store, the Postfix queue,"
-echo "the milter's spool, its log, or the delivered maildir files (only ciphertext)."
+echo "the spool, the milter's and the fan-out's logs, or the delivered maildir files."
 echo
 echo "Demo complete."

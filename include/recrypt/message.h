@@ -90,6 +90,13 @@ int rc_mail_check_post(const rc_mail *m, const char *list_address, uint64_t epoc
 int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entries, size_t n,
                                  int use_table, rc_sink_fn sink, void *ctx, size_t *n_written,
                                  rc_error *err);
+/* The same with R[i] = entries[i].r·E computed by the caller
+ * (rc_recryptor_compute_all), for split delivery, which writes one body per
+ * member from one computation per post. R of an entry that gets no stanza
+ * is not read. */
+int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
+                               const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
+                               void *ctx, size_t *n_written, rc_error *err);
 /* The outer header block as received, including the empty line. */
 int rc_mail_write_header(const rc_mail *m, rc_sink_fn sink, void *ctx, rc_error *err);
 

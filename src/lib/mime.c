@@ -973,15 +973,38 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
                                  rc_error *err)
 {
     rc_recryptor *rr = NULL;
-    size_t *order = NULL, k = 0;
+    uint8_t (*R)[RC_POINT_BYTES] = NULL;
+    if (n_written)
+        *n_written = 0;
     int rc = rc_recryptor_new(&rr, m->env.E, use_table, err);
     if (rc)
         return rc;
+    R = malloc((n ? n : 1) * sizeof *R);
+    if (!R)
+        rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
+    /* Entries that get no stanza are not computed either. */
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (entries[i].enrolled_at < m->date)
+            rc = rc_recryptor_compute(rr, entries[i].r, R[i], err);
+    if (rc == 0)
+        rc = rc_mail_write_body_stanzas(m, entries, (const uint8_t(*)[RC_POINT_BYTES])R, n, sink,
+                                        ctx, n_written, err);
+    free(R);
+    rc_recryptor_free(rr);
+    return rc;
+}
+
+int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
+                               const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
+                               void *ctx, size_t *n_written, rc_error *err)
+{
+    size_t *order = NULL, k = 0;
+    int rc = 0;
+    if (n_written)
+        *n_written = 0;
     order = malloc((n ? n : 1) * sizeof *order);
-    if (!order) {
-        rc_recryptor_free(rr);
+    if (!order)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    }
     /* Only devices enrolled before the proven date get a stanza (CRYPTO.md). */
     for (size_t i = 0; i < n; i++)
         if (entries[i].enrolled_at < m->date)
@@ -1005,8 +1028,18 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
         uint8_t b[RC_STANZA_MAX];
         size_t len;
         const rc_device_entry *e = &entries[order[i]];
-        if ((rc = rc_recryptor_stanza(rr, e->r, e->W, e->W_len, &s, err)) == 0 &&
-            (rc = rc_stanza_to_bytes(b, sizeof b, &len, &s, err)) == 0)
+        if (e->W_len == 0 || e->W_len > RC_WRAP_MAX) {
+            rc = rc_error_set(err, RC_E_FORMAT, "W has a bad length");
+            break;
+        }
+        if (sodium_is_zero(R[order[i]], RC_POINT_BYTES)) { /* not computed */
+            rc = rc_error_set(err, RC_E_CRYPTO, "R is the identity");
+            break;
+        }
+        memcpy(s.R, R[order[i]], RC_POINT_BYTES);
+        memcpy(s.W, e->W, e->W_len);
+        s.W_len = e->W_len;
+        if ((rc = rc_stanza_to_bytes(b, sizeof b, &len, &s, err)) == 0)
             out_folded_b64(&o, "Stanza", b, len);
     }
     if (rc == 0) {
@@ -1030,7 +1063,6 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
     if (n_written)
         *n_written = rc == 0 ? k : 0;
     free(order);
-    rc_recryptor_free(rr);
     return rc;
 }
 

@@ -4,6 +4,7 @@
  * encodings are byte-identical to libsodium's ristretto255; a unit test
  * compares the two); without it, libsodium's variable-base multiplication.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <decaf/point_255.h>
 #include "internal.h"
@@ -76,6 +77,74 @@ int rc_recryptor_stanza(rc_recryptor *rc, const uint8_t r[RC_SCALAR_BYTES], cons
         return e;
     memcpy(out->W, W, W_len);
     out->W_len = W_len;
+    return 0;
+}
+
+typedef struct {
+    rc_recryptor *rc;
+    const rc_device_entry *entries;
+    uint8_t (*R)[RC_POINT_BYTES];
+    size_t from, to;
+    size_t bad;
+    int status;
+    rc_error err;
+} slice_t;
+
+static void *compute_slice(void *arg)
+{
+    slice_t *s = arg;
+    for (size_t i = s->from; i < s->to; i++)
+        if ((s->status = rc_recryptor_compute(s->rc, s->entries[i].r, s->R[i], &s->err)) != 0) {
+            s->bad = i;
+            break;
+        }
+    return NULL;
+}
+
+#define RC_RECRYPT_THREADS_MAX 64
+
+int rc_recryptor_compute_all(rc_recryptor *rc, const rc_device_entry *entries, size_t n,
+                             uint8_t (*R)[RC_POINT_BYTES], unsigned n_threads, size_t *bad,
+                             rc_error *err)
+{
+    slice_t s[RC_RECRYPT_THREADS_MAX];
+    pthread_t th[RC_RECRYPT_THREADS_MAX];
+    int started[RC_RECRYPT_THREADS_MAX] = {0};
+    if (!rc || (n && (!entries || !R)))
+        return rc_error_set(err, RC_E_INVALID, "rc_recryptor_compute_all: missing argument");
+    if (n_threads < 1)
+        n_threads = 1;
+    if (n_threads > RC_RECRYPT_THREADS_MAX)
+        n_threads = RC_RECRYPT_THREADS_MAX;
+    if (n < 256 * (size_t)n_threads) /* not worth a thread */
+        n_threads = 1;
+    size_t per = n_threads ? (n + n_threads - 1) / n_threads : n;
+    for (unsigned t = 0; t < n_threads; t++) {
+        memset(&s[t], 0, sizeof s[t]);
+        s[t].rc = rc;
+        s[t].entries = entries;
+        s[t].R = R;
+        s[t].from = t * per < n ? t * per : n;
+        s[t].to = (t + 1) * per < n ? (t + 1) * per : n;
+    }
+    /* Slice 0 runs here; if a thread cannot start, this thread does its slice. */
+    for (unsigned t = 1; t < n_threads; t++)
+        started[t] = pthread_create(&th[t], NULL, compute_slice, &s[t]) == 0;
+    compute_slice(&s[0]);
+    for (unsigned t = 1; t < n_threads; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            compute_slice(&s[t]);
+    }
+    for (unsigned t = 0; t < n_threads; t++)
+        if (s[t].status) {
+            if (bad)
+                *bad = s[t].bad;
+            if (err)
+                *err = s[t].err;
+            return s[t].status;
+        }
     return 0;
 }
 

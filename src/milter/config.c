@@ -25,6 +25,7 @@ void config_defaults(config *c)
     c->future_skew = 3600;
     c->max_fanout = 100000;
     c->map_size = (size_t)1 << 30;
+    snprintf(c->fanout_relay, sizeof c->fanout_relay, "127.0.0.1:10026");
     c->stats_interval = 3600;
 }
 
@@ -86,6 +87,26 @@ static int copy(char *dst, size_t cap, const char *v)
     if (strlen(v) >= cap)
         return -1;
     strcpy(dst, v);
+    return 0;
+}
+
+/* A domain name the MTA routes to one of recrypt's transports (receipts,
+ * fan-out): letters, digits, '-' and at least one dot; stored lower case. */
+static int parse_domain(const char *v, char out[254])
+{
+    size_t len = strlen(v), dots = 0;
+    if (len == 0 || len > 253 || v[0] == '.' || v[len - 1] == '.' || strstr(v, ".."))
+        return -1;
+    for (const char *p = v; *p; p++) {
+        if (*p == '.')
+            dots++;
+        else if (!isalnum((unsigned char)*p) && *p != '-')
+            return -1;
+    }
+    if (!dots)
+        return -1;
+    for (size_t i = 0; i <= len; i++)
+        out[i] = (char)tolower((unsigned char)v[i]);
     return 0;
 }
 
@@ -185,21 +206,30 @@ static const char *set(config *c, const char *name, const char *v)
                    ? "StatsInterval is 0 (no periodic counters) or a duration from 1s to 7d, "
                      "such as 1h"
                    : NULL;
-    if (!strcasecmp(name, "ReceiptDomain")) {
-        /* A domain the MTA routes to the receipt transport, nothing else. */
-        size_t len = strlen(v), dots = 0;
-        if (len == 0 || len > 253 || v[0] == '.' || v[len - 1] == '.' || strstr(v, ".."))
-            return "ReceiptDomain is a domain name, such as receipt.recrypt.invalid";
-        for (const char *p = v; *p; p++) {
-            if (*p == '.')
-                dots++;
-            else if (!isalnum((unsigned char)*p) && *p != '-')
-                return "ReceiptDomain is a domain name, such as receipt.recrypt.invalid";
-        }
-        if (!dots)
-            return "ReceiptDomain is a domain name, such as receipt.recrypt.invalid";
-        for (size_t i = 0; i <= len; i++)
-            c->receipt_domain[i] = (char)tolower((unsigned char)v[i]);
+    if (!strcasecmp(name, "ReceiptDomain"))
+        return parse_domain(v, c->receipt_domain)
+                   ? "ReceiptDomain is a domain name, such as receipt.recrypt.invalid"
+                   : NULL;
+    if (!strcasecmp(name, "FanoutDomain"))
+        return parse_domain(v, c->fanout_domain)
+                   ? "FanoutDomain is a domain name, such as fanout.recrypt.invalid"
+                   : NULL;
+    if (!strcasecmp(name, "FanoutRelay")) {
+        /* Checked for form here; recrypt-fanout says whether it answers. */
+        const char *colon = strrchr(v, ':');
+        if (!strncmp(v, "unix:", 5) ? v[5] != '/'
+                                    : !colon || colon == v || !colon[1] ||
+                                          strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+                                          atoi(colon + 1) < 1 || atoi(colon + 1) > 65535 ||
+                                          strlen(colon + 1) > 5)
+            return "FanoutRelay is HOST:PORT (such as 127.0.0.1:10026 or [::1]:10026) or "
+                   "unix:/path";
+        return copy(c->fanout_relay, sizeof c->fanout_relay, v) ? "value too long" : NULL;
+    }
+    if (!strcasecmp(name, "FanoutThreads")) {
+        if (parse_u64(v, &n) || n > 64)
+            return "FanoutThreads is 0 (one per CPU) to 64";
+        c->fanout_threads = (unsigned)n;
         return NULL;
     }
     if (!strcasecmp(name, "MapSize")) {
@@ -264,6 +294,9 @@ int config_load(config *c, const char *path, rc_error *err)
     if (rc == 0 && ferror(f))
         rc = rc_error_set(err, RC_E_IO, "cannot read %s", path);
     fclose(f);
+    if (rc == 0 && c->fanout_domain[0] && !strcasecmp(c->fanout_domain, c->receipt_domain))
+        rc = rc_error_set(err, RC_E_FORMAT, "%s: FanoutDomain and ReceiptDomain must differ (the "
+                                            "MTA routes them to different transports)", path);
     if (rc == 0 && !c->socket[0])
         rc = rc_error_set(err, RC_E_FORMAT, "%s: Socket is required", path);
     if (rc == 0 && !c->database[0])

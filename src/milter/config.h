@@ -44,6 +44,12 @@ typedef struct {
     size_t map_size;
     uint64_t stats_interval; /* seconds between periodic counters lines; 0 = none */
     char receipt_domain[254]; /* "" = no receipts (docs/admin-guide.md §5.5) */
+    /* Split delivery (docs/admin-guide.md §5.6): "" = inline (one rewritten
+     * message for all members); else the milter hands each checked post to
+     * TOKEN@fanout_domain, which the MTA routes to recrypt-fanout. */
+    char fanout_domain[254];
+    char fanout_relay[300]; /* where recrypt-fanout submits copies: HOST:PORT or unix:/path */
+    unsigned fanout_threads; /* recryption threads of recrypt-fanout (0: one per CPU) */
 } config;
 
 void config_defaults(config *c);

@@ -185,16 +185,57 @@ static void check_sealed(rc_store_reader *rd, const gw_post *p, const rc_mail *m
         gateway_verdict_set(v, GW_REJECT, "554", "5.7.1", "%s", err.msg);
 }
 
-void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_mail **mail,
-                   rc_store_list *l, rc_store_epoch *ep, gw_verdict *v)
+/* A verdict to go on with and a store reader in *rd; or a tempfail
+ * verdict (and -1) when the store cannot be read. */
+static int verdict_begin(rc_store *store, rc_store_reader **rd, gw_verdict *v)
 {
     rc_error err;
     memset(v, 0, sizeof *v);
     v->action = GW_GO_ON;
     *rd = NULL;
+    if (rc_store_reader_begin(store, rd, &err) == 0)
+        return 0;
+    gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
+                        "recrypt: membership store unavailable, try again later");
+    return -1;
+}
+
+typedef struct {
+    const uint8_t *id;
+    rc_store_list *out;
+    int found;
+} find_list_ctx;
+
+static int find_list_row(void *ctx, const rc_store_list *l)
+{
+    find_list_ctx *f = ctx;
+    if (sodium_memcmp(l->list_id, f->id, RC_ID_BYTES) != 0)
+        return 0;
+    *f->out = *l;
+    f->found = 1;
+    return 1;
+}
+
+/* The list whose id the post names (split delivery's fan-out, which is
+ * not told the list's address): 0, RC_E_NOT_FOUND, or a store error. */
+static int list_by_id(rc_store_reader *rd, const uint8_t id[RC_ID_BYTES], rc_store_list *l,
+                      rc_error *err)
+{
+    find_list_ctx f = {id, l, 0};
+    int rc = rc_store_each_list(rd, find_list_row, &f, err);
+    if (f.found)
+        return 0;
+    return rc ? rc : RC_E_NOT_FOUND;
+}
+
+void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_mail **mail,
+                   rc_store_list *l, rc_store_epoch *ep, gw_verdict *v)
+{
+    rc_error err;
     *mail = NULL;
-    if (rc_store_reader_begin(store, rd, &err) != 0 ||
-        rc_store_get_list(*rd, p->list, l, &err) != 0) {
+    if (verdict_begin(store, rd, v) != 0)
+        return;
+    if (rc_store_get_list(*rd, p->list, l, &err) != 0) {
         gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
                             "recrypt: membership store unavailable, try again later");
         return;
@@ -233,4 +274,63 @@ void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_m
                             "and From, which can be forged; members' signatures are what "
                             "readers trust)",
                             l->address);
+}
+
+void gateway_check_parsed(rc_store *store, const gw_post *p, const rc_mail *mail,
+                          rc_store_reader **rd, rc_store_list *l, rc_store_epoch *ep,
+                          gw_verdict *v)
+{
+    rc_error err;
+    if (verdict_begin(store, rd, v) != 0)
+        return;
+    int rc = list_by_id(*rd, rc_mail_envelope(mail)->list_id, l, &err);
+    if (rc == RC_E_NOT_FOUND) {
+        gateway_verdict_set(v, GW_REJECT, "550", "5.1.1",
+                            "the post is sealed for a list this server does not have");
+        return;
+    }
+    if (rc) {
+        gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
+                            "recrypt: membership store unavailable, try again later");
+        return;
+    }
+    check_sealed(*rd, p, mail, l, ep, v);
+    if (v->action == GW_GO_ON && p->posting_policy == POSTING_MEMBERS &&
+        !members_only_ok(*rd, l->list_id, p))
+        gateway_verdict_set(v, GW_REJECT, "550", "5.7.1",
+                            "%s accepts posts from members only", l->address);
+}
+
+void gateway_plan(rc_store_reader *rd, const rc_service_secret *svc, const rc_store_list *l,
+                  uint64_t epoch, const gw_audience_rule *rule, int split, uint64_t max_fanout,
+                  rc_store_audience *aud, gw_verdict *v)
+{
+    rc_error err;
+    memset(v, 0, sizeof *v);
+    v->action = GW_GO_ON;
+    memset(aud, 0, sizeof *aud);
+    if (rc_store_audience_get(rd, svc, l->list_id, epoch, rule->enrolled_before,
+                              rule->unchanged_since, aud, &err) != 0) {
+        memset(aud, 0, sizeof *aud);
+        gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
+                            err.code == RC_E_CRYPTO ? "recrypt: cannot read the entries"
+                                                    : "recrypt: cannot read the members");
+        return;
+    }
+    size_t devices = 0;
+    for (size_t i = 0; i < aud->n_members; i++)
+        devices += aud->members[i].n;
+    if (aud->n_members == 0) {
+        gateway_verdict_set(v, GW_REJECT, "550", "5.2.1",
+                            "list %s has no active member who can read this post", l->address);
+    } else if (split ? aud->n_members > max_fanout
+                     : (uint64_t)devices * aud->n_members > max_fanout ||
+                           devices > RC_MAX_STANZAS) {
+        /* Inline: every copy carries every stanza, and readers refuse a
+         * message with more than RC_MAX_STANZAS. Split: one copy per member. */
+        gateway_verdict_set(v, GW_REJECT, "552", "5.5.3",
+                            "list %s is too large for one post (%zu devices, %zu addresses; "
+                            "limit %llu)",
+                            l->address, devices, aud->n_members, (unsigned long long)max_fanout);
+    }
 }

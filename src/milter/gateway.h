@@ -68,6 +68,33 @@ typedef struct {
 void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_mail **mail,
                    rc_store_list *l, rc_store_epoch *ep, gw_verdict *v);
 
+/* The same checks for a post already parsed (recrypt-fanout, which needs
+ * its E and Date before it decides): the list is the one the post names
+ * (p->list and p->fd are not used); 550 5.1.1 when the store has no such
+ * list. The caller ends *rd. */
+void gateway_check_parsed(rc_store *store, const gw_post *p, const rc_mail *mail,
+                          rc_store_reader **rd, rc_store_list *l, rc_store_epoch *ep,
+                          gw_verdict *v);
+
+/* Who may receive a post (docs/FORMAT.md §9.7): devices enrolled before
+ * enrolled_before, of active members whose record has not changed since
+ * unchanged_since (UINT64_MAX: no such restriction). */
+typedef struct {
+    uint64_t enrolled_before, unchanged_since;
+} gw_audience_rule;
+
+/* The delivery plan of a checked post: its audience in *aud, grouped by
+ * member (with svc, the service shares unsealed for recryption; without,
+ * only who and how many devices). Refuses with 550 5.2.1 when nobody can
+ * read it and 552 5.5.3 when the list is too large for the delivery mode:
+ * inline (split 0), every copy carries every device's stanza, so devices ×
+ * addresses must stay within max_fanout and devices within RC_MAX_STANZAS;
+ * split, one copy per member, so members within max_fanout. The caller
+ * frees *aud (rc_store_audience_free) whatever the verdict. */
+void gateway_plan(rc_store_reader *rd, const rc_service_secret *svc, const rc_store_list *l,
+                  uint64_t epoch, const gw_audience_rule *rule, int split, uint64_t max_fanout,
+                  rc_store_audience *aud, gw_verdict *v);
+
 /* The Recrypt-Processed value for a post of list_id: a MAC under
  * mark_secret of the list and the post's E and KC (out: 44 bytes at least). */
 void gateway_processed_mark(char out[64], const uint8_t mark_secret[32],

@@ -9,6 +9,12 @@
 
 /* Set once at start-up (and on reload, before threads read it again). */
 static int log_to_syslog, log_level = LOG_LEVEL_INFO;
+static const char *log_name = "recrypt-milter";
+
+void log_set_name(const char *name)
+{
+    log_name = name;
+}
 
 void log_setup(int use_syslog, int facility, int level)
 {
@@ -17,7 +23,7 @@ void log_setup(int use_syslog, int facility, int level)
     log_to_syslog = use_syslog;
     log_level = level;
     if (use_syslog)
-        openlog("recrypt-milter", LOG_PID, facility);
+        openlog(log_name, LOG_PID, facility);
 }
 
 int log_uses_syslog(void)
@@ -48,7 +54,20 @@ void log_msg(int level, const char *qid, const char *fmt, ...)
         time_t now = time(NULL);
         struct tm tm;
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-        fprintf(stderr, "%s recrypt-milter %s: %s%s%s\n", ts, name[level], qid ? qid : "",
+        fprintf(stderr, "%s %s %s: %s%s%s\n", ts, log_name, name[level], qid ? qid : "",
                 qid ? ": " : "", text);
     }
+}
+
+int log_fatal(int code, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (log_to_syslog)
+        log_msg(LOG_LEVEL_ERROR, NULL, "%s", text);
+    fprintf(stderr, "%s: %s\n", log_name, text);
+    return code;
 }

@@ -31,6 +31,7 @@
 #include <sodium.h>
 #include "log.h"
 #include "milter.h"
+#include "privileges.h"
 #include "receipt.h"
 
 static daemon_ctx D;
@@ -61,20 +62,6 @@ static void usage(FILE *f)
 "(also logged every StatsInterval seconds, default 3600; 0 turns that off).\n");
 }
 
-static int fatal(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fatal(int code, const char *fmt, ...)
-{
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    if (log_uses_syslog())
-        log_msg(LOG_LEVEL_ERROR, NULL, "%s", text);
-    fprintf(stderr, "recrypt-milter: %s\n", text);
-    return code;
-}
-
 /* The service key: opened while still privileged (it is 0600, the
  * store's owner's or root's). */
 static int open_key(const config *c, rc_error *err)
@@ -103,32 +90,6 @@ static int open_store(const config *c, unsigned flags, rc_error *err)
         rc_store_reader_end(rd);
     }
     return rc;
-}
-
-static int drop_privileges(const char *spec, rc_error *err)
-{
-    char user[128], *group;
-    snprintf(user, sizeof user, "%s", spec);
-    group = strchr(user, ':');
-    if (group)
-        *group++ = '\0';
-    struct passwd *pw = getpwnam(user);
-    if (!pw)
-        return rc_error_set(err, RC_E_NOT_FOUND, "UserID: no such user '%s'", user);
-    gid_t gid = pw->pw_gid;
-    if (group) {
-        struct group *gr = getgrnam(group);
-        if (!gr)
-            return rc_error_set(err, RC_E_NOT_FOUND, "UserID: no such group '%s'", group);
-        gid = gr->gr_gid;
-    }
-    if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
-        return 0;
-    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0)
-        return rc_error_set(err, RC_E_PERMISSION, "cannot become %s: %s", spec, strerror(errno));
-    /* setuid clears dumpability on some kernels' paths; make sure. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    return 0;
 }
 
 /* unix:/path or local:/path or /path -> path; NULL for inet sockets. */
@@ -260,10 +221,10 @@ static int check_only(const config *c)
      * changes nothing, an older schema is only reported. */
     if (open_key(c, &err) != 0 || (c->user[0] && drop_privileges(c->user, &err) != 0) ||
         open_store(c, RC_STORE_NO_MIGRATE, &err) != 0)
-        return fatal(EX_CONFIG, "%s", err.msg);
+        return log_fatal(EX_CONFIG, "%s", err.msg);
     struct stat sb;
     if (stat(c->temp_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return fatal(EX_CONFIG, "TemporaryDirectory %s is not a directory", c->temp_dir);
+        return log_fatal(EX_CONFIG, "TemporaryDirectory %s is not a directory", c->temp_dir);
     uint32_t schema = rc_store_found_schema(D.store);
     if (schema < RC_STORE_SCHEMA_VERSION)
         printf("recrypt-milter: store %s has schema %u; recrypt-milter will migrate it to "
@@ -310,20 +271,20 @@ int main(int argc, char **argv)
         /* The MTA runs this for each receipt: every failure it can retry
          * is EX_TEMPFAIL (a config being edited, a store being moved). */
         if (rc_init(&err) != 0 || config_load(&D.cfg, config_path, &err) != 0)
-            return fatal(EX_TEMPFAIL, "%s", err.msg);
+            return log_fatal(EX_TEMPFAIL, "%s", err.msg);
         if (opt_user)
             snprintf(D.cfg.user, sizeof D.cfg.user, "%s", opt_user);
         log_setup(D.cfg.syslog, D.cfg.syslog_facility, D.cfg.log_level);
         /* Run by root (a prog mailer without U=): become UserID first, so
          * that the store's files stay that user's. */
         if (geteuid() == 0 && D.cfg.user[0] && drop_privileges(D.cfg.user, &err) != 0)
-            return fatal(EX_TEMPFAIL, "%s", err.msg);
+            return log_fatal(EX_TEMPFAIL, "%s", err.msg);
         return receipt_run(&D.cfg, receipt, queue_id);
     }
     if (rc_init(&err) != 0)
-        return fatal(EX_SOFTWARE, "%s", err.msg);
+        return log_fatal(EX_SOFTWARE, "%s", err.msg);
     if (config_load(&D.cfg, config_path, &err) != 0)
-        return fatal(EX_CONFIG, "%s", err.msg);
+        return log_fatal(EX_CONFIG, "%s", err.msg);
     if (opt_sock)
         snprintf(D.cfg.socket, sizeof D.cfg.socket, "%s", opt_sock);
     if (opt_pid)
@@ -340,11 +301,11 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     if (open_key(&D.cfg, &err) != 0)
-        return fatal(EX_CONFIG, "%s", err.msg);
+        return log_fatal(EX_CONFIG, "%s", err.msg);
     if (D.cfg.user[0] && drop_privileges(D.cfg.user, &err) != 0)
-        return fatal(EX_CONFIG, "%s", err.msg);
+        return log_fatal(EX_CONFIG, "%s", err.msg);
     if (open_store(&D.cfg, 0, &err) != 0)
-        return fatal(EX_CONFIG, "%s", err.msg);
+        return log_fatal(EX_CONFIG, "%s", err.msg);
     if (rc_store_found_schema(D.store) < RC_STORE_SCHEMA_VERSION)
         log_msg(LOG_LEVEL_NOTICE, NULL, "store %s migrated from schema %u to %u", D.cfg.database,
                 rc_store_found_schema(D.store), RC_STORE_SCHEMA_VERSION);
@@ -352,17 +313,17 @@ int main(int argc, char **argv)
 
     const char *path = unix_path(D.cfg.socket);
     if (path && stale_socket(path, &err) != 0)
-        return fatal(err.code == RC_E_EXISTS && strstr(err.msg, "listening") ? EX_TEMPFAIL
+        return log_fatal(err.code == RC_E_EXISTS && strstr(err.msg, "listening") ? EX_TEMPFAIL
                                                                            : EX_CONFIG,
                      "%s", err.msg);
     if (smfi_setconn(D.cfg.socket) != MI_SUCCESS)
-        return fatal(EX_CONFIG, "Socket %s is not usable", D.cfg.socket);
+        return log_fatal(EX_CONFIG, "Socket %s is not usable", D.cfg.socket);
     pthread_rwlock_init(&D.lock, NULL);
     milter_set_daemon(&D);
     if (smfi_register(*milter_description()) != MI_SUCCESS)
-        return fatal(EX_SOFTWARE, "smfi_register failed");
+        return log_fatal(EX_SOFTWARE, "smfi_register failed");
     if (smfi_opensocket(1) != MI_SUCCESS)
-        return fatal(EX_TEMPFAIL, "cannot open the socket %s", D.cfg.socket);
+        return log_fatal(EX_TEMPFAIL, "cannot open the socket %s", D.cfg.socket);
 
     if (!foreground) {
         /* An LMDB environment must not cross a fork (the child would not
@@ -373,11 +334,11 @@ int main(int argc, char **argv)
         D.store = NULL;
         pid_t pid = fork();
         if (pid < 0)
-            return fatal(EX_OSERR, "fork: %s", strerror(errno));
+            return log_fatal(EX_OSERR, "fork: %s", strerror(errno));
         if (pid > 0)
             _exit(0);
         if (open_store(&D.cfg, 0, &err) != 0)
-            return fatal(EX_CONFIG, "%s", err.msg);
+            return log_fatal(EX_CONFIG, "%s", err.msg);
         setsid();
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
@@ -391,7 +352,7 @@ int main(int argc, char **argv)
     if (D.cfg.pid_file[0]) {
         FILE *f = fopen(D.cfg.pid_file, "w");
         if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)
-            return fatal(EX_CANTCREAT, "cannot write the pid file %s", D.cfg.pid_file);
+            return log_fatal(EX_CANTCREAT, "cannot write the pid file %s", D.cfg.pid_file);
     }
 
     /* Signals go to one thread; the milter threads never see them. */

@@ -55,7 +55,7 @@ void milter_log_counters(void)
 {
     log_msg(LOG_LEVEL_NOTICE, NULL,
             "counters: recrypted=%lu stanzas=%lu refused=%lu tempfail=%lu replays=%lu "
-            "passed=%lu plaintext=%lu deferred-rcpt=%lu",
+            "passed=%lu plaintext=%lu deferred-rcpt=%lu split=%lu",
             __atomic_load_n(&D->n_recrypted, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_stanzas, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_refused, __ATOMIC_RELAXED),
@@ -63,7 +63,8 @@ void milter_log_counters(void)
             __atomic_load_n(&D->n_replays, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_passed, __ATOMIC_RELAXED),
             __atomic_load_n(&D->n_plaintext, __ATOMIC_RELAXED),
-            __atomic_load_n(&D->n_deferred, __ATOMIC_RELAXED));
+            __atomic_load_n(&D->n_deferred, __ATOMIC_RELAXED),
+            __atomic_load_n(&D->n_split, __ATOMIC_RELAXED));
 }
 
 /* ---- state ---- */
@@ -257,6 +258,10 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
                          "addresses @%s are the MTA's delivery receipts for recrypt, not "
                          "recipients",
                          cfg.receipt_domain);
+        if (receipt_in_domain(argv[0], cfg.fanout_domain))
+            return reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
+                         "addresses @%s are recrypt's fan-out of checked posts, not recipients",
+                         cfg.fanout_domain);
     }
     if (argv[0] && address_of(argv[0], addr) == 0) {
         rc_store_reader *rd;
@@ -387,48 +392,10 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 
 /* ---- end of message ---- */
 
-typedef struct {
-    rc_store_reader *rd;
-    const uint8_t *list_id;
-    uint64_t before;          /* devices enrolled before this */
-    uint64_t unchanged_since; /* members whose record is older than this */
-    char (*rcpt)[RC_ADDR_MAX + 1];
-    size_t n, cap;
-    int failed;
-} rcpt_collect;
-
-/* Recipients: the post's audience, active members (unchanged since a
- * retry's first attempt) with a device enrolled before the cutoff. */
-static int collect_rcpt(void *ctx, const rc_store_device *d)
-{
-    rcpt_collect *rc = ctx;
-    rc_store_member mem;
-    if (d->enrolled_at >= rc->before)
-        return 0;
-    for (size_t i = 0; i < rc->n; i++)
-        if (!strcmp(rc->rcpt[i], d->member))
-            return 0;
-    if (rc_store_get_member(rc->rd, rc->list_id, d->member, &mem, NULL) != 0 ||
-        mem.status != RC_STATUS_ACTIVE || mem.updated_at >= rc->unchanged_since)
-        return 0;
-    if (rc->n == rc->cap) {
-        size_t ncap = rc->cap ? rc->cap * 2 : 16;
-        void *p = realloc(rc->rcpt, ncap * sizeof *rc->rcpt);
-        if (!p) {
-            rc->failed = 1;
-            return 1;
-        }
-        rc->rcpt = p;
-        rc->cap = ncap;
-    }
-    snprintf(rc->rcpt[rc->n++], RC_ADDR_MAX + 1, "%s", d->member);
-    return 0;
-}
-
 /* Tell the MTA: new body, recipients, sender, headers. */
 static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list *l,
-                   const rc_statement *st, const char *marker, char (*rcpt)[RC_ADDR_MAX + 1],
-                   size_t n_rcpt, const char *receipt, int keep_body)
+                   const rc_statement *st, const char *marker, const rc_store_audience *aud,
+                   const char *receipt, int keep_body)
 {
     if (!keep_body) {
         uint8_t *buf = malloc(BODY_CHUNK);
@@ -449,9 +416,9 @@ static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list 
     }
     if (smfi_delrcpt(ctx, m->list_rcpt) != MI_SUCCESS)
         return -1;
-    for (size_t i = 0; i < n_rcpt; i++) {
+    for (size_t i = 0; i < aud->n_members; i++) {
         char a[MAX_RCPT_LEN];
-        snprintf(a, sizeof a, "<%s>", rcpt[i]);
+        snprintf(a, sizeof a, "<%s>", aud->members[i].address);
         if (smfi_addrcpt(ctx, a) != MI_SUCCESS)
             return -1;
     }
@@ -529,6 +496,19 @@ static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v)
     return st;
 }
 
+/* Split delivery (FanoutDomain set): the checked post goes, unchanged, to
+ * one recipient, TOKEN@FanoutDomain, which the MTA routes to
+ * recrypt-fanout; that builds each member's own copy. */
+static int hand_to_fanout(SMFICTX *ctx, msg_state *m, const config *cfg, const rc_envelope *env)
+{
+    char token[RECEIPT_TOKEN_LEN + 1], a[RECEIPT_TOKEN_LEN + 1 + sizeof cfg->fanout_domain + 2];
+    fanout_token(token, D->mark_secret, env->E);
+    snprintf(a, sizeof a, "<%s@%s>", token, cfg->fanout_domain);
+    if (smfi_delrcpt(ctx, m->list_rcpt) != MI_SUCCESS || smfi_addrcpt(ctx, a) != MI_SUCCESS)
+        return -1;
+    return 0;
+}
+
 static sfsistat process(SMFICTX *ctx, msg_state *m)
 {
     config cfg;
@@ -537,10 +517,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     rc_store_reader *rd = NULL;
     rc_store_list l;
     rc_store_epoch ep;
-    rc_device_entry *entries = NULL;
-    rcpt_collect rc_ = {0};
+    rc_store_audience aud = {0};
     int out = -1, recorded = 0;
-    size_t n_entries = 0, n_stanzas = 0;
+    size_t n_stanzas = 0;
     sfsistat st = SMFIS_TEMPFAIL;
     uint64_t now = (uint64_t)time(NULL);
     read_config(&cfg);
@@ -576,10 +555,13 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         st = apply(ctx, m, &v);
         goto done;
     }
+    /* A plaintext post the policy lets through goes inline, as it came:
+     * it has no stanzas to split. */
+    int split = mail && cfg.fanout_domain[0];
 
     /* The replay cache, before the audience is known: a retry's audience
      * is its first attempt's. */
-    uint64_t cutoff = mail ? rc_mail_date(mail) : UINT64_MAX, unchanged_since = UINT64_MAX;
+    gw_audience_rule rule = {mail ? rc_mail_date(mail) : UINT64_MAX, UINT64_MAX};
     uint64_t first = now;
     int post_state = RC_POST_NEW;
     char post_id[2 * RECEIPT_PREFIX_BYTES + 1] = "-";
@@ -606,73 +588,62 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             recorded = 1; /* forgotten again unless the MTA gets it */
         } else {
             /* Pending: a retry (or a replay before the receipt came). */
-            if (first < cutoff)
-                cutoff = first;
-            unchanged_since = first;
+            if (first < rule.enrolled_before)
+                rule.enrolled_before = first;
+            rule.unchanged_since = first;
         }
     }
 
-    /* Recipients and entries. */
-    rc_.rd = rd;
-    rc_.list_id = l.list_id;
-    rc_.before = cutoff;
-    rc_.unchanged_since = unchanged_since;
-    if (rc_store_each_device(rd, l.list_id, ep.epoch, collect_rcpt, &rc_, &err) != 0 ||
-        rc_.failed) {
-        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the members");
-        goto done;
-    }
-    if (rc_.n == 0) {
-        st = reply(ctx, m, "550", "5.2.1", SMFIS_REJECT,
-                   "list %s has no active member who can read this post", l.address);
-        goto done;
-    }
-    if (mail && rc_store_recrypt_entries(rd, D->svc, l.list_id, ep.epoch, cutoff,
-                                         unchanged_since, &entries, &n_entries, &err) != 0) {
-        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot read the entries");
-        goto done;
-    }
-    /* Readers refuse a message with more stanzas than RC_MAX_STANZAS. */
-    if ((uint64_t)(n_entries ? n_entries : 1) * rc_.n > cfg.max_fanout ||
-        n_entries > RC_MAX_STANZAS) {
-        st = reply(ctx, m, "552", "5.5.3", SMFIS_REJECT,
-                   "list %s is too large for one post (%zu devices, %zu addresses; limit %llu)",
-                   l.address, n_entries, rc_.n, (unsigned long long)cfg.max_fanout);
+    /* The delivery plan: who gets it (and, inline, the entries). */
+    gateway_plan(rd, split || !mail ? NULL : D->svc, &l, ep.epoch, &rule, split, cfg.max_fanout,
+                 &aud, &v);
+    if (v.action != GW_GO_ON) {
+        st = apply(ctx, m, &v);
         goto done;
     }
 
     char marker[64];
     char receipt[RECEIPT_TOKEN_LEN + 1 + sizeof cfg.receipt_domain + 2] = "";
-    if (mail) {
-        const rc_envelope *env = rc_mail_envelope(mail);
-        config c2 = cfg;
-        if (spool_open_fd(&out, &c2) != 0 ||
-            rc_mail_write_recrypted_body(mail, entries, n_entries, 1, body_sink, &out,
-                                         &n_stanzas, &err) != 0) {
-            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot recrypt: %s",
-                       err.msg[0] ? err.msg : "spool");
+    if (split) {
+        if (hand_to_fanout(ctx, m, &cfg, rc_mail_envelope(mail)) != 0) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                       "recrypt: the MTA refused a change, try again later");
             goto done;
         }
-        gateway_processed_mark(marker, D->mark_secret, l.list_id, env);
-        if (cfg.receipt_domain[0]) {
-            char token[RECEIPT_TOKEN_LEN + 1];
-            receipt_token(token, D->mark_secret, env->E);
-            snprintf(receipt, sizeof receipt, "<%s@%s>", token, cfg.receipt_domain);
+    } else {
+        if (mail) {
+            const rc_envelope *env = rc_mail_envelope(mail);
+            config c2 = cfg;
+            if (spool_open_fd(&out, &c2) != 0 ||
+                rc_mail_write_recrypted_body(mail, aud.entries, aud.n_entries, 1, body_sink, &out,
+                                             &n_stanzas, &err) != 0) {
+                st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                           "recrypt: cannot recrypt: %s", err.msg[0] ? err.msg : "spool");
+                goto done;
+            }
+            gateway_processed_mark(marker, D->mark_secret, l.list_id, env);
+            if (cfg.receipt_domain[0]) {
+                char token[RECEIPT_TOKEN_LEN + 1];
+                receipt_token(token, D->mark_secret, env->E);
+                snprintf(receipt, sizeof receipt, "<%s@%s>", token, cfg.receipt_domain);
+            }
+        }
+        if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, &aud,
+                    receipt[0] ? receipt : NULL, mail == NULL) != 0) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                       "recrypt: the MTA refused a change, try again later");
+            goto done;
+        }
+        if (!mail && smfi_addheader(ctx, "Recrypt-Encrypted",
+                                    "no (plaintext post, delivered as it came)") != MI_SUCCESS) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot mark the post");
+            goto done;
         }
     }
-    if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, rc_.rcpt, rc_.n,
-                receipt[0] ? receipt : NULL, mail == NULL) != 0) {
-        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
-                   "recrypt: the MTA refused a change, try again later");
-        goto done;
-    }
-    if (!mail && smfi_addheader(ctx, "Recrypt-Encrypted", "no (plaintext post, delivered as it came)") !=
-                     MI_SUCCESS) {
-        st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: cannot mark the post");
-        goto done;
-    }
-    recorded = 0; /* handed to the MTA: pending until its receipt */
-    if (mail) {
+    recorded = 0; /* handed to the MTA: pending until its receipt (or the fan-out) */
+    if (split) {
+        COUNT(n_split);
+    } else if (mail) {
         COUNT(n_recrypted);
         __atomic_add_fetch(&D->n_stanzas, n_stanzas, __ATOMIC_RELAXED);
     }
@@ -686,11 +657,14 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         snprintf(retry, sizeof retry, " (retry of a post first handed to the MTA at %s)", when);
     }
     /* "recrypted": handed to the MTA, which has not committed it yet; the
-     * receipt's line says "delivered". */
+     * receipt's line says "delivered". "split": handed to the MTA for
+     * recrypt-fanout, whose line says "delivered"; recipients= counts the
+     * members planned now (the fan-out decides again). */
     log_msg(LOG_LEVEL_INFO, m->qid,
             "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu post=%s verdict=%s%s",
-            l.address, (unsigned long long)ep.epoch, n_stanzas, rc_.n,
-            (unsigned long long)m->size, post_id, mail ? "recrypted" : "plaintext", retry);
+            l.address, (unsigned long long)ep.epoch, n_stanzas, aud.n_members,
+            (unsigned long long)m->size, post_id,
+            split ? "split" : mail ? "recrypted" : "plaintext", retry);
     st = SMFIS_CONTINUE;
 done:
     if (recorded && mail &&
@@ -701,8 +675,7 @@ done:
                 "over (it stays pending): %s", m->list, err.msg);
     if (out >= 0)
         close(out);
-    rc_secret_free(entries);
-    free(rc_.rcpt);
+    rc_store_audience_free(&aud);
     rc_store_reader_end(rd);
     rc_mail_free(mail);
     return st;

@@ -21,7 +21,7 @@ typedef struct {
     uint8_t mark_secret[32];  /* for the Recrypt-Processed marker */
     /* counters (atomic) */
     unsigned long n_recrypted, n_stanzas, n_refused, n_tempfail, n_replays, n_passed,
-        n_plaintext, n_deferred;
+        n_plaintext, n_deferred, n_split;
 } daemon_ctx;
 
 /* The daemon's state for the callbacks (libmilter gives callbacks no other

@@ -8,14 +8,15 @@
 #include <sodium.h>
 #include "receipt.h"
 
-#define RC_L_RECEIPT "recrypt/receipt" /* 16-byte BLAKE2b personal */
+#define RC_L_RECEIPT "recrypt/receipt" /* 16-byte BLAKE2b personals */
+#define RC_L_FANOUT "recrypt/fanout"
 
-static void tag_of(uint8_t out[RECEIPT_TAG_BYTES], const uint8_t mark_secret[32],
-                   const uint8_t E[RC_POINT_BYTES])
+static void tag_with(uint8_t out[RECEIPT_TAG_BYTES], const char *label,
+                     const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES])
 {
     uint8_t personal[16] = {0}, salt[16] = {0}, mac[16];
     crypto_generichash_blake2b_state st;
-    memcpy(personal, RC_L_RECEIPT, strlen(RC_L_RECEIPT));
+    memcpy(personal, label, strlen(label));
     crypto_generichash_blake2b_init_salt_personal(&st, mark_secret, 32, sizeof mac, salt,
                                                   personal);
     crypto_generichash_blake2b_update(&st, E, RC_POINT_BYTES);
@@ -23,14 +24,41 @@ static void tag_of(uint8_t out[RECEIPT_TAG_BYTES], const uint8_t mark_secret[32]
     memcpy(out, mac, RECEIPT_TAG_BYTES);
 }
 
-void receipt_token(char out[RECEIPT_TOKEN_LEN + 1], const uint8_t mark_secret[32],
+static void tag_of(uint8_t out[RECEIPT_TAG_BYTES], const uint8_t mark_secret[32],
                    const uint8_t E[RC_POINT_BYTES])
 {
+    tag_with(out, RC_L_RECEIPT, mark_secret, E);
+}
+
+static void token_with(char out[RECEIPT_TOKEN_LEN + 1], const char *label,
+                       const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES])
+{
     uint8_t tag[RECEIPT_TAG_BYTES];
-    tag_of(tag, mark_secret, E);
+    tag_with(tag, label, mark_secret, E);
     sodium_bin2hex(out, 2 * RECEIPT_PREFIX_BYTES + 1, E, RECEIPT_PREFIX_BYTES);
     sodium_bin2hex(out + 2 * RECEIPT_PREFIX_BYTES, 2 * RECEIPT_TAG_BYTES + 1, tag,
                    RECEIPT_TAG_BYTES);
+}
+
+void fanout_token(char out[RECEIPT_TOKEN_LEN + 1], const uint8_t mark_secret[32],
+                  const uint8_t E[RC_POINT_BYTES])
+{
+    token_with(out, RC_L_FANOUT, mark_secret, E);
+}
+
+int fanout_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES],
+                  const uint8_t prefix[RECEIPT_PREFIX_BYTES], const uint8_t tag[RECEIPT_TAG_BYTES])
+{
+    uint8_t want[RECEIPT_TAG_BYTES];
+    tag_with(want, RC_L_FANOUT, mark_secret, E);
+    return (sodium_memcmp(prefix, E, RECEIPT_PREFIX_BYTES) == 0) &
+           (sodium_memcmp(want, tag, RECEIPT_TAG_BYTES) == 0);
+}
+
+void receipt_token(char out[RECEIPT_TOKEN_LEN + 1], const uint8_t mark_secret[32],
+                   const uint8_t E[RC_POINT_BYTES])
+{
+    token_with(out, RC_L_RECEIPT, mark_secret, E);
 }
 
 int receipt_parse(const char *address, uint8_t prefix[RECEIPT_PREFIX_BYTES],

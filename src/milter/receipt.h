@@ -37,6 +37,16 @@ int receipt_parse(const char *address, uint8_t prefix[RECEIPT_PREFIX_BYTES],
 /* Is tag the right one for E? (constant time) */
 int receipt_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES],
                    const uint8_t tag[RECEIPT_TAG_BYTES]);
+/* Split delivery's fan-out address (docs/FORMAT.md §9.8): TOKEN@FanoutDomain,
+ * the same form with the BLAKE2b personal "recrypt/fanout", so that a
+ * receipt token is never a fan-out token or the other way round. The
+ * milter makes it; recrypt-fanout parses it with receipt_parse and checks
+ * it against the post's E (both prefix and tag; constant time). */
+void fanout_token(char out[RECEIPT_TOKEN_LEN + 1], const uint8_t mark_secret[32],
+                  const uint8_t E[RC_POINT_BYTES]);
+int fanout_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES],
+                  const uint8_t prefix[RECEIPT_PREFIX_BYTES], const uint8_t tag[RECEIPT_TAG_BYTES]);
+
 /* Does address name the receipt domain (case-insensitive), in any form the
  * MTA may route there: @domain, @domain., a subdomain, the percent hack
  * (user%domain@host), a bang path (domain!user)? domain "" never matches.

@@ -2,7 +2,7 @@
  * store.c - the server's membership store on LMDB (see store.h and
  * docs/STORE.md for the layout).
  *
- * One environment, nine named databases. rc_store_apply checks a decoded
+ * One environment, ten named databases. rc_store_apply checks a decoded
  * request against the store and applies it inside one write transaction:
  * any refusal aborts the transaction, so the store is either unchanged or
  * carries the whole request. Readers use one read transaction each
@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,8 @@
 #include "store.h"
 
 #define ROW_VERSION 1
-#define N_DBS 9
-#define MAX_DBS 12
+#define N_DBS 10
+#define MAX_DBS 12 /* room for two more */
 
 /* Longest key: devices (list id, epoch, str8 member, device key). */
 #define KEY_MAX (RC_ID_BYTES + 8 + 1 + RC_ADDR_MAX + RC_SIGN_PK_BYTES)
@@ -58,10 +59,11 @@
 
 struct rc_store {
     MDB_env *env;
-    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered, delivered_at;
+    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered, delivered_at, copies;
     int readonly;
     uint32_t schema; /* as found (read-only) or after migration */
     uint32_t found_schema; /* as found, before any migration */
+    unsigned threads;        /* for unsealing service shares (rc_store_set_threads) */
 };
 
 struct rc_store_reader {
@@ -78,20 +80,21 @@ enum {
     DB_OWNERS,
     DB_APPLIED,
     DB_DELIVERED,
-    DB_DELIVERED_AT
+    DB_DELIVERED_AT,
+    DB_COPIES
 };
 
-static const char *const db_names[N_DBS] = {"meta",    "lists",   "epochs",
-                                            "members", "devices", "owners",
-                                            "applied", "delivered", "delivered-at"};
+static const char *const db_names[N_DBS] = {"meta",         "lists",  "epochs",  "members",
+                                            "devices",      "owners", "applied", "delivered",
+                                            "delivered-at", "copies"};
 /* The schema version that introduced each database. */
-static const uint32_t db_since[N_DBS] = {1, 1, 1, 1, 1, 1, 1, 1, 2};
+static const uint32_t db_since[N_DBS] = {1, 1, 1, 1, 1, 1, 1, 1, 2, 4};
 
 static MDB_dbi *db_slot(rc_store *st, int i)
 {
-    MDB_dbi *slots[N_DBS] = {&st->meta,    &st->lists,   &st->epochs,
-                             &st->members, &st->devices, &st->owners,
-                             &st->applied, &st->delivered, &st->delivered_at};
+    MDB_dbi *slots[N_DBS] = {&st->meta,         &st->lists,  &st->epochs,  &st->members,
+                             &st->devices,      &st->owners, &st->applied, &st->delivered,
+                             &st->delivered_at, &st->copies};
     return slots[i];
 }
 
@@ -1188,12 +1191,26 @@ static int migrate_2_to_3(MDB_txn *txn, rc_error *err)
     return 0;
 }
 
+/* 3 -> 4: the records of split delivery, "copies" (E ‖ member -> u64
+ * time), start empty: no copy was recorded before. A "copies" database
+ * that is there already (a store rewound by hand from schema 4) is
+ * emptied: a schema-3 build pruned posts without their copies. */
+static int migrate_3_to_4(MDB_txn *txn, rc_error *err)
+{
+    MDB_dbi copies;
+    int mrc = mdb_dbi_open(txn, "copies", MDB_CREATE, &copies);
+    if (mrc == 0)
+        mrc = mdb_drop(txn, copies, 0);
+    return mrc ? mdb_error(err, mrc, "creating the records of split delivery") : 0;
+}
+
 static const struct {
     uint32_t from;
     int (*run)(MDB_txn *txn, rc_error *err);
 } migrations[] = {
     {1, migrate_1_to_2},
     {2, migrate_2_to_3},
+    {3, migrate_3_to_4},
 };
 
 /* Migrate the store to RC_STORE_SCHEMA_VERSION in one write transaction.
@@ -1306,6 +1323,7 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned fla
     if (!st)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
     st->readonly = (flags & RC_STORE_READONLY) ? 1 : 0;
+    st->threads = 1;
     if ((rc = env_new(&st->env, dir, map_size, st->readonly ? MDB_RDONLY : 0, err)) != 0) {
         free(st);
         return rc;
@@ -1366,6 +1384,12 @@ fail:
 uint32_t rc_store_found_schema(const rc_store *st)
 {
     return st ? st->found_schema : 0;
+}
+
+void rc_store_set_threads(rc_store *st, unsigned threads)
+{
+    if (st)
+        st->threads = threads ? threads : 1;
 }
 
 void rc_store_close(rc_store *st)
@@ -1531,29 +1555,44 @@ int rc_store_each_owner(rc_store_reader *rd, const uint8_t list_id[RC_ID_BYTES],
 
 /* ---------------------------------------------------------------- recryption entries */
 
+/* A post's audience: one scan of the epoch's device rows (list id ‖ epoch
+ * ‖ str8 member ‖ device key), where a member's devices are contiguous,
+ * so the member row is looked up once per member, when the scan reaches
+ * its first device. Two passes in one read transaction: the first counts
+ * entries and members, the second fills arrays of exactly that size (and
+ * finds the same rows: the snapshot does not change). */
 typedef struct {
     rc_store_reader *rd;
-    const rc_service_secret *svc;
+    const rc_service_secret *svc; /* NULL: count only, unseal nothing */
     const uint8_t *list_id;
-    rc_device_entry *out; /* NULL on the counting pass */
-    size_t n, cap;
+    int filling;                       /* 0: the counting pass */
+    rc_device_entry *entries;          /* second pass, with svc */
+    uint8_t (*sealed)[RC_SEALED_R_BYTES]; /* each entry's sealed r, opened after the scan */
+    uint8_t (*device_pk)[RC_SIGN_PK_BYTES]; /* each entry's device key (for errors) */
+    rc_store_audience_member *members; /* second pass, when wanted */
+    size_t n, cap;                     /* entries */
+    size_t n_members, cap_members;
     uint64_t enrolled_before, unchanged_since; /* the post's audience */
     char member[RC_ADDR_MAX + 1]; /* last member looked up */
     int member_active;            /* active, and unchanged since unchanged_since */
+    int member_open;              /* the last member has an audience entry */
     rc_error *err;
-} entries_ctx;
+} audience_ctx;
 
-static int entries_row(void *c, const MDB_val *k, const MDB_val *v)
+static int audience_row(void *c, const MDB_val *k, const MDB_val *v)
 {
-    entries_ctx *e = c;
+    audience_ctx *e = c;
     const uint8_t *kp = k->mv_data;
-    if (k->mv_size < 41 || k->mv_size != 41 + (size_t)kp[40] + 32)
+    if (k->mv_size < 41 || k->mv_size != 41 + (size_t)kp[40] + 32 || kp[40] < 3)
         return damaged(e->err, "devices");
     size_t mlen = kp[40];
     if (strlen(e->member) != mlen || memcmp(e->member, kp + 41, mlen) != 0) {
         rc_store_member m;
         memcpy(e->member, kp + 41, mlen);
         e->member[mlen] = '\0';
+        if (strlen(e->member) != mlen)
+            return damaged(e->err, "devices");
+        e->member_open = 0;
         int rc = txn_get_member(e->rd->st, e->rd->txn, e->list_id, e->member, &m, NULL);
         if (rc == RC_E_NOT_FOUND) {
             e->member_active = 0;
@@ -1570,7 +1609,22 @@ static int entries_row(void *c, const MDB_val *k, const MDB_val *v)
         return damaged(e->err, "devices");
     if (rc_be64_get((const uint8_t *)v->mv_data + v->mv_size - 8) >= e->enrolled_before)
         return 0;
-    if (!e->out) {
+    /* The member's first device in the audience opens its group. */
+    if (!e->member_open) {
+        e->member_open = 1;
+        if (e->filling && e->members) {
+            if (e->n_members >= e->cap_members)
+                return rc_error_set(e->err, RC_E_INTERNAL, "device entries changed during a read");
+            rc_store_audience_member *am = &e->members[e->n_members];
+            memcpy(am->address, e->member, mlen + 1);
+            am->first = e->n;
+            am->n = 0;
+        }
+        e->n_members++;
+    }
+    if (e->filling && e->members)
+        e->members[e->n_members - 1].n++;
+    if (!e->filling || !e->entries) {
         e->n++;
         return 0;
     }
@@ -1581,43 +1635,94 @@ static int entries_row(void *c, const MDB_val *k, const MDB_val *v)
         return rc_error_set(e->err, RC_E_NOMEM, "out of memory");
     int rc = decode_device(k, v, d, e->err);
     if (rc == 0) {
-        rc_device_entry *o = &e->out[e->n];
-        if (crypto_box_seal_open(o->r, d->sealed_r, RC_SEALED_R_BYTES, e->svc->pub.pk,
-                                 e->svc->sk) != 0) {
-            char df[RC_UDF_MAX];
-            fpr(df, RC_KT_DEVICE, d->device.sign_pk);
-            rc = rc_error_set(e->err, RC_E_CRYPTO,
-                              "service share of device %s (%s, epoch %llu) does not open with "
-                              "this service key",
-                              df, d->member, (unsigned long long)d->epoch);
-        } else {
-            memcpy(o->K, d->K, 32);
-            memcpy(o->W, d->W, d->W_len);
-            o->W_len = d->W_len;
-            o->enrolled_at = d->enrolled_at;
-            e->n++;
-        }
+        /* r is unsealed after the scan, on all threads (unseal_all). */
+        rc_device_entry *o = &e->entries[e->n];
+        memcpy(e->sealed[e->n], d->sealed_r, RC_SEALED_R_BYTES);
+        memcpy(e->device_pk[e->n], d->device.sign_pk, RC_SIGN_PK_BYTES);
+        memcpy(o->K, d->K, 32);
+        memcpy(o->W, d->W, d->W_len);
+        o->W_len = d->W_len;
+        o->enrolled_at = d->enrolled_at;
+        e->n++;
     }
     free(d);
     return rc;
 }
 
-int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
-                             const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
-                             uint64_t enrolled_before, uint64_t unchanged_since,
-                             rc_device_entry **out, size_t *n, rc_error *err)
+/* Unsealing the service shares: crypto_box_seal_open per entry, the
+ * largest part of a post's set-up for a large list, split over threads
+ * (each a contiguous slice). */
+typedef struct {
+    const rc_service_secret *svc;
+    rc_device_entry *entries;
+    const uint8_t (*sealed)[RC_SEALED_R_BYTES];
+    size_t from, to, bad; /* bad: the first entry that did not open, or SIZE_MAX */
+} unseal_slice;
+
+static void *unseal_run(void *arg)
+{
+    unseal_slice *u = arg;
+    u->bad = SIZE_MAX;
+    for (size_t i = u->from; i < u->to; i++)
+        if (crypto_box_seal_open(u->entries[i].r, u->sealed[i], RC_SEALED_R_BYTES, u->svc->pub.pk,
+                                 u->svc->sk) != 0) {
+            u->bad = i;
+            break;
+        }
+    return NULL;
+}
+
+#define UNSEAL_THREADS_MAX 64
+
+/* The index of the first entry whose r does not open, or SIZE_MAX. */
+static size_t unseal_all(const rc_service_secret *svc, rc_device_entry *entries,
+                         const uint8_t (*sealed)[RC_SEALED_R_BYTES], size_t n, unsigned threads)
+{
+    unseal_slice u[UNSEAL_THREADS_MAX];
+    pthread_t th[UNSEAL_THREADS_MAX];
+    int started[UNSEAL_THREADS_MAX] = {0};
+    if (threads < 1 || n < 256 * (size_t)threads)
+        threads = 1;
+    if (threads > UNSEAL_THREADS_MAX)
+        threads = UNSEAL_THREADS_MAX;
+    size_t per = (n + threads - 1) / threads;
+    for (unsigned t = 0; t < threads; t++) {
+        u[t].svc = svc;
+        u[t].entries = entries;
+        u[t].sealed = sealed;
+        u[t].from = t * per < n ? t * per : n;
+        u[t].to = (t + 1) * per < n ? (t + 1) * per : n;
+    }
+    for (unsigned t = 1; t < threads; t++)
+        started[t] = pthread_create(&th[t], NULL, unseal_run, &u[t]) == 0;
+    unseal_run(&u[0]);
+    for (unsigned t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            unseal_run(&u[t]);
+    }
+    for (unsigned t = 0; t < threads; t++)
+        if (u[t].bad != SIZE_MAX)
+            return u[t].bad;
+    return SIZE_MAX;
+}
+
+/* The audience into *out (zeroed first, and again on failure). Entries
+ * only with svc; members only when with_members. */
+static int audience_collect(rc_store_reader *rd, const rc_service_secret *svc,
+                            const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                            uint64_t enrolled_before, uint64_t unchanged_since, int with_members,
+                            rc_store_audience *out, rc_error *err)
 {
     rc_store_epoch ep;
     uint8_t pb[40];
     int rc;
-    if (!rd || !svc || !list_id || !out || !n)
-        return rc_error_set(err, RC_E_INVALID, "rc_store_recrypt_entries: missing argument");
-    *out = NULL;
-    *n = 0;
+    memset(out, 0, sizeof *out);
     if ((rc = txn_get_epoch(rd->st, rd->txn, list_id, epoch, &ep, err)) != 0)
         return rc;
     size_t plen = key_list_epoch(pb, list_id, epoch);
-    entries_ctx e;
+    audience_ctx e;
     memset(&e, 0, sizeof e);
     e.rd = rd;
     e.svc = svc;
@@ -1625,23 +1730,105 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
     e.enrolled_before = enrolled_before;
     e.unchanged_since = unchanged_since;
     e.err = err;
-    if ((rc = scan_prefix(rd->txn, rd->st->devices, pb, plen, entries_row, &e, err)) != 0)
+    if ((rc = scan_prefix(rd->txn, rd->st->devices, pb, plen, audience_row, &e, err)) != 0)
         return rc;
     e.cap = e.n;
-    e.n = 0;
-    e.member[0] = '\0';
-    e.out = rc_secret_alloc((e.cap ? e.cap : 1) * sizeof *e.out);
-    if (!e.out)
+    e.cap_members = e.n_members;
+    if (e.cap > SIZE_MAX / sizeof *e.entries || e.cap_members > SIZE_MAX / sizeof *e.members)
         return rc_error_set(err, RC_E_NOMEM, "out of memory for %zu device entries", e.cap);
-    rc = scan_prefix(rd->txn, rd->st->devices, pb, plen, entries_row, &e, err);
-    if (rc == 0 && e.n != e.cap)
+    if (svc && (!(e.entries = rc_secret_alloc((e.cap ? e.cap : 1) * sizeof *e.entries)) ||
+                !(e.sealed = malloc((e.cap ? e.cap : 1) * sizeof *e.sealed)) ||
+                !(e.device_pk = malloc((e.cap ? e.cap : 1) * sizeof *e.device_pk)))) {
+        rc_secret_free(e.entries);
+        free(e.sealed);
+        return rc_error_set(err, RC_E_NOMEM, "out of memory for %zu device entries", e.cap);
+    }
+    /* Members are collected also when the caller does not want them: an
+     * entry whose share does not open is reported with its member. */
+    if (!(e.members = malloc((e.cap_members ? e.cap_members : 1) * sizeof *e.members))) {
+        rc_secret_free(e.entries);
+        free(e.sealed);
+        free(e.device_pk);
+        return rc_error_set(err, RC_E_NOMEM, "out of memory for %zu members", e.cap_members);
+    }
+    e.filling = 1;
+    e.n = e.n_members = 0;
+    e.member[0] = '\0';
+    e.member_active = e.member_open = 0;
+    rc = scan_prefix(rd->txn, rd->st->devices, pb, plen, audience_row, &e, err);
+    if (rc == 0 && (e.n != e.cap || e.n_members != e.cap_members))
         rc = rc_error_set(err, RC_E_INTERNAL, "device entries changed during a read");
+    if (rc == 0 && svc) {
+        size_t bad = unseal_all(svc, e.entries, (const uint8_t(*)[RC_SEALED_R_BYTES])e.sealed,
+                                e.n, rd->st->threads);
+        if (bad != SIZE_MAX) {
+            const char *who = "?";
+            for (size_t i = 0; i < e.n_members; i++)
+                if (bad >= e.members[i].first && bad < e.members[i].first + e.members[i].n)
+                    who = e.members[i].address;
+            char df[RC_UDF_MAX];
+            fpr(df, RC_KT_DEVICE, e.device_pk[bad]);
+            rc = rc_error_set(err, RC_E_CRYPTO,
+                              "service share of device %s (%s, epoch %llu) does not open with "
+                              "this service key",
+                              df, who, (unsigned long long)epoch);
+        }
+    }
+    free(e.sealed);
+    free(e.device_pk);
     if (rc) {
-        rc_secret_free(e.out);
+        rc_secret_free(e.entries);
+        free(e.members);
         return rc;
     }
-    *out = e.out;
-    *n = e.n;
+    out->entries = e.entries;
+    out->n_entries = e.n;
+    if (with_members) {
+        out->members = e.members;
+        out->n_members = e.n_members;
+    } else {
+        free(e.members);
+    }
+    return 0;
+}
+
+int rc_store_audience_get(rc_store_reader *rd, const rc_service_secret *svc,
+                          const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                          uint64_t enrolled_before, uint64_t unchanged_since,
+                          rc_store_audience *out, rc_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!rd || !list_id || !out)
+        return rc_error_set(err, RC_E_INVALID, "rc_store_audience_get: missing argument");
+    return audience_collect(rd, svc, list_id, epoch, enrolled_before, unchanged_since, 1, out, err);
+}
+
+void rc_store_audience_free(rc_store_audience *a)
+{
+    if (!a)
+        return;
+    rc_secret_free(a->entries);
+    free(a->members);
+    memset(a, 0, sizeof *a);
+}
+
+int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
+                             const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                             uint64_t enrolled_before, uint64_t unchanged_since,
+                             rc_device_entry **out, size_t *n, rc_error *err)
+{
+    rc_store_audience a;
+    if (!rd || !svc || !list_id || !out || !n)
+        return rc_error_set(err, RC_E_INVALID, "rc_store_recrypt_entries: missing argument");
+    *out = NULL;
+    *n = 0;
+    int rc =
+        audience_collect(rd, svc, list_id, epoch, enrolled_before, unchanged_since, 0, &a, err);
+    if (rc)
+        return rc;
+    *out = a.entries;
+    *n = a.n_entries;
     return 0;
 }
 
@@ -1658,7 +1845,9 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
  * fresh until keep + window at most, so its row is kept until then. keep
  * and first never change, so the index row stays. Each post that is
  * recorded also drops up to PRUNE_MAX entries older than the window,
- * oldest first, so the cache holds about one window's traffic. */
+ * oldest first, so the cache holds about one window's traffic. Whatever
+ * drops a post's row drops its records of split delivery ("copies", see
+ * below) in the same transaction. */
 #define PRUNE_MAX 64
 #define ROW_PENDING 1
 #define ROW_DELIVERED 2
@@ -1706,7 +1895,29 @@ static int expired(uint64_t t, uint64_t now, uint64_t window)
     return now > t && now - t > window;
 }
 
-/* Delete E (recorded at t) from both databases; absent rows are fine. */
+/* Delete the records of split delivery of E (every "copies" row whose key
+ * starts with E): they live as long as E's replay-cache row. */
+static int copies_drop(MDB_txn *txn, rc_store *st, const uint8_t E[RC_POINT_BYTES])
+{
+    MDB_cursor *c;
+    int mrc = mdb_cursor_open(txn, st->copies, &c);
+    if (mrc)
+        return mrc;
+    for (;;) {
+        /* Seek afresh after each delete rather than trusting the cursor. */
+        MDB_val k = {RC_POINT_BYTES, (void *)E}, v;
+        mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (mrc || k.mv_size < RC_POINT_BYTES || memcmp(k.mv_data, E, RC_POINT_BYTES) != 0)
+            break;
+        if ((mrc = mdb_cursor_del(c, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    return mrc == MDB_NOTFOUND ? 0 : mrc;
+}
+
+/* Delete E (recorded at t) from both databases, and its copies; absent
+ * rows are fine. */
 static int delivered_del(MDB_txn *txn, rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t t)
 {
     uint8_t ik[8 + RC_POINT_BYTES];
@@ -1714,6 +1925,8 @@ static int delivered_del(MDB_txn *txn, rc_store *st, const uint8_t E[RC_POINT_BY
     int mrc = mdb_del(txn, st->delivered, &k, NULL);
     if (mrc == 0 || mrc == MDB_NOTFOUND)
         mrc = mdb_del(txn, st->delivered_at, &ikv, NULL);
+    if (mrc == 0 || mrc == MDB_NOTFOUND)
+        mrc = copies_drop(txn, st, E);
     return mrc == MDB_NOTFOUND ? 0 : mrc;
 }
 
@@ -1732,12 +1945,17 @@ static int delivered_prune(MDB_txn *txn, rc_store *st, uint64_t now, uint64_t wi
         uint8_t E[RC_POINT_BYTES];
         memcpy(E, (const uint8_t *)k.mv_data + 8, RC_POINT_BYTES);
         MDB_val ek = {RC_POINT_BYTES, E}, ev;
-        /* Only the row of this time: a newer record of E has its own. */
+        /* Only the row of this time: a newer record of E has its own
+         * (and the copies are the newer record's). With the row go its
+         * copies; with no row, copies left behind are nobody's. */
         r = mdb_get(txn, st->delivered, &ek, &ev);
-        if (r == 0 && delivered_row(&ev, &rt, &state, NULL) == 0 && rt == t)
+        if (r == 0 && delivered_row(&ev, &rt, &state, NULL) == 0 && rt == t) {
             r = mdb_del(txn, st->delivered, &ek, NULL);
-        else if (r == 0 || r == MDB_NOTFOUND)
-            r = 0;
+            if (r == 0)
+                r = copies_drop(txn, st, E);
+        } else if (r == MDB_NOTFOUND) {
+            r = copies_drop(txn, st, E);
+        } /* else r == 0 (a newer record of E) or an error */
         if (r == 0)
             r = mdb_cursor_del(c, 0);
         /* The deleted row was the first: the next oldest is first now. */
@@ -1886,4 +2104,138 @@ int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], uin
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? mdb_error(err, mrc, "forgetting a post") : 0;
+}
+
+/* ---------------------------------------------------------------- split delivery */
+
+/* "copies": key E ‖ canonical member (no NUL), value u64 time the MTA
+ * queued that member's copy of post E. Written by the fan-out command
+ * (recrypt-fanout) after the MTA accepted a copy; read by it on a retry of
+ * the post, to send only the copies still missing. The rows of E go
+ * with E's replay-cache row (delivered_del, delivered_prune). */
+#define COPY_KEY_MAX (RC_POINT_BYTES + RC_ADDR_MAX)
+
+/* The key of member's copy of E; RC_E_INVALID when member is no address. */
+static int key_copy(uint8_t k[COPY_KEY_MAX], size_t *klen, const uint8_t E[RC_POINT_BYTES],
+                    const char *member, rc_error *err)
+{
+    char canon[RC_ADDR_MAX + 1];
+    if (!member)
+        return rc_error_set(err, RC_E_INVALID, "split delivery: no member address");
+    int rc = rc_address_canonical(canon, member, err);
+    if (rc)
+        return rc;
+    size_t n = strlen(canon);
+    memcpy(k, E, RC_POINT_BYTES);
+    memcpy(k + RC_POINT_BYTES, canon, n);
+    *klen = RC_POINT_BYTES + n;
+    return 0;
+}
+
+/* A reader of a store opened without migrating, older than schema 4, has
+ * no "copies" database (and no copy was recorded in it). */
+static int has_copies(const rc_store_reader *rd)
+{
+    return rd->st->schema >= 4;
+}
+
+int rc_store_copy_is_sent(rc_store_reader *rd, const uint8_t E[RC_POINT_BYTES], const char *member,
+                          int *sent, rc_error *err)
+{
+    uint8_t kb[COPY_KEY_MAX];
+    size_t klen = 0;
+    if (sent)
+        *sent = 0;
+    if (!rd || !E || !sent)
+        return rc_error_set(err, RC_E_INVALID, "rc_store_copy_is_sent: missing argument");
+    int rc = key_copy(kb, &klen, E, member, err);
+    if (rc || !has_copies(rd))
+        return rc;
+    MDB_val k = {klen, kb}, v;
+    int mrc = mdb_get(rd->txn, rd->st->copies, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc)
+        return mdb_error(err, mrc, "reading the records of split delivery");
+    if (v.mv_size != 8)
+        return damaged(err, "copies");
+    *sent = 1;
+    return 0;
+}
+
+static int count_copy(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    size_t *n = ctx;
+    (void)k;
+    if (v->mv_size != 8)
+        return RC_E_FORMAT;
+    (*n)++;
+    return 0;
+}
+
+int rc_store_copies_count(rc_store_reader *rd, const uint8_t E[RC_POINT_BYTES], size_t *n,
+                          rc_error *err)
+{
+    if (n)
+        *n = 0;
+    if (!rd || !E || !n)
+        return rc_error_set(err, RC_E_INVALID, "rc_store_copies_count: missing argument");
+    if (!has_copies(rd))
+        return 0;
+    int rc = scan_prefix(rd->txn, rd->st->copies, E, RC_POINT_BYTES, count_copy, n, err);
+    if (rc == RC_E_FORMAT) {
+        *n = 0;
+        return damaged(err, "copies");
+    }
+    if (rc)
+        *n = 0;
+    return rc;
+}
+
+int rc_store_copies_record(rc_store *st, const uint8_t E[RC_POINT_BYTES],
+                           const char *const *members, size_t n, uint64_t now, rc_error *err)
+{
+    MDB_txn *txn;
+    if (!st || !E || (n && !members))
+        return rc_error_set(err, RC_E_INVALID, "rc_store_copies_record: missing argument");
+    int rc = writable(st, err);
+    if (rc)
+        return rc;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_error(err, mrc, "starting a write transaction");
+    /* Only for a post the replay cache holds: its pruning drops the rows. */
+    MDB_val ek = {RC_POINT_BYTES, (void *)E}, ev;
+    mrc = mdb_get(txn, st->delivered, &ek, &ev);
+    if (mrc == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return rc_error_set(err, RC_E_NOT_FOUND,
+                            "split delivery: the post is not in the replay cache (pruned, "
+                            "forgotten, or never recorded)");
+    }
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return mdb_error(err, mrc, "reading the replay cache");
+    }
+    uint8_t tb[8];
+    rc_be64_put(tb, now);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t kb[COPY_KEY_MAX];
+        size_t klen = 0;
+        if ((rc = key_copy(kb, &klen, E, members[i], err)) != 0) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+        MDB_val k = {klen, kb}, v = {sizeof tb, tb};
+        mrc = mdb_put(txn, st->copies, &k, &v, MDB_NOOVERWRITE);
+        if (mrc && mrc != MDB_KEYEXIST) { /* a recorded copy keeps its time */
+            mdb_txn_abort(txn);
+            return mdb_error(err, mrc, "recording queued copies");
+        }
+    }
+    mrc = mdb_txn_commit(txn);
+    if (mrc)
+        return mdb_error(err, mrc, "recording queued copies");
+    rc_error_clear(err);
+    return 0;
 }

@@ -8,14 +8,17 @@
  * Writers: rc_store_apply, one LMDB write transaction per request, all or
  * nothing; `recryptctl apply` is the only writer of membership data. The
  * milter (and its receipt command) writes only the replay cache
- * (rc_store_delivered_*). Readers (recryptctl show,
- * the milter) use an rc_store_reader: one read transaction, so a reader
- * never sees half a request. Readers and a writer may run at the same time
- * in different processes.
+ * (rc_store_delivered_*); the fan-out command (recrypt-fanout) writes it
+ * too and, alone, the records of split delivery (rc_store_copies_record).
+ * Readers (recryptctl show, the milter, recrypt-fanout) use an
+ * rc_store_reader: one read transaction, so a reader never sees half a
+ * request. Readers and a writer may run at the same time in different
+ * processes.
  *
  * The store holds no secret that decrypts mail: service shares r stay
- * sealed to the service key (rc_store_recrypt_entries unseals them into
- * guarded memory for one post), W is sealed to its device.
+ * sealed to the service key (rc_store_recrypt_entries and
+ * rc_store_audience_get unseal them into guarded memory for one post), W
+ * is sealed to its device.
  *
  * Ownership: rc_store and rc_store_reader are opaque and freed with their
  * close/end functions. Structs filled by the getters and passed to the
@@ -31,8 +34,9 @@
 #include <recrypt/request.h>
 
 /* 2: the replay cache's time index "delivered-at"; 3: pending rows in the
- * replay cache (docs/STORE.md §4). */
-#define RC_STORE_SCHEMA_VERSION 3
+ * replay cache; 4: the records of split delivery "copies" (docs/STORE.md
+ * §4). */
+#define RC_STORE_SCHEMA_VERSION 4
 #define RC_STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB of address space */
 #define RC_STORE_SERVICE_KEY_FILE "service.key"
 
@@ -99,6 +103,10 @@ int rc_store_create(const char *dir, size_t map_size, rc_service_public *svc_pub
 int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned flags,
                   rc_error *err);
 void rc_store_close(rc_store *st);
+/* Threads that unseal service shares for rc_store_audience_get and
+ * rc_store_recrypt_entries (default 1; 0 means 1). For a large list this is
+ * most of a post's set-up (recrypt-fanout sets FanoutThreads). */
+void rc_store_set_threads(rc_store *st, unsigned threads);
 /* The schema version this rc_store_open migrated from (callers say so);
  * the store's version when it did not migrate it. */
 uint32_t rc_store_found_schema(const rc_store *st);
@@ -150,6 +158,36 @@ int rc_store_recrypt_entries(rc_store_reader *rd, const rc_service_secret *svc,
                              uint64_t enrolled_before, uint64_t unchanged_since,
                              rc_device_entry **out, size_t *n, rc_error *err);
 
+/* One member of a post's audience: its entries are entries[first .. first + n). */
+typedef struct {
+    char address[RC_ADDR_MAX + 1];
+    size_t first, n; /* n >= 1 */
+} rc_store_audience_member;
+
+/* A post's audience (see rc_store_recrypt_entries for who is in it), in the
+ * store's order, grouped by member. entries is rc_secret_alloc'ed (NULL when
+ * svc was NULL: then only the members and their counts are filled, and no
+ * service share is unsealed; n_entries is the sum of the members' n all the
+ * same); members is malloc'ed. On success both arrays that are filled are
+ * non-NULL, also when empty. */
+typedef struct {
+    rc_device_entry *entries;
+    size_t n_entries;
+    rc_store_audience_member *members;
+    size_t n_members;
+} rc_store_audience;
+
+/* Fill *out (zeroed first; left zeroed on failure, with the errors of
+ * rc_store_recrypt_entries: RC_E_NOT_FOUND for an unknown epoch,
+ * RC_E_CRYPTO for a service share that does not open). One scan of the
+ * epoch's device rows (two: count, then fill), one member lookup per
+ * member: linear in the number of devices. */
+int rc_store_audience_get(rc_store_reader *rd, const rc_service_secret *svc /* may be NULL */,
+                          const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                          uint64_t enrolled_before, uint64_t unchanged_since,
+                          rc_store_audience *out, rc_error *err);
+void rc_store_audience_free(rc_store_audience *a); /* frees both arrays, zeroes *a; NULL-safe */
+
 /* The milter's replay cache (sub-database "delivered": E -> first attempt
  * time and state, and its time index "delivered-at"; docs/STORE.md §3.8).
  * A milter is not told whether the MTA committed a message, so a post
@@ -188,6 +226,24 @@ int rc_store_delivered_confirm(rc_store *st, const uint8_t *prefix, size_t prefi
  * current schema and runs its own write transaction. */
 int rc_store_delivered_forget(rc_store *st, const uint8_t E[RC_POINT_BYTES], uint64_t first,
                               rc_error *err);
+
+/* Split delivery (docs/STORE.md §3.10): the members whose copy of post E the MTA has queued.
+ * Rows live as long as E's replay-cache row: pruning or forgetting E (or
+ * recording an expired E anew) drops them in the same transaction. member
+ * is canonicalised (RC_E_INVALID when it is no address). A reader of a
+ * store older than schema 4 (opened without migrating) sees no copies. */
+/* *sent = 1 if member's copy of E is recorded, else 0. */
+int rc_store_copy_is_sent(rc_store_reader *rd, const uint8_t E[RC_POINT_BYTES], const char *member,
+                          int *sent, rc_error *err);
+/* Record the copies of E for these n members as queued at `now`, in one write transaction (all or
+ * nothing). Members already recorded keep their row. Needs a read-write store at the current schema
+ * (same rule as rc_store_delivered_begin), and E in the replay cache (RC_E_NOT_FOUND otherwise:
+ * rows of a post the cache does not hold would never be pruned). n may be 0. */
+int rc_store_copies_record(rc_store *st, const uint8_t E[RC_POINT_BYTES],
+                           const char *const *members, size_t n, uint64_t now, rc_error *err);
+/* How many copies of E are recorded. */
+int rc_store_copies_count(rc_store_reader *rd, const uint8_t E[RC_POINT_BYTES], size_t *n,
+                          rc_error *err);
 
 /* The server's 32-byte secret for marking processed mail. */
 int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err);

@@ -43,6 +43,17 @@
 #                              recrypt-milter -r as user nobody, milter_config
 #                              writes ReceiptDomain, and milter_start makes
 #                              the store nobody's
+#   PF_FANOUT=yes              split delivery (admin guide §5.6): main.cf
+#                              routes $PF_FANOUT_DOMAIN to a pipe(8) service
+#                              "recrypt-fanout" that runs recrypt-fanout as
+#                              user nobody (its log lines: $FANOUT_LOG), and
+#                              master.cf has the milter-free listener
+#                              127.0.0.1:$PF_FANOUT_PORT the copies go to;
+#                              milter_config writes FanoutDomain and
+#                              FanoutRelay ($FANOUT_RELAY if set, such as a
+#                              proxy in front of that listener), milter_start
+#                              makes the store and the spool nobody's
+#   pf_fanouts                 fan-out runs Postfix finished so far (its log)
 #   pf_receipts                receipts Postfix delivered so far (its log)
 #   pf_wait_receipts N TIMEOUT wait until it delivered >= N
 #   PF_MAIN_CF_SET=("name = value" ...)   settings in place of those written
@@ -50,6 +61,7 @@
 
 _pf_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RECRYPT_MILTER=${RECRYPT_MILTER:-$_pf_root/build/src/milter/recrypt-milter}
+RECRYPT_FANOUT=${RECRYPT_FANOUT:-$(dirname "$RECRYPT_MILTER")/recrypt-fanout}
 POSTFIX=${POSTFIX:-$(command -v postfix || echo /usr/sbin/postfix)}
 POSTCONF=${POSTCONF:-$(command -v postconf || echo /usr/sbin/postconf)}
 
@@ -72,6 +84,8 @@ PF_DOMAIN=${PF_DOMAIN:-example.org}
 PF_ALIASES=$T/virtual
 PF_RELAYHOST='' PF_RELAY_DOMAINS='' PF_MILTER='' PF_RECEIPTS=''
 PF_RECEIPT_DOMAIN=receipt.invalid
+PF_FANOUT='' PF_FANOUT_DOMAIN=fanout.invalid
+FANOUT_LOG=$T/fanout.log
 PF_MAIN_CF_SET=()
 MILTER_CONF=
 MILTER_SPOOL=$T/spool
@@ -117,6 +131,10 @@ free_port() {
 PF_PORT=${PF_PORT:-$(free_port)}
 MILTER_PORT=${MILTER_PORT:-$(free_port)}
 while [ "$MILTER_PORT" = "$PF_PORT" ]; do MILTER_PORT=$(free_port); done
+PF_FANOUT_PORT=${PF_FANOUT_PORT:-$(free_port)}
+while [ "$PF_FANOUT_PORT" = "$PF_PORT" ] || [ "$PF_FANOUT_PORT" = "$MILTER_PORT" ]; do
+  PF_FANOUT_PORT=$(free_port)
+done
 
 # _port_open PORT: something accepts connections on 127.0.0.1:PORT.
 _port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -227,11 +245,12 @@ milter_command_timeout = 20s
 milter_content_timeout = 30s
 EOF
     fi
-    if [ "$PF_RECEIPTS" = yes ]; then
-      cat <<EOF
-# recrypt's delivery receipts go to the recrypt-receipt pipe service.
-transport_maps = inline:{$PF_RECEIPT_DOMAIN=recrypt-receipt:}
-EOF
+    local maps=()
+    [ "$PF_RECEIPTS" != yes ] || maps+=("$PF_RECEIPT_DOMAIN=recrypt-receipt:")
+    [ "$PF_FANOUT" != yes ] || maps+=("$PF_FANOUT_DOMAIN=recrypt-fanout:")
+    if [ ${#maps[@]} -gt 0 ]; then
+      echo "# recrypt's receipts and fan-out go to their pipe services."
+      echo "transport_maps = inline:{$(IFS=,; echo "${maps[*]}")}"
     fi
   } >"$PF_DIR/main.cf"
   # Each "name = value" of PF_MAIN_CF_SET takes the place of the line that
@@ -277,9 +296,34 @@ recrypt-receipt unix -  n       n       -       -       pipe
   user=nobody argv=$RECRYPT_MILTER -c $MILTER_CONF -r \${recipient} -Q \${queue_id}
 EOF
   fi
+  if [ "$PF_FANOUT" = yes ]; then
+    # The fan-out's log lines (stderr with Syslog no) go to $FANOUT_LOG;
+    # Postfix would keep them only in a bounce.
+    cat >"$T/fanout-wrapper" <<EOF
+#!/bin/sh
+exec "$RECRYPT_FANOUT" "\$@" 2>>"$FANOUT_LOG"
+EOF
+    chmod 755 "$T/fanout-wrapper"
+    : >>"$FANOUT_LOG"
+    chown nobody "$FANOUT_LOG"
+    # As in the admin guide: the fan-out transport, and the listener the
+    # copies come back through, without milters (FILTER_README).
+    cat >>"$PF_DIR/master.cf" <<EOF
+recrypt-fanout unix -   n       n       -       2       pipe
+  flags=q user=nobody argv=$T/fanout-wrapper -c $MILTER_CONF -Q \${queue_id} \${recipient}
+127.0.0.1:$PF_FANOUT_PORT inet n - n - - smtpd
+  -o smtpd_milters=
+  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters
+  -o smtpd_recipient_restrictions=permit_mynetworks,reject
+  -o mynetworks=127.0.0.0/8
+EOF
+  fi
 }
 
 # pf_receipts: how many delivery receipts Postfix delivered (its log).
+pf_fanouts() {
+  { grep -c 'relay=recrypt-fanout.* status=sent' "$PF_LOG" 2>/dev/null || true; } | tail -1
+}
 pf_receipts() {
   { grep -c 'relay=recrypt-receipt.* status=sent' "$PF_LOG" 2>/dev/null || true; } | tail -1
 }
@@ -454,6 +498,8 @@ milter_config() {
     echo "LogLevel debug"
     echo "TemporaryDirectory $MILTER_SPOOL"
     [ "$PF_RECEIPTS" != yes ] || echo "ReceiptDomain $PF_RECEIPT_DOMAIN"
+    [ "$PF_FANOUT" != yes ] || printf 'FanoutDomain %s\nFanoutRelay %s\n' \
+      "$PF_FANOUT_DOMAIN" "${FANOUT_RELAY:-127.0.0.1:$PF_FANOUT_PORT}"
     while [ $# -ge 2 ]; do echo "$1 $2"; shift 2; done
   } >"$file"
   MILTER_CONF=$file
@@ -467,7 +513,9 @@ milter_start() {
   local conf=$1 sock
   [ -x "$RECRYPT_MILTER" ] || { echo "milter_start: no milter at $RECRYPT_MILTER" >&2; return 1; }
   # The receipt command runs as nobody (pipe(8) never runs one as root).
-  [ "$PF_RECEIPTS" != yes ] || chown -R nobody "${MILTER_DB:-$T/db}"
+  [ "$PF_RECEIPTS" != yes ] && [ "$PF_FANOUT" != yes ] || chown -R nobody "${MILTER_DB:-$T/db}"
+  # The fan-out stages the post it reads in the spool directory.
+  [ "$PF_FANOUT" != yes ] || chown nobody "$MILTER_SPOOL"
   sock=$(sed -n 's/^Socket[[:space:]]\{1,\}unix://p' "$conf" | tail -n 1)
   "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
   MILTER_PID=$!

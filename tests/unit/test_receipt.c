@@ -18,6 +18,8 @@
 
 /* FORMAT.md §9.7 vector: mark secret 00 01 .. 1f, E 20 21 .. 3f. */
 #define VECTOR_TOKEN "202122232425262728292a2b39ebffb4e1002fc28f848320"
+/* FORMAT.md §9.8 vector: the same inputs, the fan-out address. */
+#define FANOUT_TOKEN "202122232425262728292a2b36be6ac2ca8e128368d25471"
 
 static uint8_t mark[32], E[32];
 
@@ -52,17 +54,48 @@ static void test_vector(void **state)
     assert_string_equal(tok, want);
 }
 
-static void test_vector_in_format_md(void **state)
+static void test_fanout_vector(void **state)
 {
     (void)state;
+    char tok[RECEIPT_TOKEN_LEN + 1];
+    fanout_token(tok, mark, E);
+    assert_string_equal(tok, FANOUT_TOKEN);
+    /* Not a receipt token: another personal. */
+    assert_string_not_equal(tok, VECTOR_TOKEN);
+    uint8_t prefix[RECEIPT_PREFIX_BYTES], tag[RECEIPT_TAG_BYTES];
+    assert_int_equal(receipt_parse(FANOUT_TOKEN "@fanout.example.net", prefix, tag), 0);
+    assert_true(fanout_tag_ok(mark, E, prefix, tag));
+    /* The receipt token's tag is no fan-out tag, and E must match too. */
+    uint8_t rp[RECEIPT_PREFIX_BYTES], rt[RECEIPT_TAG_BYTES];
+    assert_int_equal(receipt_parse(VECTOR_TOKEN, rp, rt), 0);
+    assert_false(fanout_tag_ok(mark, E, rp, rt));
+    uint8_t E2[32];
+    memcpy(E2, E, 32);
+    E2[31] ^= 1;
+    assert_false(fanout_tag_ok(mark, E2, prefix, tag));
+    uint8_t mark2[32];
+    memcpy(mark2, mark, 32);
+    mark2[0] ^= 1;
+    assert_false(fanout_tag_ok(mark2, E, prefix, tag));
+}
+
+static int in_format_md(const char *needle)
+{
     FILE *f = fopen(RC_SOURCE_DIR "/docs/FORMAT.md", "r");
     assert_non_null(f);
     char line[4096];
     int found = 0;
     while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, VECTOR_TOKEN "@receipt.example.net") != NULL;
+        found = strstr(line, needle) != NULL;
     fclose(f);
-    assert_true(found);
+    return found;
+}
+
+static void test_vector_in_format_md(void **state)
+{
+    (void)state;
+    assert_true(in_format_md(VECTOR_TOKEN "@receipt.example.net"));
+    assert_true(in_format_md(FANOUT_TOKEN "@fanout.example.net"));
 }
 
 static void test_parse(void **state)
@@ -125,6 +158,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector),
+        cmocka_unit_test(test_fanout_vector),
         cmocka_unit_test(test_vector_in_format_md),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_in_domain),

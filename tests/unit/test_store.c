@@ -6,9 +6,11 @@
  * it); each refusal with its code, its message and a byte-identical store
  * afterwards; a writer process racing a reader that checks an invariant a
  * half-applied request would break; no secret anywhere in data.mdb; file
- * modes; a store of a newer schema refused; a store of the previous
- * schema (1) migrated in one transaction, or left as it is when read only;
- * and the replay cache bounded to one window's traffic.
+ * modes; a store of a newer schema refused; stores of schema 1 and 3
+ * migrated in one transaction, or left as they are when read only; the
+ * replay cache bounded to one window's traffic; a post's audience grouped
+ * by member (linear in the list's size); and the records of split
+ * delivery ("copies"), which live as long as their post's cache row.
  *
  * Requests go through the real path: rc_req_device_make, rc_request_sign,
  * rc_request_encode and rc_request_decode, then rc_store_apply.
@@ -41,8 +43,8 @@
 
 /* ---------------------------------------------------------------- raw LMDB access */
 
-static const char *const DBS[] = {"meta",   "lists",   "epochs",    "members",     "devices",
-                                  "owners", "applied", "delivered", "delivered-at"};
+static const char *const DBS[] = {"meta",   "lists",   "epochs",    "members",      "devices",
+                                  "owners", "applied", "delivered", "delivered-at", "copies"};
 #define N_DBS (sizeof DBS / sizeof DBS[0])
 
 static MDB_env *raw_open(const char *dir, unsigned flags)
@@ -65,7 +67,9 @@ static void put_u32(uint8_t *p, uint32_t v)
 
 static uint32_t db_since(const char *db)
 {
-    return strcmp(db, "delivered-at") ? 1 : 2;
+    if (!strcmp(db, "delivered-at"))
+        return 2;
+    return strcmp(db, "copies") ? 1 : 4;
 }
 
 /* Every row of every database, in order: name, then (len, key, len, value). */
@@ -83,7 +87,7 @@ static void raw_dump(const char *dir, mbuf *out, size_t *rows)
         int o = mdb_dbi_open(txn, DBS[i], 0, &dbi);
         assert_int_equal(sink_mem(out, (const uint8_t *)DBS[i], strlen(DBS[i]) + 1), 0);
         if (o == MDB_NOTFOUND && db_since(DBS[i]) > 1)
-            continue; /* a store of schema 1 has no delivered-at */
+            continue; /* a store of schema 1 has no delivered-at, of 1..3 no copies */
         assert_int_equal(o, 0);
         assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
         int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
@@ -1028,7 +1032,7 @@ static void test_create_and_schema(void **state)
     uint8_t mark[32], mark2[32];
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
     assert_int_equal(rc_store_schema(rd), RC_STORE_SCHEMA_VERSION);
-    assert_int_equal(RC_STORE_SCHEMA_VERSION, 3);
+    assert_int_equal(RC_STORE_SCHEMA_VERSION, 4);
     assert_int_equal(rc_store_mark_secret(rd, mark, &err), RC_OK);
     assert_false(sodium_is_zero(mark, 32));
     rc_store_list l;
@@ -1073,17 +1077,17 @@ static void test_create_and_schema(void **state)
     rc_store_close(st);
 
     /* A newer schema is refused, read-only or not, and left alone. */
-    uint8_t v4[4] = {0, 0, 0, 4};
-    set_meta(W.dir, "schema", v4, 4);
+    uint8_t v5[4] = {0, 0, 0, 5};
+    set_meta(W.dir, "schema", v5, 4);
     for (unsigned fl = 0; fl <= (RC_STORE_READONLY | RC_STORE_NO_MIGRATE); fl++) {
         st2 = (rc_store *)(uintptr_t)1;
         assert_int_equal(rc_store_open(&st2, W.dir, 0, fl, &err), RC_E_VERSION);
         assert_null(st2);
         assert_int_equal(err.code, RC_E_VERSION);
-        assert_string_equal(err.msg, "store schema version 4 is newer than this build "
-                                     "understands (3)");
+        assert_string_equal(err.msg, "store schema version 5 is newer than this build "
+                                     "understands (4)");
     }
-    assert_int_equal(raw_schema(W.dir), 4);
+    assert_int_equal(raw_schema(W.dir), 5);
     /* Schema 0 and a malformed version are invalid. */
     uint8_t v0[4] = {0, 0, 0, 0};
     set_meta(W.dir, "schema", v0, 4);
@@ -1096,9 +1100,9 @@ static void test_create_and_schema(void **state)
     set_meta(W.dir, "schema", NULL, 0);
     assert_int_equal(rc_store_open(&st2, W.dir, 0, 1, &err), RC_E_FORMAT);
     assert_non_null(strstr(err.msg, "not a recrypt store (no schema version)"));
-    /* Back to 3: opens again, the list is there. */
-    uint8_t v3[4] = {0, 0, 0, 3};
-    set_meta(W.dir, "schema", v3, 4);
+    /* Back to 4: opens again, the list is there. */
+    uint8_t v4[4] = {0, 0, 0, 4};
+    set_meta(W.dir, "schema", v4, 4);
     assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
@@ -1155,25 +1159,38 @@ static void test_map_full(void **state)
 
 /* ---------------------------------------------------------------- migration */
 
-/* Turn a store made by this build into the store the previous build
- * (schema 1) wrote: the same databases but the replay cache's time index
- * "delivered-at", and meta/schema 1. */
-static void downgrade_to_v1(const char *dir)
+/* Turn a store made by this build into the store a build of schema ver
+ * (1 or 3) wrote: without the databases introduced after ver (schema 4:
+ * "copies"; 2: the replay cache's time index "delivered-at"), and with
+ * meta/schema ver. Every other row is left as it is (the replay cache's
+ * 17-byte rows too, which a schema-1 build did not write). */
+static void downgrade_to(const char *dir, uint32_t ver)
 {
     MDB_env *env = raw_open(dir, 0);
     MDB_txn *txn;
-    MDB_dbi at, meta;
-    uint8_t v1[4] = {0, 0, 0, 1};
-    MDB_val k = {6, "schema"}, v = {4, v1};
+    MDB_dbi dbi, meta;
+    uint8_t vb[4];
+    put_u32(vb, ver);
+    MDB_val k = {6, "schema"}, v = {4, vb};
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "delivered-at", 0, &at), 0);
-    assert_int_equal(mdb_drop(txn, at, 1), 0);
+    for (size_t i = 0; i < N_DBS; i++) {
+        if (db_since(DBS[i]) <= ver)
+            continue;
+        assert_int_equal(mdb_dbi_open(txn, DBS[i], 0, &dbi), 0);
+        assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    }
     assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
     assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
-    assert_int_equal(raw_schema(dir), 1);
-    assert_false(raw_has_db(dir, "delivered-at"));
+    assert_int_equal(raw_schema(dir), ver);
+    for (size_t i = 0; i < N_DBS; i++)
+        assert_int_equal(raw_has_db(dir, DBS[i]), db_since(DBS[i]) <= ver);
+}
+
+static void downgrade_to_v1(const char *dir)
+{
+    downgrade_to(dir, 1);
 }
 
 /* A row written straight into a database. */
@@ -1274,7 +1291,7 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_reader_end(rd);
     assert_int_equal(rc_store_delivered_begin(st, E[1], T, 0, WINDOW, &seen, &first, &err),
                      RC_E_VERSION);
-    assert_string_equal(err.msg, "store schema version 1 is not migrated to 3 yet: open it for "
+    assert_string_equal(err.msg, "store schema version 1 is not migrated to 4 yet: open it for "
                                  "writing without RC_STORE_NO_MIGRATE");
     assert_int_equal(rc_store_delivered_forget(st, E[1], T, &err), RC_E_VERSION);
     rc_request r;
@@ -1295,22 +1312,26 @@ static void test_migrate_from_schema_1(void **state)
     assert_memory_equal(same.p, v1.p, v1.len);
     mbuf_free(&same);
 
-    /* Read-write: migrated to 3 in one transaction (1 -> 2 -> 3); every
-     * row kept, the time index built from the replay cache, whose rows all
-     * count as delivered. */
+    /* Read-write: migrated to 4 in one transaction (1 -> 2 -> 3 -> 4);
+     * every row kept, the time index built from the replay cache, whose
+     * rows all count as delivered, and no copies recorded. */
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_found_schema(st), 1);
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
-    assert_int_equal(rc_store_schema(rd), 3);
+    assert_int_equal(rc_store_schema(rd), 4);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
     rc_store_reader_end(rd);
     rc_store_close(st);
-    assert_int_equal(raw_schema(W.dir), 3);
+    assert_int_equal(raw_schema(W.dir), 4);
+    assert_true(raw_has_db(W.dir, "copies"));
+    assert_int_equal(raw_count(W.dir, "copies"), 0);
     assert_int_equal(raw_count(W.dir, "delivered"), 3);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 3);
     mbuf v2 = {0};
     size_t rows2;
     raw_dump(W.dir, &v2, &rows2);
-    /* The same rows but meta/schema, then three index rows. */
+    /* The same rows but meta/schema, then three index rows, then the
+     * empty "copies" (the last database of the dump). */
     assert_int_equal(rows2, rows1 + 3);
     assert_true(v2.len > v1.len);
     size_t meta_len = 0; /* "meta\0" and its rows come first; compare after */
@@ -1320,7 +1341,10 @@ static void test_migrate_from_schema_1(void **state)
     assert_non_null(lists2);
     meta_len = (size_t)(lists1 - v1.p);
     assert_int_equal((size_t)(lists2 - v2.p), meta_len);
-    assert_memory_equal(lists2, lists1, v1.len - meta_len);
+    assert_true(v1.len > meta_len + 7);
+    assert_memory_equal(v1.p + v1.len - 7, "copies", 7);
+    assert_memory_equal(v2.p + v2.len - 7, "copies", 7);
+    assert_memory_equal(lists2, lists1, v1.len - 7 - meta_len);
     mbuf_free(&v1);
     mbuf_free(&v2);
 
@@ -1352,7 +1376,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_null(st2);
     char want[512];
     snprintf(want, sizeof want,
-             "cannot migrate the store in %s from schema 1 to 3 (the store is unchanged): "
+             "cannot migrate the store in %s from schema 1 to 4 (the store is unchanged): "
              "store is damaged: malformed row in 'delivered'",
              W.dir);
     assert_string_equal(err.msg, want);
@@ -1393,7 +1417,7 @@ static void test_migrate_from_schema_1(void **state)
             break;
         fails++;
         assert_int_equal(rc, RC_E_IO);
-        assert_non_null(strstr(err.msg, "from schema 1 to 3 (the store is unchanged): store is "
+        assert_non_null(strstr(err.msg, "from schema 1 to 4 (the store is unchanged): store is "
                                         "full: raise the map size"));
         assert_int_equal(raw_schema(W.dir), 1);
         assert_true(fails < 200);
@@ -1401,7 +1425,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_true(fails > 1);
     assert_int_equal(rc_store_found_schema(st), 1);
     rc_store_close(st);
-    assert_int_equal(raw_schema(W.dir), 3);
+    assert_int_equal(raw_schema(W.dir), 4);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 2000);
     store_destroy(NULL);
 
@@ -1420,7 +1444,7 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_close(st); /* read only: nothing repaired */
     assert_int_equal(raw_count(W.dir, "delivered-at"), 1);
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
-    assert_int_equal(rc_store_found_schema(st), 3);
+    assert_int_equal(rc_store_found_schema(st), 4);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 2);
     seen_is(st, E[2], T + 1, 0); /* prunes the old build's expired row */
     assert_int_equal(raw_count(W.dir, "delivered"), 2);
@@ -1654,6 +1678,672 @@ static void test_recrypt_audience(void **state)
     store_destroy(st);
 }
 
+/* ---------------------------------------------------------------- a post's audience, by member */
+
+/* Apply r as the main owner at `now` (submit_as applies at NOW); must succeed. */
+static void apply_at(rc_store *st, rc_request *r, uint64_t now)
+{
+    rc_error err;
+    uint8_t *enc;
+    size_t len;
+    rc_request dec;
+    r->counter = ++W.ctr_owner;
+    assert_int_equal(rc_request_sign(r, W.owner, &err), RC_OK);
+    assert_int_equal(rc_request_encode(r, &enc, &len, &err), RC_OK);
+    assert_int_equal(rc_request_decode(&dec, enc, len, &err), RC_OK);
+    free(enc);
+    if (rc_store_apply(st, W.svc, &dec, now, &err) != RC_OK)
+        fail_msg("%s refused: %s", rc_request_type_name(r->type), err.msg);
+    rc_request_free(&dec);
+    rc_request_free(r);
+}
+
+/* addr joins at `now` with devices devs[0..n), enrolled at enrolled[i]. */
+static void join_at(rc_store *st, const char *addr, rc_device_secret *const *devs, size_t n,
+                    const uint64_t *enrolled, uint64_t now)
+{
+    rc_error err;
+    rc_request r;
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", addr);
+    r.privilege = RC_PRIV_RECRYPT;
+    for (size_t i = 0; i < n; i++) {
+        rc_req_device *d = calloc(1, sizeof *d);
+        assert_non_null(d);
+        assert_int_equal(
+            rc_req_device_make(d, W.ls1, &devs[i]->pub, addr, enrolled[i], &W.svc->pub, &err),
+            RC_OK);
+        assert_int_equal(rc_request_add_device(&r, d, &err), RC_OK);
+        free(d);
+    }
+    apply_at(st, &r, now);
+}
+
+static void set_status(rc_store *st, const char *addr, uint8_t status)
+{
+    rc_request r;
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", addr);
+    r.status = status;
+    apply_at(st, &r, NOW);
+}
+
+/* Which member each device row of epoch 1 belongs to, by K. */
+typedef struct {
+    uint8_t K[16][32];
+    char member[16][RC_ADDR_MAX + 1];
+    size_t n;
+} owner_of_K;
+
+static int collect_K(void *ctx, const rc_store_device *d)
+{
+    owner_of_K *o = ctx;
+    assert_true(o->n < 16);
+    memcpy(o->K[o->n], d->K, 32);
+    snprintf(o->member[o->n], sizeof o->member[0], "%s", d->member);
+    o->n++;
+    return 0;
+}
+
+static const char *member_of_K(const owner_of_K *o, const uint8_t K[32])
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (!memcmp(o->K[i], K, 32))
+            return o->member[i];
+    return NULL;
+}
+
+typedef struct {
+    const char *addr;
+    size_t n;
+} group;
+
+/* The audience for (before, since), with and without svc, against the
+ * expected groups (in the store's order) and rc_store_recrypt_entries. */
+static void check_audience(rc_store_reader *rd, const owner_of_K *owners, uint64_t before,
+                           uint64_t since, const group *want, size_t n_want)
+{
+    rc_error err;
+    rc_store_audience a, counts;
+    rc_device_entry *e = NULL;
+    size_t n = 0, total = 0;
+    memset(&a, 0xa5, sizeof a);
+    assert_int_equal(rc_store_audience_get(rd, W.svc, W.list_id, 1, before, since, &a, &err),
+                     RC_OK);
+    assert_non_null(a.entries);
+    assert_non_null(a.members);
+    if (a.n_members != n_want)
+        fail_msg("before %llu since %llu: %zu members, expected %zu", (unsigned long long)before,
+                 (unsigned long long)since, a.n_members, n_want);
+    for (size_t i = 0; i < n_want; i++) {
+        assert_string_equal(a.members[i].address, want[i].addr);
+        assert_int_equal(a.members[i].n, want[i].n);
+        assert_int_equal(a.members[i].first, total);
+        for (size_t j = a.members[i].first; j < a.members[i].first + a.members[i].n; j++) {
+            const char *m = member_of_K(owners, a.entries[j].K);
+            assert_non_null(m);
+            assert_string_equal(m, want[i].addr);
+            assert_true(a.entries[j].enrolled_at < before);
+        }
+        total += want[i].n;
+    }
+    assert_int_equal(a.n_entries, total);
+
+    /* The same entries, in the same order, as rc_store_recrypt_entries. */
+    assert_int_equal(rc_store_recrypt_entries(rd, W.svc, W.list_id, 1, before, since, &e, &n, &err),
+                     RC_OK);
+    assert_int_equal(n, a.n_entries);
+    for (size_t j = 0; j < n; j++) {
+        assert_memory_equal(e[j].r, a.entries[j].r, sizeof e[j].r);
+        assert_memory_equal(e[j].K, a.entries[j].K, sizeof e[j].K);
+        assert_int_equal(e[j].W_len, a.entries[j].W_len);
+        assert_memory_equal(e[j].W, a.entries[j].W, e[j].W_len);
+        assert_int_equal(e[j].enrolled_at, a.entries[j].enrolled_at);
+        assert_int_equal(rc_entry_check(e[j].r, e[j].K, W.st1.A, &err), RC_OK);
+    }
+    rc_secret_free(e);
+
+    /* Without the service key: the same members and counts, no entries. */
+    assert_int_equal(rc_store_audience_get(rd, NULL, W.list_id, 1, before, since, &counts, &err),
+                     RC_OK);
+    assert_null(counts.entries);
+    assert_non_null(counts.members);
+    assert_int_equal(counts.n_entries, a.n_entries);
+    assert_int_equal(counts.n_members, a.n_members);
+    for (size_t i = 0; i < a.n_members; i++) {
+        assert_string_equal(counts.members[i].address, a.members[i].address);
+        assert_int_equal(counts.members[i].first, a.members[i].first);
+        assert_int_equal(counts.members[i].n, a.members[i].n);
+    }
+    rc_store_audience_free(&counts);
+    rc_store_audience_free(&a);
+    assert_null(a.entries);
+    assert_null(a.members);
+    assert_int_equal(a.n_entries + a.n_members, 0);
+    rc_store_audience_free(&a); /* freed and zeroed: again is harmless */
+}
+
+/* The audience grouped by member: members with one and three devices, a
+ * suspended and a revoked member left out, a device enrolled after the
+ * cutoff left out (and a member with no other device with it), a member
+ * updated after unchanged_since left out. */
+static void test_audience_by_member(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    rc_store_reader *rd;
+    rc_device_secret *x[6];
+    for (int i = 0; i < 6; i++) {
+        x[i] = rc_secret_alloc(sizeof *x[i]);
+        assert_non_null(x[i]);
+        assert_int_equal(rc_device_generate(x[i], &err), RC_OK);
+    }
+    create_list(st);
+    const uint64_t old[3] = {NOW - 100, NOW - 100, NOW - 100},
+                   mid[3] = {NOW - 50, NOW - 50, NOW - 50};
+    rc_device_secret *alice[] = {W.dev[D_ALICE]}, *bob[] = {W.dev[D_BOB1], W.dev[D_BOB2], x[0]},
+                     *carol[] = {W.dev[D_CAROL]}, *dave[] = {x[1]}, *erin[] = {x[2], x[3]},
+                     *frank[] = {x[4]}, *gina[] = {x[5]};
+    const uint64_t erin_at[] = {NOW - 100, NOW + 100}, frank_at[] = {NOW + 100};
+    join_at(st, "alice@example.org", alice, 1, old, NOW);
+    join_at(st, "bob@example.org", bob, 3, mid, NOW);
+    join_at(st, "carol@example.org", carol, 1, old, NOW);
+    join_at(st, "dave@example.org", dave, 1, old, NOW);
+    join_at(st, "erin@example.org", erin, 2, erin_at, NOW);
+    join_at(st, "frank@example.org", frank, 1, frank_at, NOW);
+    join_at(st, "gina@example.org", gina, 1, old, NOW + 10);  /* changed after NOW + 1 */
+    set_status(st, "carol@example.org", RC_STATUS_SUSPENDED); /* keeps her device row */
+    set_status(st, "dave@example.org", RC_STATUS_REVOKED);    /* loses his */
+    W.n_secrets = 0;
+
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    owner_of_K owners;
+    memset(&owners, 0, sizeof owners);
+    assert_int_equal(rc_store_each_device(rd, W.list_id, 1, collect_K, &owners, &err), RC_OK);
+    assert_int_equal(owners.n, 9); /* alice 1, bob 3, carol 1, erin 2, frank 1, gina 1 */
+
+    /* The store's order: str8(member), so shorter addresses first. */
+    const group all[] = {{"bob@example.org", 3},
+                         {"erin@example.org", 2},
+                         {"gina@example.org", 1},
+                         {"alice@example.org", 1},
+                         {"frank@example.org", 1}};
+    check_audience(rd, &owners, UINT64_MAX, UINT64_MAX, all, 5);
+    /* A post dated NOW, first attempted before gina's change: erin's second
+     * device, frank's only one and gina are not in it. */
+    const group at_now[] = {
+        {"bob@example.org", 3}, {"erin@example.org", 1}, {"alice@example.org", 1}};
+    check_audience(rd, &owners, NOW, NOW + 1, at_now, 3);
+    /* Only unchanged_since: gina out, frank in. */
+    const group since[] = {{"bob@example.org", 3},
+                           {"erin@example.org", 2},
+                           {"alice@example.org", 1},
+                           {"frank@example.org", 1}};
+    check_audience(rd, &owners, UINT64_MAX, NOW + 1, since, 4);
+    /* Before bob's devices were enrolled. */
+    const group early[] = {
+        {"erin@example.org", 1}, {"gina@example.org", 1}, {"alice@example.org", 1}};
+    check_audience(rd, &owners, NOW - 50, UINT64_MAX, early, 3);
+    check_audience(rd, &owners, NOW - 100, UINT64_MAX, NULL, 0); /* nobody */
+
+    /* A service key the shares are not sealed to: RC_E_CRYPTO naming the
+     * device, nothing returned; without a key nothing is unsealed. */
+    rc_store_audience a;
+    memset(&a, 0xa5, sizeof a);
+    assert_int_equal(
+        rc_store_audience_get(rd, W.other_svc, W.list_id, 1, UINT64_MAX, UINT64_MAX, &a, &err),
+        RC_E_CRYPTO);
+    /* The first row of the scan: bob's device with the lowest key. */
+    const uint8_t *low = bob[0]->pub.sign_pk;
+    for (int i = 1; i < 3; i++)
+        if (memcmp(bob[i]->pub.sign_pk, low, 32) < 0)
+            low = bob[i]->pub.sign_pk;
+    char fp[RC_UDF_MAX], want[RC_ERROR_MSG_MAX];
+    assert_int_equal(rc_key_fingerprint(fp, sizeof fp, RC_KT_DEVICE, low, 32, &err), RC_OK);
+    snprintf(want, sizeof want,
+             "service share of device %s (bob@example.org, epoch 1) does not open with this "
+             "service key",
+             fp);
+    assert_string_equal(err.msg, want);
+    assert_null(a.entries);
+    assert_null(a.members);
+    assert_int_equal(a.n_entries + a.n_members, 0);
+    /* An unknown epoch; missing arguments. */
+    assert_int_equal(
+        rc_store_audience_get(rd, W.svc, W.list_id, 2, UINT64_MAX, UINT64_MAX, &a, &err),
+        RC_E_NOT_FOUND);
+    assert_null(a.members);
+    assert_int_equal(rc_store_audience_get(rd, W.svc, NULL, 1, UINT64_MAX, UINT64_MAX, &a, &err),
+                     RC_E_INVALID);
+    assert_int_equal(
+        rc_store_audience_get(rd, W.svc, W.list_id, 1, UINT64_MAX, UINT64_MAX, NULL, &err),
+        RC_E_INVALID);
+    rc_store_audience_free(NULL);
+    rc_store_reader_end(rd);
+    for (int i = 0; i < 6; i++)
+        rc_secret_free(x[i]);
+    store_destroy(st);
+}
+
+/* Rows of `members` members of the list list_id, two devices each in
+ * epoch 1, written straight into the store: member i is "m%06u@example.org";
+ * every 10th is suspended; every 7th has its second device enrolled at
+ * NOW + 100, the others at NOW - 100. */
+static void raw_members(MDB_txn *txn, MDB_dbi mdb, MDB_dbi ddb, const uint8_t list_id[32],
+                        uint32_t members)
+{
+    for (uint32_t i = 0; i < members; i++) {
+        char addr[32];
+        uint8_t k[128], v[256];
+        int len = snprintf(addr, sizeof addr, "m%06u@example.org", i);
+        memcpy(k, list_id, 32);
+        memcpy(k + 32, addr, (size_t)len);
+        v[0] = 1;
+        v[1] = RC_PRIV_RECRYPT;
+        v[2] = i % 10 == 9 ? RC_STATUS_SUSPENDED : RC_STATUS_ACTIVE;
+        rc_be64_put(v + 3, NOW);
+        MDB_val mk = {32 + (size_t)len, k}, mv = {11, v};
+        assert_int_equal(mdb_put(txn, mdb, &mk, &mv, 0), 0);
+        for (uint32_t j = 0; j < 2; j++) {
+            size_t o = 41 + (size_t)len, vo = 0;
+            memcpy(k, list_id, 32);
+            rc_be64_put(k + 32, 1);
+            k[40] = (uint8_t)len;
+            memcpy(k + 41, addr, (size_t)len);
+            memset(k + o, 0, 32); /* the device key */
+            rc_be32_put(k + o, i);
+            k[o + 4] = (uint8_t)j;
+            o += 32;
+            memset(v, 0, sizeof v);
+            v[vo++] = 1;
+            vo += 32 + 32 + RC_SEALED_R_BYTES; /* wrap_pk, K, sealed_r */
+            v[vo++] = 0;
+            v[vo++] = 48; /* W_len */
+            vo += 48;
+            rc_be64_put(v + vo, j == 1 && i % 7 == 0 ? NOW + 100 : NOW - 100);
+            vo += 8;
+            MDB_val dk = {o, k}, dv = {vo, v};
+            assert_int_equal(mdb_put(txn, ddb, &dk, &dv, 0), 0);
+        }
+    }
+}
+
+/* The audience of such a list at NOW, without the service key: checked
+ * member by member. */
+static void raw_audience(rc_store_reader *rd, const uint8_t list_id[32], uint32_t members)
+{
+    rc_error err;
+    {
+        rc_store_audience a;
+        assert_int_equal(rc_store_audience_get(rd, NULL, list_id, 1, NOW, UINT64_MAX, &a, &err),
+                         RC_OK);
+        size_t first = 0, m = 0;
+        for (uint32_t i = 0; i < members; i++) {
+            if (i % 10 == 9)
+                continue;
+            char addr[32];
+            snprintf(addr, sizeof addr, "m%06u@example.org", i);
+            assert_true(m < a.n_members);
+            assert_string_equal(a.members[m].address, addr);
+            assert_int_equal(a.members[m].first, first);
+            assert_int_equal(a.members[m].n, i % 7 == 0 ? 1 : 2);
+            first += a.members[m].n;
+            m++;
+        }
+        assert_int_equal(a.n_members, m);
+        assert_int_equal(a.n_entries, first);
+        assert_null(a.entries);
+        rc_store_audience_free(&a);
+    }
+}
+
+/* 100 000 device rows of 50 000 members (and another list next to it)
+ * written straight into the store: the audience is grouped right at that
+ * scale, and another list's rows do not leak into it. (How fast it is read
+ * is the benchmarks' business: bench/store-bench.) */
+static void test_audience_scale(void **state)
+{
+    (void)state;
+    enum { BIG = 50000, SMALL = BIG / 4 };
+    rc_error err;
+    rc_store *st = store_new();
+    create_list(st);
+    rc_store_close(st);
+
+    uint8_t small_id[32];
+    memset(small_id, 0xee, sizeof small_id);
+    MDB_env *env = raw_open(W.dir, 0);
+    MDB_txn *txn;
+    MDB_dbi mdb, ddb, edb;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "members", 0, &mdb), 0);
+    assert_int_equal(mdb_dbi_open(txn, "devices", 0, &ddb), 0);
+    assert_int_equal(mdb_dbi_open(txn, "epochs", 0, &edb), 0);
+    /* The small list borrows LIST's epoch 1 (only the epoch is checked). */
+    uint8_t ek[40];
+    memcpy(ek, W.list_id, 32);
+    rc_be64_put(ek + 32, 1);
+    MDB_val k = {40, ek}, v;
+    assert_int_equal(mdb_get(txn, edb, &k, &v), 0);
+    memcpy(ek, small_id, 32);
+    assert_int_equal(mdb_put(txn, edb, &k, &v, 0), 0);
+    raw_members(txn, mdb, ddb, W.list_id, BIG);
+    raw_members(txn, mdb, ddb, small_id, SMALL);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    rc_store_reader *rd;
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    raw_audience(rd, W.list_id, BIG);
+    raw_audience(rd, small_id, SMALL);
+    rc_store_reader_end(rd);
+    store_destroy(st);
+}
+
+/* ---------------------------------------------------------------- split delivery */
+
+/* A "copies" row's value (u64 time), or 0 when absent. */
+static uint64_t raw_copy_time(const char *dir, const uint8_t E[32], const char *member)
+{
+    MDB_env *env = raw_open(dir, MDB_RDONLY);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint8_t kb[32 + RC_ADDR_MAX];
+    uint64_t t = 0;
+    memcpy(kb, E, 32);
+    memcpy(kb + 32, member, strlen(member));
+    MDB_val k = {32 + strlen(member), kb}, v;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "copies", 0, &dbi), 0);
+    int mrc = mdb_get(txn, dbi, &k, &v);
+    assert_true(mrc == 0 || mrc == MDB_NOTFOUND);
+    if (mrc == 0) {
+        assert_int_equal(v.mv_size, 8);
+        t = rc_be64_get(v.mv_data);
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return t;
+}
+
+static int copy_sent(rc_store *st, const uint8_t E[32], const char *member)
+{
+    rc_error err;
+    rc_store_reader *rd;
+    int sent = -1;
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_copy_is_sent(rd, E, member, &sent, &err), RC_OK);
+    rc_store_reader_end(rd);
+    assert_true(sent == 0 || sent == 1);
+    return sent;
+}
+
+static size_t copies_of(rc_store *st, const uint8_t E[32])
+{
+    rc_error err;
+    rc_store_reader *rd;
+    size_t n = 99;
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_copies_count(rd, E, &n, &err), RC_OK);
+    rc_store_reader_end(rd);
+    return n;
+}
+
+static void begin_new(rc_store *st, const uint8_t E[32], uint64_t now, uint64_t *first)
+{
+    rc_error err;
+    int s = -1;
+    assert_int_equal(rc_store_delivered_begin(st, E, now, 0, WINDOW, &s, first, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+}
+
+/* Recording queued copies: per member, idempotent, all or nothing, only
+ * for a post in the replay cache; a post's copies are told apart from a
+ * neighbouring post's. */
+static void test_copies_record(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    uint8_t E[32], E2[32], got[32];
+    uint64_t first;
+    int was;
+    randombytes_buf(E, 32);
+    memcpy(E2, E, 32);
+    E2[31] ^= 1; /* its rows sort right next to E's */
+    const char *ab[] = {"alice@example.org", "bob@example.org"};
+
+    /* Not in the replay cache: refused, nothing written. */
+    assert_int_equal(rc_store_copies_record(st, E, ab, 2, NOW, &err), RC_E_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "not in the replay cache"));
+    assert_int_equal(raw_count(W.dir, "copies"), 0);
+
+    begin_new(st, E, NOW, &first);
+    assert_int_equal(copies_of(st, E), 0);
+    assert_int_equal(copy_sent(st, E, "alice@example.org"), 0);
+    assert_int_equal(rc_store_copies_record(st, E, ab, 2, NOW + 1, &err), RC_OK);
+    assert_int_equal(copies_of(st, E), 2);
+    assert_int_equal(copy_sent(st, E, "alice@example.org"), 1);
+    assert_int_equal(copy_sent(st, E, "Bob@Example.ORG"), 1); /* canonicalised */
+    assert_int_equal(copy_sent(st, E, "carol@example.org"), 0);
+    assert_int_equal(copy_sent(st, E2, "alice@example.org"), 0);
+    assert_int_equal(raw_copy_time(W.dir, E, "bob@example.org"), NOW + 1);
+
+    /* Again, with carol: bob keeps his time, carol gets hers. */
+    const char *bc[] = {"bob@example.org", "Carol@example.org"};
+    assert_int_equal(rc_store_copies_record(st, E, bc, 2, NOW + 5, &err), RC_OK);
+    assert_int_equal(copies_of(st, E), 3);
+    assert_int_equal(raw_copy_time(W.dir, E, "bob@example.org"), NOW + 1);
+    assert_int_equal(raw_copy_time(W.dir, E, "carol@example.org"), NOW + 5);
+    assert_int_equal(raw_count(W.dir, "copies"), 3);
+    assert_int_equal(rc_store_copies_record(st, E, NULL, 0, NOW + 6, &err), RC_OK); /* none */
+    assert_int_equal(raw_count(W.dir, "copies"), 3);
+
+    /* All or nothing: one bad address (or none) after a good one. */
+    const char *bad[] = {"dave@example.org", "not an address", "erin@example.org"};
+    assert_int_equal(rc_store_copies_record(st, E, bad, 3, NOW + 7, &err), RC_E_INVALID);
+    const char *hole[] = {"dave@example.org", NULL};
+    assert_int_equal(rc_store_copies_record(st, E, hole, 2, NOW + 7, &err), RC_E_INVALID);
+    assert_int_equal(rc_store_copies_record(st, E, NULL, 1, NOW + 7, &err), RC_E_INVALID);
+    assert_int_equal(raw_count(W.dir, "copies"), 3);
+    assert_int_equal(copy_sent(st, E, "dave@example.org"), 0);
+
+    /* A neighbouring post's copies are its own. */
+    begin_new(st, E2, NOW + 8, &first);
+    assert_int_equal(rc_store_copies_record(st, E2, &bad[0], 1, NOW + 8, &err), RC_OK);
+    assert_int_equal(copies_of(st, E), 3);
+    assert_int_equal(copies_of(st, E2), 1);
+    assert_int_equal(copy_sent(st, E2, "dave@example.org"), 1);
+    assert_int_equal(copy_sent(st, E, "dave@example.org"), 0);
+
+    /* The receipt changes nothing about the copies. */
+    assert_int_equal(rc_store_delivered_confirm(st, E, 12, match_E, E, got, &was, &err), RC_OK);
+    assert_int_equal(was, RC_POST_PENDING);
+    assert_int_equal(copies_of(st, E), 3);
+
+    /* Readers: bad arguments. */
+    rc_store_reader *rd;
+    int sent = 7;
+    size_t n = 7;
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_copy_is_sent(rd, E, "no address", &sent, &err), RC_E_INVALID);
+    assert_int_equal(sent, 0);
+    assert_int_equal(rc_store_copy_is_sent(rd, E, NULL, &sent, &err), RC_E_INVALID);
+    assert_int_equal(rc_store_copies_count(rd, NULL, &n, &err), RC_E_INVALID);
+    rc_store_reader_end(rd);
+
+    /* Read-only: readable, not writable. */
+    rc_store_close(st);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_READONLY, &err), RC_OK);
+    assert_int_equal(copies_of(st, E), 3);
+    assert_int_equal(rc_store_copies_record(st, E, &bad[0], 1, NOW + 9, &err), RC_E_INVALID);
+    assert_non_null(strstr(err.msg, "read-only"));
+    assert_int_equal(raw_count(W.dir, "copies"), 4);
+    store_destroy(st);
+}
+
+/* A post's copies live as long as its replay-cache row: pruned with it,
+ * forgotten with it, dropped when an expired post is recorded anew. */
+static void test_copies_lifetime(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    uint8_t old[32], young[32], failed[32], again[32], other[32];
+    uint64_t f_old, f_young, f_failed, f_again, f_other;
+    const char *three[] = {"alice@example.org", "bob@example.org", "carol@example.org"};
+    randombytes_buf(old, 32);
+    randombytes_buf(young, 32);
+    randombytes_buf(failed, 32);
+    randombytes_buf(again, 32);
+    randombytes_buf(other, 32);
+    begin_new(st, old, NOW, &f_old);
+    begin_new(st, again, NOW + 1, &f_again);
+    assert_int_equal(rc_store_copies_record(st, old, three, 3, NOW + 1, &err), RC_OK);
+    assert_int_equal(rc_store_copies_record(st, again, three, 2, NOW + 2, &err), RC_OK);
+    assert_int_equal(raw_count(W.dir, "copies"), 5);
+
+    /* forget: only the attempt's own pending row, and its copies with it. */
+    begin_new(st, failed, NOW + 2, &f_failed);
+    assert_int_equal(rc_store_copies_record(st, failed, three, 1, NOW + 3, &err), RC_OK);
+    assert_int_equal(rc_store_delivered_forget(st, failed, f_failed - 1, &err), RC_OK);
+    assert_int_equal(copies_of(st, failed), 1); /* not ours: kept */
+    assert_int_equal(rc_store_delivered_forget(st, failed, f_failed, &err), RC_OK);
+    assert_int_equal(copies_of(st, failed), 0);
+    assert_int_equal(raw_count(W.dir, "copies"), 5);
+    assert_int_equal(rc_store_copies_record(st, failed, three, 1, NOW + 4, &err), RC_E_NOT_FOUND);
+
+    /* An expired post recorded anew starts without copies (and the
+     * pruning of that call takes `old`, expired too, with its copies). */
+    int s;
+    uint64_t t0;
+    assert_int_equal(
+        rc_store_delivered_begin(st, again, NOW + 1 + WINDOW + 1, 0, WINDOW, &s, &t0, &err), RC_OK);
+    assert_int_equal(s, RC_POST_NEW);
+    assert_int_equal(copies_of(st, again), 0);
+    assert_int_equal(copies_of(st, old), 0);
+    assert_int_equal(raw_count(W.dir, "copies"), 0);
+    assert_int_equal(rc_store_copies_record(st, again, three, 3, NOW + WINDOW + 3, &err), RC_OK);
+    begin_new(st, young, NOW + WINDOW + 10, &f_young);
+    assert_int_equal(rc_store_copies_record(st, young, three, 3, NOW + WINDOW + 11, &err), RC_OK);
+    assert_int_equal(raw_count(W.dir, "copies"), 6);
+
+    /* Pruning: a later post forgets the expired ones, their copies with
+     * them; the young post keeps its copies. */
+    rc_store_close(st);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    begin_new(st, other, NOW + 2 * WINDOW + 3, &f_other);
+    assert_int_equal(copies_of(st, again), 0);
+    assert_int_equal(copies_of(st, young), 3);
+    assert_int_equal(raw_count(W.dir, "copies"), 3);
+    assert_int_equal(raw_count(W.dir, "delivered"), 2);
+    /* And the young one in turn, one window later. */
+    begin_new(st, old, NOW + 4 * WINDOW, &f_old);
+    assert_int_equal(copies_of(st, young), 0);
+    assert_int_equal(raw_count(W.dir, "copies"), 0);
+    (void)f_young;
+    (void)f_again;
+    (void)f_other;
+    store_destroy(st);
+}
+
+/* A store of schema 3 (no "copies"): read as it is without migrating
+ * (no copies recorded, writes refused, the store unchanged), migrated to
+ * 4 by a read-write open with every row kept, then used. */
+static void test_migrate_from_schema_3(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    rc_store_reader *rd;
+    rc_store_list l;
+    uint8_t E[32];
+    uint64_t first;
+    int s;
+    const char *ab[] = {"alice@example.org", "bob@example.org"};
+    create_list(st);
+    const int alice[] = {D_ALICE};
+    add_member(st, M_ALICE, alice, 1, NOW);
+    randombytes_buf(E, 32);
+    begin_new(st, E, NOW, &first);
+    rc_store_close(st);
+    downgrade_to(W.dir, 3);
+    mbuf v3 = {0}, same = {0}, v4 = {0};
+    size_t rows3, rows;
+    raw_dump(W.dir, &v3, &rows3);
+
+    /* Read only, and read-write without migrating: no copies, no writes. */
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned fl = pass ? RC_STORE_NO_MIGRATE : RC_STORE_READONLY;
+        int sent = 7;
+        size_t n = 7;
+        assert_int_equal(rc_store_open(&st, W.dir, 0, fl, &err), RC_OK);
+        assert_int_equal(rc_store_found_schema(st), 3);
+        assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+        assert_int_equal(rc_store_schema(rd), 3);
+        assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
+        assert_int_equal(rc_store_copy_is_sent(rd, E, "alice@example.org", &sent, &err), RC_OK);
+        assert_int_equal(sent, 0);
+        assert_int_equal(rc_store_copies_count(rd, E, &n, &err), RC_OK);
+        assert_int_equal(n, 0);
+        rc_store_reader_end(rd);
+        int rc = rc_store_copies_record(st, E, ab, 2, NOW + 1, &err);
+        if (pass) {
+            assert_int_equal(rc, RC_E_VERSION);
+            assert_string_equal(err.msg, "store schema version 3 is not migrated to 4 yet: open "
+                                         "it for writing without RC_STORE_NO_MIGRATE");
+        } else {
+            assert_int_equal(rc, RC_E_INVALID);
+        }
+        rc_store_close(st);
+        raw_dump(W.dir, &same, &rows);
+        assert_int_equal(rows, rows3);
+        assert_int_equal(same.len, v3.len);
+        assert_memory_equal(same.p, v3.p, v3.len);
+        mbuf_free(&same);
+    }
+
+    /* Read-write: migrated; the same rows (but meta/schema), an empty
+     * "copies"; the pending post is still pending, and takes copies. */
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_found_schema(st), 3);
+    assert_int_equal(raw_schema(W.dir), 4);
+    assert_true(raw_has_db(W.dir, "copies"));
+    raw_dump(W.dir, &v4, &rows);
+    assert_int_equal(rows, rows3);
+    const uint8_t *lists3 = memmem(v3.p, v3.len, "lists", 6);
+    const uint8_t *lists4 = memmem(v4.p, v4.len, "lists", 6);
+    assert_non_null(lists3);
+    assert_non_null(lists4);
+    assert_int_equal((size_t)(lists3 - v3.p), (size_t)(lists4 - v4.p));
+    assert_int_equal(v3.len, v4.len);
+    assert_memory_equal(lists3, lists4, v3.len - (size_t)(lists3 - v3.p));
+    mbuf_free(&v3);
+    mbuf_free(&v4);
+    assert_int_equal(rc_store_delivered_begin(st, E, NOW + 1, 0, WINDOW, &s, &first, &err), RC_OK);
+    assert_int_equal(s, RC_POST_PENDING);
+    assert_int_equal(rc_store_copies_record(st, E, ab, 2, NOW + 1, &err), RC_OK);
+    assert_int_equal(copies_of(st, E), 2);
+    rc_store_close(st);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_found_schema(st), 4); /* not migrated twice */
+    assert_int_equal(copies_of(st, E), 2);
+    rc_store_close(st);
+
+    /* A store rewound to 3 by hand with its copies left behind: the
+     * migration empties them (a schema-3 build pruned without them). */
+    set_meta(W.dir, "schema", "\0\0\0\3", 4);
+    assert_int_equal(raw_count(W.dir, "copies"), 2);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_found_schema(st), 3);
+    assert_int_equal(raw_count(W.dir, "copies"), 0);
+    assert_int_equal(copies_of(st, E), 0);
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1667,6 +2357,11 @@ int main(void)
         cmocka_unit_test(test_replay_cache_bounded),
         cmocka_unit_test(test_replay_pending),
         cmocka_unit_test(test_recrypt_audience),
+        cmocka_unit_test(test_audience_by_member),
+        cmocka_unit_test(test_audience_scale),
+        cmocka_unit_test(test_copies_record),
+        cmocka_unit_test(test_copies_lifetime),
+        cmocka_unit_test(test_migrate_from_schema_3),
     };
     return cmocka_run_group_tests(tests, world_setup, world_teardown);
 }

@@ -22,6 +22,10 @@
 #define RC_MIME_PROTOCOL "application/vnd.recrypt.control"
 #define RC_HDR_LIST_KEY "Recrypt-List-Key"
 #define RC_HDR_VERDICT "Recrypt-Verdict"
+/* Split delivery's copy mark (FORMAT.md 9.8): 22 base64url characters, the
+ * same in every copy of one fan-out run, another in a rerun's. */
+#define RC_HDR_COPY "Recrypt-Copy"
+#define RC_COPY_ID_LEN 22
 #define RC_SUBJECT_PLACEHOLDER "[recrypt] encrypted message"
 /* Upper bound on stanzas one message may carry (and the control part's size). */
 #define RC_MAX_STANZAS 10000
@@ -76,6 +80,10 @@ uint64_t rc_mail_date(const rc_mail *m);
 const char *rc_mail_message_id(const rc_mail *m);
 /* Value of the Recrypt-List-Key header (unfolded), or NULL. */
 const char *rc_mail_list_key(const rc_mail *m);
+/* The Recrypt-Copy value when the message has exactly one such field and it
+ * is RC_COPY_ID_LEN base64url characters (white space around it ignored);
+ * else NULL. Only a hint for marking duplicates: it is not authenticated. */
+const char *rc_mail_copy_id(const rc_mail *m);
 
 /* Service side, recryption step 1: the post names list_address and epoch
  * (whose key is A), carries no stanza, its proof verifies, and its date

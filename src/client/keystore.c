@@ -1,10 +1,11 @@
 /*
  * keystore.c - see keystore.h. Every file is written through a private
- * temporary file and renamed into place, so a crash never leaves half a key.
+ * temporary file and renamed into place (keystore_write_file in
+ * src/common/keydir.c, rc_keyfile_write for keys), so a crash never leaves
+ * half a key.
  */
 #include <time.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <sodium.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,55 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "keystore.h"
-
-int keystore_path(char *out, const keystore *ks, const char *fmt, ...)
-{
-    char rel[PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(rel, sizeof rel, fmt, ap);
-    va_end(ap);
-    if (n < 0 || n >= (int)sizeof rel)
-        return -1;
-    return snprintf(out, PATH_MAX, "%s/%s", ks->dir, rel) >= PATH_MAX ? -1 : 0;
-}
-
-int keystore_open(keystore *ks, const char *home_opt, rc_error *err)
-{
-    const char *env = getenv("RECRYPT_HOME"), *xdg = getenv("XDG_DATA_HOME"),
-               *home = getenv("HOME");
-    int n;
-    if (home_opt && *home_opt)
-        n = snprintf(ks->dir, sizeof ks->dir, "%s", home_opt);
-    else if (env && *env)
-        n = snprintf(ks->dir, sizeof ks->dir, "%s", env);
-    else if (xdg && *xdg)
-        n = snprintf(ks->dir, sizeof ks->dir, "%s/recrypt", xdg);
-    else if (home && *home)
-        n = snprintf(ks->dir, sizeof ks->dir, "%s/.local/share/recrypt", home);
-    else
-        return rc_error_set(err, RC_E_INVALID, "no keystore: set RECRYPT_HOME or HOME");
-    if (n >= (int)sizeof ks->dir)
-        return rc_error_set(err, RC_E_INVALID, "keystore path too long");
-    return 0;
-}
-
-int keystore_mkdirs(const char *path, rc_error *err)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-            return rc_error_set(err, RC_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return rc_error_set(err, RC_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-    return 0;
-}
 
 int keystore_prepare(const keystore *ks, rc_error *err)
 {
@@ -78,38 +30,6 @@ static int list_dir(char *out, const keystore *ks, const char *list, rc_error *e
     if (keystore_path(out, ks, "lists/%s", list) != 0)
         return rc_error_set(err, RC_E_INVALID, "path too long");
     return keystore_mkdirs(out, err);
-}
-
-int keystore_write_file(const char *path, const char *text, rc_error *err)
-{
-    char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    mode_t old = umask(077);
-    int fd = mkstemp(tmp);
-    umask(old);
-    if (fd < 0)
-        return rc_error_set(err, RC_E_IO, "cannot write %s: %s", path, strerror(errno));
-    size_t n = strlen(text);
-    int ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return rc_error_set(err, RC_E_IO, "cannot write %s", path);
-    }
-    return 0;
-}
-
-int keystore_read_file(const char *path, char *out, size_t outlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, out, outlen - 1);
-    close(fd);
-    if (n < 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
 }
 
 int keystore_device_exists(const keystore *ks)
@@ -304,14 +224,15 @@ static void post_hash(char hex[33], const char *message_id)
 }
 
 int keystore_post_remember(const keystore *ks, const char *message_id, const char *list,
-                           rc_error *err)
+                           const char *copy, rc_error *err)
 {
-    char path[PATH_MAX], hex[33], line[RC_ADDR_MAX + 48];
+    char path[PATH_MAX], hex[33], line[RC_ADDR_MAX + 48 + RC_COPY_ID_LEN];
     struct stat sb;
     if (!message_id || !*message_id || keystore_path(path, ks, "posts") != 0)
         return 0;
     post_hash(hex, message_id);
-    int n = snprintf(line, sizeof line, "%s %s\n", hex, list);
+    int n = snprintf(line, sizeof line, "%s %s%s%s\n", hex, list, copy ? " " : "",
+                     copy ? copy : "");
     if (n < 0 || (size_t)n >= sizeof line)
         return 0;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -336,9 +257,9 @@ int keystore_post_remember(const keystore *ks, const char *message_id, const cha
 }
 
 int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_out,
-                         size_t list_len)
+                         size_t list_len, char copy_out[RC_COPY_ID_LEN + 1])
 {
-    char path[PATH_MAX], hex[33], line[RC_ADDR_MAX + 48];
+    char path[PATH_MAX], hex[33], line[RC_ADDR_MAX + 48 + RC_COPY_ID_LEN];
     if (!message_id || !*message_id || keystore_path(path, ks, "posts") != 0)
         return 0;
     FILE *f = fopen(path, "re");
@@ -350,7 +271,12 @@ int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_
         if (strncmp(line, hex, 32) != 0 || line[32] != ' ')
             continue;
         line[strcspn(line, "\n")] = '\0';
+        char *copy = strchr(line + 33, ' ');
+        if (copy)
+            *copy++ = '\0';
         snprintf(list_out, list_len, "%s", line + 33);
+        if (copy_out)
+            snprintf(copy_out, RC_COPY_ID_LEN + 1, "%s", copy && strlen(copy) == RC_COPY_ID_LEN ? copy : "");
         found = 1;
     }
     if (ferror(f))

@@ -9,22 +9,21 @@
  *                                   0.3.0) "pinned <unix seconds>" lines
  *   lists/<list>/epoch-<N>.listkey  the accepted statement of epoch N
  *   lists/<list>/cert-<N>           this device's certificate for epoch N
- *   posts                           "<hash of Message-ID> <list>" per opened
- *                                   post (the reply guard of recrypt sendmail)
+ *   posts                           "<hash of Message-ID> <list>[ <copy>]" per
+ *                                   opened post (the reply guard of recrypt
+ *                                   sendmail; copy: its Recrypt-Copy, which
+ *                                   marks a second copy of a post)
  */
 #ifndef RECRYPT_CLIENT_KEYSTORE_H
 #define RECRYPT_CLIENT_KEYSTORE_H
 
 #include <limits.h>
 #include <recrypt/recrypt.h>
+/* The keystore directory (keystore, keystore_open, keystore_path) and its
+ * small files (keystore_write_file, keystore_read_file, keystore_mkdirs),
+ * which the owner's keystore (recryptctl) shares. */
+#include "keydir.h"
 
-typedef struct {
-    char dir[PATH_MAX];
-} keystore;
-
-/* Resolve the keystore directory: --home, $RECRYPT_HOME, else
- * $XDG_DATA_HOME/recrypt, else ~/.local/share/recrypt. */
-int keystore_open(keystore *ks, const char *home_opt, rc_error *err);
 /* Create the directory tree (0700) if missing. */
 int keystore_prepare(const keystore *ks, rc_error *err);
 
@@ -55,21 +54,12 @@ int keystore_cert_load(const keystore *ks, const char *list, uint64_t epoch, rc_
  * (In-Reply-To, References) from other mail. Only a hash of the
  * Message-ID is kept; the file keeps the newest few thousand entries. */
 int keystore_post_remember(const keystore *ks, const char *message_id, const char *list,
-                           rc_error *err);
-/* 1 and the list's address in list_out when message_id is an opened post;
- * 0 when not; -1 when the record exists but cannot be read. */
+                           const char *copy, rc_error *err);
+/* 1 and the list's address in list_out when message_id is an opened post
+ * (and, when copy_out is not NULL, the Recrypt-Copy of the first copy
+ * opened, "" when it had none); 0 when not; -1 when the record exists but
+ * cannot be read. */
 int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_out,
-                         size_t list_len);
-
-/* DIR/<printf fmt> inside the keystore; -1 when too long. */
-int keystore_path(char *out, const keystore *ks, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Small files shared by the subscriber's and the owner's keystores:
- * written through a private temporary file (0600) and renamed into place;
- * read whole into out (NUL-terminated). mkdirs creates a path with 0700. */
-int keystore_write_file(const char *path, const char *text, rc_error *err);
-int keystore_read_file(const char *path, char *out, size_t outlen);
-int keystore_mkdirs(const char *path, rc_error *err);
+                         size_t list_len, char copy_out[RC_COPY_ID_LEN + 1]);
 
 #endif

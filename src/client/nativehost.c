@@ -631,10 +631,10 @@ static char *op_open(nh_host *h, json_t *id, json_t *req)
     }
     walk_ctx w = {.parts = json_array(), .want = -1, .inline_budget = 600u * 1024u};
     g_mime_message_foreach(m, walk_part, &w);
-    json_t *res = json_pack("{s:i, s:I, s:o, s:b, s:o, s:o, s:o}", "handle", out, "size",
+    json_t *res = json_pack("{s:i, s:I, s:o, s:b, s:b, s:o, s:o, s:o}", "handle", out, "size",
                             (json_int_t)h->handles[out].size, "verdict", verdict_obj(&info),
-                            "first_use", info.first_use, "signer", jcstr(info.signer_fp),
-                            "headers", describe(m), "parts", w.parts);
+                            "duplicate", info.duplicate, "first_use", info.first_use, "signer",
+                            jcstr(info.signer_fp), "headers", describe(m), "parts", w.parts);
     g_object_unref(m);
     /* The response must fit a frame. When JSON escaping makes it too long,
      * inline texts are left out, the largest first: each text's escaped

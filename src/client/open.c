@@ -9,6 +9,45 @@
 #include "seal.h"
 #include "spool.h"
 
+/* Passes the opened message on; with `duplicate`, the first line (the
+ * Recrypt-Verdict field) gets "; duplicate" before its line ending. */
+typedef struct {
+    rc_sink_fn sink;
+    void *ctx;
+    int duplicate;
+    int line_done;
+    int pending; /* the first line's CR came at the end of a piece, held back */
+} verdict_sink;
+
+static int mark_sink(void *arg, const uint8_t *p, size_t n)
+{
+    verdict_sink *v = arg;
+    static const char mark[] = "; duplicate";
+    if (!v->duplicate || v->line_done)
+        return v->sink(v->ctx, p, n);
+    if (v->pending) { /* the line ended in a CR at the end of the last piece */
+        v->line_done = 1;
+        if (v->sink(v->ctx, (const uint8_t *)mark, sizeof mark - 1) != 0 ||
+            v->sink(v->ctx, (const uint8_t *)"\r", 1) != 0)
+            return -1;
+        return v->sink(v->ctx, p, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n' && p[i] != '\r')
+            continue;
+        if (p[i] == '\r' && i + 1 == n) { /* CRLF may be split: hold the CR */
+            v->pending = 1;
+            return v->sink(v->ctx, p, i);
+        }
+        v->line_done = 1;
+        if (v->sink(v->ctx, p, i) != 0 ||
+            v->sink(v->ctx, (const uint8_t *)mark, sizeof mark - 1) != 0)
+            return -1;
+        return v->sink(v->ctx, p + i, n - i);
+    }
+    return v->sink(v->ctx, p, n);
+}
+
 int client_open(const keystore *ks, int in, const char *list_key, const char *signer_fp,
                 rc_sink_fn sink, void *ctx, client_open_info *info, rc_error *err)
 {
@@ -47,8 +86,18 @@ int client_open(const keystore *ks, int in, const char *list_key, const char *si
         rc = err->code;
         goto out;
     }
-    if ((rc = rc_mail_open(m, &st, dev, stage, sink, ctx, res, err)))
+    /* A second copy of a post opened here before: split delivery's rerun
+     * after a crash gives a copy another Recrypt-Copy. */
+    verdict_sink vs = {sink, ctx, 0, 0, 0};
+    char first_copy[RC_COPY_ID_LEN + 1] = "", seen_list[RC_ADDR_MAX + 1];
+    const char *copy = rc_mail_copy_id(m);
+    if (copy && keystore_post_lookup(ks, rc_mail_message_id(m), seen_list, sizeof seen_list,
+                                     first_copy) == 1 &&
+        first_copy[0] && strcmp(first_copy, copy) != 0 && !strcmp(seen_list, st.address))
+        vs.duplicate = 1;
+    if ((rc = rc_mail_open(m, &st, dev, stage, mark_sink, &vs, res, err)))
         goto out;
+    info->duplicate = vs.duplicate;
     info->first_use = first;
     info->is_signed = res->is_signed;
     info->epoch = st.epoch;
@@ -68,7 +117,7 @@ int client_open(const keystore *ks, int in, const char *list_key, const char *si
         rc_cert_verify(&res->share.cert, st.signer_pk, NULL) == 0 &&
         (rc = keystore_cert_save(ks, &res->share.cert, st.address, err)))
         goto out;
-    rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, err);
+    rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, copy, err);
 out:
     if (stage >= 0)
         close(stage);

@@ -21,6 +21,8 @@ typedef struct {
     char signer_fp[RC_UDF_MAX];        /* the list signing key's fingerprint */
     char member[RC_ADDR_MAX + 1];      /* when is_signed: the member */
     char device_fp[RC_UDF_MAX];        /* when is_signed: the device signing key */
+    int duplicate; /* a second copy of a post opened before here (another Recrypt-Copy):
+                    * the verdict line ends with "; duplicate" */
 } client_open_info;
 
 /* Open the list message in `in` (a seekable file, read from its current

@@ -504,7 +504,7 @@ static int carries_post(const keystore *ks, const char *hdr, char *list_out, siz
                 if (!isspace((unsigned char)*c))
                     id[n++] = *c;
             id[n] = '\0';
-            found = keystore_post_lookup(ks, id, list_out, list_len);
+            found = keystore_post_lookup(ks, id, list_out, list_len, NULL);
             p = end;
         }
         free(v);

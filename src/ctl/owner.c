@@ -11,7 +11,6 @@
 #include <termios.h>
 #include <unistd.h>
 #include <sodium.h>
-#include "keystore.h"
 #include "owner.h"
 
 #define LOCKED_TYPE "list-secret-locked"

@@ -19,9 +19,10 @@
 
 #include <limits.h>
 #include <recrypt/recrypt.h>
-#include "keystore.h"
+#include "keydir.h"
 
-/* The owner's keystore is a keystore (same directory rules and files). */
+/* The owner's keystore is a keystore (same directory rules and files:
+ * keydir.h, src/common, shared with the subscriber's keystore). */
 typedef keystore owner_ks;
 
 /* A member's device as the owner remembers it. */

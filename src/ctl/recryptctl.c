@@ -20,7 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
-#include "keystore.h"
 #include "owner.h"
 #include "store.h"
 

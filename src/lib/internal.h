@@ -1,8 +1,9 @@
 /*
- * internal.h - helpers shared by librecrypt's modules; not installed.
- * Context labels, big-endian fields, labelled BLAKE2b, scalar and point
- * checks, base64url, and a bounds-checked byte writer/reader for the binary
- * encodings of FORMAT.md.
+ * internal.h - helpers shared by librecrypt's modules; private to src/lib
+ * (and the unit tests of its internals), not installed. Context labels,
+ * labelled BLAKE2b, scalar and point checks, base64url; with bytes.h
+ * (src/common) the big-endian fields and the bounds-checked byte
+ * writer/reader for the binary encodings of FORMAT.md.
  */
 #ifndef RECRYPT_INTERNAL_H
 #define RECRYPT_INTERNAL_H
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <recrypt/recrypt.h>
+#include "bytes.h"
 
 /* Context labels: ASCII, NUL-padded to 16 bytes; used as BLAKE2b `personal`
  * and as the first 16 bytes of every signed message. FORMAT.md lists them. */
@@ -29,13 +31,6 @@
 
 void rc_label(uint8_t out[RC_LABEL_BYTES], const char *label);
 
-void rc_be16_put(uint8_t *p, uint16_t v);
-void rc_be32_put(uint8_t *p, uint32_t v);
-void rc_be64_put(uint8_t *p, uint64_t v);
-uint16_t rc_be16_get(const uint8_t *p);
-uint32_t rc_be32_get(const uint8_t *p);
-uint64_t rc_be64_get(const uint8_t *p);
-
 /* BLAKE2b with `personal` = label; outlen 16..64. */
 int rc_hash_init(crypto_generichash_blake2b_state *st, size_t outlen, const char *label);
 int rc_hash(uint8_t *out, size_t outlen, const char *label, const uint8_t *in, size_t len);
@@ -49,35 +44,9 @@ void rc_scalar_random_nonzero(uint8_t s[RC_SCALAR_BYTES]);
 int rc_b64url_encode(char *out, size_t outlen, const uint8_t *in, size_t len);
 int rc_b64url_decode(uint8_t *out, size_t outlen, size_t *len, const char *in, size_t inlen);
 
-/* Bounds-checked writer and reader. Errors are sticky: check `bad` once. */
-typedef struct {
-    uint8_t *p;
-    size_t cap, len;
-    int bad;
-} rc_wr;
-typedef struct {
-    const uint8_t *p;
-    size_t len, pos;
-    int bad;
-} rc_rd;
-
-void rc_wr_bytes(rc_wr *w, const void *b, size_t n);
-void rc_wr_u8(rc_wr *w, uint8_t v);
-void rc_wr_u16(rc_wr *w, uint16_t v);
-void rc_wr_u64(rc_wr *w, uint64_t v);
+/* The byte writer and reader (rc_wr, rc_rd) and big-endian fields are in
+ * bytes.h (src/common), shared with the store; this writes a context label. */
 void rc_wr_label(rc_wr *w, const char *label);
-/* length-prefixed (u8) string */
-void rc_wr_str8(rc_wr *w, const char *s);
-
-const uint8_t *rc_rd_bytes(rc_rd *r, size_t n);
-void rc_rd_copy(rc_rd *r, void *out, size_t n);
-uint8_t rc_rd_u8(rc_rd *r);
-uint16_t rc_rd_u16(rc_rd *r);
-uint64_t rc_rd_u64(rc_rd *r);
-/* u8 length + bytes into out (NUL-terminated); max chars excl. NUL. */
-void rc_rd_str8(rc_rd *r, char *out, size_t max);
-/* 1 when everything was read and nothing went wrong. */
-int rc_rd_done(const rc_rd *r);
 
 /* Ed25519ph / post-signature prefix and W plaintext live in their modules. */
 

@@ -34,6 +34,7 @@ struct rc_mail {
     uint64_t date;
     char *message_id;
     char *list_key;
+    char copy_id[RC_COPY_ID_LEN + 1]; /* "" when none or malformed */
     char *boundary;
 };
 
@@ -768,6 +769,21 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
         goto fail;
     }
+    size_t nc;
+    const rc_hfield *cf = rc_header_get(&m->hdr, RC_HDR_COPY, &nc);
+    if (cf && nc == 1) {
+        char *v = rc_hfield_value(cf);
+        const char *p = v;
+        while (p && (*p == ' ' || *p == '\t'))
+            p++;
+        size_t n = p ? strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+                     : 0;
+        if (n == RC_COPY_ID_LEN && strspn(p + n, " \t\r\n") == strlen(p + n)) {
+            memcpy(m->copy_id, p, n);
+            m->copy_id[n] = '\0';
+        }
+        free(v);
+    }
 
     int dfd = dup(fd);
     if (dfd < 0 || lseek(dfd, 0, SEEK_SET) != 0) {
@@ -918,6 +934,11 @@ const char *rc_mail_message_id(const rc_mail *m)
 const char *rc_mail_list_key(const rc_mail *m)
 {
     return m->list_key;
+}
+
+const char *rc_mail_copy_id(const rc_mail *m)
+{
+    return m->copy_id[0] ? m->copy_id : NULL;
 }
 
 /* GMime streams answer -1 at the end of a bounded stream: 0 there. */

@@ -4,10 +4,10 @@
  * encodings are byte-identical to libsodium's ristretto255; a unit test
  * compares the two); without it, libsodium's variable-base multiplication.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <decaf/point_255.h>
 #include "internal.h"
+#include "parallel.h"
 
 struct rc_recryptor {
     uint8_t E[RC_POINT_BYTES];
@@ -84,68 +84,48 @@ typedef struct {
     rc_recryptor *rc;
     const rc_device_entry *entries;
     uint8_t (*R)[RC_POINT_BYTES];
-    size_t from, to;
-    size_t bad;
-    int status;
-    rc_error err;
-} slice_t;
+    struct {
+        int status;
+        size_t bad;
+        rc_error err;
+    } slice[RC_PARALLEL_MAX];
+} compute_ctx;
 
-static void *compute_slice(void *arg)
+static void compute_slice(void *arg, unsigned slice, size_t from, size_t to)
 {
-    slice_t *s = arg;
-    for (size_t i = s->from; i < s->to; i++)
-        if ((s->status = rc_recryptor_compute(s->rc, s->entries[i].r, s->R[i], &s->err)) != 0) {
-            s->bad = i;
+    compute_ctx *c = arg;
+    for (size_t i = from; i < to; i++)
+        if ((c->slice[slice].status =
+                 rc_recryptor_compute(c->rc, c->entries[i].r, c->R[i], &c->slice[slice].err)) !=
+            0) {
+            c->slice[slice].bad = i;
             break;
         }
-    return NULL;
 }
-
-#define RC_RECRYPT_THREADS_MAX 64
 
 int rc_recryptor_compute_all(rc_recryptor *rc, const rc_device_entry *entries, size_t n,
                              uint8_t (*R)[RC_POINT_BYTES], unsigned n_threads, size_t *bad,
                              rc_error *err)
 {
-    slice_t s[RC_RECRYPT_THREADS_MAX];
-    pthread_t th[RC_RECRYPT_THREADS_MAX];
-    int started[RC_RECRYPT_THREADS_MAX] = {0};
     if (!rc || (n && (!entries || !R)))
         return rc_error_set(err, RC_E_INVALID, "rc_recryptor_compute_all: missing argument");
-    if (n_threads < 1)
-        n_threads = 1;
-    if (n_threads > RC_RECRYPT_THREADS_MAX)
-        n_threads = RC_RECRYPT_THREADS_MAX;
-    if (n < 256 * (size_t)n_threads) /* not worth a thread */
-        n_threads = 1;
-    size_t per = n_threads ? (n + n_threads - 1) / n_threads : n;
-    for (unsigned t = 0; t < n_threads; t++) {
-        memset(&s[t], 0, sizeof s[t]);
-        s[t].rc = rc;
-        s[t].entries = entries;
-        s[t].R = R;
-        s[t].from = t * per < n ? t * per : n;
-        s[t].to = (t + 1) * per < n ? (t + 1) * per : n;
-    }
-    /* Slice 0 runs here; if a thread cannot start, this thread does its slice. */
-    for (unsigned t = 1; t < n_threads; t++)
-        started[t] = pthread_create(&th[t], NULL, compute_slice, &s[t]) == 0;
-    compute_slice(&s[0]);
-    for (unsigned t = 1; t < n_threads; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            compute_slice(&s[t]);
-    }
-    for (unsigned t = 0; t < n_threads; t++)
-        if (s[t].status) {
+    compute_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    c->rc = rc;
+    c->entries = entries;
+    c->R = R;
+    unsigned slices = rc_parallel_slices(n, n_threads, compute_slice, c);
+    int status = 0;
+    for (unsigned t = 0; t < slices && !status; t++)
+        if ((status = c->slice[t].status) != 0) {
             if (bad)
-                *bad = s[t].bad;
+                *bad = c->slice[t].bad;
             if (err)
-                *err = s[t].err;
-            return s[t].status;
+                *err = c->slice[t].err;
         }
-    return 0;
+    free(c);
+    return status;
 }
 
 void rc_recryptor_free(rc_recryptor *rc)

@@ -26,6 +26,7 @@ void config_defaults(config *c)
     c->max_fanout = 100000;
     c->map_size = (size_t)1 << 30;
     snprintf(c->fanout_relay, sizeof c->fanout_relay, "127.0.0.1:10026");
+    c->fanout_connections = 4;
     c->stats_interval = 3600;
 }
 
@@ -225,6 +226,12 @@ static const char *set(config *c, const char *name, const char *v)
             return "FanoutRelay is HOST:PORT (such as 127.0.0.1:10026 or [::1]:10026) or "
                    "unix:/path";
         return copy(c->fanout_relay, sizeof c->fanout_relay, v) ? "value too long" : NULL;
+    }
+    if (!strcasecmp(name, "FanoutConnections")) {
+        if (parse_u64(v, &n) || n < 1 || n > 32)
+            return "FanoutConnections is 1 to 32";
+        c->fanout_connections = (unsigned)n;
+        return NULL;
     }
     if (!strcasecmp(name, "FanoutThreads")) {
         if (parse_u64(v, &n) || n > 64)

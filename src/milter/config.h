@@ -50,6 +50,7 @@ typedef struct {
     char fanout_domain[254];
     char fanout_relay[300]; /* where recrypt-fanout submits copies: HOST:PORT or unix:/path */
     unsigned fanout_threads; /* recryption threads of recrypt-fanout (0: one per CPU) */
+    unsigned fanout_connections; /* SMTP connections of recrypt-fanout at once (1..32) */
 } config;
 
 void config_defaults(config *c);

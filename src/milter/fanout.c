@@ -2,6 +2,9 @@
  * fanout.c - split delivery, one copy per member: see fanout.h.
  */
 #include <ctype.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +66,8 @@ static int buf_str(buf_t *b, const char *s)
  * gateway's own are added (the milter does the same in inline mode). */
 static int dropped_field(const char *f, size_t len)
 {
-    static const char *const names[] = {RC_HDR_LIST_KEY, HDR_PROCESSED, "List-Id", "List-Post",
-                                        "Return-Path", "Delivered-To"};
+    static const char *const names[] = {RC_HDR_LIST_KEY, HDR_PROCESSED, RC_HDR_COPY, "List-Id",
+                                        "List-Post", "Return-Path", "Delivered-To"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         size_t k = strlen(names[i]);
         if (len > k && f[k] == ':' && !strncasecmp(f, names[i], k))
@@ -74,9 +77,11 @@ static int dropped_field(const char *f, size_t len)
 }
 
 /* The header of every copy: the post's header fields as queued (less the
- * gateway's own), then List-Id, List-Post, Recrypt-List-Key and
- * Recrypt-Processed, then the empty line. Nothing in it depends on the
- * member: a copy says nothing about who else got one. */
+ * gateway's own), then List-Id, List-Post, Recrypt-List-Key,
+ * Recrypt-Processed and Recrypt-Copy (random, one per run: a rerun's copy
+ * of a post a member already has carries another, which lets the member's
+ * client mark it as a second copy), then the empty line. Nothing in it
+ * depends on the member: a copy says nothing about who else got one. */
 static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_statement *st,
                        const char *marker, buf_t *out, rc_error *err)
 {
@@ -117,7 +122,11 @@ static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_sta
         buf_str(out, i ? "\n " : " ");
         buf_add(out, key + i, len - i < 72 ? len - i : 72);
     }
-    snprintf(line, sizeof line, "\n%s: %s\n\n", HDR_PROCESSED, marker);
+    uint8_t run[16];
+    char copy[RC_COPY_ID_LEN + 2];
+    randombytes_buf(run, sizeof run);
+    sodium_bin2base64(copy, sizeof copy, run, sizeof run, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(line, sizeof line, "\n%s: %s\n%s: %s\n\n", HDR_PROCESSED, marker, RC_HDR_COPY, copy);
     buf_str(out, line);
     return out->failed ? rc_error_set(err, RC_E_NOMEM, "out of memory for the header") : 0;
 }
@@ -139,6 +148,11 @@ static long ms_since(const struct timespec *t)
     return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
 static int batch_commit(batch_t *b, uint64_t now, rc_error *err)
 {
     if (b->n && rc_store_copies_record(b->store, b->E, b->who, b->n, now, err) != 0)
@@ -146,6 +160,162 @@ static int batch_commit(batch_t *b, uint64_t now, rc_error *err)
     b->n = 0;
     clock_gettime(CLOCK_MONOTONIC, &b->since);
     return 0;
+}
+
+/* ---- the copies: FanoutConnections workers, one SMTP connection each ---- */
+
+typedef struct {
+    /* Read-only while the workers run. */
+    const fanout_job *job;
+    const rc_store_audience *aud;
+    const uint8_t (*R)[RC_POINT_BYTES];
+    const unsigned char *sent_before;
+    const buf_t *hdr;
+    const char *bounce, *helo, *list, *post_id, *qid;
+    /* Shared, under lock. */
+    pthread_mutex_t lock;
+    size_t next;  /* the next member to take */
+    int stop;     /* a worker failed: the others stop after their current copy */
+    char why[600];
+    batch_t batch;
+    size_t sent, stanzas, refused;
+} sender_t;
+
+static void sender_fail(sender_t *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sender_fail(sender_t *S, const char *fmt, ...)
+{
+    pthread_mutex_lock(&S->lock);
+    if (!S->stop) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(S->why, sizeof S->why, fmt, ap);
+        va_end(ap);
+        S->stop = 1;
+    }
+    pthread_mutex_unlock(&S->lock);
+}
+
+/* One copy to member i on *smtp (reconnecting once if the relay dropped
+ * an idle connection): SMTP_OK, SMTP_PERMFAIL or SMTP_TEMPFAIL. */
+static int send_copy(sender_t *S, smtp_client **smtp, rc_mail *mail, size_t i, size_t *k,
+                     char *reply, size_t cap)
+{
+    const rc_store_audience_member *mb = &S->aud->members[i];
+    const char *relay = S->job->cfg->fanout_relay;
+    rc_error err;
+    int rc = smtp_begin(*smtp, S->bounce, mb->address, reply, cap);
+    if (rc == SMTP_TEMPFAIL && !smtp_usable(*smtp)) {
+        smtp_close(*smtp);
+        *smtp = NULL;
+        if (smtp_open(smtp, relay, S->helo, SMTP_TIMEOUT, reply, cap) != SMTP_OK)
+            return SMTP_TEMPFAIL;
+        rc = smtp_begin(*smtp, S->bounce, mb->address, reply, cap);
+    }
+    if (rc != SMTP_OK)
+        return rc;
+    if (smtp_write(*smtp, S->hdr->p, S->hdr->n) != 0 ||
+        rc_mail_write_body_stanzas(mail, S->aud->entries + mb->first, S->R + mb->first, mb->n,
+                                   smtp_sink, *smtp, k, &err) != 0) {
+        /* Abandoned half-written: the relay drops it with the connection. */
+        snprintf(reply, cap, "writing a copy to %s failed", relay);
+        return SMTP_TEMPFAIL;
+    }
+    return smtp_end(*smtp, reply, cap);
+}
+
+static void *send_worker(void *arg)
+{
+    sender_t *S = arg;
+    const config *cfg = S->job->cfg;
+    rc_mail *mail = NULL;
+    smtp_client *smtp = NULL;
+    rc_error err;
+    char reply[512], path[64];
+    /* Each worker reads the post through its own open file (the parsed
+     * post's stream keeps a file offset). */
+    snprintf(path, sizeof path, "/proc/self/fd/%d", S->job->fd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || rc_mail_parse(&mail, fd, &err) != 0) {
+        sender_fail(S, "cannot read the staged post again");
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    close(fd);
+    if (smtp_open(&smtp, cfg->fanout_relay, S->helo, SMTP_TIMEOUT, reply, sizeof reply) !=
+        SMTP_OK) {
+        sender_fail(S, "FanoutRelay %s: %s", cfg->fanout_relay, reply);
+        rc_mail_free(mail);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&S->lock);
+        size_t i = S->next;
+        int stop = S->stop || i >= S->aud->n_members;
+        if (!stop)
+            S->next++;
+        pthread_mutex_unlock(&S->lock);
+        if (stop)
+            break;
+        if (S->sent_before[i])
+            continue;
+        size_t k = 0;
+        int rc = send_copy(S, &smtp, mail, i, &k, reply, sizeof reply);
+        if (rc == SMTP_PERMFAIL) {
+            /* Refused for good by our own MTA: retrying the post would not
+             * change that. Logged; the post goes on. */
+            pthread_mutex_lock(&S->lock);
+            S->refused++;
+            pthread_mutex_unlock(&S->lock);
+            log_msg(LOG_LEVEL_WARNING, S->qid, "list=%s post=%s copy refused by %s: %s", S->list,
+                    S->post_id, cfg->fanout_relay, reply);
+            continue;
+        }
+        if (rc != SMTP_OK) {
+            sender_fail(S, "%s deferred a copy: %s", cfg->fanout_relay, reply);
+            break;
+        }
+        pthread_mutex_lock(&S->lock);
+        S->sent++;
+        S->stanzas += k;
+        S->batch.who[S->batch.n++] = S->aud->members[i].address;
+        if ((S->batch.n == FANOUT_BATCH || ms_since(&S->batch.since) >= FANOUT_BATCH_MS) &&
+            batch_commit(&S->batch, (uint64_t)time(NULL), &err) != 0 && !S->stop) {
+            snprintf(S->why, sizeof S->why, "cannot record the copies: %s", err.msg);
+            S->stop = 1;
+        }
+        pthread_mutex_unlock(&S->lock);
+    }
+    smtp_close(smtp);
+    rc_mail_free(mail);
+    return NULL;
+}
+
+/* Run the workers; 0, or -1 with S->why (copies queued so far recorded). */
+static int send_copies(sender_t *S, unsigned workers)
+{
+    pthread_t th[FANOUT_CONNECTIONS_MAX];
+    int started[FANOUT_CONNECTIONS_MAX] = {0};
+    rc_error err;
+    if (workers < 1)
+        workers = 1;
+    if (workers > FANOUT_CONNECTIONS_MAX)
+        workers = FANOUT_CONNECTIONS_MAX;
+    for (unsigned w = 1; w < workers; w++)
+        started[w] = pthread_create(&th[w], NULL, send_worker, S) == 0;
+    send_worker(S);
+    for (unsigned w = 1; w < workers; w++)
+        if (started[w])
+            pthread_join(th[w], NULL);
+    if (batch_commit(&S->batch, (uint64_t)time(NULL), &err) != 0) {
+        if (!S->stop)
+            snprintf(S->why, sizeof S->why, "cannot record the copies: %s", err.msg);
+        log_msg(LOG_LEVEL_ERROR, S->qid,
+                "list=%s post=%s cannot record %zu queued copies (the retry sends them again): %s",
+                S->list, S->post_id, S->batch.n, err.msg);
+        return -1;
+    }
+    return S->stop ? -1 : 0;
 }
 
 /* ---- the run ---- */
@@ -188,12 +358,13 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     rc_recryptor *rr = NULL;
     uint8_t (*R)[RC_POINT_BYTES] = NULL;
     unsigned char *sent_before = NULL;
-    smtp_client *smtp = NULL;
     buf_t hdr = {0};
-    batch_t batch = {0};
     int state = RC_POST_NEW, recorded_new = 0, code = EX_TEMPFAIL;
     uint64_t first = job->now;
     char post_id[2 * RECEIPT_PREFIX_BYTES + 1] = "-";
+    struct timespec t_start, t_plan, t_recrypt;
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
+    t_plan = t_recrypt = t_start;
     memset(res, 0, sizeof *res);
     memset(&l, 0, sizeof l);
     snprintf(why, cap, "internal error");
@@ -276,6 +447,7 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         goto done;
     }
     res->members = aud.n_members;
+    clock_gettime(CLOCK_MONOTONIC, &t_plan);
 
     /* Who has a copy already (a former run of this post). */
     sent_before = calloc(aud.n_members ? aud.n_members : 1, 1);
@@ -322,79 +494,42 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
             snprintf(why, cap, "%s", err.msg);
             goto tempfail;
         }
-        char reason[512];
-        if (smtp_open(&smtp, cfg->fanout_relay, helo, SMTP_TIMEOUT, reason, sizeof reason) !=
-            SMTP_OK) {
-            snprintf(why, cap, "FanoutRelay %s: %s", cfg->fanout_relay, reason);
-            goto tempfail;
-        }
     }
 
-    batch.store = job->store;
-    batch.E = env->E;
-    batch.who = calloc(FANOUT_BATCH, sizeof *batch.who);
-    if (!batch.who) {
+    clock_gettime(CLOCK_MONOTONIC, &t_recrypt);
+    sender_t S = {
+        .job = job,
+        .aud = &aud,
+        .R = (const uint8_t(*)[RC_POINT_BYTES])R,
+        .sent_before = sent_before,
+        .hdr = &hdr,
+        .bounce = l.bounce,
+        .helo = helo,
+        .list = l.address,
+        .post_id = post_id,
+        .qid = qid,
+    };
+    pthread_mutex_init(&S.lock, NULL);
+    S.batch.store = job->store;
+    S.batch.E = env->E;
+    S.batch.who = calloc(FANOUT_BATCH, sizeof *S.batch.who);
+    clock_gettime(CLOCK_MONOTONIC, &S.batch.since);
+    int sent_ok = 0;
+    if (!S.batch.who)
         snprintf(why, cap, "out of memory");
+    else if (!todo_devices)
+        sent_ok = 1;
+    else if (send_copies(&S, cfg->fanout_connections) == 0)
+        sent_ok = 1;
+    else
+        snprintf(why, cap, "%s", S.why);
+    res->sent = S.sent;
+    res->stanzas = S.stanzas;
+    res->refused = S.refused;
+    free(S.batch.who);
+    pthread_mutex_destroy(&S.lock);
+    if (!sent_ok)
         goto tempfail;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &batch.since);
-    for (size_t i = 0; i < aud.n_members; i++) {
-        const rc_store_audience_member *mb = &aud.members[i];
-        char reply[512];
-        size_t k = 0;
-        if (sent_before[i])
-            continue;
-        int rc = smtp_begin(smtp, l.bounce, mb->address, reply, sizeof reply);
-        if (rc == SMTP_TEMPFAIL && !smtp_usable(smtp)) {
-            /* The relay dropped the connection (an idle timeout, a 421):
-             * one new connection, then this member again. */
-            char reason[512];
-            smtp_close(smtp);
-            smtp = NULL;
-            if (smtp_open(&smtp, cfg->fanout_relay, helo, SMTP_TIMEOUT, reason, sizeof reason) !=
-                SMTP_OK) {
-                snprintf(why, cap, "FanoutRelay %s: %s", cfg->fanout_relay, reason);
-                goto tempfail;
-            }
-            rc = smtp_begin(smtp, l.bounce, mb->address, reply, sizeof reply);
-        }
-        if (rc == SMTP_OK) {
-            if (smtp_write(smtp, hdr.p, hdr.n) != 0 ||
-                rc_mail_write_body_stanzas(mail, aud.entries + mb->first,
-                                           (const uint8_t(*)[RC_POINT_BYTES])(R + mb->first),
-                                           mb->n, smtp_sink, smtp, &k, &err) != 0) {
-                /* Abandoned half-written: the relay drops it with the connection. */
-                snprintf(why, cap, "writing the copy for a member to %s failed",
-                         cfg->fanout_relay);
-                goto tempfail;
-            }
-            rc = smtp_end(smtp, reply, sizeof reply);
-        }
-        if (rc == SMTP_PERMFAIL) {
-            /* Refused for good by our own MTA: retrying the post would not
-             * change that. Logged; the post goes on. */
-            res->refused++;
-            log_msg(LOG_LEVEL_WARNING, qid, "list=%s post=%s copy refused by %s: %s", l.address,
-                    post_id, cfg->fanout_relay, reply);
-            continue;
-        }
-        if (rc != SMTP_OK) {
-            snprintf(why, cap, "%s deferred a copy: %s", cfg->fanout_relay, reply);
-            goto tempfail;
-        }
-        res->sent++;
-        res->stanzas += k;
-        batch.who[batch.n++] = mb->address;
-        if ((batch.n == FANOUT_BATCH || ms_since(&batch.since) >= FANOUT_BATCH_MS) &&
-            batch_commit(&batch, (uint64_t)time(NULL), &err) != 0) {
-            snprintf(why, cap, "cannot record the copies: %s", err.msg);
-            goto tempfail;
-        }
-    }
-    if (batch_commit(&batch, (uint64_t)time(NULL), &err) != 0) {
-        snprintf(why, cap, "cannot record the copies: %s", err.msg);
-        goto tempfail;
-    }
     /* Every copy is queued: the post is delivered, and a replay is discarded. */
     uint8_t E_out[RC_POINT_BYTES];
     int was;
@@ -408,15 +543,19 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
             "post=%s verdict=delivered",
             l.address, (unsigned long long)ep.epoch, res->sent, res->stanzas, res->members,
             res->skipped, res->refused, post_id);
+    /* Where the time went: parse, checks and the audience (with the service
+     * shares unsealed); R for every device; building and submitting the
+     * copies. */
+    log_msg(LOG_LEVEL_INFO, qid, "list=%s post=%s timing: plan=%.3fs recrypt=%.3fs copies=%.3fs",
+            l.address, post_id, (double)ms_between(&t_start, &t_plan) / 1e3,
+            (double)ms_between(&t_plan, &t_recrypt) / 1e3,
+            (double)ms_since(&t_recrypt) / 1e3);
     code = 0;
     goto done;
 
 tempfail:
-    /* Copies queued so far are recorded, so that the retry skips them. */
-    if (batch.n && batch_commit(&batch, (uint64_t)time(NULL), &err) != 0)
-        log_msg(LOG_LEVEL_ERROR, qid,
-                "list=%s post=%s cannot record %zu queued copies (the retry sends them again): %s",
-                l.address, post_id, batch.n, err.msg);
+    /* Copies queued so far are recorded (send_copies), so that the retry
+     * skips them. */
     log_msg(LOG_LEVEL_ERROR, qid,
             "list=%s post=%s copies=%zu verdict=tempfail reason=\"%s\" (the MTA retries; "
             "queued copies are not sent again)",
@@ -428,8 +567,6 @@ done:
         rc_store_delivered_forget(job->store, env->E, first, &err) != 0)
         log_msg(LOG_LEVEL_WARNING, qid, "post=%s cannot forget a refused post: %s", post_id,
                 err.msg);
-    smtp_close(smtp);
-    free(batch.who);
     free(hdr.p);
     free(sent_before);
     free(R);

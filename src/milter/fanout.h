@@ -11,7 +11,9 @@
  * (gateway_plan), computes R = r·E for every device once (both cores), and
  * for each member builds a copy that carries only that member's devices'
  * stanzas, under one header shared by all copies, and submits it over SMTP
- * (smtp.h) to FanoutRelay, a listener of the MTA without milters. Each copy
+ * (smtp.h) to FanoutRelay, a listener of the MTA without milters, on
+ * FanoutConnections connections at once (one worker thread each, taking
+ * the next member in turn). Each copy
  * is recorded in the store (rc_store_copies_record) after the MTA's 250;
  * a retry of the whole post skips recorded copies. When every copy is
  * queued the post is marked delivered in the replay cache, which makes the
@@ -36,6 +38,7 @@
 
 #define FANOUT_BATCH 64
 #define FANOUT_BATCH_MS 200
+#define FANOUT_CONNECTIONS_MAX 32 /* FanoutConnections: SMTP connections, one thread each */
 
 typedef struct {
     const config *cfg;

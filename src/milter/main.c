@@ -230,11 +230,16 @@ static int check_only(const config *c)
         printf("recrypt-milter: store %s has schema %u; recrypt-milter will migrate it to "
                "schema %u when it starts (one transaction; back up the store first)\n",
                c->database, schema, RC_STORE_SCHEMA_VERSION);
+    if (c->fanout_domain[0])
+        printf("recrypt-milter: split delivery: checked posts go to @%s, which the MTA must route "
+               "to recrypt-fanout; it submits the copies to %s, which must be a listener without "
+               "this milter (admin guide, section 5.6)\n",
+               c->fanout_domain, c->fanout_relay);
     if (c->receipt_domain[0])
         printf("recrypt-milter: delivery receipts to @%s: the MTA must route that domain to "
                "recrypt-milter -r (admin guide, section 5.5)\n",
                c->receipt_domain);
-    else
+    else if (!c->fanout_domain[0])
         printf("recrypt-milter: warning: no ReceiptDomain: a post handed to the MTA stays "
                "pending, so a replay of it reaches its first recipients again (admin guide, "
                "section 5.5)\n");
@@ -370,7 +375,7 @@ int main(int argc, char **argv)
 
     log_msg(LOG_LEVEL_NOTICE, NULL, "recrypt-milter %s listening on %s, store %s",
             RC_VERSION_STRING, D.cfg.socket, D.cfg.database);
-    if (!D.cfg.receipt_domain[0])
+    if (!D.cfg.receipt_domain[0] && !D.cfg.fanout_domain[0])
         log_msg(LOG_LEVEL_WARNING, NULL,
                 "no ReceiptDomain: posts handed to the MTA stay pending in the replay cache, so "
                 "a replay of one reaches its first recipients again (admin guide, section 5.5)");

@@ -53,6 +53,8 @@
 #                              FanoutRelay ($FANOUT_RELAY if set, such as a
 #                              proxy in front of that listener), milter_start
 #                              makes the store and the spool nobody's
+#   FANOUT_TIME_LOG=FILE       with PF_FANOUT: each fan-out run's wall time
+#                              and peak RSS (/usr/bin/time "%e %M") go there
 #   pf_fanouts                 fan-out runs Postfix finished so far (its log)
 #   pf_receipts                receipts Postfix delivered so far (its log)
 #   pf_wait_receipts N TIMEOUT wait until it delivered >= N
@@ -299,9 +301,17 @@ EOF
   if [ "$PF_FANOUT" = yes ]; then
     # The fan-out's log lines (stderr with Syslog no) go to $FANOUT_LOG;
     # Postfix would keep them only in a bounce.
+    # With FANOUT_TIME_LOG (a benchmark), /usr/bin/time appends each
+    # run's wall time (s) and peak resident set (KiB) there.
+    local timer=
+    if [ -n "${FANOUT_TIME_LOG:-}" ] && [ -x /usr/bin/time ]; then
+      timer="/usr/bin/time -a -o $FANOUT_TIME_LOG -f %e\\ %M"
+      : >>"$FANOUT_TIME_LOG"
+      chown nobody "$FANOUT_TIME_LOG"
+    fi
     cat >"$T/fanout-wrapper" <<EOF
 #!/bin/sh
-exec "$RECRYPT_FANOUT" "\$@" 2>>"$FANOUT_LOG"
+exec $timer "$RECRYPT_FANOUT" "\$@" 2>>"$FANOUT_LOG"
 EOF
     chmod 755 "$T/fanout-wrapper"
     : >>"$FANOUT_LOG"

@@ -157,6 +157,24 @@ rc=0; dev alice open <copy-bob.eml >/dev/null 2>"$T/.open" || rc=$?
 rc=0; dev erin open <copy-alice.eml >/dev/null 2>&1 || rc=$?
 [ $rc -ne 0 ] && pass "3: the revoked device opens no copy" || failed "3: erin opened a copy"
 
+# A second copy (as a fan-out rerun after a crash would send: the same copy
+# with another Recrypt-Copy) opens, and its verdict says "; duplicate"; the
+# first copy opened again does not, nor does a copy without the field.
+grep -q '^Recrypt-Copy: [A-Za-z0-9_-]\{22\}$' copy-carol.eml && pass "3: copies carry a Recrypt-Copy of 22 base64url characters" ||
+  failed "3: no well-formed Recrypt-Copy: $(grep -i '^Recrypt-Copy' copy-carol.eml)"
+sed 's/^Recrypt-Copy: .*/Recrypt-Copy: AAAAAAAAAAAAAAAAAAAAAA/' copy-carol.eml >second-carol.eml
+rc=0; dev carol open <second-carol.eml >o-second.eml 2>"$T/.open" || rc=$?
+[ $rc -eq 0 ] && head -n1 o-second.eml | grep -q '^Recrypt-Verdict: unsigned; list=list@example.org; epoch=2; duplicate$' &&
+  pass "3: a second copy of a post opens, its verdict ends with '; duplicate'" ||
+  failed "3: second copy: exit $rc, verdict: $(head -n1 o-second.eml) $(head -c 200 "$T/.open")"
+rc=0; dev carol open <copy-carol.eml >o-again.eml 2>/dev/null || rc=$?
+[ $rc -eq 0 ] && head -n1 o-again.eml | grep -q 'epoch=2$' && pass "3: the first copy opened again is not marked" ||
+  failed "3: first copy again: $(head -n1 o-again.eml)"
+grep -v '^Recrypt-Copy:' copy-dave.eml >nocopy-dave.eml
+rc=0; dev dave open <nocopy-dave.eml >o-nocopy.eml 2>/dev/null || rc=$?
+[ $rc -eq 0 ] && head -n1 o-nocopy.eml | grep -q 'epoch=2$' && pass "3: a copy without Recrypt-Copy is never marked" ||
+  failed "3: copy without Recrypt-Copy: exit $rc $(head -n1 o-nocopy.eml)"
+
 # --- 4. the same post again: discarded, nobody gets a second copy.
 rc=0; send_mail poster@$D "$LIST" s1.eml || rc=$?
 [ $rc -eq 0 ] && pass "4: a replay of the delivered post is answered 250" || failed "4: replay: exit $rc"

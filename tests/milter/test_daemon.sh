@@ -239,6 +239,13 @@ printf 'Database %s\nSyslog no\n' "$T/db" >n-nosocket.conf
 { base; printf 'Database %s\nReceiptDomain nodots\n' "$T/db"; } >n-rcptnodot.conf
 { base; printf 'Database %s\nReceiptDomain a..invalid\n' "$T/db"; } >n-rcptdots.conf
 { base; printf 'Database %s\nReceiptDomain r@x.invalid\n' "$T/db"; } >n-rcptat.conf
+{ base; printf 'Database %s\nFanoutDomain nodots\n' "$T/db"; } >n-fannodot.conf
+{ base; printf 'Database %s\nFanoutRelay 127.0.0.1\n' "$T/db"; } >n-fanrelay.conf
+{ base; printf 'Database %s\nFanoutRelay 127.0.0.1:70000\n' "$T/db"; } >n-fanport.conf
+{ base; printf 'Database %s\nFanoutRelay unix:relative\n' "$T/db"; } >n-fanunix.conf
+{ base; printf 'Database %s\nFanoutThreads 65\n' "$T/db"; } >n-fanthreads.conf
+{ base; printf 'Database %s\nFanoutConnections 0\n' "$T/db"; } >n-fanconns.conf
+{ base; printf 'Database %s\nFanoutDomain x.invalid\nReceiptDomain X.invalid\n' "$T/db"; } >n-fansame.conf
 # nflag NAME PATTERN WHAT: -n on n-NAME.conf exits 78 saying PATTERN (grep -E)
 nflag() {
   local rc=0
@@ -267,6 +274,21 @@ nflag skewbig 'n-skewbig\.conf:4: FutureSkew: .*3650d' "FutureSkew beyond 64 bit
 nflag rcptnodot 'n-rcptnodot\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain without a dot"
 nflag rcptdots 'n-rcptdots\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an empty label"
 nflag rcptat 'n-rcptat\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an @"
+nflag fannodot 'n-fannodot\.conf:4: FanoutDomain: .*domain name' "FanoutDomain without a dot"
+nflag fanrelay 'n-fanrelay\.conf:4: FanoutRelay: .*HOST:PORT' "FanoutRelay without a port"
+nflag fanport 'n-fanport\.conf:4: FanoutRelay: .*HOST:PORT' "FanoutRelay with port 70000"
+nflag fanunix 'n-fanunix\.conf:4: FanoutRelay: .*unix:/path' "FanoutRelay unix: with a relative path"
+nflag fanthreads 'n-fanthreads\.conf:4: FanoutThreads: .*64' "FanoutThreads 65"
+nflag fanconns 'n-fanconns\.conf:4: FanoutConnections: .*1 to 32' "FanoutConnections 0"
+nflag fansame 'n-fansame\.conf: FanoutDomain and ReceiptDomain must differ' "FanoutDomain equal to ReceiptDomain"
+# With split delivery, -n says where posts and copies go and does not warn
+# about receipts (the fan-out marks split posts delivered).
+{ cat n-good.conf; printf 'FanoutDomain Fanout.Example.INVALID\nFanoutRelay [::1]:10026\n'; } >n-split.conf
+rc=0
+"$RECRYPT_MILTER" -n -c n-split.conf >n-split.out 2>n-split.err || rc=$?
+[ "$rc" -eq 0 ] && grep -q 'split delivery: checked posts go to @fanout.example.invalid.*\[::1\]:10026' n-split.out &&
+  ! grep -q 'warning' n-split.out && pass "-n with FanoutDomain: exit 0, names the fan-out domain and relay, no receipt warning" ||
+  failed "-n with FanoutDomain: exit $rc: $(cat n-split.out n-split.err | head -c 300)"
 # recrypt-milter -r (the MTA's receipt transport): every failure the MTA can
 # retry is exit 75 (EX_TEMPFAIL), so Postfix defers the receipt; -r with -n
 # is a usage error.

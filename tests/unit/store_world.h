@@ -6,7 +6,7 @@
  * encoded, decoded, applied). Owns the global W; world_setup and
  * world_teardown are the cmocka group setup and teardown.
  *
- * Include it after <cmocka.h>, "internal.h", "store.h" and "test_util.h".
+ * Include it after <cmocka.h>, "store.h" and "test_util.h".
  */
 #ifndef RC_TEST_STORE_WORLD_H
 #define RC_TEST_STORE_WORLD_H

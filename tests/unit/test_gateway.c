@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
 #include "store.h"
 #include "test_util.h"
 #include "store_world.h"

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "bytes.h" /* raw rows: big-endian fields */
 #include "store.h"
 #include "test_util.h"
 #include "store_world.h"

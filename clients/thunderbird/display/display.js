@@ -92,6 +92,12 @@ function render(view) {
   const root = el("div", { id: "recrypt-view" });
   root.append(verdictLine(view));
   if (view.ok) {
+    if (view.duplicate) {
+      root.append(el("div", { class: "recrypt-verdict recrypt-duplicate", id: "recrypt-duplicate" },
+        el("strong", {}, "A second copy. "),
+        "You already have this post: the list server sent it again after an interruption. " +
+        "This copy is the same message; you can delete it."));
+    }
     if (view.first_use) {
       root.append(el("div", { class: "recrypt-verdict recrypt-pin", id: "recrypt-first-use" },
         el("strong", {}, "First message of this list on this device. "),

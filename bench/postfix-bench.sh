@@ -117,6 +117,7 @@ PF_MAIN_CF_SET=(
   "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination"
   "milter_command_timeout = 30s"
   "milter_content_timeout = 300s"
+  "virtual_alias_expansion_limit = 1000000"
 )
 CONF=$T/milter.conf
 MILTER_CONF=$CONF # the fan-out transport of postfix-lib.sh reads it

@@ -359,7 +359,7 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     uint8_t (*R)[RC_POINT_BYTES] = NULL;
     unsigned char *sent_before = NULL;
     buf_t hdr = {0};
-    int state = RC_POST_NEW, recorded_new = 0, code = EX_TEMPFAIL;
+    int recorded_new = 0, code = EX_TEMPFAIL;
     uint64_t first = job->now;
     char post_id[2 * RECEIPT_PREFIX_BYTES + 1] = "-";
     struct timespec t_start, t_plan, t_recrypt;
@@ -393,12 +393,14 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     /* The replay cache: a post delivered before is done; a pending one
      * (the milter records it when it checks it) goes on with the audience
      * of its first check. */
-    if (rc_store_delivered_begin(job->store, env->E, job->now, rc_mail_date(mail),
-                                 cfg->freshness_window, &state, &first, &err) != 0) {
-        snprintf(why, cap, "replay cache: %s", err.msg);
+    gw_verdict v;
+    gw_replay rp;
+    if (gateway_replay(job->store, mail, job->now, cfg->freshness_window, &rp, &v) != 0) {
+        snprintf(why, cap, "%s", v.line[0]);
         goto tempfail;
     }
-    if (state == RC_POST_DELIVERED) {
+    first = rp.first;
+    if (rp.state == RC_POST_DELIVERED) {
         res->duplicate = 1;
         log_msg(LOG_LEVEL_INFO, qid,
                 "list=- epoch=%llu copies=0 stanzas=0 recipients=0 post=%s verdict=duplicate "
@@ -407,10 +409,9 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         code = 0;
         goto done;
     }
-    recorded_new = state == RC_POST_NEW;
+    recorded_new = rp.state == RC_POST_NEW;
 
     /* The checks, as of the first check's time. */
-    gw_verdict v;
     const gw_post post = {
         .list = NULL,
         .fd = job->fd,
@@ -426,15 +427,8 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         .future_skew = cfg->future_skew,
     };
     gateway_check_parsed(job->store, &post, mail, &rd, &l, &ep, &v);
-    if (v.action == GW_GO_ON) {
-        gw_audience_rule rule = {rc_mail_date(mail), UINT64_MAX};
-        if (state == RC_POST_PENDING) {
-            if (first < rule.enrolled_before)
-                rule.enrolled_before = first;
-            rule.unchanged_since = first;
-        }
-        gateway_plan(rd, job->svc, &l, ep.epoch, &rule, 1, cfg->max_fanout, &aud, &v);
-    }
+    if (v.action == GW_GO_ON)
+        gateway_plan(rd, job->svc, &l, ep.epoch, &rp.rule, 1, cfg->max_fanout, &aud, &v);
     if (v.action == GW_TEMPFAIL) {
         snprintf(why, cap, "%s", v.line[0]);
         goto tempfail;

@@ -15,6 +15,7 @@
 #include <sodium.h>
 #include "config.h"
 #include "gateway.h"
+#include "receipt.h"
 
 #define RC_L_PROCESSED "recrypt/marker" /* 16-byte BLAKE2b personal */
 
@@ -299,6 +300,31 @@ void gateway_check_parsed(rc_store *store, const gw_post *p, const rc_mail *mail
         !members_only_ok(*rd, l->list_id, p))
         gateway_verdict_set(v, GW_REJECT, "550", "5.7.1",
                             "%s accepts posts from members only", l->address);
+}
+
+int gateway_replay(rc_store *store, const rc_mail *mail, uint64_t now, uint64_t window,
+                   gw_replay *r, gw_verdict *v)
+{
+    rc_error err;
+    const rc_envelope *env = rc_mail_envelope(mail);
+    memset(v, 0, sizeof *v);
+    v->action = GW_GO_ON;
+    memset(r, 0, sizeof *r);
+    sodium_bin2hex(r->post_id, sizeof r->post_id, env->E, RECEIPT_PREFIX_BYTES);
+    r->rule.enrolled_before = rc_mail_date(mail);
+    r->rule.unchanged_since = UINT64_MAX;
+    if (rc_store_delivered_begin(store, env->E, now, rc_mail_date(mail), window, &r->state,
+                                 &r->first, &err) != 0) {
+        gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0", "recrypt: replay cache: %s", err.msg);
+        return -1;
+    }
+    if (r->state == RC_POST_PENDING) {
+        /* A retry (or a replay before delivery): the first attempt's audience. */
+        if (r->first < r->rule.enrolled_before)
+            r->rule.enrolled_before = r->first;
+        r->rule.unchanged_since = r->first;
+    }
+    return 0;
 }
 
 void gateway_plan(rc_store_reader *rd, const rc_service_secret *svc, const rc_store_list *l,

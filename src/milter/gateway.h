@@ -83,6 +83,22 @@ typedef struct {
     uint64_t enrolled_before, unchanged_since;
 } gw_audience_rule;
 
+/* What the replay cache says about a sealed post about to be delivered. */
+typedef struct {
+    int state;             /* RC_POST_NEW (now recorded as pending), RC_POST_PENDING (a
+                            * retry, or a replay before delivery), RC_POST_DELIVERED */
+    uint64_t first;        /* the first attempt's time (now for a new post) */
+    gw_audience_rule rule; /* the post's audience: a retry's is its first attempt's */
+    char post_id[25];      /* hex of E's first 12 bytes: the post's id in log lines */
+} gw_replay;
+
+/* Look the post's E up in the replay cache at `now` (window: the freshness
+ * window), recording a new post as pending. 0, or -1 with a tempfail
+ * verdict in v. A caller that records a new post and then fails before the
+ * MTA has it forgets it again (rc_store_delivered_forget with r->first). */
+int gateway_replay(rc_store *store, const rc_mail *mail, uint64_t now, uint64_t window,
+                   gw_replay *r, gw_verdict *v);
+
 /* The delivery plan of a checked post: its audience in *aud, grouped by
  * member (with svc, the service shares unsealed for recryption; without,
  * only who and how many devices). Refuses with 550 5.2.1 when nobody can

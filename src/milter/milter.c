@@ -561,42 +561,29 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
 
     /* The replay cache, before the audience is known: a retry's audience
      * is its first attempt's. */
-    gw_audience_rule rule = {mail ? rc_mail_date(mail) : UINT64_MAX, UINT64_MAX};
-    uint64_t first = now;
-    int post_state = RC_POST_NEW;
-    char post_id[2 * RECEIPT_PREFIX_BYTES + 1] = "-";
+    gw_replay rp = {.state = RC_POST_NEW, .first = now, .rule = {UINT64_MAX, UINT64_MAX}};
+    snprintf(rp.post_id, sizeof rp.post_id, "-");
     if (mail) {
-        const rc_envelope *env = rc_mail_envelope(mail);
-        sodium_bin2hex(post_id, sizeof post_id, env->E, RECEIPT_PREFIX_BYTES);
-        if (rc_store_delivered_begin(D->store, env->E, now, rc_mail_date(mail),
-                                     cfg.freshness_window, &post_state, &first, &err) != 0) {
-            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL, "recrypt: replay cache: %s",
-                       err.msg);
+        if (gateway_replay(D->store, mail, now, cfg.freshness_window, &rp, &v) != 0) {
+            st = apply(ctx, m, &v);
             goto done;
         }
-        if (post_state == RC_POST_DELIVERED) {
+        if (rp.state == RC_POST_DELIVERED) {
             log_msg(LOG_LEVEL_INFO, m->qid,
                     "list=%s epoch=%llu stanzas=0 recipients=0 post=%s verdict=duplicate "
                     "(delivered before, the MTA's receipt says: a retry or a replay; accepted "
                     "and discarded)",
-                    l.address, (unsigned long long)env->epoch, post_id);
+                    l.address, (unsigned long long)rc_mail_envelope(mail)->epoch, rp.post_id);
             COUNT(n_replays);
             st = SMFIS_DISCARD;
             goto done;
         }
-        if (post_state == RC_POST_NEW) {
-            recorded = 1; /* forgotten again unless the MTA gets it */
-        } else {
-            /* Pending: a retry (or a replay before the receipt came). */
-            if (first < rule.enrolled_before)
-                rule.enrolled_before = first;
-            rule.unchanged_since = first;
-        }
+        recorded = rp.state == RC_POST_NEW; /* forgotten again unless the MTA gets it */
     }
 
     /* The delivery plan: who gets it (and, inline, the entries). */
-    gateway_plan(rd, split || !mail ? NULL : D->svc, &l, ep.epoch, &rule, split, cfg.max_fanout,
-                 &aud, &v);
+    gateway_plan(rd, split || !mail ? NULL : D->svc, &l, ep.epoch, &rp.rule, split,
+                 cfg.max_fanout, &aud, &v);
     if (v.action != GW_GO_ON) {
         st = apply(ctx, m, &v);
         goto done;
@@ -648,9 +635,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         __atomic_add_fetch(&D->n_stanzas, n_stanzas, __ATOMIC_RELAXED);
     }
     char retry[96] = "";
-    if (post_state == RC_POST_PENDING) {
+    if (rp.state == RC_POST_PENDING) {
         struct tm tm;
-        time_t t = (time_t)first;
+        time_t t = (time_t)rp.first;
         char when[32];
         gmtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -663,12 +650,12 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     log_msg(LOG_LEVEL_INFO, m->qid,
             "list=%s epoch=%llu stanzas=%zu recipients=%zu size=%llu post=%s verdict=%s%s",
             l.address, (unsigned long long)ep.epoch, n_stanzas, aud.n_members,
-            (unsigned long long)m->size, post_id,
+            (unsigned long long)m->size, rp.post_id,
             split ? "split" : mail ? "recrypted" : "plaintext", retry);
     st = SMFIS_CONTINUE;
 done:
     if (recorded && mail &&
-        rc_store_delivered_forget(D->store, rc_mail_envelope(mail)->E, now, &err) != 0)
+        rc_store_delivered_forget(D->store, rc_mail_envelope(mail)->E, rp.first, &err) != 0)
         /* The post stays pending: a retry still goes through, for this
          * attempt's audience. */
         log_msg(LOG_LEVEL_WARNING, m->qid, "list=%s cannot forget a post that was not handed "

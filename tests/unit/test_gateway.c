@@ -358,6 +358,148 @@ static void test_members_only(void **state)
     close(fd);
 }
 
+/* The fan-out's check: the list is the one the post names. */
+static void test_check_parsed(void **state)
+{
+    run *r = *state;
+    rc_error err;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    rc_mail *mail = NULL;
+    assert_int_equal(rc_mail_parse(&mail, fd, &err), RC_OK);
+    gw_post p = post_for(fd, DATE + 60);
+    p.list = NULL;
+    gateway_check_parsed(r->st, &p, mail, &r->rd, &r->l, &r->ep, &r->v);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_string_equal(r->l.address, LIST);
+    assert_int_equal(r->ep.epoch, 1);
+    done(r);
+    /* Checked as of the first check's time: stale now, fresh then. */
+    p.now = DATE + WINDOW + 1;
+    gateway_check_parsed(r->st, &p, mail, &r->rd, &r->l, &r->ep, &r->v);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "older than the freshness window");
+    done(r);
+    rc_mail_free(mail);
+    close(fd);
+    /* A post sealed for a list this store does not have. */
+    rc_list_secret *other = rc_secret_alloc(sizeof *other);
+    rc_statement ost;
+    assert_non_null(other);
+    assert_int_equal(rc_list_generate(other, "elsewhere@example.net", 1, NULL, &err), RC_OK);
+    assert_int_equal(rc_statement_sign(&ost, other, NOW - 100, 0, &err), RC_OK);
+    fd = sealed_post(&ost, DATE, "alice@example.org", NULL);
+    assert_int_equal(rc_mail_parse(&mail, fd, &err), RC_OK);
+    p.now = DATE + 60;
+    gateway_check_parsed(r->st, &p, mail, &r->rd, &r->l, &r->ep, &r->v);
+    verdict_is(&r->v, GW_REJECT, "550", "5.1.1", "a list this server does not have");
+    done(r);
+    rc_mail_free(mail);
+    rc_secret_free(other);
+    close(fd);
+}
+
+static int any_E(void *ctx, const uint8_t E[32])
+{
+    (void)ctx;
+    (void)E;
+    return 1;
+}
+
+/* The replay cache: new (recorded), then pending (a retry, with the first
+ * attempt's audience), then delivered. */
+static void test_replay(void **state)
+{
+    run *r = *state;
+    rc_error err;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    rc_mail *mail = NULL;
+    assert_int_equal(rc_mail_parse(&mail, fd, &err), RC_OK);
+    gw_replay rp;
+    gw_verdict v;
+    assert_int_equal(gateway_replay(r->st, mail, DATE + 10, WINDOW, &rp, &v), 0);
+    assert_int_equal(v.action, GW_GO_ON);
+    assert_int_equal(rp.state, RC_POST_NEW);
+    assert_int_equal(rp.first, DATE + 10);
+    assert_int_equal(rp.rule.enrolled_before, DATE);
+    assert_true(rp.rule.unchanged_since == UINT64_MAX);
+    assert_int_equal(strlen(rp.post_id), 24);
+    /* Again, earlier than the post's Date (a clock behind): a retry whose
+     * audience is the first attempt's. */
+    assert_int_equal(gateway_replay(r->st, mail, DATE + 20, WINDOW, &rp, &v), 0);
+    assert_int_equal(rp.state, RC_POST_PENDING);
+    assert_int_equal(rp.first, DATE + 10);
+    assert_int_equal(rp.rule.enrolled_before, DATE);
+    assert_int_equal(rp.rule.unchanged_since, DATE + 10);
+    /* Delivered: what the fan-out or the receipt records. */
+    uint8_t E_out[32];
+    int was = 0;
+    const uint8_t *E = rc_mail_envelope(mail)->E;
+    assert_int_equal(rc_store_delivered_confirm(r->st, E, 32, any_E, NULL, E_out, &was, &err), RC_OK);
+    assert_int_equal(was, RC_POST_PENDING);
+    assert_int_equal(gateway_replay(r->st, mail, DATE + 30, WINDOW, &rp, &v), 0);
+    assert_int_equal(rp.state, RC_POST_DELIVERED);
+    rc_mail_free(mail);
+    close(fd);
+}
+
+/* The delivery plan: grouped by member; the caps of each mode. */
+static void test_plan(void **state)
+{
+    run *r = *state;
+    const int bobs[] = {D_BOB1, D_BOB2};
+    add_member(r->st, M_BOB, bobs, 2, NOW - 1000);
+    rc_store_audience aud;
+    gw_verdict v;
+    rc_store_list l;
+    rc_error err;
+    assert_int_equal(rc_store_reader_begin(r->st, &r->rd, &err), RC_OK);
+    assert_int_equal(rc_store_get_list(r->rd, LIST, &l, &err), RC_OK);
+    gw_audience_rule all = {DATE, UINT64_MAX};
+    /* Split, with the service key: 2 members, 3 entries, bob's 2 together. */
+    gateway_plan(r->rd, W.svc, &l, 1, &all, 1, 100000, &aud, &v);
+    assert_int_equal(v.action, GW_GO_ON);
+    assert_int_equal(aud.n_members, 2);
+    assert_int_equal(aud.n_entries, 3);
+    assert_non_null(aud.entries);
+    size_t seen = 0;
+    for (size_t i = 0; i < aud.n_members; i++) {
+        assert_int_equal(aud.members[i].n, strcmp(aud.members[i].address, "bob@example.org") ? 1 : 2);
+        seen += aud.members[i].n;
+    }
+    assert_int_equal(seen, 3);
+    rc_store_audience_free(&aud);
+    /* Without the service key: who and how many, no entries. */
+    gateway_plan(r->rd, NULL, &l, 1, &all, 1, 100000, &aud, &v);
+    assert_int_equal(v.action, GW_GO_ON);
+    assert_int_equal(aud.n_members, 2);
+    assert_null(aud.entries);
+    rc_store_audience_free(&aud);
+    /* Caps: inline counts devices x addresses (3 x 2 = 6), split members. */
+    gateway_plan(r->rd, NULL, &l, 1, &all, 0, 5, &aud, &v);
+    verdict_is(&v, GW_REJECT, "552", "5.5.3", "too large for one post (3 devices, 2 addresses; limit 5)");
+    rc_store_audience_free(&aud);
+    gateway_plan(r->rd, NULL, &l, 1, &all, 0, 6, &aud, &v);
+    assert_int_equal(v.action, GW_GO_ON);
+    rc_store_audience_free(&aud);
+    gateway_plan(r->rd, NULL, &l, 1, &all, 1, 2, &aud, &v);
+    assert_int_equal(v.action, GW_GO_ON);
+    rc_store_audience_free(&aud);
+    gateway_plan(r->rd, NULL, &l, 1, &all, 1, 1, &aud, &v);
+    verdict_is(&v, GW_REJECT, "552", "5.5.3", "too large for one post");
+    rc_store_audience_free(&aud);
+    /* Nobody enrolled before the post: 550 5.2.1. */
+    gw_audience_rule early = {NOW - 2000, UINT64_MAX};
+    gateway_plan(r->rd, NULL, &l, 1, &early, 1, 100000, &aud, &v);
+    verdict_is(&v, GW_REJECT, "550", "5.2.1", "has no active member who can read this post");
+    assert_int_equal(aud.n_members, 0);
+    rc_store_audience_free(&aud);
+    /* A retry's audience: members changed since the first attempt are out. */
+    gw_audience_rule retry = {DATE, NOW - 1000};
+    gateway_plan(r->rd, NULL, &l, 1, &retry, 1, 100000, &aud, &v);
+    verdict_is(&v, GW_REJECT, "550", "5.2.1", "no active member");
+    rc_store_audience_free(&aud);
+    done(r);
+}
+
 static void test_verdict_text_is_one_clean_line(void **state)
 {
     (void)state;
@@ -374,6 +516,7 @@ int main(void)
         T(test_good_post_goes_on),   T(test_plaintext),     T(test_unknown_list_tempfails),
         T(test_another_list),        T(test_epoch_not_in_store), T(test_date_window),
         T(test_proof_or_form),       T(test_processed_mark), T(test_members_only),
+        T(test_check_parsed),        T(test_replay),         T(test_plan),
         cmocka_unit_test(test_verdict_text_is_one_clean_line),
     };
     return cmocka_run_group_tests(tests, world_setup, world_teardown);

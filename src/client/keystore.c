@@ -266,17 +266,24 @@ int keystore_post_lookup(const keystore *ks, const char *message_id, char *list_
     if (!f)
         return errno == ENOENT ? 0 : -1; /* unreadable: the caller fails closed */
     post_hash(hex, message_id);
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
+    int found = 0, have_copy = 0;
+    if (copy_out)
+        copy_out[0] = '\0';
+    /* The list from the first record; the copy from the first record that
+     * has one (a post first opened from a copy without the field). */
+    while ((!found || (copy_out && !have_copy)) && fgets(line, sizeof line, f)) {
         if (strncmp(line, hex, 32) != 0 || line[32] != ' ')
             continue;
         line[strcspn(line, "\n")] = '\0';
         char *copy = strchr(line + 33, ' ');
         if (copy)
             *copy++ = '\0';
-        snprintf(list_out, list_len, "%s", line + 33);
-        if (copy_out)
-            snprintf(copy_out, RC_COPY_ID_LEN + 1, "%s", copy && strlen(copy) == RC_COPY_ID_LEN ? copy : "");
+        if (!found)
+            snprintf(list_out, list_len, "%s", line + 33);
+        if (copy_out && copy && strlen(copy) == RC_COPY_ID_LEN) {
+            snprintf(copy_out, RC_COPY_ID_LEN + 1, "%s", copy);
+            have_copy = 1;
+        }
         found = 1;
     }
     if (ferror(f))

@@ -309,6 +309,68 @@ static void test_open_read_part(void **state)
     nh_host_free(h);
 }
 
+/* The delivered post with a Recrypt-Copy field in front (split delivery's
+ * mark of one fan-out run), base64 for an open request. */
+static char *with_copy(const char *copy)
+{
+    const char *eol = memchr(delivered, '\n', delivered_len);
+    int crlf = eol && eol > (const char *)delivered && eol[-1] == '\r';
+    char field[64];
+    int n = snprintf(field, sizeof field, "Recrypt-Copy: %s%s", copy, crlf ? "\r\n" : "\n");
+    uint8_t *m = malloc(delivered_len + (size_t)n);
+    assert_non_null(m);
+    memcpy(m, field, (size_t)n);
+    memcpy(m + n, delivered, delivered_len);
+    char *b = b64(m, delivered_len + (size_t)n);
+    free(m);
+    return b;
+}
+
+static json_int_t open_copy(nh_host *h, const char *copy, int *duplicate)
+{
+    char *m = with_copy(copy);
+    json_t *r = callf(h, "{\"id\":1,\"op\":\"open\",\"message\":\"%s\"}", m);
+    free(m);
+    json_t *res = result(r);
+    json_t *d = json_object_get(res, "duplicate");
+    assert_true(json_is_boolean(d));
+    *duplicate = json_is_true(d);
+    json_int_t hd = json_integer_value(json_object_get(res, "handle"));
+    json_decref(r);
+    return hd;
+}
+
+/* A second copy of a post (another Recrypt-Copy) is marked, in the JSON
+ * and in the opened message's verdict line; the first copy opened again is
+ * not. */
+static void test_open_duplicate(void **state)
+{
+    (void)state;
+    nh_host *h = host(0);
+    int dup = -1;
+    size_t n;
+    json_int_t hd = open_copy(h, "AAAAAAAAAAAAAAAAAAAAAA", &dup);
+    assert_int_equal(dup, 0);
+    uint8_t *all = read_all(h, hd, NH_CHUNK_MAX, &n);
+    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1", 57);
+    assert_true(all[57] == '\n' || all[57] == '\r');
+    free(all);
+    hd = open_copy(h, "BBBBBBBBBBBBBBBBBBBBBB", &dup);
+    assert_int_equal(dup, 1);
+    all = read_all(h, hd, NH_CHUNK_MAX, &n);
+    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; duplicate",
+                        68);
+    assert_true(all[68] == '\n' || (all[68] == '\r' && all[69] == '\n'));
+    free(all);
+    hd = open_copy(h, "AAAAAAAAAAAAAAAAAAAAAA", &dup);
+    assert_int_equal(dup, 0);
+    /* A malformed mark (not 22 base64url characters) is no mark. */
+    hd = open_copy(h, "BBBBBBBBBBBBBBBBBBBBB!", &dup);
+    assert_int_equal(dup, 0);
+    (void)hd;
+    nh_host_free(h);
+}
+
 /* The same post in three uploaded chunks, opened by handle. */
 static void test_upload_chunks(void **state)
 {
@@ -1190,6 +1252,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello),          cmocka_unit_test(test_open_read_part),
+        cmocka_unit_test(test_open_duplicate),
         cmocka_unit_test(test_upload_chunks),  cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_lists_import),   cmocka_unit_test(test_seal),
         cmocka_unit_test(test_malformed),      cmocka_unit_test(test_limits),

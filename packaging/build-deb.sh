@@ -8,6 +8,11 @@
 #   packaging/build-deb.sh              build, lintian, install/remove/purge check
 #   packaging/build-deb.sh --no-install build and lintian only (no root needed
 #                                       when lintian is installed)
+#   --install-tools                     (either mode) apt-get install lintian
+#                                       when it is missing, instead of failing
+#
+# Each step prints a line with the time since the start when it begins, and
+# the long ones (the build, the Postfix test) print their progress.
 #
 # Exit status: 0 all good; 1 a step or a check failed (lintian errors too).
 # Lintian warnings are printed and do not fail; packaging/README.md
@@ -22,9 +27,18 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=build-deb
 INSTALL_CHECK=yes
-[ "${1:-}" = --no-install ] && INSTALL_CHECK=no
+INSTALL_TOOLS=no
+for a in "$@"; do
+    case "$a" in
+    --no-install) INSTALL_CHECK=no ;;
+    --install-tools) INSTALL_TOOLS=yes ;;
+    *) echo "usage: $0 [--no-install] [--install-tools]" >&2; exit 64 ;;
+    esac
+done
 
 say() { printf '%s\n' "$*"; }
+# step TEXT: a progress line, "# [m:ss] TEXT".
+step() { t=$(($(date +%s) - START)); printf '# [%d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*"; }
 FAILS=0
 ok()   { say "ok - $*"; }
 bad()  { say "not ok - $*"; FAILS=$((FAILS + 1)); }
@@ -34,7 +48,7 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 # ---- build ---------------------------------------------------------------
-say "# configure ($BUILD, Release, prefix /usr)"
+step "configure ($BUILD, Release, prefix /usr)"
 # Debian's hardening and optimisation flags (-fstack-protector-strong,
 # -Wl,-z,relro, ...): CMake reads CFLAGS and LDFLAGS from the environment.
 # -z now too (bindnow), as debhelper's hardening=+all would.
@@ -54,10 +68,17 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
       -DRECRYPT_DEB=ON -DBUILD_TESTING=OFF $EXTRA >"$BUILD.configure.log" 2>&1 \
     || { cat "$BUILD.configure.log"; exit 1; }
 mv "$BUILD.configure.log" "$BUILD/configure.log"
-say "# build"
-cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 \
-    || { tail -50 "$BUILD/build.log"; exit 1; }
-say "# cpack -G DEB"
+step "build ($(nproc) jobs; every 25% of the targets is shown)"
+# Make prints "[ NN%]" per target: show 25, 50, 75 and 100; the second,
+# quiet run (nothing left to do) gives the build's exit status.
+cmake --build "$BUILD" -j "$(nproc)" 2>&1 | tee "$BUILD/build.log" |
+    awk 'match($0, /\[ *[0-9]+%\]/) { p = substr($0, RSTART + 1, RLENGTH - 3) + 0
+           if (p >= next_p) { printf "#   %d%%\n", p; fflush(); while (next_p <= p) next_p += 25 } }' next_p=25 \
+    || true
+if ! cmake --build "$BUILD" >>"$BUILD/build.log" 2>&1; then
+    tail -50 "$BUILD/build.log"; exit 1
+fi
+step "cpack -G DEB"
 (cd "$BUILD" && cpack -G DEB) >"$BUILD/cpack.log" 2>&1 \
     || { cat "$BUILD/cpack.log"; exit 1; }
 DEB=$(ls "$BUILD"/recrypt_*.deb)
@@ -68,14 +89,14 @@ dpkg-deb --contents "$DEB" | awk '{print "#   " $1, $2, $6}'
 
 # ---- lintian -------------------------------------------------------------
 if ! command -v lintian >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        say "# installing lintian"
+    if [ "$INSTALL_TOOLS" = yes ] && [ "$(id -u)" = 0 ]; then
+        step "installing lintian (--install-tools)"
         apt-get install -y lintian >/dev/null
     else
-        say "lintian is missing: apt-get install lintian (as root)"; exit 1
+        say "lintian is missing: apt-get install lintian (as root), or run with --install-tools"; exit 1
     fi
 fi
-say "# lintian $(lintian --version | awk '{print $2}')"
+step "lintian $(lintian --version | awk '{print $2}')"
 LINTIAN_RC=0
 lintian --display-info --fail-on error "$DEB" >"$BUILD/lintian.log" 2>&1 || LINTIAN_RC=$?
 cat "$BUILD/lintian.log"
@@ -124,7 +145,8 @@ all_gone() {
              /usr/share/doc/recrypt /usr/share/recrypt \
              /usr/lib/recrypt /usr/lib/mozilla/native-messaging-hosts/recrypt.json \
              /lib/systemd/system/recrypt-milter.service \
-             /etc/recrypt /etc/apparmor.d/usr.sbin.recrypt-milter \
+             /etc/recrypt /etc/init.d/recrypt-milter /var/spool/postfix/recrypt \
+             /etc/apparmor.d/usr.sbin.recrypt-milter \
              /etc/apparmor.d/local/usr.sbin.recrypt-milter \
              /etc/systemd/system/recrypt-milter.service /var/lib/recrypt; do
         if [ -e "$p" ] || [ -L "$p" ]; then say "#   left: $p"; rc=1; fi
@@ -134,12 +156,13 @@ all_gone() {
             say "#   left: systemd state under $f"; rc=1
         fi
     done
+    if ls /etc/rc?.d/*recrypt* >/dev/null 2>&1; then say "#   left: /etc/rc?.d links"; rc=1; fi
     if getent passwd recrypt >/dev/null; then say "#   left: user recrypt"; rc=1; fi
     if getent group recrypt >/dev/null; then say "#   left: group recrypt"; rc=1; fi
     return $rc
 }
 
-say "# 1. dpkg -i"
+step "1. dpkg -i"
 T0=$(date +%s)
 dpkg -i "$DEB" >"$BUILD/dpkg-i.log" 2>&1 || { cat "$BUILD/dpkg-i.log"; bad "dpkg -i"; exit 1; }
 INSTALLED=yes
@@ -151,6 +174,14 @@ check "/var/lib/recrypt is 750 recrypt:recrypt ($(mode_owner /var/lib/recrypt))"
 check "conffiles: $(dpkg-query -W -f='${Conffiles}' recrypt | awk 'NF{printf "%s ", $1}')" \
       sh -c "dpkg-query -W -f='\${Conffiles}' recrypt | grep -q ' /etc/recrypt/recrypt-milter.conf '"
 check "AppArmor local include created" test -f /etc/apparmor.d/local/usr.sbin.recrypt-milter
+check "init script /etc/init.d/recrypt-milter installed, a conffile" \
+    sh -c "test -x /etc/init.d/recrypt-milter && dpkg-query -W -f='\${Conffiles}' recrypt | grep -q ' /etc/init.d/recrypt-milter '"
+check "the guides in /usr/share/doc/recrypt (admin, owner, subscriber, FORMAT)" \
+    sh -c 'for f in admin-guide owner-guide subscriber-guide FORMAT; do test -s /usr/share/doc/recrypt/$f.md || exit 1; done'
+if [ -d /var/spool/postfix ] && getent group postfix >/dev/null; then
+    check "socket directory /var/spool/postfix/recrypt is 2750 recrypt:postfix ($(mode_owner /var/spool/postfix/recrypt 2>&1))" \
+        test "$(mode_owner /var/spool/postfix/recrypt 2>&1)" = "2750 recrypt:postfix"
+fi
 check "mutt and neomutt set-up installed" \
     test -f /usr/share/recrypt/neomutt/recrypt.rc -a -f /usr/share/recrypt/mutt/recrypt.muttrc
 check "Thunderbird add-on installed (/usr/share/recrypt/thunderbird/recrypt-thunderbird.xpi)" \
@@ -184,14 +215,23 @@ if [ "${RECRYPT_DEB_SKIP_POSTFIX:-}" = yes ]; then
 elif ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
     bad "postfix is not installed (scripts/install-deps.sh): cannot test the installed binaries"
 else
-    say "# Postfix end-to-end test against the installed binaries"
+    step "Postfix end-to-end test against the installed binaries (its checks as they pass)"
     T1=$(date +%s)
     PF_RC=0
     ( ulimit -f 262144  # 256 MiB per file
       RECRYPT=/usr/bin/recrypt RECRYPTCTL=/usr/bin/recryptctl \
       RECRYPT_MILTER=/usr/sbin/recrypt-milter \
       exec timeout -k 10 600 bash "$ROOT/tests/integration/test_postfix.sh" ) \
-        >"$BUILD/postfix-installed.log" 2>&1 </dev/null || PF_RC=$?
+        >"$BUILD/postfix-installed.log" 2>&1 </dev/null &
+    PF_PID=$!
+    # Progress: one line per 20 checks while it runs.
+    seen=0
+    while kill -0 "$PF_PID" 2>/dev/null; do
+        sleep 5
+        n=$(grep -c '^ok - ' "$BUILD/postfix-installed.log" 2>/dev/null || true)
+        if [ "${n:-0}" -ge $((seen + 20)) ]; then seen=$n; say "#   $n checks passed"; fi
+    done
+    wait "$PF_PID" || PF_RC=$?
     sed 's/^/#   /' "$BUILD/postfix-installed.log" | tail -n 5
     summary=$(tail -n 1 "$BUILD/postfix-installed.log")
     if [ "$PF_RC" -eq 0 ] && grep -q '^ok - ' "$BUILD/postfix-installed.log"; then
@@ -202,7 +242,7 @@ else
     fi
 fi
 
-say "# 2. dpkg -r"
+step "2. dpkg -r"
 dpkg -r recrypt >"$BUILD/dpkg-r.log" 2>&1 || { cat "$BUILD/dpkg-r.log"; bad "dpkg -r"; }
 check "status after remove: rc ($(status))" test "$(status)" = rc
 check "binaries removed" sh -c '! test -e /usr/bin/recrypt && ! test -e /usr/bin/recryptctl && ! test -e /usr/sbin/recrypt-milter'
@@ -210,7 +250,7 @@ check "unit, man pages and doc removed" sh -c '! test -e /lib/systemd/system/rec
 check "conffiles kept" sh -c 'test -f /etc/recrypt/recrypt-milter.conf && test -f /etc/apparmor.d/usr.sbin.recrypt-milter'
 check "store and user kept" sh -c 'test -f /var/lib/recrypt/service.key && getent passwd recrypt >/dev/null'
 
-say "# 3. dpkg -P (store present)"
+step "3. dpkg -P (store present)"
 dpkg -P recrypt >"$BUILD/dpkg-P.log" 2>&1 || { cat "$BUILD/dpkg-P.log"; bad "dpkg -P"; }
 sed 's/^/#   /' "$BUILD/dpkg-P.log"
 check "status after purge: not installed ($(status))" sh -c "! dpkg-query -W recrypt >/dev/null 2>&1 || test \"\$(dpkg-query -W -f='\${db:Status-Status}' recrypt)\" = not-installed"
@@ -218,14 +258,14 @@ check "conffiles, /etc/recrypt and AppArmor local file removed" sh -c '! test -e
 check "store (/var/lib/recrypt) and user recrypt kept on purge" sh -c 'test -f /var/lib/recrypt/service.key && getent passwd recrypt >/dev/null'
 UID1=$(getent passwd recrypt | cut -d: -f3)
 
-say "# 4. dpkg -i again: the kept user and store are reused"
+step "4. dpkg -i again: the kept user and store are reused"
 dpkg -i "$DEB" >"$BUILD/dpkg-i2.log" 2>&1 || { cat "$BUILD/dpkg-i2.log"; bad "dpkg -i (again)"; exit 1; }
 check "same uid ($UID1)" test "$(getent passwd recrypt | cut -d: -f3)" = "$UID1"
 if out=$(runuser -u recrypt -- /usr/sbin/recrypt-milter -n 2>&1); then ok "recrypt-milter -n with the kept store${out:+: $out}"
 else bad "recrypt-milter -n with the kept store: $out"; fi
 dpkg -r recrypt >"$BUILD/dpkg-r2.log" 2>&1 || { cat "$BUILD/dpkg-r2.log"; bad "dpkg -r (again)"; }
 
-say "# 5. RECRYPT_PURGE_STORE=yes dpkg -P"
+step "5. RECRYPT_PURGE_STORE=yes dpkg -P"
 RECRYPT_PURGE_STORE=yes dpkg -P recrypt >"$BUILD/dpkg-P2.log" 2>&1 || { cat "$BUILD/dpkg-P2.log"; bad "dpkg -P (store)"; }
 INSTALLED=no
 check "nothing of the package is left (files, systemd state, user, group)" all_gone

@@ -11,7 +11,7 @@ PACKAGES=(
   postfix swaks miltertest
   neomutt mutt python3-pexpect python3-pyte
   thunderbird xvfb
-  debootstrap
+  debootstrap lintian
 )
 
 missing=()

@@ -5,7 +5,8 @@
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test again;
 #   3. the systemd unit (systemd-analyze verify) and the AppArmor profile
 #      (apparmor_parser) parse checks; the Debian package built, checked
-#      with lintian, installed, run, removed and purged;
+#      with lintian, installed, run, removed and purged; then installed on
+#      a stock Debian 12 Postfix in a chroot and run with its init script;
 #   4. each libFuzzer target briefly (FUZZ_SECONDS, default 20).
 # Installs missing Debian packages first (needs root on a fresh machine).
 set -euo pipefail
@@ -29,6 +30,9 @@ bash "$root/packaging/check-units.sh"
 
 echo "== Debian package: build, lintian, install, run, remove, purge"
 bash "$root/packaging/build-deb.sh"
+
+echo "== Debian package on a stock Debian 12 Postfix (chroot, init script, no systemd)"
+bash "$root/packaging/test-stock-postfix.sh"
 
 if [ -x "$root/scripts/fuzz.sh" ]; then
   echo "== fuzz targets (${FUZZ_SECONDS:-20} s each)"

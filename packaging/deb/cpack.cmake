@@ -26,6 +26,20 @@ if(RECRYPT_DEB)
           DESTINATION /lib/systemd/system PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   install(FILES ${PROJECT_SOURCE_DIR}/policy/apparmor/usr.sbin.recrypt-milter
           DESTINATION /etc/apparmor.d PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  # The init script, for machines without systemd as PID 1 (a conffile,
+  # as every file in /etc/init.d).
+  install(PROGRAMS ${PROJECT_SOURCE_DIR}/packaging/recrypt-milter.init
+          DESTINATION /etc/init.d RENAME recrypt-milter)
+  # The guides and the format documents the man pages cite.
+  install(FILES ${PROJECT_SOURCE_DIR}/docs/admin-guide.md
+                ${PROJECT_SOURCE_DIR}/docs/owner-guide.md
+                ${PROJECT_SOURCE_DIR}/docs/subscriber-guide.md
+                ${PROJECT_SOURCE_DIR}/docs/FORMAT.md
+                ${PROJECT_SOURCE_DIR}/docs/REQUESTS.md
+                ${PROJECT_SOURCE_DIR}/docs/STORE.md
+                ${PROJECT_SOURCE_DIR}/docs/NATIVE-HOST.md
+          DESTINATION ${CMAKE_INSTALL_DOCDIR}
+          PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
   # /usr/share/doc/recrypt: copyright (plain) and changelog.Debian.gz
   # (gzip -9n: no name, no time stamp, so the package is reproducible).

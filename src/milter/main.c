@@ -345,11 +345,14 @@ int main(int argc, char **argv)
         if (open_store(&D.cfg, 0, &err) != 0)
             return log_fatal(EX_CONFIG, "%s", err.msg);
         setsid();
+        /* Standard error stays open when the log goes there (no syslog
+         * daemon: log_setup said so): the init script sends it to a file. */
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
             dup2(null, 0);
             dup2(null, 1);
-            dup2(null, 2);
+            if (log_uses_syslog())
+                dup2(null, 2);
             if (null > 2)
                 close(null);
         }

@@ -63,7 +63,7 @@ static double now_s(void)
 static long raw_entries(const char *dir, const char *db)
 {
     MDB_env *env;
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     MDB_dbi dbi;
     MDB_stat s;
     long n = -1;

@@ -2,6 +2,7 @@
 # The whole test suite, as CI runs it (.ci/run calls this):
 #   1. a release build with -Wall -Wextra -Werror, every CTest test
 #      (cmocka unit tests and command-line tests of the real binaries);
+#      the same build with clang, -Werror too (build only);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test again;
 #   3. the systemd unit (systemd-analyze verify) and the AppArmor profile
 #      (apparmor_parser) parse checks; the Debian package built, checked
@@ -18,6 +19,9 @@ cd "$root"
 echo "== release build (-Werror)"
 dir=$("$root/scripts/build.sh" release)
 (cd "$dir" && ctest --output-on-failure -j"$(nproc)")
+
+echo "== clang build (-Werror; the same sources, no tests: gcc's build ran them)"
+CC=clang "$root/scripts/build.sh" release "$root/build-clang" >/dev/null
 
 echo "== ASan/UBSan build"
 adir=$("$root/scripts/build.sh" asan)

@@ -66,7 +66,7 @@ static uint8_t *unb64(const char *s, size_t *n)
     return b;
 }
 
-static void sh(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;
@@ -177,7 +177,7 @@ static json_t *call(nh_host *h, const char *req)
     return r;
 }
 
-static json_t *callf(nh_host *h, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static json_t *callf(nh_host *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -28,7 +28,8 @@ typedef enum {
     RC_E_NOMEM = -11,     /* out of memory */
     RC_E_INTERNAL = -12,  /* a library bug or an unexpected library failure */
     RC_E_NOT_FOUND = -13, /* no such list, member, epoch or key */
-    RC_E_EXISTS = -14     /* already there: list, member, applied request */
+    RC_E_EXISTS = -14,    /* already there: list, member, applied request */
+    RC_E_DAMAGED = -15    /* stored state is damaged (a truncated store): restore a backup */
 } rc_code;
 
 #define RC_ERROR_MSG_MAX 256

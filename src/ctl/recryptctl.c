@@ -106,6 +106,7 @@ static int exit_code(int rc)
     case RC_E_PERMISSION:
     case RC_E_EXISTS: return EX_NOPERM;
     case RC_E_IO: return EX_IOERR;
+    case RC_E_DAMAGED: return EX_CONFIG;
     default: return EX_SOFTWARE;
     }
 }

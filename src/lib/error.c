@@ -23,6 +23,7 @@ const char *rc_strerror(int code)
     case RC_E_INTERNAL: return "internal error";
     case RC_E_NOT_FOUND: return "not found";
     case RC_E_EXISTS: return "already exists";
+    case RC_E_DAMAGED: return "damaged, restore from a backup";
     }
     return "unknown error";
 }

@@ -198,6 +198,7 @@ static int verdict_begin(rc_store *store, rc_store_reader **rd, gw_verdict *v)
         return 0;
     gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
                         "recrypt: membership store unavailable, try again later");
+    snprintf(v->detail, sizeof v->detail, "%s", err.msg);
     return -1;
 }
 
@@ -239,6 +240,7 @@ void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_m
     if (rc_store_get_list(*rd, p->list, l, &err) != 0) {
         gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
                             "recrypt: membership store unavailable, try again later");
+        snprintf(v->detail, sizeof v->detail, "%s", err.msg);
         return;
     }
     if (!looks_sealed(p->fd)) {
@@ -293,6 +295,7 @@ void gateway_check_parsed(rc_store *store, const gw_post *p, const rc_mail *mail
     if (rc) {
         gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
                             "recrypt: membership store unavailable, try again later");
+        snprintf(v->detail, sizeof v->detail, "%s", err.msg);
         return;
     }
     check_sealed(*rd, p, mail, l, ep, v);

@@ -46,6 +46,9 @@ typedef struct {
     /* What the log line's reply="..." says when it is not line[0] (the
      * plaintext refusal, whose reply is five lines of instructions). */
     char log_text[128];
+    /* Why a tempfail happened (the store's error), for the log only: the
+     * client gets the generic reply. "" when there is nothing to add. */
+    char detail[RC_ERROR_MSG_MAX];
     int plaintext; /* the post was not in the recrypt form */
 } gw_verdict;
 

@@ -267,14 +267,16 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
         rc_store_reader *rd;
         rc_store_list l;
         rc_error err;
-        if (rc_store_reader_begin(D->store, &rd, &err) != 0)
+        int rc = rc_store_reader_begin(D->store, &rd, &err);
+        if (rc == 0) {
+            rc = rc_store_get_list(rd, addr, &l, &err);
+            rc_store_reader_end(rd);
+        }
+        if (rc != 0 && rc != RC_E_NOT_FOUND) {
+            log_msg(LOG_LEVEL_ERROR, m->qid, "%s", err.msg);
             return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                          "recrypt: membership store unavailable, try again later");
-        int rc = rc_store_get_list(rd, addr, &l, &err);
-        rc_store_reader_end(rd);
-        if (rc != 0 && rc != RC_E_NOT_FOUND)
-            return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
-                         "recrypt: membership store unavailable, try again later");
+        }
         is_list = rc == 0;
     }
     if (is_list) {
@@ -485,6 +487,8 @@ static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v)
                                           v->n_lines > 3 ? v->line[3] : NULL,
                                           v->n_lines > 4 ? v->line[4] : NULL, NULL) != MI_SUCCESS)
         return reply(ctx, m, v->code, v->xcode, st, "%s", v->line[0]);
+    if (v->detail[0])
+        log_msg(LOG_LEVEL_ERROR, m->qid, "%s", v->detail);
     log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE, m->qid,
             "list=%s verdict=%s reply=\"%s %s %s\"", m->list[0] ? m->list : "-",
             st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", v->code, v->xcode,

@@ -22,6 +22,11 @@ int rc_store_reader_begin(rc_store *st, rc_store_reader **out, rc_error *err)
     if (!rd)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
     rd->st = st;
+    int rc = store_intact(st, err);
+    if (rc) {
+        free(rd);
+        return rc;
+    }
     int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &rd->txn);
     if (mrc) {
         free(rd);

@@ -10,6 +10,7 @@
  * until rc_store_close. Nothing here prints or logs.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <sodium.h>
@@ -47,9 +48,98 @@ MDB_dbi *db_slot(rc_store *st, int i)
     return slots[i];
 }
 
+/* ------------------------------------------------------- a truncated data.mdb
+ *
+ * LMDB maps data.mdb and reads its pages in place: a file shorter than its
+ * own metadata says (a bad copy, a full disk during a restore, a damaged
+ * file system) makes the first read of a missing page a SIGBUS, which
+ * kills the process with no message. So the file is checked against its
+ * meta pages before it is mapped (data_file_intact), and against the open
+ * environment's last page before every transaction (store_intact).
+ *
+ * The two meta pages (LMDB 0.9, 64-bit; docs/STORE.md section 1): page 0
+ * at offset 0 and page 1 at offset psize, each a 16-byte page header then
+ * the meta: u32 magic 0xBEEFC0DE, u32 version 1, the map address and size
+ * (8 + 8), the free-list database record (48 bytes, whose first u32 is
+ * the page size) and the main one (48), u64 last page, u64 txnid, all in
+ * host byte order. The meta with the larger txnid is the current one. */
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define META_AT 16
+#define META_PSIZE 24
+#define META_LAST_PG 120
+#define META_TXNID 128
+
+static int truncated(rc_error *err, const char *dir, unsigned long long have,
+                   unsigned long long need)
+{
+    return rc_error_set(err, RC_E_DAMAGED,
+                        "the store%s%s is damaged: data.mdb holds %llu bytes but its last "
+                        "transaction uses %llu; restore it from a backup made with mdb_copy "
+                        "(admin guide, section 14)",
+                        dir[0] ? " in " : "", dir, have, need);
+}
+
+static int data_file_intact(const char *path, const char *dir, rc_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* mdb_env_open says why */
+    struct stat sb;
+    uint8_t page[META_AT + META_TXNID + 8];
+    uint32_t psize = 0;
+    uint64_t best_txn = 0, need = 0;
+    int found = 0;
+    if (fstat(fd, &sb) == 0 && pread(fd, page, sizeof page, 0) == (ssize_t)sizeof page)
+        memcpy(&psize, page + META_AT + META_PSIZE, 4);
+    for (int i = 0; psize >= 512 && psize <= 65536 && !(psize & (psize - 1)) && i < 2; i++) {
+        uint32_t magic, version;
+        uint64_t last, txnid;
+        if (pread(fd, page, sizeof page, (off_t)i * psize) != (ssize_t)sizeof page)
+            break;
+        memcpy(&magic, page + META_AT, 4);
+        memcpy(&version, page + META_AT + 4, 4);
+        memcpy(&last, page + META_AT + META_LAST_PG, 8);
+        memcpy(&txnid, page + META_AT + META_TXNID, 8);
+        if (magic != LMDB_MAGIC || version != 1 || last > (uint64_t)1 << 40)
+            continue;
+        if (!found || txnid > best_txn) {
+            best_txn = txnid;
+            need = (last + 1) * psize;
+            found = 1;
+        }
+    }
+    close(fd);
+    /* Not a store LMDB can read at all: mdb_env_open refuses it (MDB_INVALID)
+     * without mapping it. */
+    if (!found)
+        return 0;
+    if ((uint64_t)sb.st_size < need)
+        return truncated(err, dir, (unsigned long long)sb.st_size, (unsigned long long)need);
+    return 0;
+}
+
+int store_intact(const rc_store *st, rc_error *err)
+{
+    MDB_envinfo info;
+    MDB_stat ms;
+    mdb_filehandle_t fd;
+    struct stat sb;
+    if (mdb_env_info(st->env, &info) || mdb_env_stat(st->env, &ms) ||
+        mdb_env_get_fd(st->env, &fd) || fstat(fd, &sb) != 0)
+        return rc_error_set(err, RC_E_IO, "cannot check the store's data file: %s",
+                            strerror(errno));
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    if ((uint64_t)sb.st_size < need)
+        return truncated(err, "", (unsigned long long)sb.st_size, (unsigned long long)need);
+    return 0;
+}
+
 /* Writers need a read-write open of a store at this build's schema. */
 int writable(const rc_store *st, rc_error *err)
 {
+    int rc = store_intact(st, err);
+    if (rc)
+        return rc;
     if (st->readonly)
         return rc_error_set(err, RC_E_INVALID, "the store is open read-only");
     if (st->schema != RC_STORE_SCHEMA_VERSION)
@@ -202,6 +292,8 @@ int rc_store_open(rc_store **out, const char *dir, size_t map_size, unsigned fla
         return rc_error_set(err, errno == ENOENT ? RC_E_NOT_FOUND : RC_E_IO,
                             "no store in %s (%s: %s)", dir, DATA_FILE, strerror(errno));
     }
+    if ((rc = data_file_intact(data, dir, err)) != 0)
+        return rc;
     rc_store *st = calloc(1, sizeof *st);
     if (!st)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");

@@ -45,6 +45,10 @@
 #define EPOCH_VAL_MAX (1 + 8 + 2 + RC_STATEMENT_MAX)
 #define LIST_VAL_MAX (1 + RC_ID_BYTES + 8 + 1 + RC_ADDR_MAX + 32 + 8)
 
+/* 0, or RC_E_DAMAGED when data.mdb is shorter than the open environment's
+ * last page (a read would be a SIGBUS). Checked before every transaction. */
+int store_intact(const rc_store *st, rc_error *err);
+
 /* A replay-cache row of schema 3 (keep ‖ state ‖ first; see "replay cache"). */
 #define ROW_BYTES 17
 

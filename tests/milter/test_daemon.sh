@@ -30,6 +30,9 @@
 #     -n refuses StatsInterval -1, abc and 8d (case 1).
 # 14. Without -f: the daemon (after fork) holds the POSIX locks on the
 #     store's lock.mdb, and SIGTERM stops it.
+# 15. A data.mdb cut short: -n and recryptctl show exit 78 naming mdb_copy;
+#     a running daemon tempfails (451 4.3.0) with the reason in its log and
+#     keeps running.
 #
 # Each policy case runs its own milter (on a free loopback port, log on
 # stderr) behind the relay of test_miltertest.sh (miltertest cannot take a
@@ -600,6 +603,42 @@ if [ "$rc" -eq 0 ] && wait_for test -s "$T/bg.pid" && wait_for listening "$MPORT
   wait_for gone "$bpid" && pass "without -f: SIGTERM stops the daemon" || failed "without -f: the daemon still runs after SIGTERM"
 else
   failed "without -f: exit $rc, no pid file or no socket: $(cat m-bg.err)"
+fi
+
+# ==== 15. A damaged store: a message, never a Bus error ====
+# data.mdb cut to 12 KiB (its metadata says the last transaction uses more):
+# -n and recryptctl show exit 78 naming the recovery; a running daemon
+# whose store is cut under it tempfails the next post with the reason in
+# its log and keeps running (LMDB would have died of SIGBUS reading it).
+cp -a "$T/db" "$T/db-cut"
+sealed cut-before list.key
+sealed cut-after list.key
+conf cut
+sed -i "s|^Database .*|Database $T/db-cut|" m-cut.conf
+if start cut; then
+  run cut-before MT_POST=cut-before.eml MT_EXPECT=recrypted
+  truncate -s 12288 "$T/db-cut/data.mdb"
+  run cut-after MT_POST=cut-after.eml MT_EXPECT="451 4.3.0" MT_STEP="rcpt <list@example.org>"
+  if grep -q 'is damaged: data.mdb holds 12288 bytes but its last transaction uses .*mdb_copy' m-cut.log; then
+    pass "cut store: the post's tempfail is logged with the reason and the recovery"
+  else
+    failed "cut store: no 'is damaged' line in the log: $(tail -n 3 m-cut.log | tr '\n' ' ')"
+  fi
+  stopped cut
+fi
+rc=0
+out=$("$RECRYPT_MILTER" -n -c m-cut.conf 2>&1) || rc=$?
+if [ "$rc" = 78 ] && printf '%s' "$out" | grep -q "store in $T/db-cut is damaged.*restore it from a backup made with mdb_copy"; then
+  pass "cut store: -n exits 78 naming the damage and mdb_copy"
+else
+  failed "cut store: -n exit $rc (want 78): $out"
+fi
+rc=0
+out=$("$RECRYPTCTL" show --db "$T/db-cut" 2>&1) || rc=$?
+if [ "$rc" = 78 ] && printf '%s' "$out" | grep -q 'is damaged'; then
+  pass "cut store: recryptctl show exits 78 with the message"
+else
+  failed "cut store: recryptctl show exit $rc (want 78): $out"
 fi
 
 # ==== 11. The logs: no plaintext, no key ====

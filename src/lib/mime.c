@@ -200,20 +200,7 @@ static void out_part_headers_data(out_t *o)
 
 /* ---- header helpers ---- */
 
-static int parse_date(const char *value, uint64_t *out)
-{
-    GDateTime *dt = g_mime_utils_header_decode_date(value);
-    if (!dt)
-        return -1;
-    gint64 t = g_date_time_to_unix(dt);
-    g_date_time_unref(dt);
-    if (t < 0)
-        return -1;
-    *out = (uint64_t)t;
-    return 0;
-}
-
-/* Date: exactly one, parseable. */
+/* Date: exactly one, in the grammar of FORMAT.md §9.3 (rc_date_parse). */
 static int header_date(const rc_header *h, uint64_t *date, int *present, const char *what,
                        rc_error *err)
 {
@@ -225,10 +212,14 @@ static int header_date(const rc_header *h, uint64_t *date, int *present, const c
     if (n > 1)
         return rc_error_set(err, RC_E_FORMAT, "%s has %zu Date fields", what, n);
     char *v = rc_hfield_value(f);
-    int bad = !v || parse_date(v, date) != 0;
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    rc_error why;
+    int rc = rc_date_parse(v, date, &why);
     free(v);
-    if (bad)
-        return rc_error_set(err, RC_E_FORMAT, "%s has a Date that cannot be parsed", what);
+    if (rc)
+        return rc_error_set(err, RC_E_FORMAT, "%s has a Date that cannot be parsed: %s", what,
+                            why.msg);
     return 0;
 }
 
@@ -242,15 +233,17 @@ static int header_message_id(const rc_header *h, char **id, const char *what, rc
     if (n > 1)
         return rc_error_set(err, RC_E_FORMAT, "%s has %zu Message-ID fields", what, n);
     char *v = rc_hfield_value(f);
-    char *d = v ? g_mime_utils_decode_message_id(v) : NULL;
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    rc_error why;
+    int rc = rc_msgid_parse(v, id, &why);
     free(v);
-    if (!d || !*d) {
-        g_free(d);
-        return rc_error_set(err, RC_E_FORMAT, "%s has a malformed Message-ID", what);
-    }
-    *id = strdup(d);
-    g_free(d);
-    return *id ? 0 : rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (rc == RC_E_NOMEM)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (rc)
+        return rc_error_set(err, RC_E_FORMAT, "%s has a malformed Message-ID: %s", what,
+                            why.msg);
+    return 0;
 }
 
 /* Lowercased address of the single mailbox in a From field, or NULL. */
@@ -537,7 +530,7 @@ int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret
         char *fmt = dt ? g_mime_utils_header_format_date(dt) : NULL;
         if (dt)
             g_date_time_unref(dt);
-        if (!fmt || parse_date(fmt, &date) != 0) {
+        if (!fmt || rc_date_parse(fmt, &date, NULL) != 0) {
             g_free(fmt);
             rc = rc_error_set(err, RC_E_INTERNAL, "cannot format a Date");
             goto done;
@@ -736,6 +729,227 @@ static int parse_control(rc_mail *m, char *text, rc_error *err)
     return 0;
 }
 
+/* The outer header block of a recrypt message (FORMAT.md §9.3): no mbox
+ * line, 7-bit bytes other than NUL only, exactly one Content-Type and
+ * MIME-Version (1.0), at most one From. Date and Message-ID: header_date,
+ * header_message_id. */
+static int outer_header_check(const rc_header *h, rc_error *err)
+{
+    if (h->mbox_from)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the message starts with an mbox 'From ' line: a recrypt message "
+                            "starts with its first header field");
+    for (size_t i = 0; i < h->n; i++)
+        for (size_t k = 0; k < h->f[i].len; k++) {
+            unsigned char c = (unsigned char)h->f[i].text[k];
+            int nl = (int)(h->f[i].name_len < 60 ? h->f[i].name_len : 60);
+            if (c == 0)
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "the outer header field %.*s holds a NUL byte", nl,
+                                    h->f[i].text);
+            if (c >= 0x80)
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "the outer header field %.*s holds an 8-bit byte (0x%02X): "
+                                    "the outer header is 7-bit (RFC 2047 encoded words for "
+                                    "other text)",
+                                    nl, h->f[i].text, c);
+        }
+    static const char *const once[] = {"Content-Type", "MIME-Version"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n;
+        rc_header_get(h, once[i], &n);
+        if (n != 1)
+            return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu %s fields (exactly "
+                                                  "one is allowed)",
+                                n, once[i]);
+    }
+    size_t n;
+    char *v = rc_hfield_value(rc_header_get(h, "MIME-Version", NULL));
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int bad = strcmp(v, "1.0") != 0;
+    free(v);
+    if (bad)
+        return rc_error_set(err, RC_E_FORMAT, "the outer MIME-Version is not 1.0");
+    rc_header_get(h, "From", &n);
+    if (n > 1)
+        return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu From fields", n);
+    return 0;
+}
+
+/* The closing boundary line "--B--" exists, and only line endings follow
+ * it (a message cut short anywhere lacks it). */
+static int close_delimiter_check(int fd, off_t from, const char *boundary, rc_error *err)
+{
+    char close[200], line[200];
+    size_t want = (size_t)snprintf(close, sizeof close, "--%s--", boundary), len = 0;
+    int found = 0, toolong = 0;
+    uint8_t *buf = malloc(IO_BLOCK);
+    if (!buf)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (lseek(fd, from, SEEK_SET) != from) {
+        free(buf);
+        return rc_error_set(err, RC_E_IO, "cannot read the message file");
+    }
+    ssize_t got;
+    int rc = 0;
+    while (rc == 0 && (got = read(fd, buf, IO_BLOCK)) > 0) {
+        for (ssize_t i = 0; i < got && rc == 0; i++) {
+            char c = (char)buf[i];
+            if (found) {
+                if (c != '\r' && c != '\n')
+                    rc = rc_error_set(err, RC_E_FORMAT,
+                                      "the message has text after its closing boundary line");
+                continue;
+            }
+            if (c == '\n') {
+                if (len && line[len - 1] == '\r')
+                    len--;
+                found = !toolong && len == want && memcmp(line, close, want) == 0;
+                len = 0;
+                toolong = 0;
+            } else if (len < sizeof line) {
+                line[len++] = c;
+            } else {
+                toolong = 1;
+            }
+        }
+        if (got < 0)
+            break;
+    }
+    if (rc == 0 && !found && !toolong && len == want && memcmp(line, close, want) == 0)
+        found = 1; /* the last line, without a line ending */
+    free(buf);
+    if (rc)
+        return rc;
+    if (got < 0)
+        return rc_error_set(err, RC_E_IO, "cannot read the message file");
+    if (!found)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the message has no closing boundary line (--%.70s--): it is cut "
+                            "short",
+                            boundary);
+    return 0;
+}
+
+static ssize_t stream_read(GMimeStream *s, char *buf, size_t len);
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* The data part (FORMAT.md §9.3, data-part): lines of 4 to 76 base64
+ * characters (RFC 4648 §4), a multiple of 4 each, ending in CRLF or LF
+ * (the last one may lack it); '=' padding only in the last group, with
+ * zero pad bits; no empty line but at the end. Then the decoded length
+ * must fit the chunk framing of §7.5. */
+static int data_part_check(GMimeStream *raw, rc_error *err)
+{
+    char *buf = malloc(IO_BLOCK);
+    if (!buf)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    uint64_t chars = 0, line_no = 1;
+    size_t line_len = 0;
+    int pads = 0, empty_seen = 0, cr = 0, last = 0, rc = 0;
+    ssize_t got;
+    g_mime_stream_reset(raw);
+    while (rc == 0 && (got = stream_read(raw, buf, IO_BLOCK)) > 0) {
+        for (ssize_t i = 0; i < got && rc == 0; i++) {
+            char c = buf[i];
+            if (cr && c != '\n') {
+                rc = rc_error_set(err, RC_E_FORMAT, "the data part has a CR without LF (line "
+                                                    "%llu)", (unsigned long long)line_no);
+                break;
+            }
+            if (c == '\r') {
+                cr = 1;
+                continue;
+            }
+            if (c == '\n') {
+                cr = 0;
+                if (line_len == 0)
+                    empty_seen = 1;
+                else if (line_len % 4)
+                    rc = rc_error_set(err, RC_E_FORMAT,
+                                      "the data part's line %llu has %zu characters, not a "
+                                      "multiple of 4",
+                                      (unsigned long long)line_no, line_len);
+                line_len = 0;
+                line_no++;
+                continue;
+            }
+            int v = b64_value(c);
+            if (v < 0 && c != '=') {
+                rc = rc_error_set(err, RC_E_FORMAT,
+                                  "the data part holds a byte that is not base64 (0x%02X, line "
+                                  "%llu)",
+                                  (unsigned char)c, (unsigned long long)line_no);
+                break;
+            }
+            if (empty_seen) {
+                rc = rc_error_set(err, RC_E_FORMAT,
+                                  "the data part has an empty line before line %llu",
+                                  (unsigned long long)line_no);
+                break;
+            }
+            if (++line_len > 76) {
+                rc = rc_error_set(err, RC_E_FORMAT,
+                                  "the data part's line %llu is longer than 76 characters",
+                                  (unsigned long long)line_no);
+                break;
+            }
+            if (c == '=') {
+                if (++pads > 2 || chars % 4 < 2 || (pads == 2 && chars % 4 != 2))
+                    rc = rc_error_set(err, RC_E_FORMAT,
+                                      "the data part has '=' padding that is not at the end of "
+                                      "its last group of 4");
+                continue;
+            }
+            if (pads) {
+                rc = rc_error_set(err, RC_E_FORMAT, "the data part has data after its '=' "
+                                                    "padding (line %llu)",
+                                  (unsigned long long)line_no);
+                break;
+            }
+            chars++;
+            last = v;
+        }
+    }
+    free(buf);
+    if (rc)
+        return rc;
+    if (got < 0)
+        return rc_error_set(err, RC_E_IO, "cannot read the encrypted part");
+    if (cr)
+        return rc_error_set(err, RC_E_FORMAT, "the data part ends with a CR without LF");
+    if (line_len % 4)
+        return rc_error_set(err, RC_E_FORMAT, "the data part's last line has %zu characters, "
+                                              "not a multiple of 4",
+                            line_len);
+    if ((pads == 1 && (last & 3)) || (pads == 2 && (last & 15)))
+        return rc_error_set(err, RC_E_FORMAT, "the data part's last group has pad bits that are "
+                                              "not zero (not canonical base64)");
+    if (chars == 0)
+        return rc_error_set(err, RC_E_FORMAT, "the data part is empty");
+    uint64_t len = (chars + (uint64_t)pads) / 4 * 3 - (uint64_t)pads;
+    const uint64_t full = RC_CHUNK_BYTES + RC_CHUNK_OVERHEAD, head = 24;
+    uint64_t r = len > head ? (len - head) % full : 0;
+    if (len <= head + RC_CHUNK_OVERHEAD || (r != 0 && r <= RC_CHUNK_OVERHEAD))
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the data part decodes to %llu bytes, which is no sealed stream (24 "
+                            "header bytes, chunks of 65553 bytes, a last chunk of 18 to 65553): "
+                            "it is cut short or padded",
+                            (unsigned long long)len);
+    return 0;
+}
+
 static int is_type(GMimeObject *o, const char *type, const char *subtype)
 {
     GMimeContentType *ct = g_mime_object_get_content_type(o);
@@ -749,7 +963,7 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
     rc_mail *m = calloc(1, sizeof *m);
     if (!m)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    if ((rc = rc_header_read(&m->hdr, fd, err)))
+    if ((rc = rc_header_read(&m->hdr, fd, err)) || (rc = outer_header_check(&m->hdr, err)))
         goto fail;
     int have_date = 0;
     if ((rc = header_date(&m->hdr, &m->date, &have_date, "the outer message", err)) ||
@@ -877,6 +1091,9 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         goto fail;
     }
     g_object_ref(m->ct_raw);
+    if ((rc = data_part_check(m->ct_raw, err)) ||
+        (rc = close_delimiter_check(fd, m->hdr.body_offset, m->boundary, err)))
+        goto fail;
     m->ct_decode = g_mime_stream_filter_new(m->ct_raw);
     GMimeFilter *dec = g_mime_filter_basic_new(GMIME_CONTENT_ENCODING_BASE64, FALSE);
     g_mime_stream_filter_add(GMIME_STREAM_FILTER(m->ct_decode), dec);

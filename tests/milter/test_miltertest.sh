@@ -68,7 +68,7 @@ LogLevel debug
 TemporaryDirectory $T/spool
 ReceiptDomain receipt.example.net
 CONF
-"$RECRYPT_MILTER" -f -c milter.conf 2>milter.log &
+"$RECRYPT_MILTER" -f -c milter.conf -u "$(id -un)" 2>milter.log &
 milter_pid=$!
 STARTED+=("$milter_pid")
 wait_for listening "$MPORT" || { failed "the milter does not listen: $(cat milter.log)"; echo "$passes passed, $fails failed"; exit 1; }

@@ -729,6 +729,15 @@ static int parse_control(rc_mail *m, char *text, rc_error *err)
     return 0;
 }
 
+static int ci_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
 /* The outer header block of a recrypt message (FORMAT.md §9.3): no mbox
  * line, 7-bit bytes other than NUL only, exactly one Content-Type and
  * MIME-Version (1.0), at most one From. Date and Message-ID: header_date,
@@ -758,6 +767,10 @@ static int outer_header_check(const rc_header *h, rc_error *err)
     for (size_t i = 0; i < 2; i++) {
         size_t n;
         rc_header_get(h, once[i], &n);
+        if (n == 0)
+            return rc_error_set(err, RC_E_FORMAT, "the message is not a recrypt message (no "
+                                                  "%s field: no multipart/encrypted body)",
+                                once[i]);
         if (n != 1)
             return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu %s fields (exactly "
                                                   "one is allowed)",
@@ -772,8 +785,27 @@ static int outer_header_check(const rc_header *h, rc_error *err)
     if (bad)
         return rc_error_set(err, RC_E_FORMAT, "the outer MIME-Version is not 1.0");
     rc_header_get(h, "From", &n);
-    if (n > 1)
-        return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu From fields", n);
+    if (n != 1)
+        return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu From fields (exactly "
+                                              "one is required)",
+                            n);
+    return 0;
+}
+
+/* The protocol, literally (no RFC 2231 continuation, no comment in it):
+ * what the gateway looks for to tell a sealed post. */
+static int protocol_literal_check(const rc_header *h, rc_error *err)
+{
+    char *v = rc_hfield_value(rc_header_get(h, "Content-Type", NULL));
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int bad = !ci_contains(v, "multipart/encrypted") || !ci_contains(v, RC_MIME_PROTOCOL);
+    free(v);
+    if (bad)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the outer Content-Type does not say multipart/encrypted and "
+                            "protocol=\"" RC_MIME_PROTOCOL "\" as such (no RFC 2231 "
+                            "continuations or comments in them)");
     return 0;
 }
 
@@ -1034,6 +1066,8 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
                           proto ? proto : "(none)");
         goto fail;
     }
+    if ((rc = protocol_literal_check(&m->hdr, err)))
+        goto fail;
     GMimeMultipart *mp = GMIME_MULTIPART(top);
     const char *bnd = g_mime_multipart_get_boundary(mp);
     if (!bnd || !(m->boundary = strdup(bnd))) {

@@ -465,11 +465,22 @@ static const char *const outer_fields[] = {"From",        "Sender",     "To",
                                            "Cc",          "Reply-To",   "Date",
                                            "Message-ID",  "In-Reply-To", "References"};
 
+static int is_7bit(const rc_hfield *f)
+{
+    for (size_t i = 0; i < f->len; i++)
+        if ((unsigned char)f->text[i] >= 0x80 || f->text[i] == '\0')
+            return 0;
+    return 1;
+}
+
+/* Copied to the outer header: the addressing and threading fields, if
+ * 7-bit (readers refuse an outer header with 8-bit bytes or NUL; such a
+ * field stays inside only). */
 static int is_outer_field(const rc_hfield *f)
 {
     for (size_t i = 0; i < sizeof outer_fields / sizeof *outer_fields; i++)
         if (rc_hfield_is(f, outer_fields[i]))
-            return 1;
+            return is_7bit(f);
     return 0;
 }
 
@@ -524,6 +535,19 @@ int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret
         free(from);
         if (rc)
             goto done;
+    }
+    /* The outer header needs exactly one From, 7-bit (FORMAT.md §9.3). */
+    size_t n_from;
+    const rc_hfield *from_f = rc_header_get(&h, "From", &n_from);
+    if (n_from != 1 || !is_7bit(from_f)) {
+        rc = rc_error_set(err, RC_E_FORMAT,
+                          n_from == 0   ? "the message has no From field (RFC 5322 requires "
+                                          "one, and the sealed message shows it)"
+                          : n_from > 1 ? "the message has more than one From field"
+                                        : "the From field holds 8-bit bytes or a NUL: the "
+                                          "outer header is 7-bit; encode the name (RFC 2047), "
+                                          "as mail programs do");
+        goto done;
     }
     if (!have_date) {
         GDateTime *dt = g_date_time_new_from_unix_utc((gint64)now);
@@ -1318,15 +1342,30 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
         out_str(&o, o.eol);
         out_line(&o, line);
         out_part_headers_data(&o);
-        /* The ciphertext as it came, base64 and all. */
+        /* The ciphertext as it came, its base64 lines (rc_mail_parse
+         * checked them) each ended with the message's line ending: one
+         * line ending in the whole message, whatever the part had. */
         char buf[IO_BLOCK];
         ssize_t got;
+        size_t eols = 0;
         g_mime_stream_reset(m->ct_raw);
         while ((got = stream_read(m->ct_raw, buf, sizeof buf)) > 0)
-            out_bytes(&o, buf, (size_t)got);
+            for (ssize_t i = 0, run = 0; i <= got; i++) {
+                if (i < got && buf[i] != '\r' && buf[i] != '\n') {
+                    if (run == 0)
+                        for (; eols; eols--)
+                            out_str(&o, o.eol);
+                    run++;
+                    continue;
+                }
+                out_bytes(&o, buf + i - run, (size_t)run);
+                run = 0;
+                if (i < got && buf[i] == '\n')
+                    eols++;
+            }
         if (got < 0)
             rc = rc_error_set(err, RC_E_IO, "cannot read the encrypted part");
-        out_str(&o, o.eol);
+        out_str(&o, o.eol); /* the last line's (trailing empty lines are dropped) */
         snprintf(line, sizeof line, "--%s--", m->boundary);
         out_line(&o, line);
         if (out_flush(&o) != 0 && rc == 0)

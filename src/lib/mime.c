@@ -1098,6 +1098,9 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         rc = rc_error_set(err, RC_E_FORMAT, "multipart/encrypted without a boundary");
         goto fail;
     }
+    /* Cut short anywhere after the header (parts missing too): say so. */
+    if ((rc = close_delimiter_check(fd, m->hdr.body_offset, m->boundary, err)))
+        goto fail;
     if (g_mime_multipart_get_count(mp) != 2) {
         rc = rc_error_set(err, RC_E_FORMAT,
                           "a recrypt message has exactly 2 parts inside multipart/encrypted, this "
@@ -1149,8 +1152,7 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         goto fail;
     }
     g_object_ref(m->ct_raw);
-    if ((rc = data_part_check(m->ct_raw, err)) ||
-        (rc = close_delimiter_check(fd, m->hdr.body_offset, m->boundary, err)))
+    if ((rc = data_part_check(m->ct_raw, err)))
         goto fail;
     m->ct_decode = g_mime_stream_filter_new(m->ct_raw);
     GMimeFilter *dec = g_mime_filter_basic_new(GMIME_CONTENT_ENCODING_BASE64, FALSE);

@@ -56,6 +56,8 @@ sealed other two.key
 sealed version list.key
 sed 's/^Version: 1$/Version: 2/' version.eml >garbled.eml
 cmp -s version.eml garbled.eml && failed "garbled post: no 'Version: 1' line to change"
+sealed structure list.key
+python3 "$HERE/make_structure.py" structure.eml || failed "make_structure.py"
 
 # ---- the milter, behind the relay ----
 mkdir -p spool out
@@ -117,6 +119,7 @@ run plaintext          # 7
 run replay             # 8
 run other_list         # 9
 run version            # 10
+run structure          # 11
 
 # The recrypted post opens for exactly alice's and bob's devices.
 if [ -s out/recrypt-1.eml ]; then

@@ -835,10 +835,12 @@ static int protocol_literal_check(const rc_header *h, rc_error *err)
 
 /* The closing boundary line "--B--" exists, and only line endings follow
  * it (a message cut short anywhere lacks it). */
-static int close_delimiter_check(int fd, off_t from, const char *boundary, rc_error *err)
+static int close_delimiter_check(int fd, off_t from, const char *boundary, int *seen,
+                                 rc_error *err)
 {
     char close[200], line[200];
     size_t want = (size_t)snprintf(close, sizeof close, "--%s--", boundary), len = 0;
+    *seen = 0; /* delimiter lines "--B" */
     int found = 0, toolong = 0;
     uint8_t *buf = malloc(IO_BLOCK);
     if (!buf)
@@ -862,6 +864,7 @@ static int close_delimiter_check(int fd, off_t from, const char *boundary, rc_er
                 if (len && line[len - 1] == '\r')
                     len--;
                 found = !toolong && len == want && memcmp(line, close, want) == 0;
+                *seen += !toolong && len == want - 2 && memcmp(line, close, want - 2) == 0;
                 len = 0;
                 toolong = 0;
             } else if (len < sizeof line) {
@@ -1099,13 +1102,20 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         goto fail;
     }
     /* Cut short anywhere after the header (parts missing too): say so. */
-    if ((rc = close_delimiter_check(fd, m->hdr.body_offset, m->boundary, err)))
+    int seen = 0, crc = close_delimiter_check(fd, m->hdr.body_offset, m->boundary, &seen, err);
+    if (crc && (crc != RC_E_FORMAT || seen)) {
+        rc = crc;
         goto fail;
+    }
     if (g_mime_multipart_get_count(mp) != 2) {
         rc = rc_error_set(err, RC_E_FORMAT,
                           "a recrypt message has exactly 2 parts inside multipart/encrypted, this "
                           "one has %d",
                           g_mime_multipart_get_count(mp));
+        goto fail;
+    }
+    if (crc) { /* no delimiter line at all: the count above says so */
+        rc = crc;
         goto fail;
     }
     GMimeObject *c0 = g_mime_multipart_get_part(mp, 0), *c1 = g_mime_multipart_get_part(mp, 1);

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -112,24 +113,31 @@ static int has_protocol(const char *p, size_t n)
 static int is_sealed(int fd)
 {
     enum { BLOCK = 65536, KEEP = sizeof RC_MIME_PROTOCOL - 2 };
-    static __thread char buf[KEEP + BLOCK];
+    char *buf = malloc(KEEP + BLOCK);
     size_t have = 0;
-    if (lseek(fd, 0, SEEK_SET) != 0)
+    int rc = -1;
+    if (!buf || lseek(fd, 0, SEEK_SET) != 0) {
+        free(buf);
         return -1;
+    }
     for (;;) {
         ssize_t n = read(fd, buf + have, BLOCK);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return 0;
+        if (n <= 0) {
+            rc = n < 0 ? -1 : 0;
+            break;
+        }
         have += (size_t)n;
-        if (has_protocol(buf, have))
-            return 1;
+        if (has_protocol(buf, have)) {
+            rc = 1;
+            break;
+        }
         /* Keep the tail that may begin a match across blocks. */
         size_t keep = have < KEEP ? have : KEEP;
         memmove(buf, buf + have - keep, keep);
         have = keep;
     }
+    free(buf);
+    return rc;
 }
 
 static int members_only_ok(rc_store_reader *rd, const uint8_t *list_id, const gw_post *p)

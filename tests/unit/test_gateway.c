@@ -760,6 +760,30 @@ static void test_structural(void **state)
     mbuf_free(&raw);
 }
 
+/* Issue 14: a sealed post with a huge Message-ID was answered "this list
+ * accepts only encrypted posts". The reply names the real problem: a
+ * Message-ID over 984 octets (FORMAT.md §9.3), or, past 1 MiB, a header
+ * too large; under either policy. */
+static void test_oversized_message_id(void **state)
+{
+    run *r = *state;
+    mbuf raw = sealed_raw(DATE);
+    const size_t sizes[] = {2000, 1100 * 1024};
+    for (size_t i = 0; i < 2; i++) {
+        char *to = malloc(sizes[i] + 32);
+        assert_non_null(to);
+        strcpy(to, "Message-ID: <");
+        memset(to + 13, 'x', sizes[i]);
+        strcpy(to + 13 + sizes[i], "gw.");
+        mbuf m = edited(&raw, "Message-ID: <gw.", to);
+        free(to);
+        refused_as_sealed(r, &m, i == 0 ? "octets long, more than 984" : "header is larger than");
+        assert_null(strstr(r->v.line[0], "only encrypted"));
+        mbuf_free(&m);
+    }
+    mbuf_free(&raw);
+}
+
 /* The post with its data part's text replaced by data. */
 static mbuf with_data(const mbuf *raw, const char *data)
 {
@@ -881,6 +905,7 @@ int main(void)
         T(test_check_parsed),        T(test_replay),         T(test_plan),
         T(test_future_dated_replay), T(test_large_header_sealed), T(test_padded_replay),
         T(test_control_part_anywhere), T(test_structural), T(test_data_part),
+        T(test_oversized_message_id),
         cmocka_unit_test(test_verdict_text_is_one_clean_line),
     };
     return cmocka_run_group_tests(tests, world_setup, world_teardown);

@@ -708,6 +708,24 @@ static void test_control_part_anywhere(void **state)
     assert_int_equal(sink_mem(&m, (const uint8_t *)text, sizeof text - 1), 0);
     refused_as_sealed(r, &m, "it carries application/vnd.recrypt.control");
     mbuf_free(&m);
+    /* The type across the gateway's 64 KiB read blocks, at each offset
+     * around the boundary: found every time. */
+    for (size_t at = 65536 - 33; at <= 65536 + 1; at += 3) {
+        mbuf b = {0};
+        static const char head[] = "From: alice@example.org\r\nX-Fill: ";
+        assert_int_equal(sink_mem(&b, (const uint8_t *)head, sizeof head - 1), 0);
+        while (b.len < at - 16)
+            assert_int_equal(sink_mem(&b, (const uint8_t *)"f", 1), 0);
+        static const char ct[] = "\r\nContent-Type: application/vnd.recrypt.control\r\n\r\nx\r\n";
+        assert_int_equal(sink_mem(&b, (const uint8_t *)ct, sizeof ct - 1), 0);
+        uint8_t *t = memmem(b.p, b.len, RC_MIME_PROTOCOL, strlen(RC_MIME_PROTOCOL));
+        assert_int_equal((size_t)(t - b.p), at);
+        decide_text(r, &b, PLAINTEXT_FANOUT, DATE + 60);
+        assert_int_equal(r->v.plaintext, 0);
+        verdict_is(&r->v, GW_REJECT, "554", "5.6.0", "checked as a sealed post");
+        done(r);
+        mbuf_free(&b);
+    }
 }
 
 /* Issue 13 item 7: the structural checks, each a 554 5.6.0 that says what

@@ -522,8 +522,10 @@ static mbuf edited(const mbuf *raw, const char *from, const char *to)
     if (!at)
         fail_msg("the post lacks \"%s\"", from);
     size_t pre = (size_t)(at - raw->p);
-    assert_int_equal(sink_mem(&out, raw->p, pre), 0);
-    assert_int_equal(sink_mem(&out, (const uint8_t *)to, strlen(to)), 0);
+    if (pre) /* (sink_mem: no memcpy of 0 bytes to a NULL buffer) */
+        assert_int_equal(sink_mem(&out, raw->p, pre), 0);
+    if (*to)
+        assert_int_equal(sink_mem(&out, (const uint8_t *)to, strlen(to)), 0);
     assert_int_equal(sink_mem(&out, at + strlen(from), raw->len - pre - strlen(from)), 0);
     return out;
 }
@@ -813,7 +815,8 @@ static mbuf with_data(const mbuf *raw, const char *data)
     assert_non_null(b);
     mbuf out = {0};
     assert_int_equal(sink_mem(&out, raw->p, (size_t)(a - raw->p)), 0);
-    assert_int_equal(sink_mem(&out, (const uint8_t *)data, strlen(data)), 0);
+    if (*data)
+        assert_int_equal(sink_mem(&out, (const uint8_t *)data, strlen(data)), 0);
     assert_int_equal(sink_mem(&out, b, raw->len - (size_t)(b - raw->p)), 0);
     return out;
 }

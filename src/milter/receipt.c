@@ -51,8 +51,9 @@ int fanout_tag_ok(const uint8_t mark_secret[32], const uint8_t E[RC_POINT_BYTES]
 {
     uint8_t want[RECEIPT_TAG_BYTES];
     tag_with(want, RC_L_FANOUT, mark_secret, E);
-    return (sodium_memcmp(prefix, E, RECEIPT_PREFIX_BYTES) == 0) &
-           (sodium_memcmp(want, tag, RECEIPT_TAG_BYTES) == 0);
+    /* Both compared, whatever the first says (&, not &&). */
+    return (int)(sodium_memcmp(prefix, E, RECEIPT_PREFIX_BYTES) == 0) &
+           (int)(sodium_memcmp(want, tag, RECEIPT_TAG_BYTES) == 0);
 }
 
 void receipt_token(char out[RECEIPT_TOKEN_LEN + 1], const uint8_t mark_secret[32],

@@ -13,7 +13,9 @@
 #  2. MaxMessageSize: a larger post gets 552 5.3.4.
 #  3. PostingPolicy members: a non-member's post gets 550 5.7.1; members'
 #     posts are recrypted.
-#  4. PlaintextPolicy fanout: a plaintext post is delivered as it came.
+#  4. PlaintextPolicy fanout: a plaintext post is delivered as it came; a
+#     sealed post behind 17 KB of header is recrypted, and one with "!" in
+#     its data part gets 554 5.6.0 (never fanned out as plaintext).
 #  5. MaxFanout: over the cap, 552 5.5.3.
 #  6. FreshnessWindow/FutureSkew: a Date too old or too far ahead, 550 5.7.0.
 #  7. An epoch past its grace (rotation with --grace 0): 550 5.7.0 naming
@@ -106,6 +108,18 @@ sealed nonmember list.key list@example.org "Mallory <mallory@example.net>" "" ma
 sealed member list.key
 sealed member-from list.key
 plain fanout-plain
+sealed fanout-sealed list.key
+# Issue 13 item 8: 17 KB of header in front of a sealed post (the padded
+# replay: 0.2.0 looked at the first 16 KB only and fanned it out as
+# plaintext); and the same with "!" in its data part (malformed).
+python3 - <<'PY' || failed "writing the padded posts"
+src = open("fanout-sealed.eml", "rb").read()
+eol = b"\r\n" if b"\r\n" in src[:200] else b"\n"
+pad = b"".join(b"X-Pad-%d: " % i + b"p" * 1000 + eol for i in range(18))
+open("fanout-padded.eml", "wb").write(pad + src)
+i = src.index(b'filename="message.rcx"' + eol + eol) + len(b'filename="message.rcx"' + eol + eol)
+open("fanout-padded-bad.eml", "wb").write(pad + src[:i] + b"!" + src[i + 1:])
+PY
 sealed maxfanout list.key
 sealed fresh-now list.key
 sealed internal list.key
@@ -372,6 +386,10 @@ fi
 # ==== 4. PlaintextPolicy fanout ====
 if start fanout "PlaintextPolicy fanout"; then
   run fanout MT_POST=fanout-plain.txt MT_EXPECT=fanout
+  # "A post that carries the control part of a sealed post is never
+  # treated as plaintext, under any policy."
+  run fanout-padded MT_POST=fanout-padded.eml MT_EXPECT=recrypted MT_STANZAS=3
+  run fanout-padded-bad MT_POST=fanout-padded-bad.eml MT_EXPECT="554 5.6.0" MT_TEXT="not base64"
   stopped fanout
 fi
 

@@ -1502,6 +1502,55 @@ static void test_recrypted_line_endings(void **state)
     free(out.p);
 }
 
+/* FORMAT.md §9.1: "exactly one From whose bytes are 7-bit (no NUL): the
+ * outer header shows it"; "so does a Sender, To, Cc, Reply-To, In-Reply-To
+ * or References field that holds an 8-bit byte or a NUL" (it stays
+ * inside only). */
+static void test_seal_outer_7bit(void **state)
+{
+    (void)state;
+    rc_error err;
+    buf_t out = {0};
+    char *msg = malloc(strlen(IN_MESSAGE) + 64);
+    assert_non_null(msg);
+    sprintf(msg, "Cc: J\xc3\xb6rg <joerg@example.org>\r\n%s", IN_MESSAGE);
+    int fd = fd_with(msg);
+    assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err), 0);
+    close(fd);
+    char *text = calloc(1, out.len + 1);
+    assert_non_null(text);
+    memcpy(text, out.p, out.len);
+    assert_null(strstr(text, "Cc:"));          /* inside only */
+    assert_non_null(strstr(text, "From: Alice")); /* the 7-bit From is outside */
+    fd = fd_with(text);
+    rc_mail *m = NULL;
+    assert_int_equal(rc_mail_parse(&m, fd, &err), 0); /* readers take it */
+    rc_mail_free(m);
+    close(fd);
+    free(text);
+    free(out.p);
+    out = (buf_t){0};
+    /* An 8-bit From, no From, two Froms: refused, nothing written. */
+    static const char *const froms[] = {"From: J\xc3\xb6rg <alice@example.org>\r\n", "",
+                                        "From: a@example.org\r\nFrom: b@example.org\r\n"};
+    static const char *const why[] = {"8-bit", "no From field", "more than one From"};
+    for (int i = 0; i < 3; i++) {
+        const char *rest = strstr(IN_MESSAGE, "\r\n") + 2; /* IN_MESSAGE less its From */
+        char *m2 = malloc(strlen(froms[i]) + strlen(rest) + 1);
+        assert_non_null(m2);
+        sprintf(m2, "%s%s", froms[i], rest);
+        fd = fd_with(m2);
+        assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err),
+                         RC_E_FORMAT);
+        assert_non_null(strstr(err.msg, why[i]));
+        assert_int_equal(out.len, 0);
+        close(fd);
+        free(m2);
+    }
+    free(msg);
+    free(out.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1515,6 +1564,7 @@ int main(void)
         cmocka_unit_test(test_mime_seal_from_is_signer),
         cmocka_unit_test(test_grammar_date),      cmocka_unit_test(test_grammar_msgid),
         cmocka_unit_test(test_grammar_outer),     cmocka_unit_test(test_recrypted_line_endings),
+        cmocka_unit_test(test_seal_outer_7bit),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -70,6 +70,7 @@ int rc_header_read(rc_header *h, int fd, rc_error *err)
     size_t hlen = (size_t)(end - b);
     b[hlen] = '\0';
     h->block = b;
+    h->len = hlen;
     h->body_offset = (off_t)body;
     const char *nl = memchr(b, '\n', hlen);
     h->eol = (nl && nl > b && nl[-1] == '\r') ? "\r\n" : "\n";
@@ -80,6 +81,7 @@ int rc_header_read(rc_header *h, int fd, rc_error *err)
     if (hlen >= 5 && strncmp(b, "From ", 5) == 0) { /* mbox separator */
         const char *e = memchr(b, '\n', hlen);
         p = e ? (size_t)(e - b) + 1 : hlen;
+        h->mbox_from = 1;
     }
     size_t fcap = 32, line = 1;
     h->f = malloc(fcap * sizeof *h->f);
@@ -198,4 +200,200 @@ const rc_hfield *rc_header_get(const rc_header *h, const char *name, size_t *cou
     if (count)
         *count = c;
     return first;
+}
+
+/* ---- the strict grammars of docs/FORMAT.md §9.3 ---- */
+
+static int is_wsp(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static const char *skip_wsp(const char *p)
+{
+    while (is_wsp(*p))
+        p++;
+    return p;
+}
+
+/* n decimal digits exactly; -1 if not. */
+static long digits(const char **pp, int n)
+{
+    long v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*pp)[i]))
+            return -1;
+        v = v * 10 + ((*pp)[i] - '0');
+    }
+    *pp += n;
+    return v;
+}
+
+/* One of names (3 letters, case-insensitive): its index, or -1. */
+static int name3(const char **pp, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strncasecmp(*pp, names[i], 3) == 0) {
+            *pp += 3;
+            return i;
+        }
+    return -1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static long long days_from_civil(long long y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+int rc_date_parse(const char *v, uint64_t *out, rc_error *err)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const char *p = skip_wsp(v), *q;
+    int wday = -1;
+    if (isalpha((unsigned char)*p)) {
+        if ((wday = name3(&p, days, 7)) < 0 || *p != ',')
+            return rc_error_set(err, RC_E_FORMAT, "the Date does not start with a day name "
+                                                  "(Mon..Sun) and a comma, or a day number");
+        p = skip_wsp(p + 1);
+    }
+    q = p;
+    long day = digits(&q, 2);
+    if (day < 0) {
+        q = p;
+        day = digits(&q, 1);
+    }
+    if (day < 1 || !is_wsp(*q))
+        return rc_error_set(err, RC_E_FORMAT, "the Date has no day of the month (1 or 2 digits)");
+    p = skip_wsp(q);
+    int mon = name3(&p, months, 12);
+    if (mon < 0 || !is_wsp(*p))
+        return rc_error_set(err, RC_E_FORMAT, "the Date has no month name (Jan..Dec)");
+    p = skip_wsp(p);
+    long year = digits(&p, 4);
+    if (year < 1970 || !is_wsp(*p))
+        return rc_error_set(err, RC_E_FORMAT, "the Date has no 4-digit year from 1970");
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if ((unsigned long)day > mdays[mon] + (mon == 1 && leap))
+        return rc_error_set(err, RC_E_FORMAT, "the Date names day %ld of a month that has fewer",
+                            day);
+    p = skip_wsp(p);
+    long hh = digits(&p, 2), mm = -1, ss = 0;
+    if (hh >= 0 && *p == ':') {
+        p++;
+        mm = digits(&p, 2);
+    }
+    if (mm >= 0 && *p == ':') {
+        p++;
+        ss = digits(&p, 2);
+    }
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60 || !is_wsp(*p))
+        return rc_error_set(err, RC_E_FORMAT, "the Date has no time of day hh:mm[:ss] "
+                                              "(00:00 to 23:59:60)");
+    p = skip_wsp(p);
+    long zone = 0; /* minutes east of UTC */
+    if (*p == '+' || *p == '-') {
+        int neg = *p == '-';
+        p++;
+        long zh = digits(&p, 2), zm = zh >= 0 ? digits(&p, 2) : -1;
+        if (zh < 0 || zh > 23 || zm < 0 || zm > 59)
+            return rc_error_set(err, RC_E_FORMAT, "the Date's zone is not +hhmm or -hhmm");
+        zone = (neg ? -1 : 1) * (zh * 60 + zm);
+    } else if (strncasecmp(p, "GMT", 3) == 0 && !isalpha((unsigned char)p[3])) {
+        p += 3;
+    } else if (strncasecmp(p, "UT", 2) == 0 && !isalpha((unsigned char)p[2])) {
+        p += 2;
+    } else {
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the Date's zone is not +hhmm, -hhmm, UT or GMT (names such as "
+                            "EST are not accepted)");
+    }
+    if (is_wsp(*p) && skip_wsp(p)[0] == '(') { /* one trailing comment, not nested */
+        p = skip_wsp(p) + 1;
+        while (*p && *p != ')' && *p != '(' && *p != '\\' && (unsigned char)*p >= 32 &&
+               (unsigned char)*p < 127)
+            p++;
+        if (*p != ')')
+            return rc_error_set(err, RC_E_FORMAT, "the Date ends with a malformed comment");
+        p++;
+    }
+    if (*skip_wsp(p))
+        return rc_error_set(err, RC_E_FORMAT, "the Date has text after its zone");
+    long long days_n = days_from_civil(year, (unsigned)mon + 1, (unsigned)day);
+    if (wday >= 0 && (days_n + 4) % 7 != wday)
+        return rc_error_set(err, RC_E_FORMAT, "the Date's day name is not the weekday of its date");
+    long long t = days_n * 86400 + hh * 3600 + mm * 60 + ss - zone * 60;
+    if (t < 0)
+        return rc_error_set(err, RC_E_FORMAT, "the Date lies before 1970");
+    *out = (uint64_t)t;
+    return 0;
+}
+
+static int is_atext(char c)
+{
+    return isalnum((unsigned char)c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+/* dot-atom-text at p: its end, or NULL. */
+static const char *dot_atom_text(const char *p)
+{
+    for (;;) {
+        if (!is_atext(*p))
+            return NULL;
+        while (is_atext(*p))
+            p++;
+        if (*p != '.')
+            return p;
+        p++;
+    }
+}
+
+int rc_msgid_parse(const char *v, char **id, rc_error *err)
+{
+    const char *p = skip_wsp(v), *e;
+    *id = NULL;
+    if (*p != '<')
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the Message-ID does not start with '<' (it is \"<id-left@id-right>\", "
+                            "nothing before it)");
+    const char *start = ++p;
+    if (!(e = dot_atom_text(p)) || *e != '@')
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the Message-ID's left part (before '@') is not a dot-atom");
+    p = e + 1;
+    if (*p == '[') {
+        for (p++; *p && *p != ']'; p++)
+            if ((unsigned char)*p < 33 || (unsigned char)*p > 126 || *p == '[' || *p == '\\')
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "the Message-ID's domain literal holds a byte it may not");
+        if (*p != ']')
+            return rc_error_set(err, RC_E_FORMAT, "the Message-ID's domain literal is not closed");
+        e = p + 1;
+    } else if (!(e = dot_atom_text(p))) {
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the Message-ID's right part (after '@') is not a dot-atom or a "
+                            "[literal]");
+    }
+    if (*e != '>')
+        return rc_error_set(err, RC_E_FORMAT, "the Message-ID does not end with '>' after its id");
+    if (*skip_wsp(e + 1))
+        return rc_error_set(err, RC_E_FORMAT, "the Message-ID has text after its '>'");
+    size_t n = (size_t)(e - start);
+    if (n > RC_MSGID_MAX)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the Message-ID is %zu octets long, more than %d (one header line)",
+                            n, RC_MSGID_MAX);
+    if (!(*id = malloc(n + 1)))
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    memcpy(*id, start, n);
+    (*id)[n] = '\0';
+    return 0;
 }

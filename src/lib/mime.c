@@ -200,20 +200,7 @@ static void out_part_headers_data(out_t *o)
 
 /* ---- header helpers ---- */
 
-static int parse_date(const char *value, uint64_t *out)
-{
-    GDateTime *dt = g_mime_utils_header_decode_date(value);
-    if (!dt)
-        return -1;
-    gint64 t = g_date_time_to_unix(dt);
-    g_date_time_unref(dt);
-    if (t < 0)
-        return -1;
-    *out = (uint64_t)t;
-    return 0;
-}
-
-/* Date: exactly one, parseable. */
+/* Date: exactly one, in the grammar of FORMAT.md §9.3 (rc_date_parse). */
 static int header_date(const rc_header *h, uint64_t *date, int *present, const char *what,
                        rc_error *err)
 {
@@ -225,10 +212,14 @@ static int header_date(const rc_header *h, uint64_t *date, int *present, const c
     if (n > 1)
         return rc_error_set(err, RC_E_FORMAT, "%s has %zu Date fields", what, n);
     char *v = rc_hfield_value(f);
-    int bad = !v || parse_date(v, date) != 0;
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    rc_error why;
+    int rc = rc_date_parse(v, date, &why);
     free(v);
-    if (bad)
-        return rc_error_set(err, RC_E_FORMAT, "%s has a Date that cannot be parsed", what);
+    if (rc)
+        return rc_error_set(err, RC_E_FORMAT, "%s has a Date that cannot be parsed: %s", what,
+                            why.msg);
     return 0;
 }
 
@@ -242,15 +233,17 @@ static int header_message_id(const rc_header *h, char **id, const char *what, rc
     if (n > 1)
         return rc_error_set(err, RC_E_FORMAT, "%s has %zu Message-ID fields", what, n);
     char *v = rc_hfield_value(f);
-    char *d = v ? g_mime_utils_decode_message_id(v) : NULL;
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    rc_error why;
+    int rc = rc_msgid_parse(v, id, &why);
     free(v);
-    if (!d || !*d) {
-        g_free(d);
-        return rc_error_set(err, RC_E_FORMAT, "%s has a malformed Message-ID", what);
-    }
-    *id = strdup(d);
-    g_free(d);
-    return *id ? 0 : rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (rc == RC_E_NOMEM)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (rc)
+        return rc_error_set(err, RC_E_FORMAT, "%s has a malformed Message-ID: %s", what,
+                            why.msg);
+    return 0;
 }
 
 /* Lowercased address of the single mailbox in a From field, or NULL. */
@@ -472,11 +465,22 @@ static const char *const outer_fields[] = {"From",        "Sender",     "To",
                                            "Cc",          "Reply-To",   "Date",
                                            "Message-ID",  "In-Reply-To", "References"};
 
+static int is_7bit(const rc_hfield *f)
+{
+    for (size_t i = 0; i < f->len; i++)
+        if ((unsigned char)f->text[i] >= 0x80 || f->text[i] == '\0')
+            return 0;
+    return 1;
+}
+
+/* Copied to the outer header: the addressing and threading fields, if
+ * 7-bit (readers refuse an outer header with 8-bit bytes or NUL; such a
+ * field stays inside only). */
 static int is_outer_field(const rc_hfield *f)
 {
     for (size_t i = 0; i < sizeof outer_fields / sizeof *outer_fields; i++)
         if (rc_hfield_is(f, outer_fields[i]))
-            return 1;
+            return is_7bit(f);
     return 0;
 }
 
@@ -532,12 +536,25 @@ int rc_mail_seal_flags(int in_fd, const rc_statement *st, const rc_device_secret
         if (rc)
             goto done;
     }
+    /* The outer header needs exactly one From, 7-bit (FORMAT.md §9.3). */
+    size_t n_from;
+    const rc_hfield *from_f = rc_header_get(&h, "From", &n_from);
+    if (n_from != 1 || !is_7bit(from_f)) {
+        rc = rc_error_set(err, RC_E_FORMAT,
+                          n_from == 0   ? "the message has no From field (RFC 5322 requires "
+                                          "one, and the sealed message shows it)"
+                          : n_from > 1 ? "the message has more than one From field"
+                                        : "the From field holds 8-bit bytes or a NUL: the "
+                                          "outer header is 7-bit; encode the name (RFC 2047), "
+                                          "as mail programs do");
+        goto done;
+    }
     if (!have_date) {
         GDateTime *dt = g_date_time_new_from_unix_utc((gint64)now);
         char *fmt = dt ? g_mime_utils_header_format_date(dt) : NULL;
         if (dt)
             g_date_time_unref(dt);
-        if (!fmt || parse_date(fmt, &date) != 0) {
+        if (!fmt || rc_date_parse(fmt, &date, NULL) != 0) {
             g_free(fmt);
             rc = rc_error_set(err, RC_E_INTERNAL, "cannot format a Date");
             goto done;
@@ -736,6 +753,262 @@ static int parse_control(rc_mail *m, char *text, rc_error *err)
     return 0;
 }
 
+static int ci_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The outer header block of a recrypt message (FORMAT.md §9.3): no mbox
+ * line, 7-bit bytes other than NUL only, exactly one Content-Type and
+ * MIME-Version (1.0), at most one From. Date and Message-ID: header_date,
+ * header_message_id. */
+static int outer_header_check(const rc_header *h, rc_error *err)
+{
+    if (h->mbox_from)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the message starts with an mbox 'From ' line: a recrypt message "
+                            "starts with its first header field");
+    for (size_t i = 0; i < h->n; i++)
+        for (size_t k = 0; k < h->f[i].len; k++) {
+            unsigned char c = (unsigned char)h->f[i].text[k];
+            int nl = (int)(h->f[i].name_len < 60 ? h->f[i].name_len : 60);
+            if (c == 0)
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "the outer header field %.*s holds a NUL byte", nl,
+                                    h->f[i].text);
+            if (c >= 0x80)
+                return rc_error_set(err, RC_E_FORMAT,
+                                    "the outer header field %.*s holds an 8-bit byte (0x%02X): "
+                                    "the outer header is 7-bit (RFC 2047 encoded words for "
+                                    "other text)",
+                                    nl, h->f[i].text, c);
+        }
+    static const char *const once[] = {"Content-Type", "MIME-Version"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n;
+        rc_header_get(h, once[i], &n);
+        if (n == 0)
+            return rc_error_set(err, RC_E_FORMAT, "the message is not a recrypt message (no "
+                                                  "%s field: no multipart/encrypted body)",
+                                once[i]);
+        if (n != 1)
+            return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu %s fields (exactly "
+                                                  "one is allowed)",
+                                n, once[i]);
+    }
+    size_t n;
+    char *v = rc_hfield_value(rc_header_get(h, "MIME-Version", NULL));
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int bad = strcmp(v, "1.0") != 0;
+    free(v);
+    if (bad)
+        return rc_error_set(err, RC_E_FORMAT, "the outer MIME-Version is not 1.0");
+    rc_header_get(h, "From", &n);
+    if (n != 1)
+        return rc_error_set(err, RC_E_FORMAT, "the outer message has %zu From fields (exactly "
+                                              "one is required)",
+                            n);
+    return 0;
+}
+
+/* The protocol, literally (no RFC 2231 continuation, no comment in it):
+ * what the gateway looks for to tell a sealed post. */
+static int protocol_literal_check(const rc_header *h, rc_error *err)
+{
+    char *v = rc_hfield_value(rc_header_get(h, "Content-Type", NULL));
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int bad = !ci_contains(v, "multipart/encrypted") || !ci_contains(v, RC_MIME_PROTOCOL);
+    free(v);
+    if (bad)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the outer Content-Type does not say multipart/encrypted and "
+                            "protocol=\"" RC_MIME_PROTOCOL "\" as such (no RFC 2231 "
+                            "continuations or comments in them)");
+    return 0;
+}
+
+/* The closing boundary line "--B--" exists, and only line endings follow
+ * it (a message cut short anywhere lacks it). */
+static int close_delimiter_check(int fd, off_t from, const char *boundary, int *seen,
+                                 rc_error *err)
+{
+    char close[200], line[200];
+    size_t want = (size_t)snprintf(close, sizeof close, "--%s--", boundary), len = 0;
+    *seen = 0; /* delimiter lines "--B" */
+    int found = 0, toolong = 0;
+    uint8_t *buf = malloc(IO_BLOCK);
+    if (!buf)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (lseek(fd, from, SEEK_SET) != from) {
+        free(buf);
+        return rc_error_set(err, RC_E_IO, "cannot read the message file");
+    }
+    ssize_t got;
+    int rc = 0;
+    while (rc == 0 && (got = read(fd, buf, IO_BLOCK)) > 0) {
+        for (ssize_t i = 0; i < got && rc == 0; i++) {
+            char c = (char)buf[i];
+            if (found) {
+                if (c != '\r' && c != '\n')
+                    rc = rc_error_set(err, RC_E_FORMAT,
+                                      "the message has text after its closing boundary line");
+                continue;
+            }
+            if (c == '\n') {
+                if (len && line[len - 1] == '\r')
+                    len--;
+                found = !toolong && len == want && memcmp(line, close, want) == 0;
+                *seen += !toolong && len == want - 2 && memcmp(line, close, want - 2) == 0;
+                len = 0;
+                toolong = 0;
+            } else if (len < sizeof line) {
+                line[len++] = c;
+            } else {
+                toolong = 1;
+            }
+        }
+        if (got < 0)
+            break;
+    }
+    if (rc == 0 && !found && !toolong && len == want && memcmp(line, close, want) == 0)
+        found = 1; /* the last line, without a line ending */
+    free(buf);
+    if (rc)
+        return rc;
+    if (got < 0)
+        return rc_error_set(err, RC_E_IO, "cannot read the message file");
+    if (!found)
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the message has no closing boundary line (--%.70s--): it is cut "
+                            "short",
+                            boundary);
+    return 0;
+}
+
+static ssize_t stream_read(GMimeStream *s, char *buf, size_t len);
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* The data part (FORMAT.md §9.3, data-part): lines of 4 to 76 base64
+ * characters (RFC 4648 §4), a multiple of 4 each, ending in CRLF or LF
+ * (the last one may lack it); '=' padding only in the last group, with
+ * zero pad bits; no empty line but at the end. Then the decoded length
+ * must fit the chunk framing of §7.5. */
+static int data_part_check(GMimeStream *raw, rc_error *err)
+{
+    char *buf = malloc(IO_BLOCK);
+    if (!buf)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    uint64_t chars = 0, line_no = 1;
+    size_t line_len = 0;
+    int pads = 0, empty_seen = 0, cr = 0, last = 0, rc = 0;
+    ssize_t got;
+    g_mime_stream_reset(raw);
+    while (rc == 0 && (got = stream_read(raw, buf, IO_BLOCK)) > 0) {
+        for (ssize_t i = 0; i < got && rc == 0; i++) {
+            char c = buf[i];
+            if (cr && c != '\n') {
+                rc = rc_error_set(err, RC_E_FORMAT, "the data part has a CR without LF (line "
+                                                    "%llu)", (unsigned long long)line_no);
+                break;
+            }
+            if (c == '\r') {
+                cr = 1;
+                continue;
+            }
+            if (c == '\n') {
+                cr = 0;
+                if (line_len == 0)
+                    empty_seen = 1;
+                else if (line_len % 4)
+                    rc = rc_error_set(err, RC_E_FORMAT,
+                                      "the data part's line %llu has %zu characters, not a "
+                                      "multiple of 4",
+                                      (unsigned long long)line_no, line_len);
+                line_len = 0;
+                line_no++;
+                continue;
+            }
+            int v = b64_value(c);
+            if (v < 0 && c != '=') {
+                rc = rc_error_set(err, RC_E_FORMAT,
+                                  "the data part holds a byte that is not base64 (0x%02X, line "
+                                  "%llu)",
+                                  (unsigned char)c, (unsigned long long)line_no);
+                break;
+            }
+            if (empty_seen) {
+                rc = rc_error_set(err, RC_E_FORMAT,
+                                  "the data part has an empty line before line %llu",
+                                  (unsigned long long)line_no);
+                break;
+            }
+            if (++line_len > 76) {
+                rc = rc_error_set(err, RC_E_FORMAT,
+                                  "the data part's line %llu is longer than 76 characters",
+                                  (unsigned long long)line_no);
+                break;
+            }
+            if (c == '=') {
+                if (++pads > 2 || chars % 4 < 2 || (pads == 2 && chars % 4 != 2))
+                    rc = rc_error_set(err, RC_E_FORMAT,
+                                      "the data part has '=' padding that is not at the end of "
+                                      "its last group of 4");
+                continue;
+            }
+            if (pads) {
+                rc = rc_error_set(err, RC_E_FORMAT, "the data part has data after its '=' "
+                                                    "padding (line %llu)",
+                                  (unsigned long long)line_no);
+                break;
+            }
+            chars++;
+            last = v;
+        }
+    }
+    free(buf);
+    if (rc)
+        return rc;
+    if (got < 0)
+        return rc_error_set(err, RC_E_IO, "cannot read the encrypted part");
+    if (cr)
+        return rc_error_set(err, RC_E_FORMAT, "the data part ends with a CR without LF");
+    if (line_len % 4)
+        return rc_error_set(err, RC_E_FORMAT, "the data part's last line has %zu characters, "
+                                              "not a multiple of 4",
+                            line_len);
+    if ((pads == 1 && (last & 3)) || (pads == 2 && (last & 15)))
+        return rc_error_set(err, RC_E_FORMAT, "the data part's last group has pad bits that are "
+                                              "not zero (not canonical base64)");
+    if (chars == 0)
+        return rc_error_set(err, RC_E_FORMAT, "the data part is empty");
+    uint64_t len = (chars + (uint64_t)pads) / 4 * 3 - (uint64_t)pads;
+    const uint64_t full = RC_CHUNK_BYTES + RC_CHUNK_OVERHEAD, head = 24;
+    uint64_t r = len > head ? (len - head) % full : 0;
+    if (len <= head + RC_CHUNK_OVERHEAD || (r != 0 && r <= RC_CHUNK_OVERHEAD))
+        return rc_error_set(err, RC_E_FORMAT,
+                            "the data part decodes to %llu bytes, which is no sealed stream (24 "
+                            "header bytes, chunks of 65553 bytes, a last chunk of 18 to 65553): "
+                            "it is cut short or padded",
+                            (unsigned long long)len);
+    return 0;
+}
+
 static int is_type(GMimeObject *o, const char *type, const char *subtype)
 {
     GMimeContentType *ct = g_mime_object_get_content_type(o);
@@ -749,7 +1022,7 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
     rc_mail *m = calloc(1, sizeof *m);
     if (!m)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    if ((rc = rc_header_read(&m->hdr, fd, err)))
+    if ((rc = rc_header_read(&m->hdr, fd, err)) || (rc = outer_header_check(&m->hdr, err)))
         goto fail;
     int have_date = 0;
     if ((rc = header_date(&m->hdr, &m->date, &have_date, "the outer message", err)) ||
@@ -820,10 +1093,18 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
                           proto ? proto : "(none)");
         goto fail;
     }
+    if ((rc = protocol_literal_check(&m->hdr, err)))
+        goto fail;
     GMimeMultipart *mp = GMIME_MULTIPART(top);
     const char *bnd = g_mime_multipart_get_boundary(mp);
     if (!bnd || !(m->boundary = strdup(bnd))) {
         rc = rc_error_set(err, RC_E_FORMAT, "multipart/encrypted without a boundary");
+        goto fail;
+    }
+    /* Cut short anywhere after the header (parts missing too): say so. */
+    int seen = 0, crc = close_delimiter_check(fd, m->hdr.body_offset, m->boundary, &seen, err);
+    if (crc && (crc != RC_E_FORMAT || seen)) {
+        rc = crc;
         goto fail;
     }
     if (g_mime_multipart_get_count(mp) != 2) {
@@ -831,6 +1112,10 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
                           "a recrypt message has exactly 2 parts inside multipart/encrypted, this "
                           "one has %d",
                           g_mime_multipart_get_count(mp));
+        goto fail;
+    }
+    if (crc) { /* no delimiter line at all: the count above says so */
+        rc = crc;
         goto fail;
     }
     GMimeObject *c0 = g_mime_multipart_get_part(mp, 0), *c1 = g_mime_multipart_get_part(mp, 1);
@@ -877,6 +1162,8 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         goto fail;
     }
     g_object_ref(m->ct_raw);
+    if ((rc = data_part_check(m->ct_raw, err)))
+        goto fail;
     m->ct_decode = g_mime_stream_filter_new(m->ct_raw);
     GMimeFilter *dec = g_mime_filter_basic_new(GMIME_CONTENT_ENCODING_BASE64, FALSE);
     g_mime_stream_filter_add(GMIME_STREAM_FILTER(m->ct_decode), dec);
@@ -1067,15 +1354,30 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
         out_str(&o, o.eol);
         out_line(&o, line);
         out_part_headers_data(&o);
-        /* The ciphertext as it came, base64 and all. */
+        /* The ciphertext as it came, its base64 lines (rc_mail_parse
+         * checked them) each ended with the message's line ending: one
+         * line ending in the whole message, whatever the part had. */
         char buf[IO_BLOCK];
         ssize_t got;
+        size_t eols = 0;
         g_mime_stream_reset(m->ct_raw);
         while ((got = stream_read(m->ct_raw, buf, sizeof buf)) > 0)
-            out_bytes(&o, buf, (size_t)got);
+            for (ssize_t i = 0, run = 0; i <= got; i++) {
+                if (i < got && buf[i] != '\r' && buf[i] != '\n') {
+                    if (run == 0)
+                        for (; eols; eols--)
+                            out_str(&o, o.eol);
+                    run++;
+                    continue;
+                }
+                out_bytes(&o, buf + i - run, (size_t)run);
+                run = 0;
+                if (i < got && buf[i] == '\n')
+                    eols++;
+            }
         if (got < 0)
             rc = rc_error_set(err, RC_E_IO, "cannot read the encrypted part");
-        out_str(&o, o.eol);
+        out_str(&o, o.eol); /* the last line's (trailing empty lines are dropped) */
         snprintf(line, sizeof line, "--%s--", m->boundary);
         out_line(&o, line);
         if (out_flush(&o) != 0 && rc == 0)

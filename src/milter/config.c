@@ -195,8 +195,10 @@ static const char *set(config *c, const char *name, const char *v)
                    ? "FreshnessWindow is a duration such as 7d (at least 1h, at most 3650d)"
                    : NULL;
     if (!strcasecmp(name, "FutureSkew"))
-        return parse_duration(v, &c->future_skew) || c->future_skew > CONFIG_DURATION_MAX
-                   ? "FutureSkew is a duration such as 1h (at most 3650d)"
+        return parse_duration(v, &c->future_skew) || c->future_skew > CONFIG_FUTURE_SKEW_MAX
+                   ? "FutureSkew is a duration such as 10m, at most 1h (3600 seconds): a "
+                     "post dated further ahead would stay fresh longer than the replay cache "
+                     "is sized for"
                    : NULL;
     if (!strcasecmp(name, "MaxFanout"))
         return parse_u64(v, &c->max_fanout) || c->max_fanout == 0 ? "MaxFanout is a positive number"

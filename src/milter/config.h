@@ -19,6 +19,8 @@
 #define CONFIG_STATS_INTERVAL_MAX (7 * 86400)
 /* Longest FreshnessWindow and FutureSkew: ten years (and no overflow). */
 #define CONFIG_DURATION_MAX ((uint64_t)3650 * 86400)
+/* Longest FutureSkew: one hour (docs/FORMAT.md §9.4, §9.7). */
+#define CONFIG_FUTURE_SKEW_MAX ((uint64_t)3600)
 
 enum { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_NOTICE, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 enum { PLAINTEXT_REJECT, PLAINTEXT_FANOUT };

@@ -105,6 +105,9 @@ static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_sta
         if (!dropped_field(f, (size_t)(p - f)))
             buf_add(out, f, (size_t)(p - f));
     }
+    /* The fields added below end as the message's lines do (its empty
+     * line tells): one line ending in the whole copy. */
+    const char *eol = p < end && *p == '\r' ? "\r\n" : "\n";
     free(in.p);
 
     char id[RC_ADDR_MAX + 8], line[2 * RC_ADDR_MAX + 64], key[RC_KEYSTR_MAX];
@@ -112,21 +115,25 @@ static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_sta
     char *at = strchr(id, '@');
     if (at)
         *at = '.';
-    snprintf(line, sizeof line, "List-Id: %s\nList-Post: <mailto:%s>\n", id, l->address);
+    snprintf(line, sizeof line, "List-Id: %s%sList-Post: <mailto:%s>%s", id, eol, l->address,
+             eol);
     buf_str(out, line);
     if ((rc = rc_statement_encode(key, sizeof key, st, err)) != 0)
         return rc;
     /* Folded as the milter folds it: continuation lines of 72 characters. */
     buf_str(out, RC_HDR_LIST_KEY ":");
     for (size_t i = 0, len = strlen(key); i < len; i += 72) {
-        buf_str(out, i ? "\n " : " ");
+        if (i)
+            buf_str(out, eol);
+        buf_str(out, " ");
         buf_add(out, key + i, len - i < 72 ? len - i : 72);
     }
     uint8_t run[16];
     char copy[RC_COPY_ID_LEN + 2];
     randombytes_buf(run, sizeof run);
     sodium_bin2base64(copy, sizeof copy, run, sizeof run, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    snprintf(line, sizeof line, "\n%s: %s\n%s: %s\n\n", HDR_PROCESSED, marker, RC_HDR_COPY, copy);
+    snprintf(line, sizeof line, "%s%s: %s%s%s: %s%s%s", eol, HDR_PROCESSED, marker, eol,
+             RC_HDR_COPY, copy, eol, eol);
     buf_str(out, line);
     return out->failed ? rc_error_set(err, RC_E_NOMEM, "out of memory for the header") : 0;
 }

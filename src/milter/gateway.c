@@ -8,8 +8,10 @@
  * and last the posting policy. The first that fails decides.
  */
 #include <ctype.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -91,19 +93,51 @@ static void reject_epoch(gw_verdict *v, rc_store_reader *rd, const rc_store_list
     add_line(v, cmd);
 }
 
-/* Is the spooled message in the recrypt form at all (else: plaintext)? */
-static int looks_sealed(int fd)
+/* Does the text hold the recrypt control type (any case)? */
+static int has_protocol(const char *p, size_t n)
 {
-    char buf[16384];
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    for (char *p = buf; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return strstr(buf, "multipart/encrypted") && strstr(buf, RC_MIME_PROTOCOL);
+    static const char want[] = RC_MIME_PROTOCOL;
+    const size_t w = sizeof want - 1;
+    for (size_t i = 0; i + w <= n; i++)
+        if (strncasecmp(p + i, want, w) == 0)
+            return 1;
+    return 0;
+}
+
+/* Is the spooled message a sealed post (else: plaintext)? Decided on the
+ * whole message, whatever the size of its header (docs/FORMAT.md §9.3,
+ * "Sealed or plaintext"): sealed when the text application/vnd.recrypt.
+ * control occurs anywhere in it, header or body, in any case (an outer
+ * Content-Type with that protocol, or such a part anywhere). 1 sealed,
+ * 0 plaintext, -1 unreadable. */
+static int is_sealed(int fd)
+{
+    enum { BLOCK = 65536, KEEP = sizeof RC_MIME_PROTOCOL - 2 };
+    char *buf = malloc(KEEP + BLOCK);
+    size_t have = 0;
+    int rc = -1;
+    if (!buf || lseek(fd, 0, SEEK_SET) != 0) {
+        free(buf);
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + have, BLOCK);
+        if (n <= 0) {
+            rc = n < 0 ? -1 : 0;
+            break;
+        }
+        have += (size_t)n;
+        if (has_protocol(buf, have)) {
+            rc = 1;
+            break;
+        }
+        /* Keep the tail that may begin a match across blocks. */
+        size_t keep = have < KEEP ? have : KEEP;
+        memmove(buf, buf + have - keep, keep);
+        have = keep;
+    }
+    free(buf);
+    return rc;
 }
 
 static int members_only_ok(rc_store_reader *rd, const uint8_t *list_id, const gw_post *p)
@@ -243,7 +277,13 @@ void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_m
         snprintf(v->detail, sizeof v->detail, "%s", err.msg);
         return;
     }
-    if (!looks_sealed(p->fd)) {
+    int sealed = is_sealed(p->fd);
+    if (sealed < 0) {
+        gateway_verdict_set(v, GW_TEMPFAIL, "451", "4.3.0",
+                            "recrypt: cannot read the spooled message, try again later");
+        return;
+    }
+    if (!sealed) {
         v->plaintext = 1;
         if (p->plaintext_policy == PLAINTEXT_REJECT) {
             char key[RC_KEYSTR_MAX];
@@ -263,7 +303,11 @@ void gateway_check(rc_store *store, const gw_post *p, rc_store_reader **rd, rc_m
         }
     } else {
         if (rc_mail_parse(mail, p->fd, &err) != 0) {
-            gateway_verdict_set(v, GW_REJECT, "554", "5.6.0", "malformed recrypt message: %s",
+            /* A post that carries the recrypt control type is never
+             * plaintext, whatever the policy: refused with what is wrong. */
+            gateway_verdict_set(v, GW_REJECT, "554", "5.6.0",
+                                "malformed recrypt message (it carries " RC_MIME_PROTOCOL
+                                ", so it is checked as a sealed post): %s",
                                 err.msg);
             return;
         }

@@ -53,7 +53,8 @@ static void usage(FILE *f)
 "  -n          check the configuration and the store, then exit\n"
 "  -p SOCKET   unix:/path or inet:port@host (overrides Socket)\n"
 "  -P PIDFILE  pid file (overrides PidFile)\n"
-"  -u USER     run as USER[:GROUP] (overrides UserID)\n"
+"  -u USER     run as USER[:GROUP] (overrides UserID); started as root, the daemon\n"
+"              needs UserID or -u (-u root runs it as root on purpose)\n"
 "  -r RCPT     record the MTA's delivery receipt RCPT (TOKEN@ReceiptDomain) and exit;\n"
 "              run by the receipt transport (Postfix pipe(8), Sendmail prog mailer)\n"
 "  -Q QUEUEID  with -r: the MTA's queue id, for the log line\n"
@@ -212,6 +213,16 @@ static void *signal_thread(void *arg)
     }
 }
 
+/* Started as root, the daemon needs a user to become: UserID, or -u
+ * (-u root keeps root on purpose). NULL when that holds, else the error. */
+static const char *root_refusal(const config *c)
+{
+    if (geteuid() != 0 || c->user[0])
+        return NULL;
+    return "refusing to run as root without UserID: set UserID (such as UserID recrypt) in "
+           "the configuration, or give -u root to run as root on purpose";
+}
+
 static int check_only(const config *c)
 {
     rc_error err;
@@ -225,6 +236,8 @@ static int check_only(const config *c)
     struct stat sb;
     if (stat(c->temp_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return log_fatal(EX_CONFIG, "TemporaryDirectory %s is not a directory", c->temp_dir);
+    if (root_refusal(c))
+        return log_fatal(EX_CONFIG, "%s", root_refusal(c));
     uint32_t schema = rc_store_found_schema(D.store);
     if (schema < RC_STORE_SCHEMA_VERSION)
         printf("recrypt-milter: store %s has schema %u; recrypt-milter will migrate it to "
@@ -298,6 +311,8 @@ int main(int argc, char **argv)
         snprintf(D.cfg.user, sizeof D.cfg.user, "%s", opt_user);
     if (check)
         return check_only(&D.cfg);
+    if (root_refusal(&D.cfg))
+        return log_fatal(EX_CONFIG, "%s", root_refusal(&D.cfg));
     log_setup(D.cfg.syslog || !foreground, D.cfg.syslog_facility, D.cfg.log_level);
 
     /* No core files, not dumpable: the process holds the service key. */

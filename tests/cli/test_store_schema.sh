@@ -34,7 +34,7 @@ grep -q '^  member alice@example.org .*active$' "$T/.out" && pass "show lists al
 if [ -x "${RECRYPT_MILTER:-}" ]; then
   printf 'Socket inet:%s@127.0.0.1\nDatabase %s\nSyslog no\nTemporaryDirectory %s\n' \
     20999 "$T/db" "$T" >milter.conf
-  expect_ok "recrypt-milter -n accepts a schema-1 store" "$RECRYPT_MILTER" -n -c milter.conf
+  expect_ok "recrypt-milter -n accepts a schema-1 store" "$RECRYPT_MILTER" -n -c milter.conf -u "$(id -un)"
   grep -q 'schema 1.*migrate.* 4' "$T/.err" "$T/.out" && pass "recrypt-milter -n says the store will be migrated to schema 4" ||
     failed "recrypt-milter -n did not mention the migration: $(cat "$T/.out" "$T/.err")"
   [ "$(schema)" = 1 ] && [ "$(digest)" = "$before" ] && pass "recrypt-milter -n leaves the schema-1 store unchanged" ||
@@ -66,7 +66,7 @@ if [ -x "${RECRYPT_MILTER:-}" ]; then
   "$RC_HARNESS" store-schema "$T/db" 1
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   sed -i "s/^Socket .*/Socket inet:$port@127.0.0.1/" milter.conf
-  "$RECRYPT_MILTER" -f -c milter.conf >milter.log 2>&1 &
+  "$RECRYPT_MILTER" -f -c milter.conf -u "$(id -un)" >milter.log 2>&1 &
   mpid=$!
   for _ in $(seq 1 100); do grep -q 'listening on' milter.log && break; sleep 0.1; done
   grep -q "store $T/db migrated from schema 1 to 4" milter.log && [ "$(schema)" = 4 ] &&
@@ -85,7 +85,7 @@ expect_fail "recryptctl apply refuses schema 99" 65 \
   ctl member suspend "$LIST" bob@example.org --apply "$T/db"
 if [ -x "${RECRYPT_MILTER:-}" ]; then
   rc=0
-  "$RECRYPT_MILTER" -n -c milter.conf >"$T/.out" 2>"$T/.err" || rc=$?
+  "$RECRYPT_MILTER" -n -c milter.conf -u "$(id -un)" >"$T/.out" 2>"$T/.err" || rc=$?
   [ "$rc" -ne 0 ] && grep -q 'store schema version 99 is newer than this build understands (4)' "$T/.err" &&
     pass "recrypt-milter -n refuses schema 99 (exit $rc)" ||
     failed "recrypt-milter -n on schema 99: exit $rc: $(cat "$T/.err")"

@@ -527,7 +527,10 @@ milter_start() {
   # The fan-out stages the post it reads in the spool directory.
   [ "$PF_FANOUT" != yes ] || chown nobody "$MILTER_SPOOL"
   sock=$(sed -n 's/^Socket[[:space:]]\{1,\}unix://p' "$conf" | tail -n 1)
-  "$RECRYPT_MILTER" -f -c "$conf" >>"$MILTER_LOG" 2>&1 &
+  # Started as root, the milter needs UserID or an explicit -u (-u root).
+  local asuser=()
+  grep -qi '^UserID[[:space:]]' "$conf" || asuser=(-u "$(id -un)")
+  "$RECRYPT_MILTER" -f -c "$conf" "${asuser[@]}" >>"$MILTER_LOG" 2>&1 &
   MILTER_PID=$!
   local i
   for i in $(seq 1 100); do

@@ -274,6 +274,55 @@ settle
 grep -q "from=<$BOUNCE>" "$PF_LOG" && pass "7: Postfix logs the bounce address as envelope sender" ||
   failed "7: no from=<$BOUNCE> in the Postfix log"
 
+# --- 8. issue 13 item 8: "a sealed post with a 64 KiB visible header is
+# recrypted" (sealed or plaintext is decided on the whole message, not its
+# first 16 KiB): a Cc of 3400 addresses in front of the Content-Type; and
+# item 7: a structural refusal through Postfix is a 554 5.6.0 that says
+# what is wrong ("!" in the data part), delivered to nobody.
+settle
+n=$((n + 1))
+{
+  printf 'From: poster@%s
+To: %s
+Cc: ' "$D" "$LIST"
+  for i in $(seq 1 3400); do printf '%sr%04d@example.net' "$([ "$i" -gt 1 ] && printf ',\n ')" "$i"; done
+  printf '
+Subject: post %s %s
+Date: %s
+Message-ID: <post%s.%s.%s@%s>
+
+The secret of post %s is %s.
+' \
+    "$n" "$MARK" "$(date -R)" "$n" "$$" "$RANDOM" "$D" "$n" "$MARK"
+} >m8.eml
+seal list.key m8.eml s8.eml
+off=$(grep -abo 'application/vnd.recrypt.control' s8.eml | head -1 | cut -d: -f1)
+[ "${off:-0}" -gt 65536 ] && pass "8: the sealed post's control type starts at byte $off (after 64 KiB of header)" ||
+  failed "8: the control type is at byte ${off:-none} (test is wrong)"
+a0=$(pf_count alice@$D)
+rc=0; send_mail poster@$D "$LIST" s8.eml || rc=$?
+[ $rc -eq 0 ] && smtp_replied '^250 .*queued' && pass "8: the post with a 64 KiB header is accepted" ||
+  failed "8: the post with a 64 KiB header: exit $rc: $(smtp_replies | tail -3 | tr '\n' '|')"
+if pf_wait_delivered $((a0 + 1)) alice@$D 20; then
+  f=$(newest alice@$D)
+  rc=0; dev alice open <"$f" >o8.eml 2>"$T/.open" || rc=$?
+  [ $rc -eq 0 ] && same_inner "8: alice opens the recrypted post with the 64 KiB header" m8.eml o8.eml ||
+    failed "8: alice cannot open it (exit $rc: $(head -c 300 "$T/.open"))"
+else
+  failed "8: the post with a 64 KiB header was not delivered to alice"
+fi
+settle
+before=$(counts)
+msg m8b.eml
+seal list.key m8b.eml s8b.eml
+awk 'done == 0 && /^Content-Disposition: inline; filename="message.rcx"/ {hit = 1; print; next}
+     hit == 1 && /^[A-Za-z0-9+\/]/ {sub(/^./, "!"); hit = 2; done = 1} {print}' s8b.eml >s8x.eml
+rc=0; send_mail poster@$D "$LIST" s8x.eml || rc=$?
+[ $rc -ne 0 ] && pass "8: a post with '!' in its data part is refused (swaks exit $rc)" || failed "8: the post with '!' was accepted"
+expect_reply "8: it gets 554 5.6.0 saying the data part is not base64" '^554[ -]5\.6\.0.*not base64 \(0x21'
+settle
+[ "$(counts)" = "$before" ] && pass "8: the malformed post reached nobody" || failed "8: the malformed post was delivered"
+
 # --- 2. plaintext never in the queue or the milter's spool (checked all along).
 leak_watch_stop
 [ ! -s "$T/leaks" ] && pass "2: the queue and the milter spool never held the plaintext (polled throughout)" ||

@@ -6,13 +6,16 @@
 #  1. -n: a good configuration is usable (exit 0); an unknown setting, a bad
 #     value, a setting given twice, no Socket, no Database, a Database that
 #     is not a store, a world-readable KeyFile, FreshnessWindow or
-#     FutureSkew over 3650d: exit 78 naming file:line or the problem;
+#     FutureSkew over 1h: exit 78 naming file:line or the problem; as
+#     root without UserID or -u: exit 78 (-u root runs as root);
 #     nothing listens afterwards. With UserID, -n opens the store as that
 #     user (a store it cannot open fails; its lock file is that user's).
 #  2. MaxMessageSize: a larger post gets 552 5.3.4.
 #  3. PostingPolicy members: a non-member's post gets 550 5.7.1; members'
 #     posts are recrypted.
-#  4. PlaintextPolicy fanout: a plaintext post is delivered as it came.
+#  4. PlaintextPolicy fanout: a plaintext post is delivered as it came; a
+#     sealed post behind 17 KB of header is recrypted, and one with "!" in
+#     its data part gets 554 5.6.0 (never fanned out as plaintext).
 #  5. MaxFanout: over the cap, 552 5.5.3.
 #  6. FreshnessWindow/FutureSkew: a Date too old or too far ahead, 550 5.7.0.
 #  7. An epoch past its grace (rotation with --grace 0): 550 5.7.0 naming
@@ -108,6 +111,18 @@ sealed nonmember list.key list@example.org "Mallory <mallory@example.net>" "" ma
 sealed member list.key
 sealed member-from list.key
 plain fanout-plain
+sealed fanout-sealed list.key
+# Issue 13 item 8: 17 KB of header in front of a sealed post (the padded
+# replay: 0.2.0 looked at the first 16 KB only and fanned it out as
+# plaintext); and the same with "!" in its data part (malformed).
+python3 - <<'PY' || failed "writing the padded posts"
+src = open("fanout-sealed.eml", "rb").read()
+eol = b"\r\n" if b"\r\n" in src[:200] else b"\n"
+pad = b"".join(b"X-Pad-%d: " % i + b"p" * 1000 + eol for i in range(18))
+open("fanout-padded.eml", "wb").write(pad + src)
+i = src.index(b'filename="message.rcx"' + eol + eol) + len(b'filename="message.rcx"' + eol + eol)
+open("fanout-padded-bad.eml", "wb").write(pad + src[:i] + b"!" + src[i + 1:])
+PY
 sealed maxfanout list.key
 sealed fresh-now list.key
 sealed internal list.key
@@ -154,7 +169,7 @@ start() {
   if [ $# -gt 0 ] || [ ! -e "m-$name.conf" ]; then conf "$name" "$@"; fi
   MPORT=$(sed -n 's/^Socket inet:\([0-9]*\)@.*/\1/p' "m-$name.conf")
   inst=$name
-  "$RECRYPT_MILTER" -f -c "m-$name.conf" 2>"m-$name.log" &
+  "$RECRYPT_MILTER" -f -c "m-$name.conf" -u "$(id -un)" 2>"m-$name.log" &
   milter_pid=$!
   STARTED+=("$milter_pid")
   if ! wait_for listening "$MPORT"; then
@@ -206,7 +221,7 @@ stopped() {
 NPORT=$(free_port)
 printf 'Socket inet:%s@127.0.0.1\nDatabase %s\nSyslog no\nLogLevel info\n' "$NPORT" "$T/db" >n-good.conf
 rc=0
-"$RECRYPT_MILTER" -n -c n-good.conf >n-good.out 2>n-good.err || rc=$?
+"$RECRYPT_MILTER" -n -c n-good.conf -u "$(id -un)" >n-good.out 2>n-good.err || rc=$?
 if [ "$rc" -eq 0 ] && grep -q 'usable' n-good.out; then
   pass "-n good configuration: exit 0, says it is usable"
 else
@@ -218,7 +233,7 @@ grep -q 'warning: no ReceiptDomain' n-good.out && pass "-n without ReceiptDomain
   failed "-n without ReceiptDomain: no warning: $(cat n-good.out)"
 { cat n-good.conf; echo "ReceiptDomain Receipt.Example.INVALID"; } >n-receipt.conf
 rc=0
-"$RECRYPT_MILTER" -n -c n-receipt.conf >n-receipt.out 2>n-receipt.err || rc=$?
+"$RECRYPT_MILTER" -n -c n-receipt.conf -u "$(id -un)" >n-receipt.out 2>n-receipt.err || rc=$?
 [ "$rc" -eq 0 ] && grep -q 'delivery receipts to @receipt.example.invalid' n-receipt.out &&
   ! grep -q 'warning' n-receipt.out && pass "-n with ReceiptDomain: exit 0, names the receipt domain (lower case)" ||
   failed "-n with ReceiptDomain: exit $rc: $(cat n-receipt.out n-receipt.err | head -c 300)"
@@ -239,6 +254,8 @@ printf 'Database %s\nSyslog no\n' "$T/db" >n-nosocket.conf
 { base; printf 'Database %s\nStatsInterval 8d\n' "$T/db"; } >n-statsbig.conf
 { base; printf 'Database %s\nFreshnessWindow 3651d\n' "$T/db"; } >n-freshbig.conf
 { base; printf 'Database %s\nFutureSkew 99999999999999999d\n' "$T/db"; } >n-skewbig.conf
+{ base; printf 'Database %s\nFutureSkew 3601\n' "$T/db"; } >n-skew3601.conf
+{ base; printf 'Database %s\nFutureSkew 2h\n' "$T/db"; } >n-skew2h.conf
 { base; printf 'Database %s\nReceiptDomain nodots\n' "$T/db"; } >n-rcptnodot.conf
 { base; printf 'Database %s\nReceiptDomain a..invalid\n' "$T/db"; } >n-rcptdots.conf
 { base; printf 'Database %s\nReceiptDomain r@x.invalid\n' "$T/db"; } >n-rcptat.conf
@@ -273,7 +290,11 @@ nflag statsneg 'n-statsneg\.conf:4: StatsInterval: .*StatsInterval' "StatsInterv
 nflag statsabc 'n-statsabc\.conf:4: StatsInterval: .*StatsInterval' "StatsInterval abc"
 nflag statsbig 'n-statsbig\.conf:4: StatsInterval: .*7d' "StatsInterval 8d (over 7d)"
 nflag freshbig 'n-freshbig\.conf:4: FreshnessWindow: .*3650d' "FreshnessWindow 3651d (over 3650d)"
-nflag skewbig 'n-skewbig\.conf:4: FutureSkew: .*3650d' "FutureSkew beyond 64 bits"
+nflag skewbig 'n-skewbig\.conf:4: FutureSkew: .*at most 1h' "FutureSkew beyond 64 bits"
+# Issue 13 item 1: "FutureSkew capped at one hour" (the replay cache keeps
+# a post until max(first attempt, Date) + FreshnessWindow).
+nflag skew3601 'n-skew3601\.conf:4: FutureSkew: .*at most 1h \(3600 seconds\)' "FutureSkew 3601 (over 1h)"
+nflag skew2h 'n-skew2h\.conf:4: FutureSkew: .*at most 1h' "FutureSkew 2h (over 1h)"
 nflag rcptnodot 'n-rcptnodot\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain without a dot"
 nflag rcptdots 'n-rcptdots\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an empty label"
 nflag rcptat 'n-rcptat\.conf:4: ReceiptDomain: .*domain name' "ReceiptDomain with an @"
@@ -284,11 +305,32 @@ nflag fanunix 'n-fanunix\.conf:4: FanoutRelay: .*unix:/path' "FanoutRelay unix: 
 nflag fanthreads 'n-fanthreads\.conf:4: FanoutThreads: .*64' "FanoutThreads 65"
 nflag fanconns 'n-fanconns\.conf:4: FanoutConnections: .*1 to 32' "FanoutConnections 0"
 nflag fansame 'n-fansame\.conf: FanoutDomain and ReceiptDomain must differ' "FanoutDomain equal to ReceiptDomain"
+# Issue 13 item 5: "It refuses to run as root without UserID, unless -u
+# root is given explicitly, and says so" (one line, exit 78), as -n and as
+# a start; nothing listens afterwards. (Every other start in this file
+# gives -u "$(id -un)".)
+if [ "$(id -u)" -eq 0 ]; then
+  for mode in -n -f; do
+    rc=0
+    timeout 10 "$RECRYPT_MILTER" $mode -c n-good.conf >n-root.out 2>n-root.err || rc=$?
+    if [ "$rc" -eq 78 ] && [ "$(wc -l <n-root.err)" -eq 1 ] &&
+      grep -q 'refusing to run as root without UserID: set UserID .* or give -u root to run as root on purpose' n-root.err; then
+      pass "as root without UserID, $mode: exit 78, $(sed 's/^[^ ]* //' n-root.err | cut -c1-80)"
+    else
+      failed "as root without UserID, $mode: exit $rc (124: still running): $(cat n-root.out n-root.err | head -c 300)"
+    fi
+    listening "$NPORT" && failed "as root without UserID, $mode: something listens on its port afterwards"
+  done
+  rc=0
+  "$RECRYPT_MILTER" -n -c n-good.conf -u root >n-root.out 2>n-root.err || rc=$?
+  [ "$rc" -eq 0 ] && pass "as root with -u root: -n exit 0" || failed "-n -u root: exit $rc: $(head -c 300 n-root.err)"
+fi
+
 # With split delivery, -n says where posts and copies go and does not warn
 # about receipts (the fan-out marks split posts delivered).
 { cat n-good.conf; printf 'FanoutDomain Fanout.Example.INVALID\nFanoutRelay [::1]:10026\n'; } >n-split.conf
 rc=0
-"$RECRYPT_MILTER" -n -c n-split.conf >n-split.out 2>n-split.err || rc=$?
+"$RECRYPT_MILTER" -n -c n-split.conf -u "$(id -un)" >n-split.out 2>n-split.err || rc=$?
 [ "$rc" -eq 0 ] && grep -q 'split delivery: checked posts go to @fanout.example.invalid.*\[::1\]:10026' n-split.out &&
   ! grep -q 'warning' n-split.out && pass "-n with FanoutDomain: exit 0, names the fan-out domain and relay, no receipt warning" ||
   failed "-n with FanoutDomain: exit $rc: $(cat n-split.out n-split.err | head -c 300)"
@@ -347,6 +389,10 @@ fi
 # ==== 4. PlaintextPolicy fanout ====
 if start fanout "PlaintextPolicy fanout"; then
   run fanout MT_POST=fanout-plain.txt MT_EXPECT=fanout
+  # "A post that carries the control part of a sealed post is never
+  # treated as plaintext, under any policy."
+  run fanout-padded MT_POST=fanout-padded.eml MT_EXPECT=recrypted MT_STANZAS=3
+  run fanout-padded-bad MT_POST=fanout-padded-bad.eml MT_EXPECT="554 5.6.0" MT_TEXT="not base64"
   stopped fanout
 fi
 
@@ -377,7 +423,7 @@ fi
 # ==== 8. Stale and live unix sockets ====
 SOCK=$T/m.sock
 printf 'Socket unix:%s\nDatabase %s\nSyslog no\nLogLevel info\n' "$SOCK" "$T/db" >m-sock.conf
-"$RECRYPT_MILTER" -f -c m-sock.conf 2>m-sock1.log &
+"$RECRYPT_MILTER" -f -c m-sock.conf -u "$(id -un)" 2>m-sock1.log &
 p1=$!
 STARTED+=("$p1")
 if wait_for unix_listening "$SOCK"; then
@@ -388,7 +434,7 @@ if wait_for unix_listening "$SOCK"; then
   wait "$p1" 2>/dev/null || true
   if [ -S "$SOCK" ] && ! unix_listening "$SOCK"; then
     pass "unix socket: kill -9 leaves a stale socket file"
-    "$RECRYPT_MILTER" -f -c m-sock.conf 2>m-sock2.log &
+    "$RECRYPT_MILTER" -f -c m-sock.conf -u "$(id -un)" 2>m-sock2.log &
     p2=$!
     STARTED+=("$p2")
     if wait_for unix_listening "$SOCK" && kill -0 "$p2" 2>/dev/null; then
@@ -397,7 +443,7 @@ if wait_for unix_listening "$SOCK"; then
       else failed "stale socket: not logged: $(head -n 5 m-sock2.log | tr '\n' ' ')"; fi
       # A second milter on the live socket must not steal it.
       rc=0
-      timeout 10 "$RECRYPT_MILTER" -f -c m-sock.conf 2>m-sock3.log || rc=$?
+      timeout 10 "$RECRYPT_MILTER" -f -c m-sock.conf -u "$(id -un)" 2>m-sock3.log || rc=$?
       if [ "$rc" -eq 75 ] && grep -q 'another milter is listening' m-sock3.log; then
         pass "live socket: a second milter exits 75, 'another milter is listening'"
       else
@@ -589,7 +635,7 @@ fi
 # locks on lock.mdb (LMDB's sign that a process uses the store).
 conf bg "PidFile $T/bg.pid"
 rc=0
-"$RECRYPT_MILTER" -c m-bg.conf 2>m-bg.err || rc=$?
+"$RECRYPT_MILTER" -c m-bg.conf -u "$(id -un)" 2>m-bg.err || rc=$?
 if [ "$rc" -eq 0 ] && wait_for test -s "$T/bg.pid" && wait_for listening "$MPORT"; then
   bpid=$(cat "$T/bg.pid")
   STARTED+=("$bpid")

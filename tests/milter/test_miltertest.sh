@@ -56,6 +56,8 @@ sealed other two.key
 sealed version list.key
 sed 's/^Version: 1$/Version: 2/' version.eml >garbled.eml
 cmp -s version.eml garbled.eml && failed "garbled post: no 'Version: 1' line to change"
+sealed structure list.key
+python3 "$HERE/make_structure.py" structure.eml || failed "make_structure.py"
 
 # ---- the milter, behind the relay ----
 mkdir -p spool out
@@ -68,7 +70,7 @@ LogLevel debug
 TemporaryDirectory $T/spool
 ReceiptDomain receipt.example.net
 CONF
-"$RECRYPT_MILTER" -f -c milter.conf 2>milter.log &
+"$RECRYPT_MILTER" -f -c milter.conf -u "$(id -un)" 2>milter.log &
 milter_pid=$!
 STARTED+=("$milter_pid")
 wait_for listening "$MPORT" || { failed "the milter does not listen: $(cat milter.log)"; echo "$passes passed, $fails failed"; exit 1; }
@@ -117,6 +119,7 @@ run plaintext          # 7
 run replay             # 8
 run other_list         # 9
 run version            # 10
+run structure          # 11
 
 # The recrypted post opens for exactly alice's and bob's devices.
 if [ -s out/recrypt-1.eml ]; then

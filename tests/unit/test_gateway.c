@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 
 #include "store.h"
 #include "test_util.h"
@@ -23,6 +24,7 @@
 
 #define WINDOW (7 * 86400ull)
 #define SKEW 3600ull
+#define RC_MAX_PAD_TEST (1024 * 1024 + 1)
 
 static const uint8_t MARK_SECRET[32] = {7, 7, 7};
 
@@ -509,6 +511,411 @@ static void test_verdict_text_is_one_clean_line(void **state)
     assert_int_equal(v.n_lines, 1);
 }
 
+
+/* ---------------------------------------------------------------- issue 13 */
+
+/* raw with the first occurrence of from replaced by to (a new buffer). */
+static mbuf edited(const mbuf *raw, const char *from, const char *to)
+{
+    mbuf out = {0};
+    uint8_t *at = memmem(raw->p, raw->len, from, strlen(from));
+    if (!at)
+        fail_msg("the post lacks \"%s\"", from);
+    size_t pre = (size_t)(at - raw->p);
+    if (pre) /* (sink_mem: no memcpy of 0 bytes to a NULL buffer) */
+        assert_int_equal(sink_mem(&out, raw->p, pre), 0);
+    if (*to)
+        assert_int_equal(sink_mem(&out, (const uint8_t *)to, strlen(to)), 0);
+    assert_int_equal(sink_mem(&out, at + strlen(from), raw->len - pre - strlen(from)), 0);
+    return out;
+}
+
+/* A sealed post of alice, dated date, as text (CRLF). */
+static mbuf sealed_raw(uint64_t date)
+{
+    mbuf raw = {0};
+    close(sealed_post(&W.st1, date, "alice@example.org", &raw));
+    return raw;
+}
+
+/* The gateway's verdict on text under policy (the post's own time: DATE). */
+static void decide_text(run *r, const mbuf *m, int policy, uint64_t now)
+{
+    int fd = tmp_with(m->p, m->len);
+    gw_post p = post_for(fd, now);
+    p.plaintext_policy = policy;
+    decide(r, &p);
+    close(fd);
+}
+
+/* Refused as a malformed sealed post (554 5.6.0) saying what, under both
+ * plaintext policies: never taken for plaintext. */
+static void refused_as_sealed(run *r, const mbuf *m, const char *what)
+{
+    const int policies[] = {PLAINTEXT_REJECT, PLAINTEXT_FANOUT};
+    for (int i = 0; i < 2; i++) {
+        decide_text(r, m, policies[i], DATE + 60);
+        verdict_is(&r->v, GW_REJECT, "554", "5.6.0", what);
+        assert_int_equal(r->v.plaintext, 0);
+        done(r);
+    }
+}
+
+/* Issue 13 item 1: "keep E until Date + window" (FORMAT.md §9.7: a row is
+ * kept until max(first attempt, Date) + FreshnessWindow). A post dated
+ * 50 minutes ahead is delivered, then replayed 20 minutes after arrival +
+ * window, when it is still fresh: the cache still knows it (0.2.0 had
+ * forgotten it at arrival + window and delivered it again). */
+static void test_future_dated_replay(void **state)
+{
+    run *r = *state;
+    rc_error err;
+    const uint64_t arrival = DATE - 50 * 60;
+    int fd = sealed_post(&W.st1, DATE, "alice@example.org", NULL);
+    gw_post p = post_for(fd, arrival);
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON); /* 50 minutes ahead: within FutureSkew */
+    gw_replay rp;
+    gw_verdict v;
+    assert_int_equal(gateway_replay(r->st, r->mail, arrival, WINDOW, &rp, &v), 0);
+    assert_int_equal(rp.state, RC_POST_NEW);
+    uint8_t E_out[32];
+    int was = 0;
+    assert_int_equal(rc_store_delivered_confirm(r->st, rc_mail_envelope(r->mail)->E, 32, any_E,
+                                                NULL, E_out, &was, &err),
+                     RC_OK);
+    done(r);
+    /* The replay: fresh (Date + window is still ahead), so the checks pass,
+     * and the replay cache says delivered: discarded, not delivered again. */
+    p.now = arrival + WINDOW + 20 * 60;
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_int_equal(gateway_replay(r->st, r->mail, p.now, WINDOW, &rp, &v), 0);
+    assert_int_equal(v.action, GW_GO_ON);
+    assert_int_equal(rp.state, RC_POST_DELIVERED);
+    done(r);
+    /* The last second of its freshness: still known. One later: stale. */
+    p.now = DATE + WINDOW;
+    decide(r, &p);
+    assert_int_equal(gateway_replay(r->st, r->mail, p.now, WINDOW, &rp, &v), 0);
+    assert_int_equal(rp.state, RC_POST_DELIVERED);
+    done(r);
+    p.now = DATE + WINDOW + 1;
+    decide(r, &p);
+    verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "older than the freshness window");
+    done(r);
+    close(fd);
+}
+
+/* Issue 13 item 8: "Whether a post is sealed must be decided on the parsed
+ * header, whatever its size." A sealed post whose visible header holds a
+ * Cc of 64 KiB goes on, under either policy. */
+static void test_large_header_sealed(void **state)
+{
+    run *r = *state;
+    rc_error err;
+    size_t cap = 70 * 1024;
+    char *msg = malloc(cap + 1024), when[64];
+    assert_non_null(msg);
+    rfc5322_date(when, sizeof when, DATE);
+    size_t o = (size_t)snprintf(msg, cap, "From: alice@example.org\r\nTo: " LIST "\r\nCc: ");
+    for (int i = 0; o < 65 * 1024; i++)
+        o += (size_t)snprintf(msg + o, cap - o, "%sreader%04d@example.net", i ? ",\r\n " : "", i);
+    o += (size_t)snprintf(msg + o, cap + 1024 - o,
+                          "\r\nSubject: big\r\nDate: %s\r\nMessage-ID: <big@example.org>\r\n\r\n"
+                          "body\r\n",
+                          when);
+    int in = tmp_with(msg, o);
+    free(msg);
+    mbuf raw = {0};
+    assert_int_equal(rc_mail_seal(in, &W.st1, NULL, NULL, DATE, sink_mem, &raw, &err), RC_OK);
+    close(in);
+    /* The protocol lies beyond the first 64 KiB of the outer message. */
+    uint8_t *ct = memmem(raw.p, raw.len, RC_MIME_PROTOCOL, strlen(RC_MIME_PROTOCOL));
+    assert_non_null(ct);
+    assert_true(ct - raw.p > 65536);
+    const int policies[] = {PLAINTEXT_REJECT, PLAINTEXT_FANOUT};
+    for (int i = 0; i < 2; i++) {
+        decide_text(r, &raw, policies[i], DATE + 60);
+        assert_int_equal(r->v.action, GW_GO_ON);
+        assert_int_equal(r->v.plaintext, 0);
+        assert_non_null(r->mail);
+        done(r);
+    }
+    mbuf_free(&raw);
+}
+
+/* Issue 13 item 8: "A post that carries the control part of a sealed post
+ * is never treated as plaintext, under any policy." The padded replay: a
+ * 17 KB header field put in front of a delivered post, resent. Checked as
+ * a sealed post under both policies: the replay cache says delivered (the
+ * milter discards it). With more than 1 MiB of padding the header cannot
+ * be read: refused saying so, never "accepts only encrypted posts". */
+static void test_padded_replay(void **state)
+{
+    run *r = *state;
+    rc_error err;
+    mbuf raw = sealed_raw(DATE);
+    decide_text(r, &raw, PLAINTEXT_REJECT, DATE + 60);
+    gw_replay rp;
+    gw_verdict v;
+    assert_int_equal(gateway_replay(r->st, r->mail, DATE + 60, WINDOW, &rp, &v), 0);
+    assert_int_equal(rp.state, RC_POST_NEW);
+    uint8_t E_out[32];
+    int was = 0;
+    assert_int_equal(rc_store_delivered_confirm(r->st, rc_mail_envelope(r->mail)->E, 32, any_E,
+                                                NULL, E_out, &was, &err),
+                     RC_OK);
+    done(r);
+    for (int big = 0; big < 2; big++) {
+        size_t pad = big ? RC_MAX_PAD_TEST : 17 * 1024;
+        mbuf m = {0};
+        char *field = malloc(pad + 16);
+        assert_non_null(field);
+        memcpy(field, "X-Pad: ", 7);
+        memset(field + 7, 'a', pad);
+        memcpy(field + 7 + pad, "\r\n", 3);
+        assert_int_equal(sink_mem(&m, (uint8_t *)field, strlen(field)), 0);
+        assert_int_equal(sink_mem(&m, raw.p, raw.len), 0);
+        free(field);
+        const int policies[] = {PLAINTEXT_REJECT, PLAINTEXT_FANOUT};
+        for (int i = 0; i < 2; i++) {
+            decide_text(r, &m, policies[i], DATE + 120);
+            assert_int_equal(r->v.plaintext, 0);
+            if (big) {
+                verdict_is(&r->v, GW_REJECT, "554", "5.6.0", "header is larger than");
+            } else {
+                assert_int_equal(r->v.action, GW_GO_ON);
+                assert_int_equal(gateway_replay(r->st, r->mail, DATE + 120, WINDOW, &rp, &v), 0);
+                assert_int_equal(rp.state, RC_POST_DELIVERED);
+            }
+            done(r);
+        }
+        mbuf_free(&m);
+    }
+    mbuf_free(&raw);
+}
+
+/* A control part anywhere (here inside a multipart/mixed "plaintext"
+ * post): checked as sealed, refused with what is wrong, never fanned out. */
+static void test_control_part_anywhere(void **state)
+{
+    run *r = *state;
+    static const char text[] =
+        "From: alice@example.org\r\nTo: " LIST "\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+        "hello\r\n--b\r\nContent-Type: Application/Vnd.Recrypt.Control\r\n\r\nVersion: 1\r\n"
+        "--b--\r\n";
+    mbuf m = {0};
+    assert_int_equal(sink_mem(&m, (const uint8_t *)text, sizeof text - 1), 0);
+    refused_as_sealed(r, &m, "it carries application/vnd.recrypt.control");
+    mbuf_free(&m);
+    /* The type across the gateway's 64 KiB read blocks, at each offset
+     * around the boundary: found every time. */
+    for (size_t at = 65536 - 33; at <= 65536 + 1; at += 3) {
+        mbuf b = {0};
+        static const char head[] = "From: alice@example.org\r\nX-Fill: ";
+        assert_int_equal(sink_mem(&b, (const uint8_t *)head, sizeof head - 1), 0);
+        while (b.len < at - 16)
+            assert_int_equal(sink_mem(&b, (const uint8_t *)"f", 1), 0);
+        static const char ct[] = "\r\nContent-Type: application/vnd.recrypt.control\r\n\r\nx\r\n";
+        assert_int_equal(sink_mem(&b, (const uint8_t *)ct, sizeof ct - 1), 0);
+        uint8_t *t = memmem(b.p, b.len, RC_MIME_PROTOCOL, strlen(RC_MIME_PROTOCOL));
+        assert_int_equal((size_t)(t - b.p), at);
+        decide_text(r, &b, PLAINTEXT_FANOUT, DATE + 60);
+        assert_int_equal(r->v.plaintext, 0);
+        verdict_is(&r->v, GW_REJECT, "554", "5.6.0", "checked as a sealed post");
+        done(r);
+        mbuf_free(&b);
+    }
+}
+
+/* Issue 13 item 7: the structural checks, each a 554 5.6.0 that says what
+ * is wrong (the grammar of FORMAT.md §9.3, in rc_mail_parse). */
+static void test_structural(void **state)
+{
+    run *r = *state;
+    mbuf raw = sealed_raw(DATE);
+    static const struct {
+        const char *from, *to, *what;
+    } cases[] = {
+        /* "exactly one of each outer field the format relies on" */
+        {"MIME-Version: 1.0\r\n", "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n",
+         "2 Content-Type fields"},
+        {"MIME-Version: 1.0\r\n", "MIME-Version: 1.0\r\nMIME-Version: 1.0\r\n",
+         "2 MIME-Version fields"},
+        {"Subject: ", "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nSubject: ", "2 Date fields"},
+        {"Subject: ", "Message-ID: <a@b>\r\nSubject: ", "2 Message-ID fields"},
+        {"Subject: ", "From: bob@example.org\r\nSubject: ", "2 From fields"},
+        {"From: alice@example.org\r\n", "", "0 From fields"},
+        /* "no NUL byte and no bare 8-bit byte in the outer header" */
+        {"Subject: [recrypt]", "Subject: [rec\0ypt]", "field Subject holds a NUL byte"},
+        {"Subject: [recrypt]", "Subject: [rec\xc3\xa9ypt]", "8-bit byte (0xC3)"},
+        /* "a leading mbox From line: the reader and the gateway refuse it" */
+        {"From: alice", "From alice@example.org Tue Nov 14 22:13:20 2023\r\nFrom: alice",
+         "mbox 'From ' line"},
+        /* "the Message-ID: <x@y and junk <a@b> are refused, not repaired" */
+        {"Message-ID: <gw.", "Message-ID: junk <gw.", "malformed Message-ID"},
+        {"@example.org>\r\nSubject", "@example.org\r\nSubject", "does not end with '>'"},
+        /* "the Date grammar" */
+        {"+0000\r\nMessage-ID", "EST\r\nMessage-ID", "zone is not +hhmm"},
+        /* "strict base64 in the data part" */
+        {"Content-Disposition: inline; filename=\"message.rcx\"\r\n\r\n",
+         "Content-Disposition: inline; filename=\"message.rcx\"\r\n\r\n!", "not base64 (0x21"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mbuf m = edited(&raw, cases[i].from, cases[i].to);
+        if (strchr(cases[i].to, '\0') && strstr(cases[i].what, "NUL")) {
+            /* The NUL case: "[rec\0ypt]" is cut at the NUL by strlen; put it back. */
+            mbuf_free(&m);
+            m = edited(&raw, "Subject: [recrypt]", "Subject: [recXypt]");
+            uint8_t *x = memmem(m.p, m.len, "[recXypt]", 9);
+            assert_non_null(x);
+            x[4] = '\0';
+        }
+        print_message("case %zu: %s\n", i, cases[i].what);
+        refused_as_sealed(r, &m, cases[i].what);
+        mbuf_free(&m);
+    }
+    mbuf_free(&raw);
+}
+
+/* Issue 14: a sealed post with a huge Message-ID was answered "this list
+ * accepts only encrypted posts". The reply names the real problem: a
+ * Message-ID over 984 octets (FORMAT.md §9.3), or, past 1 MiB, a header
+ * too large; under either policy. */
+static void test_oversized_message_id(void **state)
+{
+    run *r = *state;
+    mbuf raw = sealed_raw(DATE);
+    const size_t sizes[] = {2000, 1100 * 1024};
+    for (size_t i = 0; i < 2; i++) {
+        char *to = malloc(sizes[i] + 32);
+        assert_non_null(to);
+        strcpy(to, "Message-ID: <");
+        memset(to + 13, 'x', sizes[i]);
+        strcpy(to + 13 + sizes[i], "gw.");
+        mbuf m = edited(&raw, "Message-ID: <gw.", to);
+        free(to);
+        refused_as_sealed(r, &m, i == 0 ? "octets long, more than 984" : "header is larger than");
+        assert_null(strstr(r->v.line[0], "only encrypted"));
+        mbuf_free(&m);
+    }
+    mbuf_free(&raw);
+}
+
+/* The post with its data part's text replaced by data. */
+static mbuf with_data(const mbuf *raw, const char *data)
+{
+    static const char start[] = "filename=\"message.rcx\"\r\n\r\n";
+    uint8_t *a = memmem(raw->p, raw->len, start, strlen(start));
+    assert_non_null(a);
+    a += strlen(start);
+    uint8_t *b = memmem(a, raw->len - (size_t)(a - raw->p), "\r\n--=_recrypt_", 14);
+    assert_non_null(b);
+    mbuf out = {0};
+    assert_int_equal(sink_mem(&out, raw->p, (size_t)(a - raw->p)), 0);
+    if (*data)
+        assert_int_equal(sink_mem(&out, (const uint8_t *)data, strlen(data)), 0);
+    assert_int_equal(sink_mem(&out, b, raw->len - (size_t)(b - raw->p)), 0);
+    return out;
+}
+
+/* n bytes in base64 as the writer writes it: lines of 76, CRLF between. */
+static char *b64_lines(size_t n)
+{
+    uint8_t *bin = calloc(1, n + 1);
+    char *out = malloc(n / 57 * 78 + 200), line[80];
+    assert_non_null(bin);
+    assert_non_null(out);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 57) {
+        sodium_bin2base64(line, sizeof line, bin + i, n - i < 57 ? n - i : 57,
+                          sodium_base64_VARIANT_ORIGINAL);
+        o += (size_t)sprintf(out + o, "%s%s", i ? "\r\n" : "", line);
+    }
+    out[o] = '\0';
+    free(bin);
+    return out;
+}
+
+/* Issue 13 item 7: the data part, strict base64 (FORMAT.md §9.3
+ * data-part) whose decoded length fits the chunk framing of §7.5 (24-byte
+ * header, full chunks of 65536+17, a last chunk of 1+17..65536+17). The
+ * gateway cannot authenticate the data, so a length that fits goes on. */
+static void test_data_part(void **state)
+{
+    run *r = *state;
+    mbuf raw = sealed_raw(DATE);
+    static const struct {
+        size_t len;
+        int ok;
+    } lens[] = {{0, 0},          {41, 0},         {42, 1}, {24 + 65553, 1},
+                {24 + 65553 + 17, 0}, {24 + 65553 + 18, 1}};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        char *d = b64_lines(lens[i].len);
+        mbuf m = with_data(&raw, d);
+        free(d);
+        print_message("data of %zu bytes: %s\n", lens[i].len, lens[i].ok ? "goes on" : "refused");
+        if (lens[i].ok) {
+            decide_text(r, &m, PLAINTEXT_FANOUT, DATE + 60);
+            assert_int_equal(r->v.action, GW_GO_ON);
+            done(r);
+        } else {
+            refused_as_sealed(r, &m, lens[i].len ? "which is no sealed stream" : "data part is empty");
+        }
+        mbuf_free(&m);
+    }
+    static const struct {
+        const char *data, *what;
+    } bad[] = {
+        /* "no `!`, no data after padding" */
+        {"AAAAAAAA!AAA", "not base64 (0x21"},
+        {"AAAAAAAAAAA=\r\nAAAA", "data after its '=' padding"},
+        {"AAAAAAAAAA==AAAA", "data after its '=' padding"},
+        {"AAAAAAAAA===", "padding that is not at the end"},
+        {"AAAAAAAAAR==", "pad bits that are not zero"},
+        {"AAAAAAAAAAB=", "pad bits that are not zero"},
+        {"AAAAAAAAAAA", "not a multiple of 4"},
+        {"AAAAAAAAAAA\r\nA", "not a multiple of 4"},
+        {"AAAA\r\n\r\nAAAA", "empty line"},
+        {"AAAA\rAAAA", "CR without LF"},
+        {"AAAA-AAA", "not base64 (0x2D"},
+        {"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+         "longer than 76"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        mbuf m = with_data(&raw, bad[i].data);
+        print_message("data \"%s\": %s\n", bad[i].data, bad[i].what);
+        refused_as_sealed(r, &m, bad[i].what);
+        mbuf_free(&m);
+    }
+    /* Cut short anywhere after its Content-Type (in the header, the
+     * control part or the data part): refused, never plaintext. */
+    uint8_t *ct = memmem(raw.p, raw.len, RC_MIME_PROTOCOL, strlen(RC_MIME_PROTOCOL));
+    assert_non_null(ct);
+    size_t from = (size_t)(ct - raw.p) + strlen(RC_MIME_PROTOCOL), cuts = 0;
+    for (size_t at = from; at < raw.len - 4; at += (raw.len - from) / 29 + 1, cuts++) {
+        mbuf m = {0};
+        assert_int_equal(sink_mem(&m, raw.p, at), 0);
+        const int policies[] = {PLAINTEXT_REJECT, PLAINTEXT_FANOUT};
+        for (int k = 0; k < 2; k++) {
+            decide_text(r, &m, policies[k], DATE + 60);
+            if (r->v.action != GW_REJECT || strcmp(r->v.code, "554") || r->v.plaintext)
+                fail_msg("cut at %zu of %zu: action %d %s %s \"%s\"", at, raw.len, r->v.action,
+                         r->v.code, r->v.xcode, r->v.line[0]);
+            done(r);
+        }
+        mbuf_free(&m);
+    }
+    assert_true(cuts >= 25);
+    /* The writer's own data (the post as sealed) goes on. */
+    decide_text(r, &raw, PLAINTEXT_REJECT, DATE + 60);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    done(r);
+    mbuf_free(&raw);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, world_of_alice, world_end)
@@ -517,6 +924,9 @@ int main(void)
         T(test_another_list),        T(test_epoch_not_in_store), T(test_date_window),
         T(test_proof_or_form),       T(test_processed_mark), T(test_members_only),
         T(test_check_parsed),        T(test_replay),         T(test_plan),
+        T(test_future_dated_replay), T(test_large_header_sealed), T(test_padded_replay),
+        T(test_control_part_anywhere), T(test_structural), T(test_data_part),
+        T(test_oversized_message_id),
         cmocka_unit_test(test_verdict_text_is_one_clean_line),
     };
     return cmocka_run_group_tests(tests, world_setup, world_teardown);

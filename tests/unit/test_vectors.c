@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "internal.h"
+#include "header.h"
 
 /* ---- fixed inputs (FORMAT.md "Test vectors: inputs") ---- */
 
@@ -1255,6 +1256,301 @@ static void test_mime_seal_from_is_signer(void **state)
     free(opened.p);
 }
 
+
+/* ---- issue 13: the outer grammar of FORMAT.md §9.3 (and §11.7) ---- */
+
+/* FORMAT.md §9.3: "date-value = *WSP [ day-name "," *WSP ] day 1*WSP month
+ * 1*WSP year 1*WSP hour ":" minute [ ":" second ] 1*WSP zone [ 1*WSP
+ * comment ] *WSP"; "A day name, when present, must be the weekday of the
+ * date"; "Not accepted: two-digit years, alphabetic zones other than UT
+ * and GMT". -1: refused. */
+static void test_grammar_date(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v;
+        long long t;
+    } cases[] = {
+        {"Tue, 14 Nov 2023 22:13:20 +0000", 1700000000},
+        {"14 Nov 2023 22:13:20 +0000", 1700000000},
+        {"  tue,14 nov 2023 22:13:20 GMT  ", 1700000000},
+        {"Tue, 14 Nov 2023 22:13:20 UT", 1700000000},
+        {"Tue, 14 Nov 2023 23:43:20 +0130", 1700000000},
+        {"Tue, 14 Nov 2023 17:13:20 -0500 (EST)", 1700000000},
+        {"Tue, 14 Nov 2023 22:13 +0000", 1699999980},
+        {"Tue, 14 Nov 2023 22:13:60 +0000", 1700000040},
+        {"Thu, 29 Feb 2024 00:00:00 +0000", 1709164800},
+        {"Thu, 1 Jan 1970 00:00:00 +0000", 0},
+        {"Wed, 14 Nov 2023 22:13:20 +0000", -1}, /* not the weekday of the date */
+        {"14 Nov 23 22:13:20 +0000", -1},         /* two-digit year */
+        {"14 Nov 2023 22:13:20 EST", -1},         /* alphabetic zone */
+        {"14 Nov 2023 22:13:20 Z", -1},
+        {"14 Nov 2023 22:13:20", -1},             /* no zone */
+        {"31 Nov 2023 22:13:20 +0000", -1},       /* no such day */
+        {"29 Feb 2023 22:13:20 +0000", -1},
+        {"14 Nov 2023 24:00:00 +0000", -1},
+        {"14 Nov 2023 22:13:20 +2400", -1},
+        {"14 Nov 2023 22:13:20 +0000 junk", -1},
+        {"14 Nov 2023 22:13:20 +0000 (a (nested) one)", -1},
+        {"Tue 14 Nov 2023 22:13:20 +0000", -1},   /* day name without comma */
+        {"14 November 2023 22:13:20 +0000", -1},
+        {"Thu, 1 Jan 1970 00:00:00 +0100", -1},   /* before 1970 */
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint64_t t = 0;
+        rc_error err;
+        int rc = rc_date_parse(cases[i].v, &t, &err);
+        if (cases[i].t < 0) {
+            if (rc != RC_E_FORMAT)
+                fail_msg("Date \"%s\" accepted as %llu", cases[i].v, (unsigned long long)t);
+            assert_true(strncmp(err.msg, "the Date", 8) == 0);
+        } else {
+            if (rc != 0)
+                fail_msg("Date \"%s\" refused: %s", cases[i].v, err.msg);
+            assert_int_equal(t, (uint64_t)cases[i].t);
+        }
+    }
+}
+
+/* FORMAT.md §7.3, §9.3: "A field outside that grammar is refused, never
+ * repaired: <x@y (no >) and junk <a@b> (text before the <) are
+ * RC_E_FORMAT"; the value is id-left "@" id-right, at most 984 octets. */
+static void test_grammar_msgid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v, *id; /* id NULL: refused */
+    } cases[] = {
+        {"<vector-1@example.org>", "vector-1@example.org"},
+        {"  <a.b+c@d.e>\t", "a.b+c@d.e"},
+        {"<x@[192.0.2.1]>", "x@[192.0.2.1]"},
+        {"<!#$%&'*+-/=?^_`{|}~@x>", "!#$%&'*+-/=?^_`{|}~@x"},
+        {"<x@y", NULL},
+        {"junk <a@b>", NULL},
+        {"<a@b> junk", NULL},
+        {"<a@b> (comment)", NULL},
+        {"a@b", NULL},
+        {"<a@b@c>", NULL},
+        {"<a..b@c>", NULL},
+        {"<.a@c>", NULL},
+        {"<a.@c>", NULL},
+        {"<\"q\"@b>", NULL},
+        {"<a @b>", NULL},
+        {"<@b>", NULL},
+        {"<a@>", NULL},
+        {"<a@[x[y]>", NULL},
+        {"<a@[x>", NULL},
+        {"", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *id = NULL;
+        rc_error err;
+        int rc = rc_msgid_parse(cases[i].v, &id, &err);
+        if (!cases[i].id) {
+            if (rc != RC_E_FORMAT)
+                fail_msg("Message-ID \"%s\" accepted as \"%s\"", cases[i].v, id ? id : "");
+            assert_null(id);
+            assert_true(strncmp(err.msg, "the Message-ID", 14) == 0);
+        } else {
+            if (rc != 0)
+                fail_msg("Message-ID \"%s\" refused: %s", cases[i].v, err.msg);
+            assert_string_equal(id, cases[i].id);
+            free(id);
+        }
+    }
+    /* 984 octets between the brackets: the longest. */
+    char v[1100], *id = NULL;
+    memset(v, 'a', sizeof v);
+    v[0] = '<';
+    v[981] = '@';
+    v[985] = '>';
+    v[986] = '\0';
+    assert_int_equal(rc_msgid_parse(v, &id, NULL), 0);
+    assert_int_equal(strlen(id), 984);
+    free(id);
+    v[985] = 'a'; /* 985 octets */
+    v[986] = '>';
+    v[987] = '\0';
+    assert_int_equal(rc_msgid_parse(v, &id, NULL), RC_E_FORMAT);
+}
+
+/* The sealed post of §11.6 with edits; RC_E_FORMAT and a message with
+ * what, or 0 when what is NULL. */
+static void parse_edited(const char *sealed, const char *from, const char *to, const char *what)
+{
+    const char *at = strstr(sealed, from);
+    assert_non_null(at);
+    char *text = malloc(strlen(sealed) + strlen(to) + 1);
+    assert_non_null(text);
+    sprintf(text, "%.*s%s%s", (int)(at - sealed), sealed, to, at + strlen(from));
+    int fd = fd_with(text);
+    rc_mail *m = NULL;
+    rc_error err;
+    int rc = rc_mail_parse(&m, fd, &err);
+    close(fd);
+    free(text);
+    rc_mail_free(m);
+    if (!what) {
+        if (rc)
+            fail_msg("refused: %s", err.msg);
+        return;
+    }
+    if (rc != RC_E_FORMAT || !strstr(err.msg, what))
+        fail_msg("\"%s\" -> \"%s\": rc %d \"%s\", expected \"%s\"", from, to, rc,
+                 rc ? err.msg : "", what);
+}
+
+/* FORMAT.md §9.3, what readers refuse, on the sealed post of §11.6: "no
+ * mbox From line before the first field"; "exactly one Date, one
+ * Message-ID, one From, one Content-Type, one MIME-Version"; "every byte
+ * of every field 7-bit and not NUL"; the data-part grammar ("= only in
+ * the very last group", "No other byte (!, ...)", "An empty data part ...
+ * is refused"); "The closing boundary line must be there". */
+static void test_grammar_outer(void **state)
+{
+    (void)state;
+    buf_t out = {0};
+    int fd = fd_with(IN_MESSAGE);
+    rc_error err;
+    assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err), 0);
+    close(fd);
+    char *sealed = calloc(1, out.len + 1);
+    assert_non_null(sealed);
+    memcpy(sealed, out.p, out.len);
+    parse_edited(sealed, "From: Alice", "From: Alice", NULL);
+    parse_edited(sealed, "From: Alice", "From alice@example.org Tue Nov 14 22:13:20 2023\r\nFrom: Alice",
+                 "mbox 'From ' line");
+    parse_edited(sealed, "MIME-Version: 1.0\r\n",
+                 "MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; "
+                 "protocol=\"application/vnd.recrypt.control\"; boundary=x\r\n",
+                 "2 Content-Type fields");
+    parse_edited(sealed, "MIME-Version: 1.0", "MIME-Version: 1.1", "MIME-Version is not 1.0");
+    parse_edited(sealed, "Subject: [recrypt]", "Subject: [r\xe9" "crypt]", "8-bit byte (0xE9)");
+    parse_edited(sealed, "Message-ID: <vector-1@example.org>", "Message-ID: <vector-1@example.org",
+                 "malformed Message-ID");
+    parse_edited(sealed, "Message-ID: <vector-1@example.org>",
+                 "Message-ID: junk <vector-1@example.org>", "malformed Message-ID");
+    parse_edited(sealed, "+0000\r\nMessage-ID", "EST\r\nMessage-ID", "zone is not");
+    parse_edited(sealed, "protocol=\"application/vnd.recrypt.control\"",
+                 "protocol*0=\"application/vnd.\"; protocol*1=\"recrypt.control\"", "as such");
+    parse_edited(sealed, "filename=\"message.rcx\"\r\n\r\n", "filename=\"message.rcx\"\r\n\r\n!",
+                 "not base64 (0x21");
+    /* The closing boundary cut off: the message ends inside the data part. */
+    char closing[80];
+    const char *cl = strstr(sealed, "boundary=\"");
+    assert_non_null(cl);
+    snprintf(closing, sizeof closing, "\r\n--%.34s--\r\n", cl + 10);
+    parse_edited(sealed, closing, "\r\n", "no closing boundary line");
+    char after[120];
+    snprintf(after, sizeof after, "%sjunk\r\n", closing);
+    parse_edited(sealed, closing, after, "text after its closing boundary");
+    free(sealed);
+    free(out.p);
+}
+
+/* FORMAT.md §9.2: "Every line it writes ... ends with the line ending of
+ * the message's first header line: one line ending in the whole message."
+ * A CRLF post whose data part came with LF lines, and an LF post whose
+ * data part came with CRLF: the recrypted body has one line ending. */
+static void test_recrypted_line_endings(void **state)
+{
+    (void)state;
+    buf_t out = {0};
+    int fd = fd_with(IN_MESSAGE);
+    rc_error err;
+    assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err), 0);
+    close(fd);
+    for (int lf_header = 0; lf_header < 2; lf_header++) {
+        /* Rewrite: the header and parts in one ending, the data lines in the other. */
+        char *t = calloc(1, out.len * 2 + 1), *data = strstr((char *)out.p, "rcx\"\r\n\r\n");
+        assert_non_null(t);
+        assert_non_null(data);
+        data += 8;
+        char *data_end = strstr(data, "\r\n--=_recrypt_");
+        size_t o = 0;
+        for (char *p = (char *)out.p; p < (char *)out.p + out.len; p++) {
+            int in_data = p >= data && p < data_end;
+            int want_lf = in_data ? !lf_header : lf_header;
+            if (*p == '\r' && p[1] == '\n' && want_lf)
+                continue;
+            t[o++] = *p;
+        }
+        fd = fd_with(t);
+        rc_mail *m = NULL;
+        assert_int_equal(rc_mail_parse(&m, fd, &err), 0);
+        buf_t rec = {0};
+        assert_int_equal(rc_mail_write_recrypted_body(m, NULL, 0, 0, buf_sink, &rec, NULL, &err), 0);
+        size_t lf = 0, crlf = 0;
+        for (size_t i = 0; i < rec.len; i++)
+            if (rec.p[i] == '\n') {
+                if (i && rec.p[i - 1] == '\r')
+                    crlf++;
+                else
+                    lf++;
+            }
+        assert_true(lf + crlf > 10);
+        if (lf_header)
+            assert_int_equal(crlf, 0);
+        else
+            assert_int_equal(lf, 0);
+        rc_mail_free(m);
+        close(fd);
+        free(t);
+        free(rec.p);
+    }
+    free(out.p);
+}
+
+/* FORMAT.md §9.1: "exactly one From whose bytes are 7-bit (no NUL): the
+ * outer header shows it"; "so does a Sender, To, Cc, Reply-To, In-Reply-To
+ * or References field that holds an 8-bit byte or a NUL" (it stays
+ * inside only). */
+static void test_seal_outer_7bit(void **state)
+{
+    (void)state;
+    rc_error err;
+    buf_t out = {0};
+    char *msg = malloc(strlen(IN_MESSAGE) + 64);
+    assert_non_null(msg);
+    sprintf(msg, "Cc: J\xc3\xb6rg <joerg@example.org>\r\n%s", IN_MESSAGE);
+    int fd = fd_with(msg);
+    assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err), 0);
+    close(fd);
+    char *text = calloc(1, out.len + 1);
+    assert_non_null(text);
+    memcpy(text, out.p, out.len);
+    assert_null(strstr(text, "Cc:"));          /* inside only */
+    assert_non_null(strstr(text, "From: Alice")); /* the 7-bit From is outside */
+    fd = fd_with(text);
+    rc_mail *m = NULL;
+    assert_int_equal(rc_mail_parse(&m, fd, &err), 0); /* readers take it */
+    rc_mail_free(m);
+    close(fd);
+    free(text);
+    free(out.p);
+    out = (buf_t){0};
+    /* An 8-bit From, no From, two Froms: refused, nothing written. */
+    static const char *const froms[] = {"From: J\xc3\xb6rg <alice@example.org>\r\n", "",
+                                        "From: a@example.org\r\nFrom: b@example.org\r\n"};
+    static const char *const why[] = {"8-bit", "no From field", "more than one From"};
+    for (int i = 0; i < 3; i++) {
+        const char *rest = strstr(IN_MESSAGE, "\r\n") + 2; /* IN_MESSAGE less its From */
+        char *m2 = malloc(strlen(froms[i]) + strlen(rest) + 1);
+        assert_non_null(m2);
+        sprintf(m2, "%s%s", froms[i], rest);
+        fd = fd_with(m2);
+        assert_int_equal(rc_mail_seal(fd, &F.st, NULL, NULL, IN_DATE + 5, buf_sink, &out, &err),
+                         RC_E_FORMAT);
+        assert_non_null(strstr(err.msg, why[i]));
+        assert_int_equal(out.len, 0);
+        close(fd);
+        free(m2);
+    }
+    free(msg);
+    free(out.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1266,6 +1562,9 @@ int main(void)
         cmocka_unit_test(test_mime_sealed), cmocka_unit_test(test_mime_versions),
         cmocka_unit_test(test_mime_open),   cmocka_unit_test(test_mime_seal_shape),
         cmocka_unit_test(test_mime_seal_from_is_signer),
+        cmocka_unit_test(test_grammar_date),      cmocka_unit_test(test_grammar_msgid),
+        cmocka_unit_test(test_grammar_outer),     cmocka_unit_test(test_recrypted_line_endings),
+        cmocka_unit_test(test_seal_outer_7bit),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

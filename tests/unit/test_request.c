@@ -50,12 +50,13 @@ static void make_add_member(rc_request *req)
 {
     rc_req_device d;
     memset(req, 0, sizeof *req);
-    req->version = 1;
+    req->version = RC_REQUEST_VERSION;
     req->type = RC_REQ_ADD_MEMBER;
     memcpy(req->service_pk, F.svc.pub.pk, 32);
     strcpy(req->list, F.ls.address);
     req->counter = 7;
     req->created_at = 1700000000;
+    req->not_after = 1700000000 + RC_REQUEST_DEFAULT_LIFETIME;
     strcpy(req->member, "alice@example.org");
     req->privilege = RC_PRIV_RECRYPT;
     for (int i = 0; i < 2; i++) {
@@ -137,10 +138,17 @@ static void test_refusals(void **state)
     /* Truncation anywhere. */
     for (size_t cut = 0; cut < len; cut += 13)
         assert_int_not_equal(rc_request_decode(&out, enc, cut, &err), 0);
-    /* Unknown version and type. */
-    enc[0] = 2;
-    assert_int_equal(rc_request_decode(&out, enc, len, &err), RC_E_VERSION);
+    /* Unknown version and type. REQUESTS.md §4: "a version byte other than
+     * 2 (RC_E_VERSION); version 1 ... is refused with a message naming both
+     * versions" (no transition: a version-1 request never expires). */
     enc[0] = 1;
+    assert_int_equal(rc_request_decode(&out, enc, len, &err), RC_E_VERSION);
+    assert_non_null(strstr(err.msg, "request version 1 is no longer accepted (this build reads "
+                                    "version 2"));
+    enc[0] = 3;
+    assert_int_equal(rc_request_decode(&out, enc, len, &err), RC_E_VERSION);
+    assert_non_null(strstr(err.msg, "request version 3 is not supported (this build reads 2)"));
+    enc[0] = RC_REQUEST_VERSION;
     enc[1] = 99;
     assert_int_equal(rc_request_decode(&out, enc, len, &err), RC_E_VERSION);
     free(enc);

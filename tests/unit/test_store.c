@@ -791,6 +791,8 @@ static int race_writer(const char *dir)
         r.status = phase == 1 ? RC_STATUS_SUSPENDED : RC_STATUS_ACTIVE;
         r.flags = phase == 2 ? RC_UPDATE_REPLACE_DEVICES : 0;
         r.counter = s + 1;
+        r.created_at = RACE_BASE_TIME + s;
+        r.not_after = r.created_at + RC_REQUEST_DEFAULT_LIFETIME;
         for (int i = 0; i < 2 && phase != 1 && rc == 0; i++)
             if ((rc = rc_device_generate(dev, &err)) == 0 &&
                 (rc = rc_req_device_make(d, W.ls1, &dev->pub, r.member, s, &W.svc->pub,

@@ -622,8 +622,6 @@ static void fp_normalize(char *out, size_t cap, const char *in)
     out[n] = '\0';
 }
 
-#define FP_PREFIX_MIN 8
-
 /* member show: the owner's view of the list, from this keystore. */
 static int cmd_member_show(const ctl_opts *o, const char *list)
 {
@@ -680,9 +678,9 @@ static int cmd_member_remove_device(const ctl_opts *o, const char *list, const c
     if (o->grace_days > 0)
         return usage_error("member remove-device rotates with no grace; --grace is not allowed");
     fp_normalize(want, sizeof want, fingerprint);
-    if (strlen(want) < FP_PREFIX_MIN)
-        return usage_error("give the device's fingerprint ('recrypt pubkey' prints it; at least "
-                           "8 characters of it)");
+    if (!want[0])
+        return usage_error("give the device's fingerprint ('recrypt pubkey' prints it), or a "
+                           "prefix of it that names one device");
     int rc = owner_ctx_load(&c, o, list, &err);
     if (rc == 0)
         rc = rc_address_canonical(addr, member, &err);

@@ -1049,7 +1049,7 @@ static int cmd_server_init(const ctl_opts *o)
         rc = rc_service_public_encode(line, sizeof line, &pub, &err);
     /* The service reads the store and its key as this user; apply may
      * still run as root later: LMDB writes in place, ownership stays. */
-    static const char *const files[] = {"", "/data.mdb", "/lock.mdb", "/" RC_STORE_SERVICE_KEY_FILE};
+    static const char *const files[] = {"", "/data.mdb", "/lock.mdb", ("/" RC_STORE_SERVICE_KEY_FILE)};
     for (size_t i = 0; rc == 0 && pw && i < sizeof files / sizeof *files; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s%s", o->db, files[i]);

@@ -30,7 +30,7 @@
 
 static rc_error err;
 
-static void die(const char *what)
+__attribute__((noreturn)) static void die(const char *what)
 {
     fprintf(stderr, "rc-harness: %s%s%s\n", what, err.msg[0] ? ": " : "", err.msg);
     exit(1);

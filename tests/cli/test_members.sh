@@ -132,6 +132,10 @@ expect_fail "remove-device: the member's last device" 77 "is the last device of 
   ctl member remove-device "$TEAM" erin@example.org "$(fpr erin)"
 expect_fail "remove-device: not a member" 66 "nobody@example.org is not a member" \
   ctl member remove-device "$TEAM" nobody@example.org "$phone"
+expect_fail "member show: a list this keystore does not manage" 66 "does not manage list other@example.org" \
+  ctl member show other@example.org
+expect_fail "remove-device: a list this keystore does not manage" 66 "does not manage list other@example.org" \
+  ctl member remove-device other@example.org dana@example.org "$phone"
 expect_fail "remove-device: an empty fingerprint" 64 "give the device's fingerprint" \
   ctl member remove-device "$TEAM" dana@example.org " - "
 expect_fail "remove-device: --grace is refused" 64 "rotates with no grace" \

@@ -60,6 +60,8 @@ expect_fail "the last SUPER owner cannot remove itself" 77 "is the last SUPER ow
   ctl --apply "$T/db" owner remove "$P" "$(cat owner.pub)"
 expect_fail "removing a key that is no owner" 66 "is not an owner of $P" \
   ctl --apply "$T/db" owner remove "$P" "$(cat owner2.pub)"
+expect_fail "owner remove: an owner key line that does not parse" 65 "owner key string is corrupted" \
+  ctl owner remove "$P" recrypt1.owner.garbage
 expect_fail "set-privilege takes admin or super" 64 "takes admin or super" \
   ctl owner set-privilege "$P" "$(cat owner2.pub)" root
 [ "$(digest)" = "$before" ] && pass "store unchanged by the refused owner requests" || failed "store changed"

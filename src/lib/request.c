@@ -306,7 +306,7 @@ static int decode_body(rc_rd *r, rc_request *req, rc_error *err)
     int rc;
     req->version = rc_rd_u8(r);
     /* Version 1 requests carry no expiry: refused, not accepted during a
-     * transition (docs/REQUESTS.md §4). */
+     * transition (docs/REQUESTS.md §12 says why). */
     if (!r->bad && req->version == 1)
         return rc_error_set(err, RC_E_VERSION,
                             "request version 1 is no longer accepted (this build reads version "

@@ -102,6 +102,14 @@ done
 grep -q '^member dana@example.org active$' ms.txt && grep -q '^member erin@example.org active$' ms.txt || ok=0
 [ $ok = 1 ] && pass "member show lists members, status, device fingerprints, ISO dates" ||
   failed "member show: $(cat ms.txt)"
+# A roster written by 0.2 (no enrolment times) still reads; its devices show no date.
+roster="$T/owner/owned/$TEAM/roster"
+cp "$roster" roster.new
+sed -i 's/ [0-9T:Z-]*$//' "$roster"
+ctl member show "$TEAM" >ms-old.txt
+[ "$(grep -c '^  device M[A-Z2-7-]*$' ms-old.txt)" -eq 4 ] && pass "member show reads a roster without enrolment times" ||
+  failed "old roster: $(cat ms-old.txt)"
+cp roster.new "$roster"
 "$RECRYPTCTL" show --db "$T/db" "$TEAM" >show.txt
 grep -qE "enrolled [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$" show.txt &&
   ! grep -qE "enrolled [0-9]{9,}" show.txt && pass "show prints ISO 8601 dates, not Unix seconds" ||

@@ -2,7 +2,8 @@
  * recrypt/request.h - signed administration requests from a list owner to
  * the recryption service, modelled on the Mesh/Recrypt administration
  * service (draft-hallambaker-mesh-recrypt, section 4): CreateGroup,
- * UpdateGroup (rotation), AddMember, UpdateMember, and AddOwner.
+ * UpdateGroup (rotation), AddMember, UpdateMember, AddOwner, UpdateOwner and
+ * RemoveOwner.
  *
  * The owner builds an rc_request, signs it with rc_request_sign and writes
  * it armored (text, one or more per file). The server reads the armor,
@@ -28,8 +29,21 @@ enum {
     RC_REQ_UPDATE_GROUP = 2,
     RC_REQ_ADD_MEMBER = 3,
     RC_REQ_UPDATE_MEMBER = 4,
-    RC_REQ_ADD_OWNER = 5
+    RC_REQ_ADD_OWNER = 5,
+    RC_REQ_UPDATE_OWNER = 6, /* an owner's new privilege (SUPER only) */
+    RC_REQ_REMOVE_OWNER = 7  /* an owner key removed from the list (SUPER only) */
 };
+
+/* The request format version this build writes and reads (docs/REQUESTS.md
+ * §2). 2: the header carries not_after (requests expire); version 1 is
+ * refused. */
+#define RC_REQUEST_VERSION 2
+/* Lifetimes (seconds): the owner's tool's default, the longest a service
+ * accepts (not_after - created_at), and how far created_at may lie ahead
+ * of the service's clock. */
+#define RC_REQUEST_DEFAULT_LIFETIME (7u * 86400u)
+#define RC_REQUEST_MAX_LIFETIME (90u * 86400u)
+#define RC_REQUEST_FUTURE_SKEW 3600u
 
 /* Privileges (seed: MemberEntry privileges). Members hold RECRYPT; owners
  * hold ADMIN (manage members, rotate) or SUPER (also manage owners). */
@@ -64,6 +78,7 @@ typedef struct {
     uint8_t signer_pk[RC_SIGN_PK_BYTES]; /* the owner's Ed25519 key */
     uint64_t counter;                    /* strictly increasing per (list, signer) */
     uint64_t created_at;
+    uint64_t not_after; /* the service refuses the request after this time */
 
     /* CreateGroup, UpdateGroup: the signed list key statement of the epoch. */
     rc_statement statement;
@@ -73,12 +88,14 @@ typedef struct {
     uint64_t grace_until;
     /* AddMember, UpdateMember: the member. */
     char member[RC_ADDR_MAX + 1];
-    /* AddMember: RC_PRIV_RECRYPT; AddOwner: RC_PRIV_ADMIN or RC_PRIV_SUPER. */
+    /* AddMember: RC_PRIV_RECRYPT; AddOwner, UpdateOwner: RC_PRIV_ADMIN or
+     * RC_PRIV_SUPER. */
     uint8_t privilege;
     /* UpdateMember: new status and RC_UPDATE_* flags. */
     uint8_t status;
     uint8_t flags;
-    /* CreateGroup (the creator) and AddOwner (the new owner). */
+    /* CreateGroup (the creator), AddOwner (the new owner), UpdateOwner and
+     * RemoveOwner (the owner concerned; only sign_pk for RemoveOwner). */
     rc_owner_public owner;
 
     rc_req_device *devices; /* AddMember, UpdateMember, UpdateGroup */
@@ -102,7 +119,7 @@ int rc_req_device_make(rc_req_device *out, const rc_list_secret *ls, const rc_de
 int rc_request_add_device(rc_request *req, const rc_req_device *d, rc_error *err);
 
 /* Fill signer_pk, sig and id. version, type, service_pk, list, counter,
- * created_at and the type's payload must be set. */
+ * created_at, not_after and the type's payload must be set. */
 int rc_request_sign(rc_request *req, const rc_owner_secret *owner, rc_error *err);
 
 /* Binary form (FORMAT of docs/REQUESTS.md); *out is malloc'ed. */

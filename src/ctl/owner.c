@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include "owner.h"
@@ -329,6 +330,7 @@ int roster_add(roster *r, const char *member, uint8_t status, const rc_device_pu
         return rc;
     e->status = status;
     e->device = *dev;
+    e->enrolled_at = 0;
     r->n++;
     return 0;
 }
@@ -340,33 +342,71 @@ void roster_free(roster *r)
     r->n = 0;
 }
 
+/* "YYYY-MM-DDTHH:MM:SSZ" to unix seconds; 0 when it does not parse. */
+static uint64_t parse_iso(const char *s)
+{
+    struct tm tm;
+    char z = 0;
+    memset(&tm, 0, sizeof tm);
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z) != 7 || z != 'Z')
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t > 0 ? (uint64_t)t : 0;
+}
+
+int roster_add_line(roster *r, const char *line, rc_error *err)
+{
+    char member[RC_ADDR_MAX + 1], status[32], key[RC_KEYSTR_MAX], when[40] = "";
+    rc_device_public dev;
+    uint8_t st = 0;
+    int n = sscanf(line, "%254s %31s %1023s %39s", member, status, key, when);
+    if (n < 3)
+        return rc_error_set(err, RC_E_FORMAT, "damaged roster line");
+    for (uint8_t s = RC_STATUS_ACTIVE; s <= RC_STATUS_REVOKED; s++)
+        if (strcmp(status, rc_status_name(s)) == 0)
+            st = s;
+    if (!st)
+        return rc_error_set(err, RC_E_FORMAT, "damaged roster line (status '%.31s')", status);
+    int rc = rc_device_public_decode(&dev, key, err);
+    if (rc == 0 && (rc = roster_add(r, member, st, &dev, err)) == 0)
+        r->e[r->n - 1].enrolled_at = n == 4 ? parse_iso(when) : 0;
+    return rc;
+}
+
+int roster_format_line(char *out, size_t cap, const roster_entry *e)
+{
+    char key[RC_KEYSTR_MAX], when[40] = "";
+    if (rc_device_public_encode(key, sizeof key, &e->device, NULL) != 0)
+        return -1;
+    if (e->enrolled_at) {
+        struct tm tm;
+        time_t t = (time_t)e->enrolled_at;
+        when[0] = ' ';
+        if (!gmtime_r(&t, &tm) || strftime(when + 1, sizeof when - 1, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+            when[0] = '\0';
+    }
+    int n = snprintf(out, cap, "%s %s %s%s", e->member, rc_status_name(e->status), key, when);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int roster_load(const owner_ks *ks, const char *list, roster *r, rc_error *err)
 {
-    char p[PATH_MAX], line[RC_KEYSTR_MAX + RC_ADDR_MAX + 64], member[RC_ADDR_MAX + 1],
-        status[32], key[RC_KEYSTR_MAX];
+    char p[PATH_MAX], line[RC_KEYSTR_MAX + RC_ADDR_MAX + 96];
     memset(r, 0, sizeof *r);
     keystore_path(p, ks, "owned/%s/roster", list);
     FILE *f = fopen(p, "r");
     if (!f)
         return 0;
     int rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        rc_device_public dev;
-        uint8_t st = 0;
-        if (sscanf(line, "%254s %31s %1023s", member, status, key) != 3) {
-            rc = rc_error_set(err, RC_E_FORMAT, "roster %s is damaged", p);
-            break;
+    while (rc == 0 && fgets(line, sizeof line, f))
+        if ((rc = roster_add_line(r, line, err)) != 0) {
+            char msg[RC_ERROR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            rc = rc_error_set(err, rc, "roster %s is damaged: %s", p, msg);
         }
-        for (uint8_t s = RC_STATUS_ACTIVE; s <= RC_STATUS_REVOKED; s++)
-            if (strcmp(status, rc_status_name(s)) == 0)
-                st = s;
-        if (!st || (rc = rc_device_public_decode(&dev, key, err)) != 0) {
-            if (!rc)
-                rc = rc_error_set(err, RC_E_FORMAT, "roster %s is damaged", p);
-            break;
-        }
-        rc = roster_add(r, member, st, &dev, err);
-    }
     fclose(f);
     if (rc)
         roster_free(r);
@@ -375,16 +415,21 @@ int roster_load(const owner_ks *ks, const char *list, roster *r, rc_error *err)
 
 int roster_save(const owner_ks *ks, const char *list, const roster *r, rc_error *err)
 {
-    char p[PATH_MAX], key[RC_KEYSTR_MAX];
-    size_t cap = r->n * (RC_KEYSTR_MAX + RC_ADDR_MAX + 32) + 1, len = 0;
+    char p[PATH_MAX];
+    size_t linecap = RC_KEYSTR_MAX + RC_ADDR_MAX + 64;
+    size_t cap = r->n * (linecap + 1) + 1, len = 0;
     char *text = malloc(cap);
     if (!text)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
     text[0] = '\0';
     for (size_t i = 0; i < r->n; i++) {
-        rc_device_public_encode(key, sizeof key, &r->e[i].device, NULL);
-        len += (size_t)snprintf(text + len, cap - len, "%s %s %s\n", r->e[i].member,
-                                rc_status_name(r->e[i].status), key);
+        if (roster_format_line(text + len, linecap, &r->e[i]) != 0) {
+            free(text);
+            return rc_error_set(err, RC_E_INTERNAL, "roster line does not encode");
+        }
+        len += strlen(text + len);
+        text[len++] = '\n';
+        text[len] = '\0';
     }
     keystore_path(p, ks, "owned/%s/roster", list);
     int rc = keystore_write_file(p, text, err);

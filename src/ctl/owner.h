@@ -9,6 +9,7 @@
  *                                passphrase-locked (see docs/REQUESTS.md)
  *   owned/<list>/epoch-N.listkey the signed list key statement of epoch N
  *   owned/<list>/roster          one line per device: member status device-key
+ *                                [enrolment time, ISO 8601 UTC]
  *   owned/<list>/protected       present when list secrets are locked
  *
  * The list's private key lives only here (and with co-owners it was sealed
@@ -30,6 +31,7 @@ typedef struct {
     char member[RC_ADDR_MAX + 1];
     uint8_t status;
     rc_device_public device;
+    uint64_t enrolled_at; /* when the owner enrolled it; 0: not recorded (older rosters) */
 } roster_entry;
 
 typedef struct {
@@ -66,6 +68,11 @@ int roster_save(const owner_ks *ks, const char *list, const roster *r, rc_error 
 int roster_add(roster *r, const char *member, uint8_t status, const rc_device_public *dev,
                rc_error *err);
 void roster_free(roster *r);
+/* Parse one roster line ("member status device-key [YYYY-MM-DDTHH:MM:SSZ]")
+ * and append it. RC_E_FORMAT when it does not parse. */
+int roster_add_line(roster *r, const char *line, rc_error *err);
+/* Format one roster line (without newline) into out. */
+int roster_format_line(char *out, size_t cap, const roster_entry *e);
 
 
 #endif

@@ -28,6 +28,20 @@ static const char *progname = "recryptctl";
 #define MAX_DEVICE_ARGS 64
 #define DEFAULT_GRACE_DAYS 7
 
+/* How long the requests this run makes stay valid (--expires DAYS). */
+static uint64_t request_lifetime = RC_REQUEST_DEFAULT_LIFETIME;
+
+/* ISO 8601 UTC, e.g. 2026-12-03T03:15:00Z. */
+static const char *iso_utc(char *out, size_t cap, uint64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
+        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "@%llu", (unsigned long long)t);
+    return out;
+}
+
 typedef struct {
     const char *home, *db, *out, *service_key, *bounce, *apply_db, *key_file, *privilege;
     const char *secrets_out, *user;
@@ -63,17 +77,29 @@ static void usage(FILE *f)
 "                                        continuing device; the old key stays\n"
 "                                        usable for DAYS (default 7)\n"
 "  member add LIST ADDRESS --device KEY [--device KEY ...]\n"
+"                                        (prints the list signing key's\n"
+"                                        fingerprint and the 'recrypt list pin'\n"
+"                                        line for the member)\n"
 "  member device-add LIST ADDRESS --device KEY [...]\n"
 "  member suspend LIST ADDRESS           stop delivering to the member at once\n"
 "  member reinstate LIST ADDRESS         fresh entries for the member's devices\n"
 "  member revoke LIST ADDRESS [--grace DAYS]\n"
 "                                        remove the member and rotate the list key\n"
 "                                        (no grace by default)\n"
+"  member remove-device LIST ADDRESS FINGERPRINT\n"
+"                                        drop one device (a lost phone) and rotate\n"
+"                                        the list key with no grace\n"
+"  member show LIST                      members, their status and each device's\n"
+"                                        fingerprint (from this keystore)\n"
 "  owner add LIST OWNERKEY --privilege admin|super\n"
 "        [--secrets-out FILE]            (the list secrets sealed to that owner)\n"
+"  owner set-privilege LIST OWNERKEY admin|super\n"
+"  owner remove LIST OWNERKEY            (both need SUPER; the last SUPER owner\n"
+"                                        stays)\n"
 "  list import FILE                      take over list secrets sealed to you\n"
 "Request output: stdout, or --out FILE; --apply DIR applies it to the store\n"
-"in DIR directly (owner and server on one machine).\n"
+"in DIR directly (owner and server on one machine). A request expires after\n"
+"--expires DAYS (default 7, at most 90): the server refuses it afterwards.\n"
 "\n"
 "Server commands:\n"
 "  server init --db DIR [--map-size MiB] [--user USER]\n"
@@ -87,7 +113,8 @@ static void usage(FILE *f)
 "  show --db DIR [LIST]                  lists, epochs, members, devices, owners\n"
 "\n"
 "Exit status: 0 success, 64 usage, 65 malformed request or key, 66 no such\n"
-"list or member, 74 I/O error, 77 refused (signature, privilege, replay).\n"
+"list or member, 74 I/O error, 77 refused (signature, privilege, replay,\n"
+"expired).\n"
 "See recryptctl(1) and docs/owner-guide.md.\n");
 }
 
@@ -164,6 +191,15 @@ static void describe(const rc_request *req, char *out, size_t outlen)
                  req->type == RC_REQ_UPDATE_MEMBER ? rc_status_name(req->status) : "",
                  req->n_devices, req->n_devices == 1 ? "y" : "ies");
         break;
+    case RC_REQ_UPDATE_OWNER:
+    case RC_REQ_REMOVE_OWNER: {
+        char fp[RC_UDF_MAX];
+        rc_key_fingerprint(fp, sizeof fp, RC_KT_OWNER, req->owner.sign_pk, 32, NULL);
+        snprintf(out, outlen, "%s %s owner %s%s%s", rc_request_type_name(req->type), req->list,
+                 fp, req->type == RC_REQ_UPDATE_OWNER ? " -> " : "",
+                 req->type == RC_REQ_UPDATE_OWNER ? rc_privilege_name(req->privilege) : "");
+        break;
+    }
     default:
         snprintf(out, outlen, "%s %s (%s)", rc_request_type_name(req->type), req->list,
                  rc_privilege_name(req->privilege));
@@ -259,11 +295,12 @@ static int owner_ctx_load(owner_ctx *c, const ctl_opts *o, const char *list, rc_
 static int request_start(rc_request *req, owner_ctx *c, uint8_t type, rc_error *err)
 {
     memset(req, 0, sizeof *req);
-    req->version = 1;
+    req->version = RC_REQUEST_VERSION;
     req->type = type;
     memcpy(req->service_pk, c->svc.pk, 32);
     snprintf(req->list, sizeof req->list, "%s", c->list);
     req->created_at = (uint64_t)time(NULL);
+    req->not_after = req->created_at + request_lifetime;
     return owner_next_counter(&c->ks, c->list, &req->counter, err);
 }
 
@@ -380,6 +417,7 @@ static int cmd_list_key(const ctl_opts *o, const char *list)
     printf("%s\n", line);
     fprintf(stderr, "%s: %s epoch %llu, signed by %s\n", progname, canon,
             (unsigned long long)epoch, fp);
+    fprintf(stderr, "%s: a member pins it with: recrypt list pin %s %s\n", progname, canon, fp);
     return 0;
 }
 
@@ -461,10 +499,21 @@ static int cmd_member_devices(const ctl_opts *o, const char *list, const char *m
             (rc = rc_request_sign(&req, c.owner, &err)) == 0 &&
             (rc = emit(o, &req, 1, &err)) == 0) {
             for (size_t i = 0; rc == 0 && i < o->n_devices; i++)
-                rc = roster_add(&ro, addr, RC_STATUS_ACTIVE, &devs[i], &err);
+                if ((rc = roster_add(&ro, addr, RC_STATUS_ACTIVE, &devs[i], &err)) == 0)
+                    ro.e[ro.n - 1].enrolled_at = req.devices[i].enrolled_at;
             if (rc == 0)
                 rc = roster_save(&c.ks, c.list, &ro, &err);
         }
+    }
+    if (rc == 0) {
+        /* The enrolment hands the member the list's signing fingerprint:
+         * a device pins it explicitly, never from the first mail. */
+        char fp[RC_UDF_MAX];
+        rc_key_fingerprint(fp, sizeof fp, "list-signer", c.ls->sign_pk, 32, NULL);
+        fprintf(stderr, "%s: %s enrolled in %s; list signing key %s\n", progname, addr, c.list,
+                fp);
+        fprintf(stderr, "%s: give %s this line to run on each new device:\n", progname, addr);
+        fprintf(stderr, "recrypt list pin %s %s\n", c.list, fp);
     }
     rc_request_free(&req);
     roster_free(&ro);
@@ -538,8 +587,11 @@ static int cmd_member_status(const ctl_opts *o, const char *list, const char *me
         n = 1;
     }
     for (size_t i = 0; rc == 0 && i < ro.n; i++)
-        if (strcmp(ro.e[i].member, addr) == 0)
+        if (strcmp(ro.e[i].member, addr) == 0) {
             ro.e[i].status = status;
+            if (status == RC_STATUS_ACTIVE && reqs[0].n_devices)
+                ro.e[i].enrolled_at = reqs[0].devices[0].enrolled_at;
+        }
     /* Revocation rotates the list key: the service and the revoked member
      * together know the old one. */
     if (rc == 0 && status == RC_STATUS_REVOKED) {
@@ -555,6 +607,140 @@ static int cmd_member_status(const ctl_opts *o, const char *list, const char *me
                 progname, addr, (unsigned long long)reqs[1].statement.epoch, c.list);
     for (size_t i = 0; i < 2; i++)
         rc_request_free(&reqs[i]);
+    roster_free(&ro);
+    owner_ctx_free(&c);
+    return rc ? fail(&err) : 0;
+}
+
+
+/* A fingerprint as typed: upper case, without dashes and white space. */
+static void fp_normalize(char *out, size_t cap, const char *in)
+{
+    size_t n = 0;
+    for (; *in && n + 1 < cap; in++)
+        if (*in != '-' && *in != ' ' && *in != '\t')
+            out[n++] = (char)(*in >= 'a' && *in <= 'z' ? *in - 'a' + 'A' : *in);
+    out[n] = '\0';
+}
+
+/* member show: the owner's view of the list, from this keystore. */
+static int cmd_member_show(const ctl_opts *o, const char *list)
+{
+    rc_error err;
+    owner_ks ks;
+    roster ro = {0};
+    char canon[RC_ADDR_MAX + 1];
+    uint64_t epoch = 0;
+    int rc;
+    if ((rc = rc_address_canonical(canon, list, &err)) ||
+        (rc = owner_ks_open(&ks, o->home, &err)) ||
+        (rc = owner_current_epoch(&ks, canon, &epoch, &err)) ||
+        (rc = roster_load(&ks, canon, &ro, &err)))
+        return fail(&err);
+    printf("list %s epoch %llu (this owner's keystore)\n", canon, (unsigned long long)epoch);
+    for (size_t i = 0; i < ro.n; i++) {
+        int first = 1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(ro.e[j].member, ro.e[i].member) == 0)
+                first = 0;
+        if (!first)
+            continue;
+        printf("member %s %s\n", ro.e[i].member, rc_status_name(ro.e[i].status));
+        for (size_t j = i; j < ro.n; j++) {
+            if (strcmp(ro.e[j].member, ro.e[i].member) != 0)
+                continue;
+            char fp[RC_UDF_MAX], when[32];
+            rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, ro.e[j].device.sign_pk, 32,
+                               NULL);
+            if (ro.e[j].enrolled_at)
+                printf("  device %s enrolled %s\n", fp,
+                       iso_utc(when, sizeof when, ro.e[j].enrolled_at));
+            else
+                printf("  device %s\n", fp);
+        }
+    }
+    if (ro.n == 0)
+        printf("(no members)\n");
+    roster_free(&ro);
+    return 0;
+}
+
+/* member remove-device: drop one device of a member from the roster and
+ * rotate with no grace, so that the device reads nothing posted after. */
+static int cmd_member_remove_device(const ctl_opts *o, const char *list, const char *member,
+                                    const char *fingerprint)
+{
+    rc_error err;
+    owner_ctx c;
+    rc_request req;
+    roster ro = {0};
+    char addr[RC_ADDR_MAX + 1], want[RC_UDF_MAX * 2], removed[RC_UDF_MAX] = "";
+    memset(&req, 0, sizeof req);
+    if (o->grace_days > 0)
+        return usage_error("member remove-device rotates with no grace; --grace is not allowed");
+    fp_normalize(want, sizeof want, fingerprint);
+    if (!want[0])
+        return usage_error("give the device's fingerprint ('recrypt pubkey' prints it), or a "
+                           "prefix of it that names one device");
+    int rc = owner_ctx_load(&c, o, list, &err);
+    if (rc == 0)
+        rc = rc_address_canonical(addr, member, &err);
+    if (rc == 0)
+        rc = roster_load(&c.ks, c.list, &ro, &err);
+    size_t n_dev = 0, n_match = 0, hit = 0;
+    uint8_t status = 0;
+    char others[512] = "", matches[512] = "";
+    for (size_t i = 0; rc == 0 && i < ro.n; i++) {
+        if (strcmp(ro.e[i].member, addr) != 0)
+            continue;
+        char fp[RC_UDF_MAX], norm[RC_UDF_MAX];
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, ro.e[i].device.sign_pk, 32, NULL);
+        fp_normalize(norm, sizeof norm, fp);
+        status = ro.e[i].status;
+        n_dev++;
+        size_t ol = strlen(others);
+        snprintf(others + ol, sizeof others - ol, "%s%s", ol ? ", " : "", fp);
+        if (strncmp(norm, want, strlen(want)) == 0) {
+            size_t ml = strlen(matches);
+            snprintf(matches + ml, sizeof matches - ml, "%s%s", ml ? ", " : "", fp);
+            n_match++;
+            hit = i;
+            snprintf(removed, sizeof removed, "%s", fp);
+        }
+    }
+    if (rc == 0 && n_dev == 0)
+        rc = rc_error_set(&err, RC_E_NOT_FOUND, "%s is not a member of %s", addr, c.list);
+    else if (rc == 0 && status == RC_STATUS_REVOKED)
+        rc = rc_error_set(&err, RC_E_POLICY, "%s is revoked: no device of it is enrolled",
+                          addr);
+    else if (rc == 0 && n_match == 0)
+        rc = rc_error_set(&err, RC_E_NOT_FOUND,
+                          "%s has no device with fingerprint %s (its devices: %s); nothing "
+                          "changed",
+                          addr, fingerprint, others);
+    else if (rc == 0 && n_match > 1)
+        rc = rc_error_set(&err, RC_E_INVALID,
+                          "fingerprint %s is ambiguous: it begins %zu devices of %s (%s); give "
+                          "more of it; nothing changed",
+                          fingerprint, n_match, addr, matches);
+    else if (rc == 0 && n_dev == 1)
+        rc = rc_error_set(&err, RC_E_POLICY,
+                          "%s is the last device of %s: use 'recryptctl member revoke %s %s' to "
+                          "remove the member; nothing changed",
+                          removed, addr, c.list, addr);
+    if (rc == 0) {
+        memmove(&ro.e[hit], &ro.e[hit + 1], (ro.n - hit - 1) * sizeof *ro.e);
+        ro.n--;
+        rc = build_rotation(&req, &c, o, &ro, 0, &err);
+    }
+    if (rc == 0 && (rc = emit(o, &req, 1, &err)) == 0)
+        rc = roster_save(&c.ks, c.list, &ro, &err);
+    if (rc == 0)
+        fprintf(stderr,
+                "%s: device %s of %s removed; the list key rotated to epoch %llu with no grace "
+                "(earlier epochs refused once applied): publish it ('recryptctl list key %s')\n",
+                progname, removed, addr, (unsigned long long)req.statement.epoch, c.list);
+    rc_request_free(&req);
     roster_free(&ro);
     owner_ctx_free(&c);
     return rc ? fail(&err) : 0;
@@ -615,7 +801,7 @@ static int export_secrets(owner_ctx *c, const rc_owner_public *to, const char *p
                           rc_error *err)
 {
     roster ro = {0};
-    char line[2 * RC_KEYSTR_MAX], svc[RC_KEYSTR_MAX], dev[RC_KEYSTR_MAX];
+    char line[2 * RC_KEYSTR_MAX], svc[RC_KEYSTR_MAX], dev[RC_KEYSTR_MAX + RC_ADDR_MAX + 64];
     sbuf b = {rc_secret_alloc(1 << 20), 0, 1 << 20, 0};
     rc_list_secret *ls = rc_secret_alloc(sizeof *ls);
     int rc = (!b.p || !ls) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
@@ -635,8 +821,10 @@ static int export_secrets(owner_ctx *c, const rc_owner_public *to, const char *p
             sbuf_add(&b, "listkey %s\n", line);
     }
     for (size_t i = 0; rc == 0 && i < ro.n; i++) {
-        rc_device_public_encode(dev, sizeof dev, &ro.e[i].device, NULL);
-        sbuf_add(&b, "roster %s %s %s\n", ro.e[i].member, rc_status_name(ro.e[i].status), dev);
+        if (roster_format_line(dev, sizeof dev, &ro.e[i]) != 0)
+            b.bad = 1;
+        else
+            sbuf_add(&b, "roster %s\n", dev);
     }
     if (rc == 0 && b.bad)
         rc = rc_error_set(err, RC_E_INVALID, "too much to export");
@@ -749,17 +937,8 @@ static int cmd_list_import(const ctl_opts *o, const char *path)
             if ((rc = rc_statement_decode(&st, v, &err)) == 0)
                 rc = owner_statement_save(&ks, &st, &err);
         } else if (strcmp(l, "roster") == 0) {
-            char member[RC_ADDR_MAX + 1], status[32], key[RC_KEYSTR_MAX];
-            rc_device_public dev;
-            uint8_t stv = RC_STATUS_ACTIVE;
-            if (sscanf(v, "%254s %31s %1023s", member, status, key) != 3)
+            if ((rc = roster_add_line(&ro, v, &err)) != 0)
                 rc = rc_error_set(&err, RC_E_FORMAT, "%s: damaged roster", path);
-            else if ((rc = rc_device_public_decode(&dev, key, &err)) == 0) {
-                for (uint8_t sv = RC_STATUS_ACTIVE; sv <= RC_STATUS_REVOKED; sv++)
-                    if (strcmp(status, rc_status_name(sv)) == 0)
-                        stv = sv;
-                rc = roster_add(&ro, member, stv, &dev, &err);
-            }
         }
     }
     if (rc == 0 && (!list[0] || !current))
@@ -803,6 +982,49 @@ static int cmd_owner_add(const ctl_opts *o, const char *list, const char *owner_
             if (rc == 0 && o->secrets_out)
                 rc = export_secrets(&c, &newo, o->secrets_out, &err);
         }
+    }
+    rc_request_free(&req);
+    owner_ctx_free(&c);
+    return rc ? fail(&err) : 0;
+}
+
+
+/* owner set-privilege / owner remove (privilege 0). */
+static int cmd_owner_change(const ctl_opts *o, const char *list, const char *owner_key,
+                            const char *privilege)
+{
+    rc_error err;
+    owner_ctx c;
+    rc_request req;
+    rc_owner_public who;
+    memset(&req, 0, sizeof req);
+    uint8_t priv = 0;
+    if (privilege && strcmp(privilege, "admin") == 0)
+        priv = RC_PRIV_ADMIN;
+    else if (privilege && strcmp(privilege, "super") == 0)
+        priv = RC_PRIV_SUPER;
+    else if (privilege)
+        return usage_error("owner set-privilege takes admin or super");
+    int rc = owner_ctx_load(&c, o, list, &err);
+    if (rc == 0 && (rc = rc_owner_public_decode(&who, owner_key, &err)) == 0 &&
+        (rc = request_start(&req, &c, priv ? RC_REQ_UPDATE_OWNER : RC_REQ_REMOVE_OWNER, &err)) ==
+            0) {
+        req.owner = who;
+        req.privilege = priv;
+        if ((rc = rc_request_sign(&req, c.owner, &err)) == 0)
+            rc = emit(o, &req, 1, &err);
+    }
+    if (rc == 0) {
+        char fp[RC_UDF_MAX];
+        rc_key_fingerprint(fp, sizeof fp, RC_KT_OWNER, who.sign_pk, 32, NULL);
+        if (priv)
+            fprintf(stderr, "%s: owner %s of %s to have %s\n", progname, fp, c.list,
+                    rc_privilege_name(priv));
+        else
+            fprintf(stderr, "%s: owner %s to be removed from %s; it still holds the list "
+                            "secrets it had: rotate ('recryptctl list rotate %s --grace 0') if "
+                            "it should read no more\n",
+                    progname, fp, c.list, c.list);
     }
     rc_request_free(&req);
     owner_ctx_free(&c);
@@ -923,8 +1145,9 @@ static int show_device(void *ctx, const rc_store_device *d)
     (void)ctx;
     char fp[RC_UDF_MAX];
     rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, d->device.sign_pk, 32, NULL);
-    printf("    epoch %llu device %s of %s enrolled %llu\n", (unsigned long long)d->epoch, fp,
-           d->member, (unsigned long long)d->enrolled_at);
+    char when[32];
+    printf("    epoch %llu device %s of %s enrolled %s\n", (unsigned long long)d->epoch, fp,
+           d->member, iso_utc(when, sizeof when, d->enrolled_at));
     return 0;
 }
 
@@ -950,9 +1173,11 @@ static int show_epoch(void *ctx, const rc_store_epoch *e)
     rc_key_fingerprint(fp, sizeof fp, "list-signer", e->statement.signer_pk, 32, NULL);
     if (e->grace_until && e->grace_until <= (uint64_t)time(NULL))
         printf("  epoch %llu (previous; refused)\n", (unsigned long long)e->epoch);
-    else if (e->grace_until)
-        printf("  epoch %llu (previous; usable until %llu)\n", (unsigned long long)e->epoch,
-               (unsigned long long)e->grace_until);
+    else if (e->grace_until) {
+        char when[32];
+        printf("  epoch %llu (previous; usable until %s)\n", (unsigned long long)e->epoch,
+               iso_utc(when, sizeof when, e->grace_until));
+    }
     else
         printf("  epoch %llu (current), signed by %s\n", (unsigned long long)e->epoch, fp);
     return 0;
@@ -963,8 +1188,10 @@ static int show_list(void *ctx, const rc_store_list *l)
     show_ctx *s = ctx;
     if (s->only && strcmp(s->only, l->address) != 0)
         return 0;
-    printf("list %s current-epoch %llu bounce %s\n", l->address,
-           (unsigned long long)l->current_epoch, l->bounce);
+    char when[32];
+    printf("list %s current-epoch %llu bounce %s created %s\n", l->address,
+           (unsigned long long)l->current_epoch, l->bounce,
+           iso_utc(when, sizeof when, l->created_at));
     rc_store_each_epoch(s->rd, l->list_id, show_epoch, NULL, NULL);
     rc_store_each_owner(s->rd, l->list_id, show_owner, NULL, NULL);
     rc_store_each_member(s->rd, l->list_id, show_member, NULL, NULL);
@@ -1011,7 +1238,7 @@ int main(int argc, char **argv)
         {"map-size", required_argument, NULL, 'm'}, {"privilege", required_argument, NULL, 'P'},
         {"protect", no_argument, NULL, 'p'},        {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},        {"secrets-out", required_argument, NULL, 'O'},
-        {"user", required_argument, NULL, 'u'},
+        {"user", required_argument, NULL, 'u'},     {"expires", required_argument, NULL, 'e'},
         {NULL, 0, NULL, 0}};
     ctl_opts o = {.grace_days = -1};
     rc_error err;
@@ -1034,6 +1261,13 @@ int main(int argc, char **argv)
             if (o.n_devices == MAX_DEVICE_ARGS)
                 return usage_error("too many --device options");
             o.devices[o.n_devices++] = optarg;
+            break;
+        case 'e':
+            errno = 0;
+            long days = strtol(optarg, &end, 10);
+            if (errno || *end || days < 1 || days > (long)(RC_REQUEST_MAX_LIFETIME / 86400))
+                return usage_error("--expires takes a number of days from 1 to 90");
+            request_lifetime = (uint64_t)days * 86400;
             break;
         case 'g':
         case 'v':
@@ -1086,6 +1320,14 @@ int main(int argc, char **argv)
         return cmd_member_status(&o, a[2], a[3], RC_STATUS_REVOKED);
     if (IS(0, "owner") && IS(1, "add") && nargs == 4)
         return cmd_owner_add(&o, a[2], a[3]);
+    if (IS(0, "owner") && IS(1, "set-privilege") && nargs == 5)
+        return cmd_owner_change(&o, a[2], a[3], a[4]);
+    if (IS(0, "owner") && IS(1, "remove") && nargs == 4)
+        return cmd_owner_change(&o, a[2], a[3], NULL);
+    if (IS(0, "member") && IS(1, "show") && nargs == 3)
+        return cmd_member_show(&o, a[2]);
+    if (IS(0, "member") && IS(1, "remove-device") && nargs == 5)
+        return cmd_member_remove_device(&o, a[2], a[3], a[4]);
     if (IS(0, "list") && IS(1, "import") && nargs == 3)
         return cmd_list_import(&o, a[2]);
     if (IS(0, "server") && IS(1, "init") && nargs == 2)

@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include "internal.h"
 
 #define RC_L_REQUEST "recrypt/request"
@@ -21,6 +22,8 @@ const char *rc_request_type_name(uint8_t type)
     case RC_REQ_ADD_MEMBER: return "AddMember";
     case RC_REQ_UPDATE_MEMBER: return "UpdateMember";
     case RC_REQ_ADD_OWNER: return "AddOwner";
+    case RC_REQ_UPDATE_OWNER: return "UpdateOwner";
+    case RC_REQ_REMOVE_OWNER: return "RemoveOwner";
     }
     return "unknown";
 }
@@ -134,6 +137,7 @@ static void put_body(rc_wr *w, const rc_request *req)
     rc_wr_bytes(w, req->signer_pk, 32);
     rc_wr_u64(w, req->counter);
     rc_wr_u64(w, req->created_at);
+    rc_wr_u64(w, req->not_after);
     switch (req->type) {
     case RC_REQ_CREATE_GROUP:
         put_statement(w, &req->statement);
@@ -161,6 +165,13 @@ static void put_body(rc_wr *w, const rc_request *req)
         rc_wr_bytes(w, req->owner.sign_pk, 32);
         rc_wr_bytes(w, req->owner.box_pk, 32);
         rc_wr_u8(w, req->privilege);
+        break;
+    case RC_REQ_UPDATE_OWNER:
+        rc_wr_bytes(w, req->owner.sign_pk, 32);
+        rc_wr_u8(w, req->privilege);
+        break;
+    case RC_REQ_REMOVE_OWNER:
+        rc_wr_bytes(w, req->owner.sign_pk, 32);
         break;
     default:
         w->bad = 1;
@@ -294,10 +305,17 @@ static int decode_body(rc_rd *r, rc_request *req, rc_error *err)
 {
     int rc;
     req->version = rc_rd_u8(r);
-    if (!r->bad && req->version != 1)
+    /* Version 1 requests carry no expiry: refused, not accepted during a
+     * transition (docs/REQUESTS.md §12 says why). */
+    if (!r->bad && req->version == 1)
         return rc_error_set(err, RC_E_VERSION,
-                            "request version %u is not supported (this build reads 1)",
-                            req->version);
+                            "request version 1 is no longer accepted (this build reads version "
+                            "%u, which expires): make the request again with this recryptctl",
+                            RC_REQUEST_VERSION);
+    if (!r->bad && req->version != RC_REQUEST_VERSION)
+        return rc_error_set(err, RC_E_VERSION,
+                            "request version %u is not supported (this build reads %u)",
+                            req->version, RC_REQUEST_VERSION);
     req->type = rc_rd_u8(r);
     rc_rd_copy(r, req->service_pk, 32);
     if ((rc = get_addr(r, req->list, "list", err)))
@@ -305,6 +323,7 @@ static int decode_body(rc_rd *r, rc_request *req, rc_error *err)
     rc_rd_copy(r, req->signer_pk, 32);
     req->counter = rc_rd_u64(r);
     req->created_at = rc_rd_u64(r);
+    req->not_after = rc_rd_u64(r);
     if (r->bad)
         return rc_error_set(err, RC_E_FORMAT, "request is truncated");
     switch (req->type) {
@@ -341,6 +360,13 @@ static int decode_body(rc_rd *r, rc_request *req, rc_error *err)
         rc_rd_copy(r, req->owner.sign_pk, 32);
         rc_rd_copy(r, req->owner.box_pk, 32);
         req->privilege = rc_rd_u8(r);
+        return 0;
+    case RC_REQ_UPDATE_OWNER:
+        rc_rd_copy(r, req->owner.sign_pk, 32);
+        req->privilege = rc_rd_u8(r);
+        return 0;
+    case RC_REQ_REMOVE_OWNER:
+        rc_rd_copy(r, req->owner.sign_pk, 32);
         return 0;
     }
     return rc_error_set(err, RC_E_VERSION, "request type %u is not known to this build",
@@ -379,6 +405,16 @@ int rc_request_decode(rc_request *req, const uint8_t *in, size_t len, rc_error *
 
 /* ---- armor ---- */
 
+/* ISO 8601 UTC, e.g. 2026-12-03T03:15:00Z. */
+static void iso_utc(char *out, size_t cap, uint64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
+        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "@%llu", (unsigned long long)t);
+}
+
 int rc_request_armor(const rc_request *req, rc_sink_fn sink, void *ctx, rc_error *err)
 {
     uint8_t *enc;
@@ -406,13 +442,28 @@ int rc_request_armor(const rc_request *req, rc_sink_fn sink, void *ctx, rc_error
                  req->type == RC_REQ_UPDATE_MEMBER ? rc_status_name(req->status) : "",
                  req->n_devices);
         break;
+    case RC_REQ_UPDATE_OWNER:
+    case RC_REQ_REMOVE_OWNER: {
+        char ofp[RC_UDF_MAX];
+        rc_key_fingerprint(ofp, sizeof ofp, RC_KT_OWNER, req->owner.sign_pk, 32, NULL);
+        snprintf(line, sizeof line, "Request: %s %s owner %s%s%s\n",
+                 rc_request_type_name(req->type), req->list, ofp,
+                 req->type == RC_REQ_UPDATE_OWNER ? " privilege " : "",
+                 req->type == RC_REQ_UPDATE_OWNER ? rc_privilege_name(req->privilege) : "");
+        break;
+    }
     default:
         snprintf(line, sizeof line, "Request: %s %s privilege %s\n",
                  rc_request_type_name(req->type), req->list, rc_privilege_name(req->privilege));
     }
     EMIT(line);
-    snprintf(line, sizeof line, "Signer: %s counter %llu\n\n", fp,
+    snprintf(line, sizeof line, "Signer: %s counter %llu\n", fp,
              (unsigned long long)req->counter);
+    EMIT(line);
+    char made[32], until[32];
+    iso_utc(made, sizeof made, req->created_at);
+    iso_utc(until, sizeof until, req->not_after);
+    snprintf(line, sizeof line, "Valid: %s to %s\n\n", made, until);
     EMIT(line);
     for (size_t off = 0; off < len; off += 57) {
         size_t n = len - off < 57 ? len - off : 57;

@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "bytes.h"
 #include "store_internal.h"
@@ -415,6 +416,106 @@ static int apply_add_owner(apply_ctx *a, rc_error *err)
     return put_owner(a->txn, a->st, a->list_id, &o, MDB_NOOVERWRITE, err);
 }
 
+/* Owners of the list with SUPER, in this transaction. */
+typedef struct {
+    size_t n_super;
+} super_count;
+
+static int count_super(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    super_count *sc = ctx;
+    rc_store_owner o;
+    if (decode_owner(k, v, &o, NULL) != 0)
+        return RC_E_FORMAT;
+    if (o.privilege == RC_PRIV_SUPER)
+        sc->n_super++;
+    return 0;
+}
+
+/* UpdateOwner and RemoveOwner: the owner exists; the list keeps at least
+ * one SUPER owner. */
+static int apply_change_owner(apply_ctx *a, rc_error *err)
+{
+    const rc_request *req = a->req;
+    rc_store_owner o;
+    char f[RC_UDF_MAX];
+    fpr(f, RC_KT_OWNER, req->owner.sign_pk);
+    if (req->n_devices)
+        return rc_error_set(err, RC_E_INVALID, "an %s request carries no device entry",
+                            rc_request_type_name(req->type));
+    if (req->type == RC_REQ_UPDATE_OWNER && req->privilege != RC_PRIV_ADMIN &&
+        req->privilege != RC_PRIV_SUPER)
+        return rc_error_set(err, RC_E_INVALID, "an owner's privilege must be admin or super");
+    int rc = txn_get_owner(a->st, a->txn, a->list_id, req->owner.sign_pk, &o, NULL);
+    if (rc == RC_E_NOT_FOUND)
+        return rc_error_set(err, RC_E_NOT_FOUND, "%s is not an owner of %s", f, req->list);
+    if (rc)
+        return txn_get_owner(a->st, a->txn, a->list_id, req->owner.sign_pk, &o, err);
+    int lowers = o.privilege == RC_PRIV_SUPER &&
+                 (req->type == RC_REQ_REMOVE_OWNER || req->privilege != RC_PRIV_SUPER);
+    if (lowers) {
+        super_count sc = {0};
+        rc = scan_prefix(a->txn, a->st->owners, a->list_id, 32, count_super, &sc, err);
+        if (rc == RC_E_FORMAT)
+            return damaged(err, "owners");
+        if (rc)
+            return rc;
+        if (sc.n_super <= 1)
+            return rc_error_set(err, RC_E_POLICY,
+                                "%s is the last SUPER owner of %s: it cannot be %s (add "
+                                "another SUPER owner first)",
+                                f, req->list,
+                                req->type == RC_REQ_REMOVE_OWNER ? "removed" : "lowered to admin");
+    }
+    if (req->type == RC_REQ_REMOVE_OWNER) {
+        uint8_t kb[64];
+        size_t n = 0;
+        memcpy(kb, a->list_id, 32);
+        memcpy(kb + 32, req->owner.sign_pk, 32);
+        if ((rc = delete_prefix(a->txn, a->st->owners, kb, 64, &n, err)) != 0)
+            return rc;
+        return n == 1 ? 0 : damaged(err, "owners");
+    }
+    o.privilege = req->privilege;
+    return put_owner(a->txn, a->st, a->list_id, &o, 0, err);
+}
+
+/* ISO 8601 UTC, e.g. 2026-12-03T03:15:00Z. */
+static void iso_utc(char *out, size_t cap, uint64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
+        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "@%llu", (unsigned long long)t);
+}
+
+/* A request is applied only between created_at - RC_REQUEST_FUTURE_SKEW
+ * and not_after, and its lifetime is at most RC_REQUEST_MAX_LIFETIME. */
+static int check_dates(const rc_request *req, uint64_t now, rc_error *err)
+{
+    char made[32], until[32], clock[32];
+    iso_utc(made, sizeof made, req->created_at);
+    iso_utc(until, sizeof until, req->not_after);
+    iso_utc(clock, sizeof clock, now);
+    if (req->not_after <= req->created_at ||
+        req->not_after - req->created_at > RC_REQUEST_MAX_LIFETIME)
+        return rc_error_set(err, RC_E_POLICY,
+                            "request made %s, valid until %s: its lifetime must be positive and "
+                            "at most %u days",
+                            made, until, RC_REQUEST_MAX_LIFETIME / 86400);
+    if (req->created_at > now && req->created_at - now > RC_REQUEST_FUTURE_SKEW)
+        return rc_error_set(err, RC_E_POLICY,
+                            "request made %s, more than %u minutes ahead of this server's clock "
+                            "(%s): check the owner's clock",
+                            made, RC_REQUEST_FUTURE_SKEW / 60, clock);
+    if (now > req->not_after)
+        return rc_error_set(err, RC_E_POLICY,
+                            "request expired at %s (made %s; now %s): make it again", until, made,
+                            clock);
+    return 0;
+}
+
 static int apply_in_txn(apply_ctx *a, rc_error *err)
 {
     const rc_request *req = a->req;
@@ -428,9 +529,12 @@ static int apply_in_txn(apply_ctx *a, rc_error *err)
                             "request is for another service (key %s; this service is %s)", have,
                             want);
     }
-    if (req->version != RC_FORMAT_VERSION)
-        return rc_error_set(err, RC_E_VERSION, "request version %u is not supported",
-                            req->version);
+    if (req->version != RC_REQUEST_VERSION)
+        return rc_error_set(err, RC_E_VERSION,
+                            "request version %u is not supported (this build reads %u)",
+                            req->version, RC_REQUEST_VERSION);
+    if ((rc = check_dates(req, a->now, err)) != 0)
+        return rc;
     if (memchr(req->list, '\0', sizeof req->list) == NULL || !is_canonical(req->list))
         return rc_error_set(err, RC_E_INVALID, "the request names no canonical list address");
     if ((rc = rc_list_id(a->list_id, req->list, err)) != 0)
@@ -454,7 +558,9 @@ static int apply_in_txn(apply_ctx *a, rc_error *err)
     case RC_REQ_UPDATE_GROUP:
     case RC_REQ_ADD_MEMBER:
     case RC_REQ_UPDATE_MEMBER:
-    case RC_REQ_ADD_OWNER: {
+    case RC_REQ_ADD_OWNER:
+    case RC_REQ_UPDATE_OWNER:
+    case RC_REQ_REMOVE_OWNER: {
         rc_store_owner o;
         rc_store_epoch cur;
         if ((rc = txn_get_list(a->st, a->txn, req->list, &a->list, err)) != 0)
@@ -465,7 +571,9 @@ static int apply_in_txn(apply_ctx *a, rc_error *err)
                                 a->signer_fpr, req->list);
         if (rc)
             return txn_get_owner(a->st, a->txn, a->list_id, req->signer_pk, &o, err);
-        uint8_t need = req->type == RC_REQ_ADD_OWNER ? RC_PRIV_SUPER : RC_PRIV_ADMIN;
+        int about_owners = req->type == RC_REQ_ADD_OWNER || req->type == RC_REQ_UPDATE_OWNER ||
+                           req->type == RC_REQ_REMOVE_OWNER;
+        uint8_t need = about_owners ? RC_PRIV_SUPER : RC_PRIV_ADMIN;
         if (o.privilege != RC_PRIV_ADMIN && o.privilege != RC_PRIV_SUPER)
             return damaged(err, "owners");
         if (o.privilege < need)
@@ -494,8 +602,10 @@ static int apply_in_txn(apply_ctx *a, rc_error *err)
             rc = apply_update_member(a, &cur, err);
         else if (req->type == RC_REQ_UPDATE_GROUP)
             rc = apply_update_group(a, &cur, err);
-        else
+        else if (req->type == RC_REQ_ADD_OWNER)
             rc = apply_add_owner(a, err);
+        else
+            rc = apply_change_owner(a, err);
         break;
     }
     default:

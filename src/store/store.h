@@ -112,8 +112,11 @@ void rc_store_set_threads(rc_store *st, unsigned threads);
 uint32_t rc_store_found_schema(const rc_store *st);
 
 /* Verify req against the store and apply it in one write transaction.
- * svc: the service key (it unseals r to check r·G + K == A). Refusals
- * leave the store unchanged and say why. */
+ * svc: the service key (it unseals r to check r·G + K == A). now: the
+ * service's clock; a request is refused (RC_E_POLICY) when now is past its
+ * not_after, when its created_at lies more than RC_REQUEST_FUTURE_SKEW
+ * ahead of now, or when its lifetime is outside 1..RC_REQUEST_MAX_LIFETIME.
+ * Refusals leave the store unchanged and say why. */
 int rc_store_apply(rc_store *st, const rc_service_secret *svc, const rc_request *req,
                    uint64_t now, rc_error *err);
 

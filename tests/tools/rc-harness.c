@@ -30,7 +30,7 @@
 
 static rc_error err;
 
-static void die(const char *what)
+__attribute__((noreturn)) static void die(const char *what)
 {
     fprintf(stderr, "rc-harness: %s%s%s\n", what, err.msg[0] ? ": " : "", err.msg);
     exit(1);
@@ -275,6 +275,79 @@ static int store_schema(const char *db, const char *set)
     return 0;
 }
 
+static int text_sink(void *ctx, const uint8_t *p, size_t n)
+{
+    return fwrite(p, 1, n, (FILE *)ctx) == n ? 0 : -1;
+}
+
+/* request-resign OWNERKEY [--created T] [--not-after T] [--v1] < armored >
+ * armored: re-date every request and sign it again with the owner key, as
+ * an owner with a wrong clock (or a modified tool) would; --v1 writes the
+ * version-1 binary form (no not_after), as 0.2 did. */
+static int request_resign(int argc, char **argv)
+{
+    char s[RC_KEYSTR_MAX];
+    static char text[1 << 22];
+    rc_owner_secret *owner = rc_secret_alloc(sizeof *owner);
+    if (!owner || rc_keyfile_read(argv[2], s, sizeof s, &err) ||
+        rc_owner_secret_decode(owner, s, &err))
+        die("cannot load the owner key");
+    size_t len = fread(text, 1, sizeof text - 1, stdin);
+    rc_request *reqs;
+    size_t n;
+    if (rc_request_read_armored(text, len, &reqs, &n, &err))
+        die("cannot read the requests");
+    int v1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (int a = 3; a < argc; a++) {
+            if (strcmp(argv[a], "--created") == 0 && a + 1 < argc)
+                reqs[i].created_at = strtoull(argv[++a], NULL, 10);
+            else if (strcmp(argv[a], "--not-after") == 0 && a + 1 < argc)
+                reqs[i].not_after = strtoull(argv[++a], NULL, 10);
+            else if (strcmp(argv[a], "--v1") == 0)
+                v1 = 1;
+            else
+                die("request-resign: unknown option");
+        }
+        if (rc_request_sign(&reqs[i], owner, &err))
+            die("cannot sign");
+        if (!v1) {
+            if (rc_request_armor(&reqs[i], text_sink, stdout, &err))
+                die("cannot write");
+            continue;
+        }
+        uint8_t *enc, *msg;
+        size_t elen;
+        if (rc_request_encode(&reqs[i], &enc, &elen, &err))
+            die("cannot encode");
+        /* Drop not_after (after version, type, service_pk, str8 list,
+         * signer_pk, counter, created_at) and the signature. */
+        size_t at = 1 + 1 + 32 + 1 + enc[34] + 32 + 8 + 8, blen = elen - 64 - 8;
+        memmove(enc + at, enc + at + 8, elen - at - 8);
+        enc[0] = 1;
+        msg = malloc(16 + blen + 64);
+        memset(msg, 0, 16);
+        memcpy(msg, "recrypt/request", 15);
+        memcpy(msg + 16, enc, blen);
+        crypto_sign_detached(enc + blen, NULL, msg, 16 + blen, owner->sign_sk);
+        free(msg);
+        char line[100];
+        puts("-----BEGIN RECRYPT REQUEST-----\nRequest: version 1\n");
+        for (size_t off = 0; off < blen + 64; off += 57) {
+            sodium_bin2base64(line, sizeof line, enc + off, blen + 64 - off < 57 ? blen + 64 - off : 57,
+                              sodium_base64_VARIANT_ORIGINAL);
+            puts(line);
+        }
+        puts("-----END RECRYPT REQUEST-----");
+        free(enc);
+    }
+    for (size_t i = 0; i < n; i++)
+        rc_request_free(&reqs[i]);
+    free(reqs);
+    rc_secret_free(owner);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 static void usage(void)
 {
     fputs("usage: rc-harness list-create DIR ADDRESS [--not-after UNIX]\n"
@@ -285,7 +358,9 @@ static void usage(void)
           "       rc-harness recrypt DIR [--no-table] [--now UNIX]\n"
           "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n"
           "       rc-harness recrypt-store DB LIST [--no-table] < sealed > delivered\n"
-          "       rc-harness store-schema DB [N]\n",
+          "       rc-harness store-schema DB [N]\n"
+          "       rc-harness request-resign OWNERKEY [--created T] [--not-after T] [--v1]\n"
+          "                  < armored > armored\n",
           stderr);
     exit(2);
 }
@@ -361,6 +436,8 @@ int main(int argc, char **argv)
         rc_secret_free(ls);
         return 0;
     }
+    if (strcmp(cmd, "request-resign") == 0)
+        return request_resign(argc, argv);
     if (strcmp(cmd, "store-schema") == 0)
         return store_schema(dir, argc > 3 ? argv[3] : NULL);
     if (strcmp(cmd, "recrypt-store") == 0 && argc >= 4)

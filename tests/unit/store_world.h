@@ -174,11 +174,12 @@ static inline void store_destroy(rc_store *st)
 static inline void req_init(rc_request *r, uint8_t type, const char *list)
 {
     memset(r, 0, sizeof *r);
-    r->version = RC_FORMAT_VERSION;
+    r->version = RC_REQUEST_VERSION;
     r->type = type;
     memcpy(r->service_pk, W.svc->pub.pk, 32);
     snprintf(r->list, sizeof r->list, "%s", list);
     r->created_at = NOW;
+    r->not_after = NOW + RC_REQUEST_DEFAULT_LIFETIME;
 }
 
 /* A device entry for dev (made for the service svc), recorded as a secret

@@ -791,6 +791,8 @@ static int race_writer(const char *dir)
         r.status = phase == 1 ? RC_STATUS_SUSPENDED : RC_STATUS_ACTIVE;
         r.flags = phase == 2 ? RC_UPDATE_REPLACE_DEVICES : 0;
         r.counter = s + 1;
+        r.created_at = RACE_BASE_TIME + s;
+        r.not_after = r.created_at + RC_REQUEST_DEFAULT_LIFETIME;
         for (int i = 0; i < 2 && phase != 1 && rc == 0; i++)
             if ((rc = rc_device_generate(dev, &err)) == 0 &&
                 (rc = rc_req_device_make(d, W.ls1, &dev->pub, r.member, s, &W.svc->pub,
@@ -2344,11 +2346,178 @@ static void test_migrate_from_schema_3(void **state)
     store_destroy(st);
 }
 
+typedef struct {
+    const uint8_t *pk;
+    rc_store_owner found;
+    int n;
+} owner_find;
+
+static int find_owner_cb(void *ctx, const rc_store_owner *o)
+{
+    owner_find *f = ctx;
+    if (memcmp(o->owner.sign_pk, f->pk, 32) == 0) {
+        f->found = *o;
+        f->n++;
+    }
+    return 0;
+}
+
+/* The owner row of pk, if any: 1 found (in *out), 0 not. */
+static int owner_row(rc_store *st, const rc_owner_secret *who, rc_store_owner *out)
+{
+    rc_store_reader *rd;
+    rc_error err;
+    owner_find f;
+    memset(&f, 0, sizeof f);
+    f.pk = who->pub.sign_pk;
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_each_owner(rd, W.list_id, find_owner_cb, &f, &err), RC_OK);
+    rc_store_reader_end(rd);
+    *out = f.found;
+    return f.n;
+}
+
+/* UpdateOwner and RemoveOwner (issue 13): SUPER only, the last SUPER owner
+ * stays, a removed owner's later requests are refused; each refusal leaves
+ * every row as it was. */
+static void test_owner_changes(void **state)
+{
+    (void)state;
+    rc_store *st = store_new();
+    rc_request r;
+    rc_store_owner o;
+    rc_error err;
+    create_list(st);
+    req_init(&r, RC_REQ_ADD_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_ADMIN;
+    apply_ok(st, &r);
+
+    /* The creator is the only SUPER: it can be neither lowered nor removed. */
+    req_init(&r, RC_REQ_UPDATE_OWNER, LIST);
+    r.owner = W.owner->pub;
+    r.privilege = RC_PRIV_ADMIN;
+    refused(&st, &r, W.owner, W.ctr_owner + 1, RC_E_POLICY,
+            "is the last SUPER owner of team@example.org: it cannot be lowered to admin");
+    req_init(&r, RC_REQ_REMOVE_OWNER, LIST);
+    r.owner = W.owner->pub;
+    refused(&st, &r, W.owner, W.ctr_owner + 1, RC_E_POLICY, "it cannot be removed");
+    /* An ADMIN may do neither. */
+    req_init(&r, RC_REQ_UPDATE_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_SUPER;
+    refused(&st, &r, W.admin, 1, RC_E_POLICY, "has ADMIN, SUPER is needed for UpdateOwner");
+    req_init(&r, RC_REQ_REMOVE_OWNER, LIST);
+    r.owner = W.owner->pub;
+    refused(&st, &r, W.admin, 1, RC_E_POLICY, "has ADMIN, SUPER is needed for RemoveOwner");
+    /* Unknown owner, bad privilege. */
+    req_init(&r, RC_REQ_REMOVE_OWNER, LIST);
+    r.owner = W.stranger->pub;
+    refused(&st, &r, W.owner, W.ctr_owner + 1, RC_E_NOT_FOUND, "is not an owner of");
+    req_init(&r, RC_REQ_UPDATE_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_RECRYPT;
+    refused(&st, &r, W.owner, W.ctr_owner + 1, RC_E_INVALID, "must be admin or super");
+
+    /* Raise the ADMIN to SUPER; then it removes the creator. */
+    req_init(&r, RC_REQ_UPDATE_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_SUPER;
+    apply_ok(st, &r);
+    assert_int_equal(owner_row(st, W.admin, &o), 1);
+    assert_int_equal(o.privilege, RC_PRIV_SUPER);
+    assert_int_equal(o.last_counter, 0); /* its counter is its own, untouched */
+    req_init(&r, RC_REQ_REMOVE_OWNER, LIST);
+    r.owner = W.owner->pub;
+    assert_int_equal(submit_as(st, &r, W.admin, 1, &err), RC_OK);
+    rc_request_free(&r);
+    assert_int_equal(owner_row(st, W.owner, &o), 0);
+    assert_int_equal(owner_row(st, W.admin, &o), 1);
+
+    /* The removed owner's later requests are refused (exit 77 in recryptctl). */
+    req_init(&r, RC_REQ_ADD_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_BOB]);
+    r.privilege = RC_PRIV_RECRYPT;
+    req_dev(&r, W.ls1, D_BOB1, NOW);
+    refused(&st, &r, W.owner, W.ctr_owner + 1, RC_E_POLICY, "is not an owner of team@example.org");
+    /* The one SUPER left cannot lower or remove itself. */
+    req_init(&r, RC_REQ_UPDATE_OWNER, LIST);
+    r.owner = W.admin->pub;
+    r.privilege = RC_PRIV_ADMIN;
+    refused(&st, &r, W.admin, 2, RC_E_POLICY, "last SUPER owner");
+    req_init(&r, RC_REQ_REMOVE_OWNER, LIST);
+    r.owner = W.admin->pub;
+    refused(&st, &r, W.admin, 2, RC_E_POLICY, "last SUPER owner");
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
+/* Requests expire (REQUESTS.md §9.1: "now > not_after: refused; created_at
+ * more than RC_REQUEST_FUTURE_SKEW ahead of now: refused; not_after -
+ * created_at outside 1..RC_REQUEST_MAX_LIFETIME: refused"), with the dates
+ * in the message, and nothing changed. */
+static void test_request_dates(void **state)
+{
+    (void)state;
+    rc_store *st = store_new();
+    rc_request r;
+    rc_error err;
+    create_list(st);
+    uint64_t c = W.ctr_owner + 1;
+#define AS_MEMBER(req)                                                           \
+    do {                                                                        \
+        req_init(&(req), RC_REQ_ADD_MEMBER, LIST);                              \
+        snprintf((req).member, sizeof (req).member, "%s", MEMBER[M_ALICE]);     \
+        (req).privilege = RC_PRIV_RECRYPT;                                      \
+        req_dev(&(req), W.ls1, D_ALICE, NOW);                                   \
+    } while (0)
+    /* NOW is 1700000000 = 2023-11-14T22:13:20Z. */
+    AS_MEMBER(r);
+    r.created_at = NOW - 8 * 86400;
+    r.not_after = NOW - 1;
+    refused(&st, &r, W.owner, c, RC_E_POLICY,
+            "request expired at 2023-11-14T22:13:19Z (made 2023-11-06T22:13:20Z; now "
+            "2023-11-14T22:13:20Z): make it again");
+    AS_MEMBER(r);
+    r.created_at = NOW + RC_REQUEST_FUTURE_SKEW + 1;
+    r.not_after = r.created_at + 86400;
+    refused(&st, &r, W.owner, c, RC_E_POLICY,
+            "request made 2023-11-14T23:13:21Z, more than 60 minutes ahead of this server's "
+            "clock (2023-11-14T22:13:20Z)");
+    AS_MEMBER(r);
+    r.not_after = NOW + RC_REQUEST_MAX_LIFETIME + 1;
+    refused(&st, &r, W.owner, c, RC_E_POLICY, "its lifetime must be positive and at most 90 days");
+    AS_MEMBER(r);
+    r.not_after = NOW;
+    refused(&st, &r, W.owner, c, RC_E_POLICY, "its lifetime must be positive");
+    AS_MEMBER(r);
+    r.not_after = 0;
+    refused(&st, &r, W.owner, c, RC_E_POLICY, "its lifetime must be positive");
+    /* At the edges: an hour ahead, the last second of its life, 90 days. */
+    AS_MEMBER(r);
+    r.created_at = NOW + RC_REQUEST_FUTURE_SKEW;
+    r.not_after = r.created_at + RC_REQUEST_MAX_LIFETIME;
+    assert_int_equal(submit_as(st, &r, W.owner, c++, &err), RC_OK);
+    rc_request_free(&r);
+    req_init(&r, RC_REQ_UPDATE_MEMBER, LIST);
+    snprintf(r.member, sizeof r.member, "%s", MEMBER[M_ALICE]);
+    r.status = RC_STATUS_SUSPENDED;
+    r.created_at = NOW - 86400;
+    r.not_after = NOW;
+    assert_int_equal(submit_as(st, &r, W.owner, c++, &err), RC_OK);
+    rc_request_free(&r);
+#undef AS_MEMBER
+    W.n_secrets = 0;
+    store_destroy(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_life_cycle),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_owner_changes),
+        cmocka_unit_test(test_request_dates),
         cmocka_unit_test(test_request_tamper),
         cmocka_unit_test(test_create_and_schema),
         cmocka_unit_test(test_map_full),

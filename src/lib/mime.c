@@ -1104,6 +1104,7 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
         rc_opener_free(op);
         return rc_error_set(err, RC_E_IO, "cannot use the staging file");
     }
+    rc_opener_stage_into(op, stage_fd, NULL); /* the opener stages straight into it */
     uint8_t *buf = malloc(IO_BLOCK);
     if (!buf) {
         rc_opener_free(op);

@@ -1142,15 +1142,20 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
     free(imid);
     char verdict[RC_ADDR_MAX * 2 + 256], fp[RC_UDF_MAX];
     if (r.is_signed) {
+        /* FORMAT §9.5 step 4: exactly one mailbox; a group (even of one
+         * mailbox), several mailboxes or none are refused. */
         char *from = from_address(&ih);
         int same = from && strcmp(from, r.cert.address) == 0;
-        free(from);
         if (!same) {
             rc = rc_error_set(err, RC_E_SIGNATURE,
-                              "the message is signed by %s but its From is another address",
-                              r.cert.address);
+                              "the message is signed by %s but its From is %s", r.cert.address,
+                              from ? "another address"
+                                   : "not exactly one mailbox (a group, several addresses or "
+                                     "none)");
+            free(from);
             goto done;
         }
+        free(from);
         rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, r.cert.device_sign_pk, 32, NULL);
         snprintf(verdict, sizeof verdict,
                  RC_HDR_VERDICT ": signed; member=%s; device=%s; list=%s; epoch=%llu%s",

@@ -1026,7 +1026,7 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
     order = malloc((n ? n : 1) * sizeof *order);
     if (!order)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    /* Only devices enrolled before the proven date get a stanza (CRYPTO.md). */
+    /* Only devices enrolled before the proven date get a stanza (docs/SCHEME.md). */
     for (size_t i = 0; i < n; i++)
         if (entries[i].enrolled_at < m->date)
             order[k++] = i;

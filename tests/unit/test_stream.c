@@ -20,8 +20,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "internal.h"
 #include "test_util.h"
+
+/* The opener's stage is a memory file (memfd_create); this definition
+ * stands in for libc's (librecrypt is linked statically) to count the calls
+ * and to make them fail, which sends the opener to its heap stage. */
+static int memfd_off, memfd_calls;
+int memfd_create(const char *name, unsigned int flags);
+int memfd_create(const char *name, unsigned int flags)
+{
+    memfd_calls++;
+    if (memfd_off) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
 
 #define DATE 1700000000ull
 #define MID "20231114.abcdef@example.org"
@@ -993,6 +1011,39 @@ static void test_tampered_last_chunk_releases_nothing(void **state)
     mbuf_free(&p.ct);
 }
 
+/* The stage: no memory file for a post of one or two chunks (nothing is
+ * staged); one for a longer one; without memory files, the heap, with the
+ * same contract. */
+static void test_stage_kinds(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1000, 65536, 4 * RC_CHUNK_BYTES + 1000};
+    for (int off = 0; off <= 1; off++) {
+        memfd_off = off;
+        for (size_t i = 0; i < 3; i++) {
+            post p;
+            mbuf pt = {0};
+            rc_open_result res;
+            rc_error err;
+            make_post(&p, sizes[i], 0);
+            memfd_calls = 0;
+            assert_int_equal(open_msg(W.dev[BOB2], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                                      p.ct.len, 10000, &pt, &res, &err),
+                             RC_OK);
+            assert_int_equal(pt.len, sizes[i]);
+            assert_memory_equal(pt.p, W.big, sizes[i]);
+            assert_int_equal(memfd_calls, i == 2 ? 1 : 0);
+            sodium_memzero(&res, sizeof res);
+            mbuf_free(&pt);
+            /* Tampered last chunk: nothing out, either stage. */
+            p.ct.p[p.ct.len - 5] ^= 1;
+            expect_fail_ct(&p, p.ct.p, p.ct.len, RC_E_AUTH, 0);
+            mbuf_free(&p.ct);
+        }
+    }
+    memfd_off = 0;
+}
+
 /* Stream of explicit chunks: P' (already padded) cut at `cuts` (each chunk
  * end), the last one tagged FINAL. */
 static void raw_chunks(mbuf *out, rc_envelope *env, const uint8_t *P, const size_t *ends,
@@ -1245,6 +1296,7 @@ int main(void)
         cmocka_unit_test(test_sealer_arguments),
         cmocka_unit_test(test_sink_failures),
         cmocka_unit_test(test_tampered_last_chunk_releases_nothing),
+        cmocka_unit_test(test_stage_kinds),
         cmocka_unit_test(test_empty_final_chunk),
         cmocka_unit_test(test_W_that_opens_but_fails),
         cmocka_unit_test(test_fresh_randomness),

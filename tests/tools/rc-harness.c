@@ -185,7 +185,7 @@ static int recrypt_store(const char *db, const char *list, int no_table, uint64_
     char p[4096], s[RC_KEYSTR_MAX];
     rc_service_secret *svc = rc_secret_alloc(sizeof *svc);
     rc_store *st;
-    rc_store_reader *rd;
+    rc_store_reader *rd = NULL;
     rc_store_list l;
     rc_store_epoch e;
     rc_mail *m;

@@ -74,7 +74,9 @@ int keystore_device_is_protected(const keystore *ks)
     keystore_path(p, ks, "device.key");
     if (keystore_read_file(p, head, sizeof head) != 0)
         return 0;
-    return passlock_is_locked(head, RC_KT_DEVICE_SECRET);
+    int locked = passlock_is_locked(head, RC_KT_DEVICE_SECRET);
+    sodium_memzero(head, sizeof head); /* the start of a plain key string */
+    return locked;
 }
 
 int keystore_device_ask(char *pass, int creating, rc_error *err)

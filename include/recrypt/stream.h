@@ -106,7 +106,7 @@ int rc_opener_new(rc_opener **out, const rc_envelope *env, const rc_statement *s
 int rc_opener_update(rc_opener *o, const uint8_t *in, size_t len, rc_sink_fn sink, void *ctx,
                      rc_error *err);
 /* Checks the end of the stream, then writes the whole plaintext to sink
- * (in pieces of at most 64 KiB), then fills res. */
+ * (in one or more pieces), then fills res. */
 int rc_opener_final(rc_opener *o, rc_sink_fn sink, void *ctx, rc_open_result *res,
                     rc_error *err);
 void rc_opener_free(rc_opener *o);

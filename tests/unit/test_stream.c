@@ -1148,12 +1148,14 @@ static void edit_nothing(uint8_t *plain, size_t len)
     (void)len;
 }
 
-/* FORMAT §8: "the W must open with the device's key and pass every check
- * of §6.2 (its certificate verifies with the statement's signer_pk) ... If
- * some W opened but none passed: RC_E_AUTH; if none opened:
- * RC_E_NOT_FOR_US." 0.2.0 opened a stanza whose certificate signature was
- * bad, and answered RC_E_NOT_FOR_US (exit 67) for a W that opened but was
- * malformed. */
+/* FORMAT §8: "the first stanza whose W opens with its key and passes every
+ * check of rc_wrap_open (§6), names the statement's list id, epoch and A,
+ * carries a membership certificate that verifies with the statement's
+ * signer_pk, ... A W "opened" when crypto_box_seal_open succeeded with the
+ * device's key, whatever fails after that. If some W opened but none
+ * passed: RC_E_AUTH ...; if none opened: RC_E_NOT_FOR_US". 0.2.0 opened a
+ * stanza whose certificate signature was bad, and answered RC_E_NOT_FOR_US
+ * (exit 67) for a W that opened but was malformed. */
 static void test_W_that_opens_but_fails(void **state)
 {
     (void)state;

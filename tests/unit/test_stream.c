@@ -960,9 +960,10 @@ static void test_bad_signature_releases_nothing(void **state)
 
 /* ---------------------------------------------------------------- issue 13: the opener's contract */
 
-/* "nothing reaches the sink before the final chunk authenticates": a post
- * of five chunks whose last chunk is tampered (or missing) releases 0
- * bytes, where 0.2.0 released the first 64 KiB or more. */
+/* FORMAT §7.5: "no plaintext byte reaches the caller before the FINAL
+ * chunk has authenticated and the trailer, certificate and signature have
+ * verified". A post of five chunks whose last chunk is tampered (or
+ * missing) releases 0 bytes, where 0.2.0 released 192 KiB. */
 static int sink_must_not_be_called(void *ctx, const uint8_t *b, size_t n)
 {
     (void)ctx;

@@ -103,6 +103,15 @@ RECRYPT_PASSPHRASE_FILE="$T/empty.txt" expect_fail "open with an empty passphras
 expect_fail "open of a locked key without a passphrase file or terminal" 77 \
   "device key is locked with a passphrase and there is no terminal: set RECRYPT_PASSPHRASE_FILE" \
   setsid -w env RECRYPT_HOME="$T/dev-carol" "$RECRYPT" open <c1.d
+# view (for mail programs) unlocks the same way; without the passphrase
+# the view folder holds a notice saying why, never the message.
+RECRYPT_PASSPHRASE_FILE="$T/pass.txt" dev carol view --dir "$T/vd" <c1.d >/dev/null 2>&1 || true
+if grep -rqs '^hello carol$' "$T/vd"; then pass "view with a locked key and its passphrase"
+else failed "view with the passphrase: $(ls -R "$T/vd" 2>&1 | head -5)"; fi
+setsid -w env RECRYPT_HOME="$T/dev-carol" "$RECRYPT" view --dir "$T/vd2" <c1.d >/dev/null 2>&1 || true
+if ! grep -rqs '^hello carol$' "$T/vd2" && grep -rqs 'RECRYPT_PASSPHRASE_FILE' "$T/vd2"; then
+  pass "view without a passphrase shows a notice naming RECRYPT_PASSPHRASE_FILE, not the message"
+else failed "view without a passphrase: $(grep -rh . "$T/vd2" 2>/dev/null | head -5)"; fi
 # Sealing signed needs the key (carol holds her certificate now).
 { printf 'From: carol@example.org\nTo: list@example.org\nSubject: s\n\nsigned by carol\n'; } >c2.eml
 RECRYPT_PASSPHRASE_FILE="$T/wrong.txt" expect_fail "signed seal with a wrong passphrase" 77 \

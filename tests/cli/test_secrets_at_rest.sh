@@ -122,6 +122,17 @@ dev bob open <c2.d >c2.o 2>/dev/null || true
 head -n1 c2.o | grep -q '^Recrypt-Verdict: signed; member=carol@example.org' &&
   pass "a post sealed with the unlocked key opens as signed by carol" || failed "c2: $(head -n1 c2.o)"
 
+# sendmail (for mail programs) signs with the unlocked key, and submits
+# nothing on a wrong passphrase.
+recording_sendmail
+RECRYPT_PASSPHRASE_FILE="$T/wrong.txt" dev carol sendmail -t -oi <c2.eml >/dev/null 2>sm.err && rc=0 || rc=$?
+if [ "$rc" -ne 0 ] && [ -z "$(ls "$T"/sub.* 2>/dev/null)" ] && grep -q 'wrong passphrase for the device key' sm.err; then
+  pass "sendmail with a wrong passphrase submits nothing (exit $rc)"
+else failed "sendmail, wrong passphrase: exit $rc, $(ls "$T"/sub.* 2>/dev/null) $(head -c 200 sm.err)"; fi
+RECRYPT_PASSPHRASE_FILE="$T/pass.txt" dev carol sendmail -t -oi <c2.eml >/dev/null 2>sm.err || true
+if grep -qs 'multipart/encrypted' "$T"/sub.0; then pass "sendmail with the passphrase submits the sealed post"
+else failed "sendmail with the passphrase: $(head -c 200 sm.err)"; fi
+
 # The locked file does not hold the secret: unlock a copy and look for the
 # plain key string and its raw bytes in the locked one.
 cp -a dev-carol dev-carolcopy

@@ -126,7 +126,7 @@ head -n1 c2.o | grep -q '^Recrypt-Verdict: signed; member=carol@example.org' &&
 # nothing on a wrong passphrase.
 recording_sendmail
 RECRYPT_PASSPHRASE_FILE="$T/wrong.txt" dev carol sendmail -t -oi <c2.eml >/dev/null 2>sm.err && rc=0 || rc=$?
-if [ "$rc" -ne 0 ] && [ -z "$(ls "$T"/sub.* 2>/dev/null)" ] && grep -q 'wrong passphrase for the device key' sm.err; then
+if [ "$rc" -eq 77 ] && [ -z "$(ls "$T"/sub.* 2>/dev/null)" ] && grep -q 'wrong passphrase for the device key' sm.err; then
   pass "sendmail with a wrong passphrase submits nothing (exit $rc)"
 else failed "sendmail, wrong passphrase: exit $rc, $(ls "$T"/sub.* 2>/dev/null) $(head -c 200 sm.err)"; fi
 RECRYPT_PASSPHRASE_FILE="$T/pass.txt" dev carol sendmail -t -oi <c2.eml >/dev/null 2>sm.err || true

@@ -165,7 +165,9 @@ int keystore_device_public(const keystore *ks, rc_device_public *pub, rc_error *
 {
     char p[PATH_MAX], line[RC_KEYSTR_MAX];
     keystore_path(p, ks, "device.pub");
-    if (keystore_device_exists(ks) && keystore_read_file(p, line, sizeof line) == 0 &&
+    /* Only for a locked key: a key in the clear is the truth (an older
+     * recrypt's keygen --force may have replaced it, leaving device.pub). */
+    if (keystore_device_is_protected(ks) && keystore_read_file(p, line, sizeof line) == 0 &&
         rc_device_public_decode(pub, line, NULL) == 0)
         return 0;
     rc_device_secret *dev = rc_secret_alloc(sizeof *dev);

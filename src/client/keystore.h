@@ -42,7 +42,8 @@ int keystore_device_store(const keystore *ks, const rc_device_secret *dev, const
  * and no way to ask: RC_E_POLICY. An unlocked key is kept for the process
  * while device.key stays the same file. */
 int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *err);
-/* The public half, from device.pub (no passphrase needed), else the key. */
+/* The public half: of a locked key from device.pub (no passphrase
+ * needed), of a key in the clear from the key itself. */
 int keystore_device_public(const keystore *ks, rc_device_public *pub, rc_error *err);
 /* 1 when device.key is locked with a passphrase. */
 int keystore_device_is_protected(const keystore *ks);

@@ -232,6 +232,18 @@ static void test_device_key_locked(void **state)
     unsetenv("RECRYPT_PASSPHRASE_FILE");
     assert_int_equal(keystore_device_load(&ks, &got, &err), 0);
     assert_memory_equal(&got, &dev, sizeof dev);
+    /* A stale device.pub (another key's) is not believed for a key in the
+     * clear. */
+    rc_device_secret other;
+    char line[RC_KEYSTR_MAX + 2];
+    assert_int_equal(rc_device_generate(&other, &err), 0);
+    assert_int_equal(rc_device_public_encode(line, sizeof line - 1, &other.pub, &err), 0);
+    strcat(line, "\n");
+    snprintf(path, sizeof path, "%s/device.pub", home);
+    write_text(path, line);
+    assert_int_equal(keystore_device_public(&ks, &pub, &err), 0);
+    assert_memory_equal(&pub, &dev.pub, sizeof pub);
+    sodium_memzero(&other, sizeof other);
     sodium_memzero(&dev, sizeof dev);
     sodium_memzero(&got, sizeof got);
 }

@@ -4,13 +4,17 @@
  * proof of knowledge of t), stanzas (R, W) added by the service, the
  * streaming sealer (sender) and the streaming opener (device).
  *
- * Streaming: update() may be called with any amount of data and hands
- * complete output through the sink callback; memory stays constant. The
- * opener only ever passes on plaintext of chunks that have authenticated,
- * and final() fails unless the stream ended with its FINAL chunk, the
- * padding and trailer are well formed and the signature (if any) verifies.
- * Callers that must not release anything from a failed stream stage the
- * sink's output (the recrypt tool does, in a private temporary file).
+ * Streaming: update() may be called with any amount of data; memory stays
+ * constant. The sealer hands its output through the sink as it goes. The
+ * opener hands NOTHING to its sink before the whole stream has
+ * authenticated: update() only decrypts and stages (since 0.3.0; before,
+ * it released every chunk but the last two as they authenticated), and
+ * final() passes the whole plaintext to the sink only once the stream
+ * ended with its FINAL chunk, the padding and trailer are well formed and
+ * the signature (if any) verifies. The stage is an anonymous memory file
+ * (memfd_create) on Linux, else a heap buffer; it is never a named file and
+ * is wiped or truncated by rc_opener_free. A failed final() or update()
+ * leaves the sink untouched.
  */
 #ifndef RECRYPT_STREAM_H
 #define RECRYPT_STREAM_H
@@ -97,8 +101,12 @@ typedef struct {
 int rc_opener_new(rc_opener **out, const rc_envelope *env, const rc_statement *st,
                   const rc_device_secret *dev, const rc_stanza *stanzas, size_t n_stanzas,
                   uint64_t date, const char *message_id, rc_error *err);
+/* Decrypts and stages; the sink is not called (it is kept in the
+ * signature for compatibility and may be NULL). */
 int rc_opener_update(rc_opener *o, const uint8_t *in, size_t len, rc_sink_fn sink, void *ctx,
                      rc_error *err);
+/* Checks the end of the stream, then writes the whole plaintext to sink
+ * (in one or more pieces), then fills res. */
 int rc_opener_final(rc_opener *o, rc_sink_fn sink, void *ctx, rc_open_result *res,
                     rc_error *err);
 void rc_opener_free(rc_opener *o);

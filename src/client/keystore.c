@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "keystore.h"
+#include "passlock.h"
 
 int keystore_prepare(const keystore *ks, rc_error *err)
 {
@@ -39,32 +40,142 @@ int keystore_device_exists(const keystore *ks)
     return access(p, F_OK) == 0;
 }
 
+/* ---- the device key, plain or locked with a passphrase (FORMAT.md §13.1) ---- */
+
+static int no_terminal;
+
+void keystore_set_no_terminal(int on)
+{
+    no_terminal = on;
+}
+
+/* The unlocked key of a locked device.key, kept for this process (the
+ * native host opens many messages; Argon2id costs ~0.1 s and 64 MiB each
+ * time), in guarded memory, valid while the file is the same. */
+static rc_device_secret *cached;
+static struct stat cached_sb;
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void cache_drop(void)
+{
+    rc_secret_free(cached);
+    cached = NULL;
+}
+
+int keystore_device_is_protected(const keystore *ks)
+{
+    char p[PATH_MAX], head[64];
+    keystore_path(p, ks, "device.key");
+    if (keystore_read_file(p, head, sizeof head) != 0)
+        return 0;
+    int locked = passlock_is_locked(head, RC_KT_DEVICE_SECRET);
+    sodium_memzero(head, sizeof head); /* the start of a plain key string */
+    return locked;
+}
+
+int keystore_device_ask(char *pass, int creating, rc_error *err)
+{
+    passlock_ask_opts o = {creating ? "New device key passphrase: " : "Device key passphrase: ",
+                           creating ? "a new passphrase is needed" : "the device key is locked "
+                                                                     "with a passphrase",
+                           creating, no_terminal};
+    return passlock_ask(pass, &o, err);
+}
+
+int keystore_device_store(const keystore *ks, const rc_device_secret *dev, const char *pass,
+                          rc_error *err)
+{
+    char p[PATH_MAX], pubp[PATH_MAX], pub[RC_KEYSTR_MAX + 2];
+    char *s = rc_secret_alloc(RC_KEYSTR_MAX), *l = rc_secret_alloc(2 * RC_KEYSTR_MAX);
+    int rc = (!s || !l) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                        : rc_device_secret_encode(s, RC_KEYSTR_MAX, dev, err);
+    if (rc == 0 && pass)
+        rc = passlock_lock(l, 2 * RC_KEYSTR_MAX, RC_KT_DEVICE_SECRET, s, pass, err);
+    keystore_path(p, ks, "device.key");
+    keystore_path(pubp, ks, "device.pub");
+    /* The public half in the clear, so that `pubkey` and the native host's
+     * hello need no passphrase; written first, the key last. */
+    if (rc == 0 && (rc = rc_device_public_encode(pub, sizeof pub - 1, &dev->pub, err)) == 0) {
+        strcat(pub, "\n");
+        rc = keystore_write_file(pubp, pub, err);
+    }
+    if (rc == 0)
+        rc = rc_keyfile_write(p, pass ? l : s, err);
+    rc_secret_free(s);
+    rc_secret_free(l);
+    cache_drop();
+    return rc;
+}
+
 int keystore_device_save(const keystore *ks, const rc_device_secret *dev, rc_error *err)
 {
-    char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
-    if (!s)
-        return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    keystore_path(p, ks, "device.key");
-    int rc = rc_device_secret_encode(s, RC_KEYSTR_MAX, dev, err);
-    if (rc == 0)
-        rc = rc_keyfile_write(p, s, err);
-    rc_secret_free(s);
-    return rc;
+    return keystore_device_store(ks, dev, NULL, err);
 }
 
 int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *err)
 {
-    char p[PATH_MAX], *s = rc_secret_alloc(RC_KEYSTR_MAX);
-    if (!s)
-        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    char p[PATH_MAX], *s = rc_secret_alloc(2 * RC_KEYSTR_MAX),
+                      *plain = rc_secret_alloc(RC_KEYSTR_MAX), *pass = NULL;
+    struct stat sb;
+    int rc = (!s || !plain) ? rc_error_set(err, RC_E_NOMEM, "out of memory") : 0;
     keystore_path(p, ks, "device.key");
-    int rc;
-    if (access(p, F_OK) != 0)
+    if (rc == 0 && stat(p, &sb) != 0)
         rc = rc_error_set(err, RC_E_IO, "this device has no key yet (%s): run 'recrypt keygen'",
                           p);
-    else if ((rc = rc_keyfile_read(p, s, RC_KEYSTR_MAX, err)) == 0)
+    else if (rc == 0)
+        rc = rc_keyfile_read(p, s, 2 * RC_KEYSTR_MAX, err);
+    if (rc == 0 && passlock_is_locked(s, RC_KT_DEVICE_SECRET)) {
+        if (cached && same_file(&sb, &cached_sb)) {
+            *dev = *cached;
+            goto out;
+        }
+        pass = rc_secret_alloc(PASSLOCK_MAX);
+        rc = !pass ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                   : keystore_device_ask(pass, 0, err);
+        if (rc == 0)
+            rc = passlock_unlock(plain, RC_KEYSTR_MAX, RC_KT_DEVICE_SECRET, s, pass,
+                                 "the device key", err);
+        if (rc == RC_E_AUTH) /* a wrong passphrase is a refusal, not tampered input */
+            rc = rc_error_set(err, RC_E_PERMISSION, "wrong passphrase for the device key (%s)",
+                              p);
+        if (rc == 0 && (rc = rc_device_secret_decode(dev, plain, err)) == 0) {
+            cache_drop();
+            if ((cached = rc_secret_alloc(sizeof *cached)) != NULL) {
+                *cached = *dev;
+                cached_sb = sb;
+            }
+        }
+    } else if (rc == 0) {
         rc = rc_device_secret_decode(dev, s, err);
+    }
+out:
     rc_secret_free(s);
+    rc_secret_free(plain);
+    rc_secret_free(pass);
+    return rc;
+}
+
+int keystore_device_public(const keystore *ks, rc_device_public *pub, rc_error *err)
+{
+    char p[PATH_MAX], line[RC_KEYSTR_MAX];
+    keystore_path(p, ks, "device.pub");
+    /* Only for a locked key: a key in the clear is the truth (an older
+     * recrypt's keygen --force may have replaced it, leaving device.pub). */
+    if (keystore_device_is_protected(ks) && keystore_read_file(p, line, sizeof line) == 0 &&
+        rc_device_public_decode(pub, line, NULL) == 0)
+        return 0;
+    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    int rc = dev ? keystore_device_load(ks, dev, err)
+                 : rc_error_set(err, RC_E_NOMEM, "out of memory");
+    if (rc == 0)
+        *pub = dev->pub;
+    rc_secret_free(dev);
     return rc;
 }
 

@@ -4,7 +4,9 @@
  * accepted list key statement, and this device's membership certificates.
  *
  * Layout (FORMAT.md "Client keystore"):
- *   device.key                      device-secret key string, 0600
+ *   device.key                      device-secret key string, or its
+ *                                   passphrase-locked form, 0600
+ *   device.pub                      the device's public key line (since 0.3.0)
  *   lists/<list>/pin                "signer <base64url>", "epoch <N>" and (since
  *                                   0.3.0) "pinned <unix seconds>" lines
  *   lists/<list>/epoch-<N>.listkey  the accepted statement of epoch N
@@ -28,8 +30,29 @@
 int keystore_prepare(const keystore *ks, rc_error *err);
 
 int keystore_device_exists(const keystore *ks);
+/* The device key (device.key) in the clear, or locked with a passphrase
+ * (FORMAT.md §13.1; the scheme of src/common/passlock.h). save: in the
+ * clear; store: locked under pass when pass is not NULL. Both also write
+ * device.pub, the public key line. */
 int keystore_device_save(const keystore *ks, const rc_device_secret *dev, rc_error *err);
+int keystore_device_store(const keystore *ks, const rc_device_secret *dev, const char *pass,
+                          rc_error *err);
+/* Load (and unlock: the passphrase from $RECRYPT_PASSPHRASE_FILE, else the
+ * terminal) the device key. A wrong passphrase: RC_E_PERMISSION; locked
+ * and no way to ask: RC_E_POLICY. An unlocked key is kept for the process
+ * while device.key stays the same file. */
 int keystore_device_load(const keystore *ks, rc_device_secret *dev, rc_error *err);
+/* The public half: of a locked key from device.pub (no passphrase
+ * needed), of a key in the clear from the key itself. */
+int keystore_device_public(const keystore *ks, rc_device_public *pub, rc_error *err);
+/* 1 when device.key is locked with a passphrase. */
+int keystore_device_is_protected(const keystore *ks);
+/* Ask for the device key's passphrase (creating: a new one, confirmed on a
+ * terminal) into pass (PASSLOCK_MAX secret bytes). */
+int keystore_device_ask(char *pass, int creating, rc_error *err);
+/* Never ask on the terminal (the native host): a locked key then needs
+ * $RECRYPT_PASSPHRASE_FILE. */
+void keystore_set_no_terminal(int on);
 
 /* Pin: returns 1 and fills *pin when the list is pinned, 0 when not. */
 int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_error *err);

@@ -391,15 +391,15 @@ static char *op_hello(nh_host *h, json_t *id)
 {
     rc_error err;
     char fp[RC_UDF_MAX] = "";
-    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
-    int have = dev && keystore_device_load(&h->ks, dev, &err) == 0;
+    rc_device_public pub; /* from device.pub: no passphrase needed */
+    int have = keystore_device_exists(&h->ks) && keystore_device_public(&h->ks, &pub, &err) == 0;
     if (have)
-        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
-    rc_secret_free(dev);
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, pub.sign_pk, 32, NULL);
     return respond(id,
-                   json_pack("{s:s, s:i, s:o, s:o, s:{s:i, s:i, s:I}}", "version",
+                   json_pack("{s:s, s:i, s:o, s:o, s:b, s:{s:i, s:i, s:I}}", "version",
                              RC_VERSION_STRING, "protocol", NH_PROTOCOL, "keystore", jcstr(h->ks.dir),
-                             "device", have ? jcstr(fp) : json_null(), "limits", "frame",
+                             "device", have ? jcstr(fp) : json_null(), "device_locked",
+                             keystore_device_is_protected(&h->ks), "limits", "frame",
                              (int)NH_FRAME_MAX, "chunk", (int)NH_CHUNK_MAX, "message",
                              (json_int_t)h->message_max),
                    NULL);
@@ -1425,6 +1425,9 @@ int nh_host_new(nh_host **out, const char *home, uint64_t message_max)
         return -1;
     }
     h->message_max = message_max ? message_max : NH_MESSAGE_MAX_DEFAULT;
+    /* Thunderbird owns the terminal, if any: a locked device key needs
+     * $RECRYPT_PASSPHRASE_FILE, else ops answer "refused" saying so. */
+    keystore_set_no_terminal(1);
     *out = h;
     return 0;
 }

@@ -26,6 +26,7 @@
 #include "mailbox.h"
 #include "nativehost.h"
 #include "open.h"
+#include "passlock.h"
 #include "seal.h"
 #include "sendmail.h"
 #include "spool.h"
@@ -45,6 +46,12 @@ static void usage(FILE *f)
 "  keygen [--force]       Create this device's key in the keystore and print\n"
 "                         its public key line. Send that line to the list\n"
 "                         owner to be enrolled.\n"
+"       [--protect]       Lock the key with a passphrase (asked twice on the\n"
+"                         terminal, or the first line of $RECRYPT_PASSPHRASE_FILE);\n"
+"                         every command that uses the key then asks for it.\n"
+"  key protect            Lock the existing device key with a passphrase.\n"
+"  key unprotect          Store the device key in the clear again.\n"
+"  key status             Say whether the device key is locked.\n"
 "  pubkey                 Print this device's public key line again, and its\n"
 "                         fingerprint on standard error.\n"
 "  seal --to LISTKEY      Read a message (RFC 5322) on standard input, write it\n"
@@ -174,7 +181,7 @@ static void announce_first_use(const rc_statement *st)
             progname, st->address, fp, progname);
 }
 
-static int cmd_keygen(keystore *ks, int force)
+static int cmd_keygen(keystore *ks, int force, int protect)
 {
     rc_error err;
     rc_error_clear(&err);
@@ -185,15 +192,70 @@ static int cmd_keygen(keystore *ks, int force)
         return EX_CANTCREAT;
     }
     rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
-    char line[RC_KEYSTR_MAX], fp[RC_UDF_MAX];
+    char line[RC_KEYSTR_MAX], fp[RC_UDF_MAX], *pass = NULL;
     int rc = dev ? keystore_prepare(ks, &err) : rc_error_set(&err, RC_E_NOMEM, "out of memory");
+    /* The passphrase first: an empty or mistyped one writes nothing. */
+    if (rc == 0 && protect)
+        rc = (pass = rc_secret_alloc(PASSLOCK_MAX)) == NULL
+                 ? rc_error_set(&err, RC_E_NOMEM, "out of memory")
+                 : keystore_device_ask(pass, 1, &err);
     if (rc == 0 && (rc = rc_device_generate(dev, &err)) == 0 &&
-        (rc = keystore_device_save(ks, dev, &err)) == 0 &&
+        (rc = keystore_device_store(ks, dev, pass, &err)) == 0 &&
         (rc = rc_device_public_encode(line, sizeof line, &dev->pub, &err)) == 0) {
         rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
         printf("%s\n", line);
-        fprintf(stderr, "%s: device key created in %s (fingerprint %s)\n", progname, ks->dir, fp);
+        fprintf(stderr, "%s: device key created in %s (fingerprint %s)%s\n", progname, ks->dir,
+                fp, protect ? ", locked with a passphrase" : "");
     }
+    rc_secret_free(pass);
+    rc_secret_free(dev);
+    return rc ? fail(&err) : 0;
+}
+
+/* recrypt key protect|unprotect|status: lock the device key with a
+ * passphrase, or store it in the clear again. */
+static int cmd_key(keystore *ks, const char *sub)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    if (!sub || (strcmp(sub, "protect") && strcmp(sub, "unprotect") && strcmp(sub, "status"))) {
+        fprintf(stderr, "%s: key needs 'protect', 'unprotect' or 'status' (try 'recrypt "
+                        "--help')\n",
+                progname);
+        return EX_USAGE;
+    }
+    if (!keystore_device_exists(ks)) {
+        rc_error_set(&err, RC_E_NOT_FOUND, "this keystore (%s) has no device key: run 'recrypt "
+                                           "keygen'",
+                     ks->dir);
+        return fail(&err);
+    }
+    int locked = keystore_device_is_protected(ks), protect = strcmp(sub, "protect") == 0;
+    if (strcmp(sub, "status") == 0) {
+        printf("%s\n", locked ? "locked with a passphrase" : "not locked");
+        return 0;
+    }
+    if (locked == protect) {
+        fprintf(stderr, "%s: the device key is %s\n", progname,
+                locked ? "already locked with a passphrase ('recrypt key unprotect' first to "
+                         "change it)"
+                       : "not locked");
+        return protect ? EX_CANTCREAT : 0;
+    }
+    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    char *pass = NULL;
+    int rc = dev ? keystore_device_load(ks, dev, &err)
+                 : rc_error_set(&err, RC_E_NOMEM, "out of memory");
+    if (rc == 0 && protect)
+        rc = (pass = rc_secret_alloc(PASSLOCK_MAX)) == NULL
+                 ? rc_error_set(&err, RC_E_NOMEM, "out of memory")
+                 : keystore_device_ask(pass, 1, &err);
+    if (rc == 0)
+        rc = keystore_device_store(ks, dev, pass, &err);
+    if (rc == 0)
+        fprintf(stderr, "%s: the device key is %s\n", progname,
+                protect ? "now locked with a passphrase" : "now stored in the clear");
+    rc_secret_free(pass);
     rc_secret_free(dev);
     return rc ? fail(&err) : 0;
 }
@@ -202,16 +264,14 @@ static int cmd_pubkey(keystore *ks)
 {
     rc_error err;
     rc_error_clear(&err);
-    rc_device_secret *dev = rc_secret_alloc(sizeof *dev);
+    rc_device_public pub;
     char line[RC_KEYSTR_MAX], fp[RC_UDF_MAX];
-    int rc = dev ? keystore_device_load(ks, dev, &err)
-                 : rc_error_set(&err, RC_E_NOMEM, "out of memory");
-    if (rc == 0 && (rc = rc_device_public_encode(line, sizeof line, &dev->pub, &err)) == 0) {
-        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, dev->pub.sign_pk, 32, NULL);
+    int rc = keystore_device_public(ks, &pub, &err);
+    if (rc == 0 && (rc = rc_device_public_encode(line, sizeof line, &pub, &err)) == 0) {
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, pub.sign_pk, 32, NULL);
         printf("%s\n", line);
         fprintf(stderr, "%s: fingerprint %s\n", progname, fp);
     }
-    rc_secret_free(dev);
     return rc ? fail(&err) : 0;
 }
 
@@ -908,7 +968,7 @@ static int cmd_native_host(const char *home)
 
 struct cli_options {
     const char *home, *to, *signer, *list_key, *maildir, *dir;
-    int no_sign, force, view_mode, lists_only;
+    int no_sign, force, view_mode, lists_only, protect;
 };
 
 /* Record one option; returns an exit code when the program should stop. */
@@ -926,6 +986,7 @@ static int take_option(struct cli_options *o, int c)
     case 'P': o->view_mode = 'p'; break;
     case 'C': o->view_mode = 'c'; break;
     case 'L': o->lists_only = 1; break;
+    case 'p': o->protect = 1; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
     default: usage(stderr); return EX_USAGE;
@@ -941,7 +1002,7 @@ int main(int argc, char **argv)
         {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
         {"maildir", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'D'},
         {"path", no_argument, NULL, 'P'},         {"clear", no_argument, NULL, 'C'},
-        {"lists", no_argument, NULL, 'L'},
+        {"lists", no_argument, NULL, 'L'},     {"protect", no_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct cli_options o = {0};
@@ -977,7 +1038,7 @@ int main(int argc, char **argv)
     }
     /* "list" takes a sub-command, and "list import" its source. */
     const char *sub = NULL, *source = NULL;
-    if (strcmp(cmd, "list") == 0 && optind < argc)
+    if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "key") == 0) && optind < argc)
         sub = argv[optind++];
     if (sub && strcmp(sub, "import") == 0 && optind < argc)
         source = argv[optind++];
@@ -996,7 +1057,9 @@ int main(int argc, char **argv)
     if (keystore_open(&ks, o.home, &err) != 0)
         return fail(&err);
     if (strcmp(cmd, "keygen") == 0)
-        return cmd_keygen(&ks, o.force);
+        return cmd_keygen(&ks, o.force, o.protect);
+    if (strcmp(cmd, "key") == 0)
+        return cmd_key(&ks, sub);
     if (strcmp(cmd, "pubkey") == 0)
         return cmd_pubkey(&ks);
     if (strcmp(cmd, "seal") == 0)

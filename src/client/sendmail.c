@@ -723,7 +723,7 @@ int client_sendmail(int argc, char **argv)
                 close(out);
             fprintf(stderr, "recrypt sendmail: cannot seal the post for %s: %s: nothing sent\n",
                     lists.v[i], err.msg);
-            rc = err.code == RC_E_POLICY ? EX_NOPERM : EX_DATAERR;
+            rc = err.code == RC_E_POLICY || err.code == RC_E_PERMISSION ? EX_NOPERM : EX_DATAERR;
             goto done;
         }
         sealed_fds[n_sealed++] = out;

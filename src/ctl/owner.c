@@ -8,13 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include "owner.h"
-
-#define LOCKED_TYPE "list-secret-locked"
+#include "passlock.h"
 
 int owner_ks_open(owner_ks *ks, const char *home, rc_error *err)
 {
@@ -145,111 +143,30 @@ int owner_set_protected(const owner_ks *ks, const char *list, rc_error *err)
     return keystore_write_file(p, "list secrets are locked with a passphrase\n", err);
 }
 
-/* The passphrase: from the file RECRYPT_PASSPHRASE_FILE names, else asked on
- * the terminal without echo. */
-static int get_passphrase(char *out, size_t outlen, rc_error *err)
-{
-    const char *file = getenv("RECRYPT_PASSPHRASE_FILE");
-    if (file && *file) {
-        if (keystore_read_file(file, out, outlen) != 0)
-            return rc_error_set(err, RC_E_IO, "cannot read the passphrase file %s", file);
-        out[strcspn(out, "\r\n")] = '\0';
-    } else {
-        int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-        if (fd < 0)
-            return rc_error_set(err, RC_E_POLICY,
-                                "list secrets are locked and there is no terminal: set "
-                                "RECRYPT_PASSPHRASE_FILE to a file holding the passphrase");
-        struct termios t, quiet;
-        int have_t = tcgetattr(fd, &t) == 0;
-        if (have_t) {
-            quiet = t;
-            quiet.c_lflag &= ~(tcflag_t)ECHO;
-            tcsetattr(fd, TCSAFLUSH, &quiet);
-        }
-        (void)!write(fd, "List secret passphrase: ", 24);
-        ssize_t n = read(fd, out, outlen - 1);
-        (void)!write(fd, "\n", 1);
-        if (have_t)
-            tcsetattr(fd, TCSAFLUSH, &t);
-        close(fd);
-        if (n <= 0)
-            return rc_error_set(err, RC_E_IO, "no passphrase given");
-        out[n] = '\0';
-        out[strcspn(out, "\r\n")] = '\0';
-    }
-    if (!out[0])
-        return rc_error_set(err, RC_E_INVALID, "the passphrase is empty");
-    return 0;
-}
+/* The passphrase scheme is shared with the device key (src/common/passlock.c):
+ * from the file RECRYPT_PASSPHRASE_FILE names, else asked on the terminal. */
+static const passlock_ask_opts LIST_PASS = {"List secret passphrase: ",
+                                           "list secrets are locked", 0, 0};
 
-/* Locked payload: u32 opslimit ‖ u32 memlimit MiB ‖ salt ‖ nonce ‖ secretbox. */
 static int lock_secret(char *out, size_t outlen, const char *plain, rc_error *err)
 {
-    char *pass = rc_secret_alloc(512);
-    uint8_t *key = rc_secret_alloc(32);
-    size_t plen = strlen(plain);
-    uint8_t buf[8 + crypto_pwhash_SALTBYTES + crypto_secretbox_NONCEBYTES + RC_KEYSTR_MAX +
-                crypto_secretbox_MACBYTES];
-    unsigned long long ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
-    size_t mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
-    int rc = (!pass || !key) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
-                             : get_passphrase(pass, 512, err);
-    if (rc == 0 && plen > RC_KEYSTR_MAX)
-        rc = rc_error_set(err, RC_E_INVALID, "secret too long");
-    if (rc == 0) {
-        uint8_t *salt = buf + 8, *nonce = salt + crypto_pwhash_SALTBYTES,
-                *box = nonce + crypto_secretbox_NONCEBYTES;
-        buf[0] = (uint8_t)(ops >> 24), buf[1] = (uint8_t)(ops >> 16), buf[2] = (uint8_t)(ops >> 8),
-        buf[3] = (uint8_t)ops;
-        size_t mib = mem >> 20;
-        buf[4] = (uint8_t)(mib >> 24), buf[5] = (uint8_t)(mib >> 16), buf[6] = (uint8_t)(mib >> 8),
-        buf[7] = (uint8_t)mib;
-        randombytes_buf(salt, crypto_pwhash_SALTBYTES);
-        randombytes_buf(nonce, crypto_secretbox_NONCEBYTES);
-        if (crypto_pwhash(key, 32, pass, strlen(pass), salt, ops, mem,
-                          crypto_pwhash_ALG_ARGON2ID13) != 0)
-            rc = rc_error_set(err, RC_E_NOMEM, "not enough memory for the passphrase hash");
-        else {
-            crypto_secretbox_easy(box, (const uint8_t *)plain, plen, nonce, key);
-            size_t total = (size_t)(box - buf) + plen + crypto_secretbox_MACBYTES;
-            rc = rc_keystr_encode(out, outlen, LOCKED_TYPE, buf, total, err);
-        }
-    }
+    char *pass = rc_secret_alloc(PASSLOCK_MAX);
+    int rc = !pass ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                   : passlock_ask(pass, &LIST_PASS, err);
+    if (rc == 0)
+        rc = passlock_lock(out, outlen, "list-secret", plain, pass, err);
     rc_secret_free(pass);
-    rc_secret_free(key);
     return rc;
 }
 
 static int unlock_secret(char *out, size_t outlen, const char *locked, rc_error *err)
 {
-    uint8_t buf[8 + crypto_pwhash_SALTBYTES + crypto_secretbox_NONCEBYTES + RC_KEYSTR_MAX +
-                crypto_secretbox_MACBYTES];
-    size_t len = 0;
-    int rc = rc_keystr_decode(locked, LOCKED_TYPE, buf, sizeof buf, &len, err);
-    if (rc)
-        return rc;
-    size_t head = 8 + crypto_pwhash_SALTBYTES + crypto_secretbox_NONCEBYTES;
-    if (len < head + crypto_secretbox_MACBYTES || len - head - crypto_secretbox_MACBYTES >= outlen)
-        return rc_error_set(err, RC_E_FORMAT, "locked list secret is malformed");
-    unsigned long long ops = (unsigned long long)buf[0] << 24 | buf[1] << 16 | buf[2] << 8 | buf[3];
-    size_t mem = ((size_t)buf[4] << 24 | (size_t)buf[5] << 16 | (size_t)buf[6] << 8 | buf[7]) << 20;
-    char *pass = rc_secret_alloc(512);
-    uint8_t *key = rc_secret_alloc(32);
-    rc = (!pass || !key) ? rc_error_set(err, RC_E_NOMEM, "out of memory")
-                         : get_passphrase(pass, 512, err);
-    if (rc == 0 && crypto_pwhash(key, 32, pass, strlen(pass), buf + 8, ops, mem,
-                                 crypto_pwhash_ALG_ARGON2ID13) != 0)
-        rc = rc_error_set(err, RC_E_NOMEM, "not enough memory for the passphrase hash");
-    size_t plen = len - head - crypto_secretbox_MACBYTES;
-    if (rc == 0 && crypto_secretbox_open_easy((uint8_t *)out, buf + head, len - head,
-                                              buf + 8 + crypto_pwhash_SALTBYTES, key) != 0)
-        rc = rc_error_set(err, RC_E_AUTH, "wrong passphrase for the list secret");
+    char *pass = rc_secret_alloc(PASSLOCK_MAX);
+    int rc = !pass ? rc_error_set(err, RC_E_NOMEM, "out of memory")
+                   : passlock_ask(pass, &LIST_PASS, err);
     if (rc == 0)
-        out[plen] = '\0';
+        rc = passlock_unlock(out, outlen, "list-secret", locked, pass, "the list secret", err);
     rc_secret_free(pass);
-    rc_secret_free(key);
-    sodium_memzero(buf, sizeof buf);
     return rc;
 }
 
@@ -283,7 +200,7 @@ int owner_secret_load(const owner_ks *ks, const char *list, uint64_t epoch, rc_l
                           (unsigned long long)epoch);
     if (rc == 0)
         rc = rc_keyfile_read(p, s, 2 * RC_KEYSTR_MAX, err);
-    if (rc == 0 && strncmp(s, "recrypt1." LOCKED_TYPE ".", strlen("recrypt1." LOCKED_TYPE ".")) == 0)
+    if (rc == 0 && passlock_is_locked(s, "list-secret"))
         rc = unlock_secret(plain, RC_KEYSTR_MAX, s, err);
     else if (rc == 0)
         snprintf(plain, RC_KEYSTR_MAX, "%s", s);

@@ -68,4 +68,10 @@ int rc_proof_challenge(uint8_t c[RC_SCALAR_BYTES], const uint8_t list_id[RC_ID_B
                        const uint8_t E[RC_POINT_BYTES], const uint8_t U[RC_POINT_BYTES],
                        uint64_t date, const char *message_id);
 
+/* The opener stages authenticated plaintext in fd (the caller's private,
+ * empty file) instead of its own memory file, and rc_opener_final writes
+ * the rest there too instead of calling the sink: rc_mail_open, which
+ * parses the inner message from that file. Before any data. */
+int rc_opener_stage_into(rc_opener *o, int fd, rc_error *err);
+
 #endif

@@ -1313,7 +1313,7 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
     order = malloc((n ? n : 1) * sizeof *order);
     if (!order)
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
-    /* Only devices enrolled before the proven date get a stanza (CRYPTO.md). */
+    /* Only devices enrolled before the proven date get a stanza (docs/SCHEME.md). */
     for (size_t i = 0; i < n; i++)
         if (entries[i].enrolled_at < m->date)
             order[k++] = i;
@@ -1406,6 +1406,7 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
         rc_opener_free(op);
         return rc_error_set(err, RC_E_IO, "cannot use the staging file");
     }
+    rc_opener_stage_into(op, stage_fd, NULL); /* the opener stages straight into it */
     uint8_t *buf = malloc(IO_BLOCK);
     if (!buf) {
         rc_opener_free(op);
@@ -1443,15 +1444,20 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
     free(imid);
     char verdict[RC_ADDR_MAX * 2 + 256], fp[RC_UDF_MAX];
     if (r.is_signed) {
+        /* FORMAT §9.5 step 4: exactly one mailbox; a group (even of one
+         * mailbox), several mailboxes or none are refused. */
         char *from = from_address(&ih);
         int same = from && strcmp(from, r.cert.address) == 0;
-        free(from);
         if (!same) {
             rc = rc_error_set(err, RC_E_SIGNATURE,
-                              "the message is signed by %s but its From is another address",
-                              r.cert.address);
+                              "the message is signed by %s but its From is %s", r.cert.address,
+                              from ? "another address"
+                                   : "not exactly one mailbox (a group, several addresses or "
+                                     "none)");
+            free(from);
             goto done;
         }
+        free(from);
         rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, r.cert.device_sign_pk, 32, NULL);
         snprintf(verdict, sizeof verdict,
                  RC_HDR_VERDICT ": signed; member=%s; device=%s; list=%s; epoch=%llu%s",

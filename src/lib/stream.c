@@ -7,8 +7,23 @@
  * chunks for crypto_secretstream_xchacha20poly1305; the last chunk is
  * tagged FINAL, the first carries label ‖ envelope as associated data.
  * Trailer: 0x00 (unsigned) or 0x01 ‖ Ed25519ph signature ‖ u16 len ‖ cert.
+ *
+ * The opener releases nothing before the whole stream has authenticated:
+ * the plaintext of every chunk but the last two is staged inside the
+ * opener (an anonymous memory file, memfd_create, on Linux; else a wiped
+ * heap buffer), or in the caller's file (rc_opener_stage_into), and handed
+ * to the sink only by rc_opener_final once FINAL, padding, trailer and
+ * signature have checked.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* memfd_create */
+#endif
+#include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include "internal.h"
 
 #define SS_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
@@ -341,6 +356,13 @@ struct rc_opener {
     uint8_t cbuf[CBUF_MAX];
     size_t heldlen;
     uint8_t area[2 * RC_CHUNK_BYTES]; /* held chunk ‖ final chunk */
+    /* Staged plaintext (authenticated chunks, not yet released). */
+    int stage_fd;     /* -1 until the first chunk is staged */
+    int stage_owned;  /* stage_fd is the opener's (memfd), not the caller's */
+    int stage_keep;   /* rc_opener_stage_into: the caller reads its file */
+    uint64_t staged;  /* bytes in the stage */
+    uint8_t *heap;    /* fallback stage when there is no memory file */
+    size_t heaplen, heapcap;
 };
 
 int rc_opener_new(rc_opener **out, const rc_envelope *env, const rc_statement *st,
@@ -374,16 +396,37 @@ int rc_opener_new(rc_opener **out, const rc_envelope *env, const rc_statement *s
         return rc_error_set(err, RC_E_NOMEM, "out of memory");
     size_t opened = 0;
     int found = 0;
+    const char *why = NULL;
     for (size_t i = 0; i < n_stanzas && !found; i++) {
         uint8_t kE[32], S[32], KC[32];
-        if (rc_wrap_open(&o->share, dev, stanzas[i].W, stanzas[i].W_len, NULL) != 0)
+        rc_error werr;
+        if (stanzas[i].W_len < crypto_box_SEALBYTES || stanzas[i].W_len > RC_WRAP_MAX)
             continue;
+        /* A W that opens with this device's key but fails its own checks
+         * counts as opened (FORMAT §8): RC_E_AUTH, not RC_E_NOT_FOR_US. */
+        if (rc_wrap_open(&o->share, dev, stanzas[i].W, stanzas[i].W_len, &werr) != 0) {
+            if (werr.code != RC_E_NOT_FOR_US) {
+                opened++;
+                why = "its contents are malformed";
+            }
+            continue;
+        }
         opened++;
         if (memcmp(o->share.list_id, env->list_id, 32) != 0 || o->share.epoch != env->epoch ||
             sodium_memcmp(o->share.A, st->A, 32) != 0) {
             sodium_memzero(o->share.k, 32);
+            why = "it names another list, epoch or list key";
             continue;
         }
+        /* FORMAT §8: the membership certificate inside W must verify with
+         * the statement's signer; a stanza with a bad one is refused. */
+        if (rc_cert_verify(&o->share.cert, st->signer_pk, NULL) != 0) {
+            sodium_memzero(o->share.k, 32);
+            why = "the membership certificate inside it does not verify with the list "
+                  "signing key";
+            continue;
+        }
+        why = "its key commitment does not match";
         if (crypto_scalarmult_ristretto255(kE, o->share.k, env->E) == 0 &&
             rc_point_is_valid_nonidentity(stanzas[i].R) &&
             crypto_core_ristretto255_add(S, stanzas[i].R, kE) == 0 && !sodium_is_zero(S, 32)) {
@@ -399,8 +442,9 @@ int rc_opener_new(rc_opener **out, const rc_envelope *env, const rc_statement *s
         rc_secret_free(o);
         if (opened)
             return rc_error_set(err, RC_E_AUTH,
-                                "the stanza for this device fails its checks (list, epoch or key "
-                                "commitment): forged or corrupted stanza");
+                                "the stanza for this device fails its checks (%s): forged or "
+                                "corrupted stanza",
+                                why ? why : "list, epoch or key commitment");
         return rc_error_set(err, RC_E_NOT_FOR_US,
                             "none of the %zu stanzas is for this device: is it enrolled in %s "
                             "(epoch %llu)?",
@@ -410,21 +454,114 @@ int rc_opener_new(rc_opener **out, const rc_envelope *env, const rc_statement *s
     memcpy(o->list_signer, st->signer_pk, 32);
     envelope_ad(o->ad, env);
     o->first_chunk = 1;
+    o->stage_fd = -1;
     crypto_sign_init(&o->sig);
     sign_prefix(&o->sig, env);
     *out = o;
     return 0;
 }
 
-static int release(rc_opener *o, const uint8_t *p, size_t n, rc_sink_fn sink, void *ctx,
-                   rc_error *err)
+int rc_opener_stage_into(rc_opener *o, int fd, rc_error *err)
+{
+    if (o->stage_fd >= 0 || o->staged || o->chunk_no)
+        return rc_error_set(err, RC_E_INVALID, "the stage is chosen before any data");
+    o->stage_fd = fd;
+    o->stage_owned = 0;
+    o->stage_keep = 1;
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Append authenticated plaintext to the stage (never to the sink). */
+static int stage_put(rc_opener *o, const uint8_t *p, size_t n, rc_error *err)
+{
+    if (n == 0)
+        return 0;
+#if defined(__linux__)
+    if (o->stage_fd < 0 && !o->heap) {
+        o->stage_fd = memfd_create("recrypt-open", MFD_CLOEXEC);
+        o->stage_owned = o->stage_fd >= 0;
+    }
+#endif
+    if (o->stage_fd >= 0) {
+        if (write_all(o->stage_fd, p, n) != 0)
+            return rc_error_set(err, RC_E_IO, "cannot stage the decrypted message: %s",
+                                strerror(errno));
+    } else {
+        if (o->heaplen + n > o->heapcap) {
+            size_t cap = o->heapcap ? o->heapcap : 4 * RC_CHUNK_BYTES;
+            while (cap < o->heaplen + n)
+                cap *= 2;
+            uint8_t *nh = malloc(cap);
+            if (!nh)
+                return rc_error_set(err, RC_E_NOMEM, "out of memory staging the message");
+            if (o->heap) {
+                memcpy(nh, o->heap, o->heaplen);
+                sodium_memzero(o->heap, o->heapcap);
+                free(o->heap);
+            }
+            o->heap = nh;
+            o->heapcap = cap;
+        }
+        memcpy(o->heap + o->heaplen, p, n);
+        o->heaplen += n;
+    }
+    o->staged += n;
+    return 0;
+}
+
+/* After everything checked: hand the staged plaintext to the sink, then
+ * the rest (the inner message's end, in o->area[0..tail)). */
+static int stage_release(rc_opener *o, size_t tail, rc_sink_fn sink, void *ctx, rc_error *err)
+{
+    if (o->stage_keep) /* the caller's file holds it all */
+        return tail && write_all(o->stage_fd, o->area, tail) != 0
+                   ? rc_error_set(err, RC_E_IO, "cannot stage the decrypted message")
+                   : 0;
+    if (o->heap && o->heaplen && sink(ctx, o->heap, o->heaplen) != 0)
+        return rc_error_set(err, RC_E_IO, "cannot write the decrypted message");
+    if (o->stage_fd >= 0 && o->staged) {
+        /* The tail sits in area; the ciphertext buffer is free by now. */
+        uint8_t *buf = o->cbuf;
+        if (lseek(o->stage_fd, 0, SEEK_SET) != 0)
+            return rc_error_set(err, RC_E_IO, "cannot read the staged message");
+        for (uint64_t left = o->staged; left > 0;) {
+            size_t want = left < RC_CHUNK_BYTES ? (size_t)left : RC_CHUNK_BYTES;
+            ssize_t got = read(o->stage_fd, buf, want);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return rc_error_set(err, RC_E_IO, "cannot read the staged message");
+            if (sink(ctx, buf, (size_t)got) != 0)
+                return rc_error_set(err, RC_E_IO, "cannot write the decrypted message");
+            left -= (uint64_t)got;
+        }
+        sodium_memzero(buf, CBUF_MAX);
+    }
+    if (tail && sink(ctx, o->area, tail) != 0)
+        return rc_error_set(err, RC_E_IO, "cannot write the decrypted message");
+    return 0;
+}
+
+static int release(rc_opener *o, const uint8_t *p, size_t n, rc_error *err)
 {
     if (n == 0)
         return 0;
     crypto_sign_update(&o->sig, p, n);
-    if (sink(ctx, p, n) != 0)
-        return rc_error_set(err, RC_E_IO, "cannot write the decrypted message");
-    return 0;
+    return stage_put(o, p, n, err);
 }
 
 static int pull_chunk(rc_opener *o, int is_last, rc_sink_fn sink, void *ctx, rc_error *err)
@@ -448,7 +585,7 @@ static int pull_chunk(rc_opener *o, int is_last, rc_sink_fn sink, void *ctx, rc_
         if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE || plen != RC_CHUNK_BYTES)
             return rc_error_set(err, RC_E_FORMAT, "chunk %llu is malformed", o->chunk_no);
         /* Release the held chunk; keep this one, it may hold the trailer. */
-        int rc = release(o, o->area, o->heldlen, sink, ctx, err);
+        int rc = release(o, o->area, o->heldlen, err);
         if (rc)
             return rc;
         memmove(o->area, pt, RC_CHUNK_BYTES);
@@ -458,6 +595,10 @@ static int pull_chunk(rc_opener *o, int is_last, rc_sink_fn sink, void *ctx, rc_
     if (tag != crypto_secretstream_xchacha20poly1305_TAG_FINAL)
         return rc_error_set(err, RC_E_AUTH,
                             "the message is truncated: its stream ends without the final chunk");
+    /* FORMAT §7.5: "the last holds 1..65536 bytes". */
+    if (plen == 0)
+        return rc_error_set(err, RC_E_FORMAT, "the final chunk is empty (it must hold 1..65536 "
+                                              "bytes)");
     size_t n = 0, total = o->heldlen + (size_t)plen;
     if (sodium_unpad(&n, o->area, total, RC_PAD_BLOCK) != 0 || n < 2)
         return rc_error_set(err, RC_E_FORMAT, "the decrypted stream has bad padding");
@@ -491,8 +632,8 @@ static int pull_chunk(rc_opener *o, int is_last, rc_sink_fn sink, void *ctx, rc_
             o->sender = c;
         }
     }
-    if (rc == 0 && inner_end && sink(ctx, o->area, inner_end) != 0)
-        rc = rc_error_set(err, RC_E_IO, "cannot write the decrypted message");
+    if (rc == 0)
+        rc = stage_release(o, inner_end, sink, ctx, err);
     return rc;
 }
 
@@ -550,5 +691,15 @@ int rc_opener_final(rc_opener *o, rc_sink_fn sink, void *ctx, rc_open_result *re
 
 void rc_opener_free(rc_opener *o)
 {
+    if (!o)
+        return;
+    if (o->stage_owned && o->stage_fd >= 0) {
+        (void)!ftruncate(o->stage_fd, 0); /* the memory file's pages go back now */
+        close(o->stage_fd);
+    }
+    if (o->heap) {
+        sodium_memzero(o->heap, o->heapcap);
+        free(o->heap);
+    }
     rc_secret_free(o);
 }

@@ -1,7 +1,7 @@
 /*
  * gateway.c - the gateway's decisions about one post: see gateway.h.
  *
- * The order of the checks is the order of docs/CRYPTO.md, recryption
+ * The order of the checks is the order of docs/SCHEME.md, recryption
  * step 1, after the store and the form: the list, the processing mark (a
  * post this service already recrypted passes unchanged), stanzas, the
  * list id, the epoch and its grace, rc_mail_check_post (proof and Date),

@@ -4,7 +4,7 @@
  * gateway_check takes a post to a list (the spooled message, the list's
  * address, the envelope sender and From, the settings) and decides, with
  * the membership store, whether it goes on to be recrypted: it parses the
- * post, checks it (docs/CRYPTO.md, recryption step 1: the list, the epoch
+ * post, checks it (docs/SCHEME.md, recryption step 1: the list, the epoch
  * and its grace, the proof, the freshness of its Date) and the list's
  * posting policy, and ends in a verdict: what the MTA is told (SMTP code,
  * enhanced code, text, one or more lines) and what the log says. It

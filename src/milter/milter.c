@@ -6,7 +6,7 @@
  * further recipients get 452 4.5.3, so one rewritten body never reaches
  * anyone it was not meant for. Headers and body of a protected transaction
  * are spooled to a private file. At end of message the post is checked
- * (CRYPTO.md, recryption step 1; the decisions and their replies are
+ * (docs/SCHEME.md, recryption step 1; the decisions and their replies are
  * gateway.c's, which knows nothing of libmilter: this file applies its
  * verdict), recrypted for every active device
  * enrolled before its date, and the MTA is told to replace the body, the

@@ -321,7 +321,7 @@ static int apply_update_member(apply_ctx *a, const rc_store_epoch *cur, rc_error
                             req->member, rc_status_name(req->status),
                             rc_status_name(req->status));
     /* A reinstated member gets fresh entries with a new enrolment time
-     * (CRYPTO.md): the old ones must not come back to life. */
+     * (docs/SCHEME.md): the old ones must not come back to life. */
     if (m.status != RC_STATUS_ACTIVE && req->status == RC_STATUS_ACTIVE &&
         (!(req->flags & RC_UPDATE_REPLACE_DEVICES) || req->n_devices == 0))
         return rc_error_set(err, RC_E_POLICY,

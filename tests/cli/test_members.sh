@@ -54,7 +54,7 @@ newlist other other@example.org
 enrol other outsider@example.org outsider
 dev carol seal --to list.key <m.eml >s.eml 2>/dev/null
 "$RC_HARNESS" recrypt list --entries-from other <s.eml >dx.eml 2>/dev/null
-expect_fail "a stanza made for another list is refused" 65 "fails its checks \(list, epoch or key commitment\)" \
+expect_fail "a stanza made for another list is refused" 65 "fails its checks \(it names another list, epoch or list key\)" \
   dev outsider open --list-key list.key <dx.eml
 
 # Stanzas made for another epoch: rotate; the new device is enrolled only

@@ -354,7 +354,7 @@ static void usage(void)
           "       rc-harness list-rotate DIR\n"
           "       rc-harness list-key DIR [EPOCH]\n"
           "       rc-harness signer DIR\n"
-          "       rc-harness enrol DIR MEMBER DEVICEKEY [--at UNIX]\n"
+          "       rc-harness enrol DIR MEMBER DEVICEKEY [--at UNIX] [--bad-cert]\n"
           "       rc-harness recrypt DIR [--no-table] [--now UNIX]\n"
           "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n"
           "       rc-harness recrypt-store DB LIST [--no-table] < sealed > delivered\n"
@@ -413,14 +413,23 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "enrol") == 0 && argc >= 5) {
         uint64_t at = now - 3600;
-        if (argc == 7 && strcmp(argv[5], "--at") == 0)
-            at = strtoull(argv[6], NULL, 10);
+        int bad_cert = 0; /* the certificate in W signed by a stranger's key */
+        for (int i = 5; i < argc; i++) {
+            if (strcmp(argv[i], "--at") == 0 && i + 1 < argc)
+                at = strtoull(argv[++i], NULL, 10);
+            else if (strcmp(argv[i], "--bad-cert") == 0)
+                bad_cert = 1;
+            else
+                usage();
+        }
         unsigned long long e = current_epoch(dir);
         rc_list_secret *ls = rc_secret_alloc(sizeof *ls);
         rc_device_public dev;
         rc_device_entry ent;
         char p[4096], rb[64], wb[2048];
         load_list(dir, e, ls);
+        if (bad_cert) /* same list, epoch, a and A: only the certifying key differs */
+            crypto_sign_keypair(ls->sign_pk, ls->sign_sk);
         if (rc_device_public_decode(&dev, argv[4], &err) ||
             rc_entry_create(&ent, ls, &dev, argv[3], at, &err) ||
             rc_entry_check(ent.r, ent.K, ls->A, &err))

@@ -20,8 +20,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "internal.h"
 #include "test_util.h"
+
+/* The opener's stage is a memory file (memfd_create); this definition
+ * stands in for libc's (librecrypt is linked statically) to count the calls
+ * and to make them fail, which sends the opener to its heap stage. */
+static int memfd_off, memfd_calls;
+int memfd_create(const char *name, unsigned int flags);
+int memfd_create(const char *name, unsigned int flags)
+{
+    memfd_calls++;
+    if (memfd_off) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
 
 #define DATE 1700000000ull
 #define MID "20231114.abcdef@example.org"
@@ -556,10 +574,11 @@ static void expect_fail_ct(const post *p, const uint8_t *ct, size_t len, int wan
                            pieces[i], &pt, &res, &err);
         if (got != want)
             fail_msg("got %d (%s), expected %d", got, err.msg, want);
-        if (single_chunk)
-            assert_int_equal(pt.len, 0);
-        else if (pt.len) /* whatever came out is a prefix of the message */
-            assert_memory_equal(pt.p, W.big, pt.len);
+        /* Since 0.3.0 nothing reaches the sink of a stream that fails,
+         * however many chunks authenticated before the failure. */
+        (void)single_chunk;
+        if (pt.len)
+            fail_msg("%zu plaintext bytes reached the sink before the failure", pt.len);
         mbuf_free(&pt);
     }
 }
@@ -939,6 +958,239 @@ static void test_bad_signature_releases_nothing(void **state)
     }
 }
 
+/* ---------------------------------------------------------------- issue 13: the opener's contract */
+
+/* FORMAT §7.5: "no plaintext byte reaches the caller before the FINAL
+ * chunk has authenticated and the trailer, certificate and signature have
+ * verified". A post of five chunks whose last chunk is tampered (or
+ * missing) releases 0 bytes, where 0.2.0 released 192 KiB. */
+static int sink_must_not_be_called(void *ctx, const uint8_t *b, size_t n)
+{
+    (void)ctx;
+    (void)b;
+    fail_msg("update() handed %zu bytes to the sink", n);
+    return 1;
+}
+
+static void test_tampered_last_chunk_releases_nothing(void **state)
+{
+    (void)state;
+    post p;
+    size_t n = 4 * RC_CHUNK_BYTES + 1000;
+    make_post(&p, n, 1);
+    assert_int_equal(p.ct.len, RC_STREAM_HEADER_BYTES + 5 * CT_BYTES - (RC_CHUNK_BYTES - 1536));
+    uint8_t *c = malloc(p.ct.len);
+    assert_non_null(c);
+    size_t last = RC_STREAM_HEADER_BYTES + 4 * CT_BYTES;
+    size_t pos[] = {last, last + 700, p.ct.len - 1};
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
+        memcpy(c, p.ct.p, p.ct.len);
+        c[pos[i]] ^= 0x40;
+        expect_fail_ct(&p, c, p.ct.len, RC_E_AUTH, 0);
+    }
+    /* The last chunk dropped, or its last byte. */
+    expect_fail_ct(&p, p.ct.p, last, RC_E_AUTH, 0);
+    expect_fail_ct(&p, p.ct.p, p.ct.len - 1, RC_E_AUTH, 0);
+    /* Untouched: update() never calls the sink, final() hands over all. */
+    rc_opener *o = NULL;
+    rc_error err;
+    mbuf pt = {0};
+    rc_open_result res;
+    assert_int_equal(rc_opener_new(&o, &p.env, &W.st, W.dev[CAROL], p.stz, N_DEV, DATE, MID,
+                                   &err),
+                     RC_OK);
+    assert_int_equal(rc_opener_update(o, p.ct.p, p.ct.len, sink_must_not_be_called, NULL, &err),
+                     RC_OK);
+    assert_int_equal(rc_opener_final(o, sink_mem, &pt, &res, &err), RC_OK);
+    rc_opener_free(o);
+    assert_int_equal(pt.len, n);
+    assert_memory_equal(pt.p, W.big, n);
+    assert_int_equal(res.is_signed, 1);
+    sodium_memzero(&res, sizeof res);
+    mbuf_free(&pt);
+    free(c);
+    mbuf_free(&p.ct);
+}
+
+/* The stage: no memory file for a post of one or two chunks (nothing is
+ * staged); one for a longer one; without memory files, the heap, with the
+ * same contract. */
+static void test_stage_kinds(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1000, 65536, 4 * RC_CHUNK_BYTES + 1000};
+    for (int off = 0; off <= 1; off++) {
+        memfd_off = off;
+        for (size_t i = 0; i < 3; i++) {
+            post p;
+            mbuf pt = {0};
+            rc_open_result res;
+            rc_error err;
+            make_post(&p, sizes[i], 0);
+            memfd_calls = 0;
+            assert_int_equal(open_msg(W.dev[BOB2], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                                      p.ct.len, 10000, &pt, &res, &err),
+                             RC_OK);
+            assert_int_equal(pt.len, sizes[i]);
+            assert_memory_equal(pt.p, W.big, sizes[i]);
+            assert_int_equal(memfd_calls, i == 2 ? 1 : 0);
+            sodium_memzero(&res, sizeof res);
+            mbuf_free(&pt);
+            /* Tampered last chunk: nothing out, either stage. */
+            p.ct.p[p.ct.len - 5] ^= 1;
+            expect_fail_ct(&p, p.ct.p, p.ct.len, RC_E_AUTH, 0);
+            mbuf_free(&p.ct);
+        }
+    }
+    memfd_off = 0;
+}
+
+/* Stream of explicit chunks: P' (already padded) cut at `cuts` (each chunk
+ * end), the last one tagged FINAL. */
+static void raw_chunks(mbuf *out, rc_envelope *env, const uint8_t *P, const size_t *ends,
+                       size_t n_chunks_)
+{
+    uint8_t S[32], K[32], KC[32], ad[16 + RC_ENVELOPE_BYTES];
+    det_envelope(env, &W.st);
+    assert_int_equal(crypto_scalarmult_ristretto255(S, T_SCALAR, W.st.A), 0);
+    rc_derive_content_key(K, KC, env->list_id, env->epoch, W.st.A, env->E, S);
+    rc_label(ad, RC_L_HEADER);
+    assert_int_equal(rc_envelope_to_bytes(ad + 16, env), 0);
+    crypto_secretstream_xchacha20poly1305_state ss;
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(&ss, SS_HEADER, K), 0);
+    assert_int_equal(sink_mem(out, SS_HEADER, sizeof SS_HEADER), 0);
+    uint8_t *c = malloc(CT_BYTES);
+    assert_non_null(c);
+    size_t off = 0;
+    for (size_t i = 0; i < n_chunks_; i++) {
+        unsigned long long clen = 0;
+        crypto_secretstream_xchacha20poly1305_push(
+            &ss, c, &clen, P + off, ends[i] - off, i == 0 ? ad : NULL, i == 0 ? sizeof ad : 0,
+            i + 1 == n_chunks_ ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                               : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+        assert_int_equal(sink_mem(out, c, (size_t)clen), 0);
+        off = ends[i];
+    }
+    free(c);
+    sodium_memzero(K, 32);
+}
+
+/* FORMAT §7.5: "every chunk but the last holds exactly 65536 plaintext
+ * bytes and has tag MESSAGE (0); the last holds 1..65536 bytes and has tag
+ * FINAL (3)". An empty FINAL chunk after a full MESSAGE chunk that holds
+ * the whole padded stream is refused (0.2.0 opened it). */
+static void test_empty_final_chunk(void **state)
+{
+    (void)state;
+    size_t n = 65100, un = n + 3, padded = 0;
+    uint8_t *P = malloc(RC_CHUNK_BYTES + RC_PAD_BLOCK);
+    assert_non_null(P);
+    memcpy(P, W.big, n);
+    P[n] = 0; /* unsigned trailer */
+    rc_be16_put(P + n + 1, 1);
+    assert_int_equal(sodium_pad(&padded, P, un, RC_PAD_BLOCK, RC_CHUNK_BYTES + RC_PAD_BLOCK), 0);
+    assert_int_equal(padded, RC_CHUNK_BYTES);
+    post p;
+    memset(&p, 0, sizeof p);
+    /* The same bytes as one FINAL chunk of 65536 bytes: it opens. */
+    size_t one[] = {RC_CHUNK_BYTES};
+    raw_chunks(&p.ct, &p.env, P, one, 1);
+    recrypt(p.stz, &p.env, W.e, N_DEV, 0);
+    mbuf pt = {0};
+    rc_open_result res;
+    rc_error err;
+    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                              p.ct.len, 4096, &pt, &res, &err),
+                     RC_OK);
+    assert_int_equal(pt.len, n);
+    mbuf_free(&pt);
+    mbuf_free(&p.ct);
+    /* A full MESSAGE chunk, then an empty FINAL one. */
+    size_t two[] = {RC_CHUNK_BYTES, RC_CHUNK_BYTES};
+    raw_chunks(&p.ct, &p.env, P, two, 2);
+    recrypt(p.stz, &p.env, W.e, N_DEV, 0);
+    assert_int_equal(p.ct.len, RC_STREAM_HEADER_BYTES + CT_BYTES + RC_CHUNK_OVERHEAD);
+    expect_fail_ct(&p, p.ct.p, p.ct.len, RC_E_FORMAT, 0);
+    assert_int_equal(open_msg(W.dev[ALICE], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                              p.ct.len, p.ct.len, &pt, &res, &err),
+                     RC_E_FORMAT);
+    assert_non_null(strstr(err.msg, "final chunk is empty"));
+    mbuf_free(&p.ct);
+    free(P);
+}
+
+/* Re-seal Alice's W after `edit` changed its plaintext. */
+static void reseal_W(rc_stanza *s, void (*edit)(uint8_t *plain, size_t len))
+{
+    uint8_t plain[RC_WRAP_MAX];
+    size_t plen = s->W_len - crypto_box_SEALBYTES;
+    assert_int_equal(crypto_box_seal_open(plain, s->W, s->W_len, W.dev[ALICE]->pub.wrap_pk,
+                                          W.dev[ALICE]->wrap_sk),
+                     0);
+    edit(plain, plen);
+    assert_int_equal(crypto_box_seal(s->W, plain, plen, W.dev[ALICE]->pub.wrap_pk), 0);
+    sodium_memzero(plain, sizeof plain);
+}
+
+static void edit_cert_signature(uint8_t *plain, size_t len)
+{
+    plain[len - 1] ^= 0x01; /* the certificate is last; its signature ends it */
+}
+
+static void edit_label(uint8_t *plain, size_t len)
+{
+    (void)len;
+    plain[0] ^= 0x01; /* "recrypt/wrap" becomes something else */
+}
+
+static void edit_nothing(uint8_t *plain, size_t len)
+{
+    (void)plain;
+    (void)len;
+}
+
+/* FORMAT §8: "the first stanza whose W opens with its key and passes every
+ * check of rc_wrap_open (§6), names the statement's list id, epoch and A,
+ * carries a membership certificate that verifies with the statement's
+ * signer_pk, ... A W "opened" when crypto_box_seal_open succeeded with the
+ * device's key, whatever fails after that. If some W opened but none
+ * passed: RC_E_AUTH ...; if none opened: RC_E_NOT_FOR_US". 0.2.0 opened a
+ * stanza whose certificate signature was bad, and answered RC_E_NOT_FOR_US
+ * (exit 67) for a W that opened but was malformed. */
+static void test_W_that_opens_but_fails(void **state)
+{
+    (void)state;
+    static void (*const edits[])(uint8_t *, size_t) = {edit_cert_signature, edit_label};
+    static const char *const why[] = {"certificate inside it does not verify",
+                                      "contents are malformed"};
+    for (size_t i = 0; i < 2; i++) {
+        post p;
+        mbuf pt = {0};
+        rc_open_result res;
+        rc_error err;
+        make_post(&p, 1000, 0);
+        reseal_W(&p.stz[ALICE], edit_nothing); /* re-sealed unchanged: still opens */
+        assert_int_equal(open_msg(W.dev[ALICE], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                                  p.ct.len, p.ct.len, &pt, &res, &err),
+                         RC_OK);
+        mbuf_free(&pt);
+        reseal_W(&p.stz[ALICE], edits[i]);
+        assert_int_equal(open_msg(W.dev[ALICE], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                                  p.ct.len, p.ct.len, &pt, &res, &err),
+                         RC_E_AUTH);
+        if (!strstr(err.msg, why[i]))
+            fail_msg("case %zu: message '%s' lacks '%s'", i, err.msg, why[i]);
+        assert_int_equal(pt.len, 0);
+        /* Another device's stanzas are unaffected. */
+        assert_int_equal(open_msg(W.dev[CAROL], &W.st, &p.env, p.stz, N_DEV, DATE, MID, p.ct.p,
+                                  p.ct.len, p.ct.len, &pt, &res, &err),
+                         RC_OK);
+        sodium_memzero(&res, sizeof res);
+        mbuf_free(&pt);
+        mbuf_free(&p.ct);
+    }
+}
+
 /* ---------------------------------------------------------------- API misuse and sinks */
 
 static void test_sealer_arguments(void **state)
@@ -1046,6 +1298,10 @@ int main(void)
         cmocka_unit_test(test_bad_signature_releases_nothing),
         cmocka_unit_test(test_sealer_arguments),
         cmocka_unit_test(test_sink_failures),
+        cmocka_unit_test(test_tampered_last_chunk_releases_nothing),
+        cmocka_unit_test(test_stage_kinds),
+        cmocka_unit_test(test_empty_final_chunk),
+        cmocka_unit_test(test_W_that_opens_but_fails),
         cmocka_unit_test(test_fresh_randomness),
     };
     if (rc_init(NULL) != 0)

@@ -1,5 +1,5 @@
 /*
- * test_udf.c - Uniform Data Fingerprints: the public vectors of CRYPTO.md
+ * test_udf.c - Uniform Data Fingerprints: the public vectors of docs/SCHEME.md
  * (from the Mesh UDF draft), the output shape for every allowed length,
  * and refusal of bad lengths and short buffers.
  */

@@ -756,6 +756,8 @@ static void test_send_long(void **state)
     assert_non_null(msg);
     for (size_t i = 0; i < LONG_LEN; i++)
         msg[i] = (uint8_t)(i % 251);
+    /* FORMAT §11.5: "This stream is **unsigned**: P = long message ‖ 0x00 ‖
+     * u16 1 (100003 bytes), padded to 100352". */
     assert_int_equal(seal(&out, &env, msg, LONG_LEN, 0), 0);
     /* 100000 + 3 bytes padded to 100352: 65536 (MESSAGE) + 34816 (FINAL) */
     assert_int_equal(out.len, 24 + (65536 + 17) + (34816 + 17));
@@ -1549,6 +1551,111 @@ static void test_seal_outer_7bit(void **state)
     }
     free(msg);
     free(out.p);
+/* Replace the first occurrence of `from` with `to`, any length. */
+static char *replaced_any(const char *text, const char *from, const char *to)
+{
+    const char *p = strstr(text, from);
+    assert_non_null(p);
+    char *s = malloc(strlen(text) - strlen(from) + strlen(to) + 1);
+    assert_non_null(s);
+    memcpy(s, text, (size_t)(p - text));
+    strcpy(s + (p - text), to);
+    strcat(s, p + strlen(from));
+    return s;
+}
+
+/* Seal IN_MESSAGE with its From line replaced, signed by Alice whatever
+ * the From (RC_SEAL_ANY_FROM), recrypt it for Alice's device, and open it:
+ * the rc_mail_open code; the opened message in *opened. */
+static int open_signed_from(const char *from_line, buf_t *opened, rc_error *err)
+{
+    buf_t out = {0}, rec = {0};
+    char *msg = replaced_any(IN_MESSAGE, "From: Alice <alice@example.org>", from_line);
+    int fd = fd_with(msg);
+    assert_int_equal(rc_mail_seal_flags(fd, &F.st, &F.dev, &F.cert, IN_DATE + 5, RC_SEAL_ANY_FROM,
+                                        buf_sink, &out, err),
+                     0);
+    close(fd);
+    assert_int_equal(buf_sink(&out, (const uint8_t *)"", 1), 0);
+    rc_mail *m = NULL;
+    fd = fd_with((const char *)out.p);
+    assert_int_equal(rc_mail_parse(&m, fd, err), 0);
+    close(fd);
+    rc_device_entry e;
+    memset(&e, 0, sizeof e);
+    memcpy(e.r, F.entry.r, 32);
+    memcpy(e.K, F.entry.K, 32);
+    memcpy(e.W, F.entry.W, F.entry.W_len);
+    e.W_len = F.entry.W_len;
+    e.enrolled_at = IN_ENROLLED_AT;
+    size_t nw = 0;
+    assert_int_equal(rc_mail_write_header(m, buf_sink, &rec, err), 0);
+    assert_int_equal(rc_mail_write_recrypted_body(m, &e, 1, 0, buf_sink, &rec, &nw, err), 0);
+    rc_mail_free(m);
+    assert_int_equal(buf_sink(&rec, (const uint8_t *)"", 1), 0);
+    fd = fd_with((const char *)rec.p);
+    assert_int_equal(rc_mail_parse(&m, fd, err), 0);
+    close(fd);
+    int stage = fd_with("");
+    rc_open_result res;
+    int rc = rc_mail_open(m, &F.st, &F.dev, stage, buf_sink, opened, &res, err);
+    close(stage);
+    rc_mail_free(m);
+    sodium_memzero(&res, sizeof res);
+    free(msg);
+    free(out.p);
+    free(rec.p);
+    return rc;
+}
+
+/* FORMAT §9.5 step 4: "for a signed post, the inner From holds exactly one
+ * mailbox (RFC 5322 `mailbox`, not a `group`, not a list) whose lowercased
+ * address equals the certificate's (RC_E_SIGNATURE); a group is refused even
+ * when it holds exactly the signer's mailbox, and so is an empty group."
+ * The sealer refuses to make such a post (RC_E_POLICY). */
+static void test_mime_inner_from_group(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *from;
+        int want;
+    } cases[] = {
+        {"From: Alice <alice@example.org>", 0},
+        {"From: alice@example.org", 0},
+        {"From: \"Alice\" <ALICE@example.org>", 0},
+        {"From: team: Alice <alice@example.org>;", RC_E_SIGNATURE},
+        {"From: team: alice@example.org;", RC_E_SIGNATURE},
+        {"From: undisclosed-recipients:;", RC_E_SIGNATURE},
+        {"From: Alice <alice@example.org>, Bosse <bosse@example.org>", RC_E_SIGNATURE},
+        {"From: team: Alice <alice@example.org>, Bosse <bosse@example.org>;", RC_E_SIGNATURE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf_t opened = {0}, out = {0};
+        rc_error err;
+        int rc = open_signed_from(cases[i].from, &opened, &err);
+        if (rc != cases[i].want)
+            fail_msg("'%s': rc_mail_open gave %d (%s), expected %d", cases[i].from, rc, err.msg,
+                     cases[i].want);
+        if (rc == 0) {
+            assert_true(opened.len > 0);
+            assert_memory_equal(opened.p, "Recrypt-Verdict: signed; member=alice@example.org",
+                                strlen("Recrypt-Verdict: signed; member=alice@example.org"));
+        } else {
+            assert_int_equal(opened.len, 0);
+            assert_non_null(strstr(err.msg, "not exactly one mailbox"));
+            /* ... and the sealer will not make it. */
+            char *msg = replaced_any(IN_MESSAGE, "From: Alice <alice@example.org>", cases[i].from);
+            int fd = fd_with(msg);
+            assert_int_equal(rc_mail_seal(fd, &F.st, &F.dev, &F.cert, IN_DATE + 5, buf_sink, &out,
+                                          &err),
+                             RC_E_POLICY);
+            assert_int_equal(out.len, 0);
+            close(fd);
+            free(msg);
+        }
+        free(opened.p);
+        free(out.p);
+    }
 }
 
 int main(void)
@@ -1565,6 +1672,7 @@ int main(void)
         cmocka_unit_test(test_grammar_date),      cmocka_unit_test(test_grammar_msgid),
         cmocka_unit_test(test_grammar_outer),     cmocka_unit_test(test_recrypted_line_endings),
         cmocka_unit_test(test_seal_outer_7bit),
+        cmocka_unit_test(test_mime_inner_from_group),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

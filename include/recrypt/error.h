@@ -31,7 +31,7 @@ typedef enum {
     RC_E_EXISTS = -14     /* already there: list, member, applied request */
 } rc_code;
 
-#define RC_ERROR_MSG_MAX 256
+#define RC_ERROR_MSG_MAX 512
 
 typedef struct {
     int code;

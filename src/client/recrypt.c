@@ -164,14 +164,17 @@ static int fd_sink(void *ctx, const uint8_t *p, size_t len)
     return rc_fd_sink(ctx, p, len);
 }
 
+static void announce_pin(const char *list, const char *fp)
+{
+    fprintf(stderr, "%s: %s: pinned its signing key %s (the fingerprint you gave)\n", progname,
+            list, fp);
+}
+
 static void announce_first_use(const rc_statement *st)
 {
     char fp[RC_UDF_MAX];
     rc_key_fingerprint(fp, sizeof fp, "list-signer", st->signer_pk, 32, NULL);
-    fprintf(stderr,
-            "%s: first use of list %s: pinned its signing key %s\n"
-            "%s: compare that fingerprint with the one your list owner published\n",
-            progname, st->address, fp, progname);
+    announce_pin(st->address, fp);
 }
 
 static int cmd_keygen(keystore *ks, int force)
@@ -249,10 +252,7 @@ static int open_post(keystore *ks, int in, const char *list_key, const char *sig
     client_open_info info;
     int rc = client_open(ks, in, list_key, signer_fp, sink, ctx, &info, err);
     if (rc == 0 && info.first_use)
-        fprintf(stderr,
-                "%s: first use of list %s: pinned its signing key %s\n"
-                "%s: compare that fingerprint with the one your list owner published\n",
-                progname, info.list, info.signer_fp, progname);
+        announce_pin(info.list, info.signer_fp);
     return rc;
 }
 
@@ -713,9 +713,13 @@ static int cmd_pins(keystore *ks)
         rc_pin pin;
         rc_error err;
         char fp[RC_UDF_MAX];
-        if (e->d_name[0] == '.' || keystore_pin_load(ks, e->d_name, &pin, &err) != 1)
+        int state = e->d_name[0] == '.' ? 0 : keystore_pin_state(ks, e->d_name, fp, &err);
+        if (state == KS_PIN_FINGERPRINT)
+            printf("%s signer=%s epoch=none\n", e->d_name, fp);
+        if (state != KS_PIN_KEY || keystore_pin_load(ks, e->d_name, &pin, &err) != 1) {
+            any |= state == KS_PIN_FINGERPRINT;
             continue;
-        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
+        }
         printf("%s signer=%s epoch=%llu\n", e->d_name, fp, (unsigned long long)pin.highest_epoch);
         any = 1;
     }
@@ -782,15 +786,24 @@ static int cmd_list_show(keystore *ks)
         rc_pin pin;
         rc_error err;
         char fp[RC_UDF_MAX], when[64], from[64], until[64], path[PATH_MAX], line[RC_KEYSTR_MAX * 2];
-        if (keystore_pin_load(ks, names[i].name, &pin, &err) != 1)
+        int pstate = keystore_pin_state(ks, names[i].name, fp, &err);
+        if (pstate < 0)
+            printf("%s\n  pin    damaged: %s\n", names[i].name, err.msg);
+        if (pstate <= 0)
             continue;
         any = 1;
-        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
         uint64_t since = keystore_pin_since(ks, names[i].name);
         if (since)
             human_time(when, sizeof when, since);
         printf("%s\n  signer %s\n  pinned %s\n", names[i].name, fp,
                since ? when : "(date not recorded)");
+        if (pstate == KS_PIN_FINGERPRINT) {
+            printf("  no list key yet: the first message from the list signed by this key "
+                   "brings it\n");
+            continue;
+        }
+        if (keystore_pin_load(ks, names[i].name, &pin, &err) != 1)
+            continue;
         /* Epochs, newest first. */
         for (uint64_t ep = pin.highest_epoch; ep >= 1; ep--) {
             rc_statement st;
@@ -818,17 +831,64 @@ static int cmd_list_show(keystore *ks)
     }
     free(names);
     if (!any)
-        fprintf(stderr, "%s: this keystore knows no list yet (open a list message, or "
-                        "recrypt list import)\n",
+        fprintf(stderr, "%s: this keystore knows no list yet: pin one with 'recrypt list pin "
+                        "LIST FINGERPRINT' (the fingerprint your list owner gave you)\n",
                 progname);
     return 0;
 }
 
+/* recrypt list pin LIST FINGERPRINT: the explicit first pin (issue 13),
+ * with the list signing key fingerprint the owner gives at enrolment. */
+static int cmd_list_pin(keystore *ks, const char *list, const char *fpr, int replace)
+{
+    rc_error err;
+    char addr[RC_ADDR_MAX + 1], fp[RC_UDF_MAX];
+    int changed = 0;
+    rc_error_clear(&err);
+    if (!list || !fpr) {
+        fprintf(stderr, "%s: list pin needs the list's address and its signing key's "
+                        "fingerprint (recrypt list pin LIST FINGERPRINT)\n",
+                progname);
+        return EX_USAGE;
+    }
+    if (rc_address_canonical(addr, list, NULL) != 0) {
+        fprintf(stderr, "%s: '%s' is not a list address\n", progname, list);
+        return EX_USAGE;
+    }
+    if (keystore_fp_canonical(fp, fpr, &err) ||
+        keystore_pin_fingerprint(ks, addr, fp, replace, &changed, &err))
+        return fail(&err);
+    if (changed)
+        printf("%s pinned to %s: list keys signed by this key are accepted from list mail\n",
+               addr, fp);
+    else
+        printf("%s is already pinned to %s\n", addr, fp);
+    return 0;
+}
+
+/* Ask on the terminal whether to pin list to fp; 1 yes. Only when standard
+ * input is a terminal (and not the import's source). */
+static int confirm_pin(const char *list, const char *fp)
+{
+    char answer[16];
+    fprintf(stderr,
+            "%s: %s is not pinned on this device. Its list key is signed by\n"
+            "    %s\n"
+            "Compare that with the fingerprint your list owner gave you.\n"
+            "Pin %s to this key? [y/N] ",
+            progname, list, fp, list);
+    fflush(stderr);
+    if (!fgets(answer, sizeof answer, stdin))
+        return 0;
+    return strcasecmp(answer, "y\n") == 0 || strcasecmp(answer, "yes\n") == 0;
+}
+
 /* recrypt list import SOURCE: a list key line, a file holding one, or a
  * message delivered by the list (its Recrypt-List-Key); "-" reads
- * standard input. Trusted as when opening: pinned on first use, or
- * checked against the pin (and --signer). */
-static int cmd_list_import(keystore *ks, const char *source, const char *signer_fp)
+ * standard input. A list that is not pinned yet is pinned only with
+ * --signer FPR, --yes, or the user's confirmation on a terminal; a pinned
+ * list checks the key against the pin (and --signer). */
+static int cmd_list_import(keystore *ks, const char *source, const char *signer_fp, int yes)
 {
     rc_error err;
     rc_statement st;
@@ -876,6 +936,19 @@ static int cmd_list_import(keystore *ks, const char *source, const char *signer_
         close(fd);
     }
     rc_mail_free(m);
+    char own[RC_UDF_MAX];
+    if (rc == 0 && !signer_fp && keystore_pin_state(ks, st.address, NULL, NULL) == KS_PIN_NONE) {
+        rc_key_fingerprint(own, sizeof own, "list-signer", st.signer_pk, 32, NULL);
+        if (yes || (strcmp(source, "-") != 0 && isatty(STDIN_FILENO) && confirm_pin(st.address, own)))
+            signer_fp = own;
+        else
+            rc = rc_error_set(&err, RC_E_POLICY,
+                              "%s is not pinned on this device, and this list key is signed by "
+                              "%s. Compare that with the fingerprint your list owner gave you; "
+                              "only if they are the same, import again with --signer %s (or "
+                              "--yes), or run: recrypt list pin %s %s",
+                              st.address, own, own, st.address, own);
+    }
     if (rc || (rc = keystore_trust(ks, &st, signer_fp, (uint64_t)time(NULL), 1, &first, &err)) ||
         (rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
         return fail(&err);
@@ -908,7 +981,7 @@ static int cmd_native_host(const char *home)
 
 struct cli_options {
     const char *home, *to, *signer, *list_key, *maildir, *dir;
-    int no_sign, force, view_mode, lists_only;
+    int no_sign, force, view_mode, lists_only, yes, replace;
 };
 
 /* Record one option; returns an exit code when the program should stop. */
@@ -926,6 +999,8 @@ static int take_option(struct cli_options *o, int c)
     case 'P': o->view_mode = 'p'; break;
     case 'C': o->view_mode = 'c'; break;
     case 'L': o->lists_only = 1; break;
+    case 'y': o->yes = 1; break;
+    case 'R': o->replace = 1; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
     default: usage(stderr); return EX_USAGE;
@@ -941,7 +1016,8 @@ int main(int argc, char **argv)
         {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
         {"maildir", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'D'},
         {"path", no_argument, NULL, 'P'},         {"clear", no_argument, NULL, 'C'},
-        {"lists", no_argument, NULL, 'L'},
+        {"lists", no_argument, NULL, 'L'},       {"yes", no_argument, NULL, 'y'},
+        {"replace", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct cli_options o = {0};
@@ -975,12 +1051,21 @@ int main(int argc, char **argv)
         if ((r = take_option(&o, c)) >= 0)
             return r;
     }
-    /* "list" takes a sub-command, and "list import" its source. */
-    const char *sub = NULL, *source = NULL;
+    /* "list" takes a sub-command, "list import" its source, "list pin" the
+     * list and the fingerprint. */
+    /* Options may come between them too (getopt stops at each word). */
+    const char *sub = NULL, *source = NULL, *pin_fp = NULL;
     if (strcmp(cmd, "list") == 0 && optind < argc)
         sub = argv[optind++];
-    if (sub && strcmp(sub, "import") == 0 && optind < argc)
-        source = argv[optind++];
+    for (int word = 0; sub && word < 2; word++) {
+        while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1)
+            if ((r = take_option(&o, c)) >= 0)
+                return r;
+        if (word == 0 && (strcmp(sub, "import") == 0 || strcmp(sub, "pin") == 0) && optind < argc)
+            source = argv[optind++];
+        else if (word == 1 && strcmp(sub, "pin") == 0 && optind < argc)
+            pin_fp = argv[optind++];
+    }
     /* "archive" takes its source folders. */
     char **sources = argv + optind;
     int n_sources = 0;
@@ -1015,8 +1100,11 @@ int main(int argc, char **argv)
         if (sub && strcmp(sub, "show") == 0)
             return cmd_list_show(&ks);
         if (sub && strcmp(sub, "import") == 0)
-            return cmd_list_import(&ks, source, o.signer);
-        fprintf(stderr, "%s: list needs 'show' or 'import SOURCE' (try 'recrypt --help')\n",
+            return cmd_list_import(&ks, source, o.signer, o.yes);
+        if (sub && strcmp(sub, "pin") == 0)
+            return cmd_list_pin(&ks, source, pin_fp, o.replace);
+        fprintf(stderr, "%s: list needs 'show', 'pin LIST FINGERPRINT' or 'import SOURCE' (try "
+                        "'recrypt --help')\n",
                 progname);
         return EX_USAGE;
     }

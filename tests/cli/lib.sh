@@ -34,6 +34,14 @@ pin() { dev "$2" list pin "$(cat "$1.addr")" "$("$RC_HARNESS" signer "$1")" >/de
 # e.g. what recryptctl printed on standard error.
 fp_in() { grep -oE 'M[A-Z2-7]{3}(-[A-Z2-7]{4}){6}' "$1" | head -n1; }
 
+# pin_devices ADDRESS FINGERPRINT DEVICE...: each device pins the list (the
+# fingerprint the owner gives at enrolment; recryptctl prints it).
+pin_devices() {
+  local addr=$1 fp=$2; shift 2
+  [ -n "$fp" ] || { failed "no list signing key fingerprint for $addr"; return 1; }
+  for d in "$@"; do dev "$d" list pin "$addr" "$fp" >/dev/null || failed "$d pins $addr"; done
+}
+
 # enrol LIST MEMBER DEVICE: enrol the device, and pin the list on it.
 enrol() {
   "$RC_HARNESS" enrol "$1" "$2" "$(cat "$3.pub")" --at $(( $(date +%s) - 2 * 86400 ))

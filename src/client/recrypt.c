@@ -947,8 +947,14 @@ static int cmd_list_import(keystore *ks, const char *source, const char *signer_
     char own[RC_UDF_MAX];
     if (rc == 0 && !signer_fp && keystore_pin_state(ks, st.address, NULL, NULL) == KS_PIN_NONE) {
         rc_key_fingerprint(own, sizeof own, "list-signer", st.signer_pk, 32, NULL);
-        if (yes || (strcmp(source, "-") != 0 && isatty(STDIN_FILENO) && confirm_pin(st.address, own)))
+        int asked = !yes && strcmp(source, "-") != 0 && isatty(STDIN_FILENO);
+        if (yes || (asked && confirm_pin(st.address, own)))
             signer_fp = own;
+        else if (asked)
+            rc = rc_error_set(&err, RC_E_POLICY,
+                              "%s not pinned: you did not confirm its signing key %s (recrypt "
+                              "list pin %s FINGERPRINT pins it with the owner's fingerprint)",
+                              st.address, own, st.address);
         else
             rc = rc_error_set(&err, RC_E_POLICY,
                               "%s is not pinned on this device, and this list key is signed by "

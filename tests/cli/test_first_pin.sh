@@ -103,7 +103,21 @@ expect_fail "the attacker's message is still refused" 77 \
 expect_fail "--signer cannot override a pin" 77 "pinned to $FP" \
   dev victim open --signer "$EVIL" <attack.eml
 
-# 7. --replace: the owner says the key changed (here: a device that pinned
+# 7. list import on a terminal asks, and pins only on "y".
+newdev tty
+"$RC_HARNESS" list-key list >list-now.key
+rc=0; /usr/bin/python3 "$(dirname "$0")/pty_answer.py" n env RECRYPT_HOME="$T/dev-tty" "$RECRYPT" list import list-now.key >tty.out 2>&1 || rc=$?
+[ $rc -eq 77 ] && grep -q "Its list key is signed by" tty.out && grep -q "$FP" tty.out &&
+  grep -q "you did not confirm its signing key" tty.out && [ ! -e "$T/dev-tty/lists/list@example.org/pin" ] &&
+  pass "list import on a terminal shows the fingerprint; answered no, nothing is pinned" ||
+  failed "import on a terminal, no (exit $rc): $(tr '\r\n' '  ' <tty.out)"
+rc=0; /usr/bin/python3 "$(dirname "$0")/pty_answer.py" y env RECRYPT_HOME="$T/dev-tty" "$RECRYPT" list import list-now.key >tty.out 2>&1 || rc=$?
+[ $rc -eq 0 ] && grep -q "Pin list@example.org to this key? \[y/N\]" tty.out &&
+  head -1 "$T/dev-tty/lists/list@example.org/pin" | grep -q '^signer ' &&
+  pass "list import on a terminal, answered yes, pins the list" ||
+  failed "import on a terminal, yes (exit $rc): $(tr '\r\n' '  ' <tty.out)"
+
+# 8. --replace: the owner says the key changed (here: a device that pinned
 # the wrong key before 0.3.0 recovers). The old signer's keys are dropped.
 newdev old
 dev old list pin list@example.org "$EVIL" >/dev/null

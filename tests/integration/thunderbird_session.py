@@ -57,14 +57,21 @@ about3Pane.threadTree.selectedIndex = index;
 let text = null, html = null;
 for (let i = 0; i < waitMs / 100; i++) {
   await sleep(100);
-  const b = about3Pane.messageBrowser?.contentWindow?.getMessagePaneBrowser?.();
-  const d = b && b.contentDocument;
-  const v = d && d.getElementById("recrypt-view");
-  if (v && v.querySelector("#recrypt-verdict")) {
-    await sleep(300);
-    text = v.innerText;
-    html = d.body.innerHTML;
-    break;
+  try {
+    const b = about3Pane.messageBrowser?.contentWindow?.getMessagePaneBrowser?.();
+    const d = b && b.contentDocument;
+    const v = d && d.getElementById("recrypt-view");
+    if (v && v.querySelector("#recrypt-verdict")) {
+      await sleep(300);
+      text = v.innerText;
+      html = d.body.innerHTML;
+      break;
+    }
+  } catch (e) {
+    /* The pane's previous document went away while it was read (the next
+     * message is loading): read again. */
+    if (!String(e).includes("dead object")) throw e;
+    text = html = null;
   }
 }
 return { rows, listSubject, text, bodyHtml: html };

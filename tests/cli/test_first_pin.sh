@@ -106,12 +106,12 @@ expect_fail "--signer cannot override a pin" 77 "pinned to $FP" \
 # 7. list import on a terminal asks, and pins only on "y".
 newdev tty
 "$RC_HARNESS" list-key list >list-now.key
-rc=0; /usr/bin/python3 "$(dirname "$0")/pty_answer.py" n env RECRYPT_HOME="$T/dev-tty" "$RECRYPT" list import list-now.key >tty.out 2>&1 || rc=$?
+rc=0; /usr/bin/python3 "$_root/tests/cli/pty_answer.py" n env RECRYPT_HOME="$T/dev-tty" "$RECRYPT" list import list-now.key >tty.out 2>&1 || rc=$?
 [ $rc -eq 77 ] && grep -q "Its list key is signed by" tty.out && grep -q "$FP" tty.out &&
   grep -q "you did not confirm its signing key" tty.out && [ ! -e "$T/dev-tty/lists/list@example.org/pin" ] &&
   pass "list import on a terminal shows the fingerprint; answered no, nothing is pinned" ||
   failed "import on a terminal, no (exit $rc): $(tr '\r\n' '  ' <tty.out)"
-rc=0; /usr/bin/python3 "$(dirname "$0")/pty_answer.py" y env RECRYPT_HOME="$T/dev-tty" "$RECRYPT" list import list-now.key >tty.out 2>&1 || rc=$?
+rc=0; /usr/bin/python3 "$_root/tests/cli/pty_answer.py" y env RECRYPT_HOME="$T/dev-tty" "$RECRYPT" list import list-now.key >tty.out 2>&1 || rc=$?
 [ $rc -eq 0 ] && grep -q "Pin list@example.org to this key? \[y/N\]" tty.out &&
   head -1 "$T/dev-tty/lists/list@example.org/pin" | grep -q '^signer ' &&
   pass "list import on a terminal, answered yes, pins the list" ||

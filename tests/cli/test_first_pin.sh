@@ -117,6 +117,18 @@ rc=0; /usr/bin/python3 "$_root/tests/cli/pty_answer.py" y env RECRYPT_HOME="$T/d
   pass "list import on a terminal, answered yes, pins the list" ||
   failed "import on a terminal, yes (exit $rc): $(tr '\r\n' '  ' <tty.out)"
 
+# recrypt sendmail to a list pinned by fingerprint whose key has not
+# arrived: refused, nothing submitted (it is a list: never sent in clear).
+newdev fresh
+dev fresh list pin list@example.org "$FP" >/dev/null
+recording_sendmail
+msg fresh@example.org "via sendmail" >sm.eml
+rc=0; dev fresh sendmail -t -oi <sm.eml >/dev/null 2>sm.err || rc=$?
+[ $rc -ne 0 ] && ! ls "$T"/sub.* >/dev/null 2>&1 &&
+  grep -q "list@example.org is pinned to $FP, but this keystore holds no list key of it yet" sm.err &&
+  pass "sendmail to a list pinned by fingerprint only: refused with the pin state, nothing submitted" ||
+  failed "sendmail, fingerprint pin (exit $rc, $(ls "$T"/sub.* 2>/dev/null | wc -l) submissions): $(cat sm.err)"
+
 # 8. --replace: the owner says the key changed (here: a device that pinned
 # the wrong key before 0.3.0 recovers). The old signer's keys are dropped.
 newdev old

@@ -65,6 +65,11 @@ def setup_list(tmp, recrypt, harness):
                          capture_output=True).stdout.decode().strip()
     subprocess.run([harness, "enrol", "list", "alice@example.org", pub, "--at",
                     str(int(time.time()) - 200000)], cwd=tmp, check=True, capture_output=True)
+    # The device pins the list (a message never pins it by itself).
+    fp = subprocess.run([harness, "signer", "list"], cwd=tmp, check=True,
+                        capture_output=True).stdout.decode().strip()
+    subprocess.run([recrypt, "list", "pin", "list@example.org", fp], env=env, check=True,
+                   capture_output=True)
     return env
 
 

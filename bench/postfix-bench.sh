@@ -390,6 +390,10 @@ make_list() {
   "$BIG_LIST" "$T/db" "$list" "$members" "$per" "$MD" "$T/$tag" >/dev/null ||
     { echo "postfix-bench: big-list $list failed" >&2; exit 1; }
   cp "$T/$tag/list.key" "$T/$tag.key"
+  # The poster accepts the key the bench itself just made (--yes: nothing
+  # to compare it with here; a member compares the owner's fingerprint).
+  dev poster list import --yes "$T/$tag.key" >/dev/null 2>&1 </dev/null ||
+    { echo "postfix-bench: the poster cannot import $T/$tag.key" >&2; exit 1; }
 }
 declare -A MEMBERS=([1]=1 [100]=50 [1000]=500 [10000]=5000) PER=([1]=1 [100]=2 [1000]=2 [10000]=2)
 declare -A NPOSTS=([1]=$POSTS [100]=$POSTS [1000]=$POSTS_1000 [10000]=$POSTS_10000)

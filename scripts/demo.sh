@@ -37,8 +37,11 @@ owner list create "$LIST" --service-key "$svc" --out create.req 2>/dev/null
 echo "The owner's signed request (it holds no secret), applied by the admin:"
 head -3 create.req | show
 "$CTL" apply --db "$T/db" create.req 2>&1 | show
-owner list key "$LIST" >list.key 2>/dev/null
+owner list key "$LIST" >list.key 2>list.err
 echo "List key line, published for senders:"; cut76 <list.key | show
+FP=$(grep -oE 'M[A-Z2-7]{3}(-[A-Z2-7]{4}){6}' list.err | head -n1)
+echo "Its signing key's fingerprint (the owner gives it to every member at enrolment):"
+echo "$FP" | show
 
 say "2. Members create device keys (bob has a laptop and a phone); the owner enrols them"
 for d in alice bob-laptop bob-phone carol mallory; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
@@ -47,6 +50,9 @@ owner member add "$LIST" bob@example.org --device "$(cat bob-laptop.pub)" \
   --device "$(cat bob-phone.pub)" --out m2.req
 owner member add "$LIST" carol@example.org --device "$(cat carol.pub)" --out m3.req
 "$CTL" apply --db "$T/db" m1.req m2.req m3.req 2>&1 | show
+echo "Each member's device pins the list's signing key with the fingerprint the owner"
+echo "gave (a message never pins a list by itself: mail from anyone else is refused):"
+for d in alice bob-laptop bob-phone carol; do dev "$d" list pin "$LIST" "$FP" 2>&1 | show; done
 sleep 1 # a device gets stanzas for posts dated after its enrolment
 
 say "3. Postfix on 127.0.0.1 with recrypt-milter (smtpd_milters, milter_default_action = tempfail)"

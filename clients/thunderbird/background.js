@@ -102,7 +102,7 @@ function openMessage(id) {
       const timing = { raw_ms: t1 - t0, upload_ms: t2 - t1, open_ms: performance.now() - t2 };
       return { ok: true, messageId: id, timing, ...r };
     } catch (e) {
-      return { ok: false, code: e.code || "internal", message: e.message };
+      return { ok: false, code: e.code || "internal", message: e.message, list: e.list, signer: e.signer };
     } finally {
       if (upload !== undefined && opening.get(id) === p)
         RecryptHost.call("close", { handle: upload }).catch(() => {});
@@ -147,6 +147,11 @@ browser.runtime.onMessage.addListener((req, sender) => {
   switch (req.cmd) {
     case "view":
       return view(sender.tab.id);
+    case "pin":
+      /* Only from the user's click in the pane, after comparing the
+       * fingerprint shown with the owner's: never on arrival. */
+      return RecryptHost.call("pin", { list: req.list, signer: req.signer })
+        .then((r) => ({ ok: true, ...r }), (e) => ({ ok: false, code: e.code, message: e.message }));
     case "save":
       return part(req.messageId, req.index)
         .then((bytes) => messenger.recryptSend.saveAttachment(new File([bytes], req.name), req.name))

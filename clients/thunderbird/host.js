@@ -64,6 +64,9 @@ const RecryptHost = (() => {
     constructor(e) {
       super(e.message);
       this.code = e.code;
+      /* "not-pinned": the list and the fingerprint its key is signed by */
+      if (e.list) this.list = e.list;
+      if (e.signer) this.signer = e.signer;
     }
   }
 

@@ -32,7 +32,7 @@ typedef enum {
     RC_E_DAMAGED = -15    /* stored state is damaged (a truncated store): restore a backup */
 } rc_code;
 
-#define RC_ERROR_MSG_MAX 256
+#define RC_ERROR_MSG_MAX 512
 
 typedef struct {
     int code;

@@ -5,6 +5,7 @@
  * half a key.
  */
 #include <time.h>
+#include <dirent.h>
 #include <errno.h>
 #include <sodium.h>
 #include <fcntl.h>
@@ -186,6 +187,8 @@ int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_erro
     keystore_path(p, ks, "lists/%s/pin", list);
     if (keystore_read_file(p, text, sizeof text) != 0)
         return 0;
+    if (strncmp(text, "fingerprint ", 12) == 0)
+        return 0; /* pinned by fingerprint: no key yet (keystore_pin_state) */
     size_t len = 0;
     if (sscanf(text, "signer %63s\nepoch %llu", b64, &epoch) != 2 ||
         sodium_base642bin(pin->signer_pk, 32, b64, strlen(b64), NULL, &len, NULL,
@@ -228,27 +231,218 @@ static void normalise_fp(char *out, size_t outlen, const char *in)
     out[o] = '\0';
 }
 
+/* A list-signer fingerprint is the 140-bit UDF (FORMAT.md 3): 28 base32
+ * characters, shown in groups of four. */
+#define FP_CHARS 28
+
+int keystore_fp_canonical(char out[RC_UDF_MAX], const char *in, rc_error *err)
+{
+    char n[RC_UDF_MAX];
+    if (strlen(in) >= sizeof n)
+        return rc_error_set(err, RC_E_INVALID, "'%.60s…' is not a list signing key fingerprint",
+                            in);
+    normalise_fp(n, sizeof n, in);
+    size_t len = strlen(n);
+    int ok = len == FP_CHARS;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= '2' && n[i] <= '7');
+    if (!ok)
+        return rc_error_set(err, RC_E_INVALID,
+                            "'%s' is not a list signing key fingerprint (28 characters A-Z and "
+                            "2-7, in groups of four: the line 'recryptctl list key' prints)",
+                            in);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (i && i % 4 == 0)
+            out[o++] = '-';
+        out[o++] = n[i];
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int keystore_pin_state(const keystore *ks, const char *list, char *fp, rc_error *err)
+{
+    char p[PATH_MAX], text[512];
+    rc_pin pin;
+    if (fp)
+        fp[0] = '\0';
+    if (keystore_path(p, ks, "lists/%s/pin", list) != 0 ||
+        keystore_read_file(p, text, sizeof text) != 0)
+        return KS_PIN_NONE;
+    if (strncmp(text, "fingerprint ", 12) == 0) {
+        char canon[RC_UDF_MAX], *v = text + 12;
+        v[strcspn(v, "\n")] = '\0';
+        if (keystore_fp_canonical(canon, v, NULL) != 0)
+            return rc_error_set(err, RC_E_FORMAT, "pin file %s is damaged", p);
+        if (fp)
+            memcpy(fp, canon, strlen(canon) + 1);
+        return KS_PIN_FINGERPRINT;
+    }
+    int r = keystore_pin_load(ks, list, &pin, err);
+    if (r <= 0)
+        return r < 0 ? r : rc_error_set(err, RC_E_FORMAT, "pin file %s is damaged", p);
+    if (fp)
+        rc_key_fingerprint(fp, RC_UDF_MAX, "list-signer", pin.signer_pk, 32, NULL);
+    return KS_PIN_KEY;
+}
+
+/* Drop what was accepted from another signer: its statements and this
+ * device's certificates (signed by that key). */
+static int forget_list_keys(const keystore *ks, const char *list, rc_error *err)
+{
+    char dir[PATH_MAX], p[PATH_MAX];
+    if (keystore_path(dir, ks, "lists/%s", list) != 0)
+        return rc_error_set(err, RC_E_INVALID, "path too long");
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : rc_error_set(err, RC_E_IO, "cannot read %s", dir);
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "epoch-", 6) != 0 && strncmp(e->d_name, "cert-", 5) != 0)
+            continue;
+        if (keystore_path(p, ks, "lists/%s/%s", list, e->d_name) != 0 || unlink(p) != 0) {
+            rc = rc_error_set(err, RC_E_IO, "cannot remove %s/%s", dir, e->d_name);
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int keystore_pin_fingerprint(const keystore *ks, const char *list, const char *fpr,
+                             int replace, int *changed, rc_error *err)
+{
+    char want[RC_UDF_MAX], have[RC_UDF_MAX], dir[PATH_MAX], p[PATH_MAX], text[256];
+    int rc = keystore_fp_canonical(want, fpr, err);
+    *changed = 0;
+    if (rc)
+        return rc;
+    int state = keystore_pin_state(ks, list, have, err);
+    if (state < 0)
+        return state;
+    if (state != KS_PIN_NONE && strcmp(have, want) == 0)
+        return 0;
+    if (state != KS_PIN_NONE && !replace)
+        return rc_error_set(err, RC_E_POLICY,
+                            "%s is already pinned to %s, not %s: a pin is never replaced "
+                            "silently. If the list owner confirms that the list's signing key "
+                            "changed, run: recrypt list pin --replace %s %s",
+                            list, have, want, list, want);
+    if ((rc = keystore_prepare(ks, err)) || (rc = list_dir(dir, ks, list, err)) ||
+        (state != KS_PIN_NONE && (rc = forget_list_keys(ks, list, err))))
+        return rc;
+    snprintf(text, sizeof text, "fingerprint %s\npinned %llu\n", want,
+             (unsigned long long)time(NULL));
+    keystore_path(p, ks, "lists/%s/pin", list);
+    if ((rc = keystore_write_file(p, text, err)))
+        return rc;
+    *changed = 1;
+    return 0;
+}
+
+/* err's message with the list's pin state after it. */
+static int with_pin_state(rc_error *err, int code, const char *list, const char *pinned_fp,
+                          uint64_t highest)
+{
+    char why[RC_ERROR_MSG_MAX];
+    snprintf(why, sizeof why, "%s", err && err->msg[0] ? err->msg : rc_strerror(code));
+    if (!pinned_fp)
+        return rc_error_set(err, code, "%s (%s is not pinned on this device)", why, list);
+    if (highest)
+        return rc_error_set(err, code, "%s (this device has %s pinned to %s, highest epoch %llu)",
+                            why, list, pinned_fp, (unsigned long long)highest);
+    return rc_error_set(err, code, "%s (this device has %s pinned to %s)", why, list, pinned_fp);
+}
+
 int keystore_trust(const keystore *ks, const rc_statement *st, const char *expected_fp,
                    uint64_t at, int for_opening, int *first_use, rc_error *err)
 {
     rc_pin pin;
-    int pinned = keystore_pin_load(ks, st->address, &pin, err);
-    if (pinned < 0)
-        return pinned;
+    char have[RC_UDF_MAX], pinned_fp[RC_UDF_MAX];
+    *first_use = 0;
+    rc_key_fingerprint(have, sizeof have, "list-signer", st->signer_pk, 32, NULL);
+    int state = keystore_pin_state(ks, st->address, pinned_fp, err);
+    if (state < 0)
+        return state;
+    if (state == KS_PIN_KEY && keystore_pin_load(ks, st->address, &pin, err) != 1)
+        return rc_error_set(err, RC_E_FORMAT, "the pin of %s cannot be read", st->address);
     if (expected_fp) {
-        char have[RC_UDF_MAX], a[RC_UDF_MAX], b[RC_UDF_MAX];
-        rc_key_fingerprint(have, sizeof have, "list-signer", st->signer_pk, 32, NULL);
+        char a[RC_UDF_MAX], b[RC_UDF_MAX];
         normalise_fp(a, sizeof a, have);
         normalise_fp(b, sizeof b, expected_fp);
         /* The user may give a prefix of at least 100 bits (20 characters). */
-        if (strlen(b) < 20 || strncmp(a, b, strlen(b)) != 0)
-            return rc_error_set(err, RC_E_POLICY,
-                                "the list key statement for %s is signed by %s, not by %s",
-                                st->address, have, expected_fp);
+        if (strlen(b) < 20 || strncmp(a, b, strlen(b)) != 0) {
+            if (state == KS_PIN_NONE)
+                return rc_error_set(err, RC_E_POLICY,
+                                    "the list key statement for %s is signed by %s, not by %s "
+                                    "(--signer); %s is not pinned on this device",
+                                    st->address, have, expected_fp, st->address);
+            rc_error_set(err, RC_E_POLICY,
+                         "the list key statement for %s is signed by %s, not by %s (--signer)",
+                         st->address, have, expected_fp);
+            return with_pin_state(err, RC_E_POLICY, st->address, pinned_fp,
+                                  state == KS_PIN_KEY ? pin.highest_epoch : 0);
+        }
     }
-    *first_use = !pinned;
-    return rc_statement_accept(st, pinned ? &pin : NULL, NULL,
-                               for_opening && statement_known(ks, st), at, err);
+    if (state == KS_PIN_NONE && !expected_fp)
+        /* Issue 13: a message that merely arrives never pins. */
+        return rc_error_set(err, RC_E_POLICY,
+                            "%s is not pinned on this device, and a message never pins a list by "
+                            "itself. This list key is signed by %s. Compare that with the "
+                            "fingerprint your list owner gave you; only if they are the same, "
+                            "run: recrypt list pin %s %s",
+                            st->address, have, st->address, have);
+    if (state != KS_PIN_NONE && strcmp(have, pinned_fp) != 0)
+        return rc_error_set(err, RC_E_POLICY,
+                            "%s is pinned to %s, but this list key is signed by %s: refusing a "
+                            "key the list owner did not sign (if the owner tells you the list's "
+                            "signing key changed: recrypt list pin --replace %s NEW-FINGERPRINT)",
+                            st->address, pinned_fp, have, st->address);
+    *first_use = state != KS_PIN_KEY;
+    int rc = rc_statement_accept(st, state == KS_PIN_KEY ? &pin : NULL, NULL,
+                                 for_opening && statement_known(ks, st), at, err);
+    if (rc)
+        return with_pin_state(err, rc, st->address, state == KS_PIN_NONE ? NULL : pinned_fp,
+                              state == KS_PIN_KEY ? pin.highest_epoch : 0);
+    return 0;
+}
+
+int keystore_statement_for(const keystore *ks, const uint8_t *list_id, uint64_t epoch,
+                           rc_statement *st, rc_error *err)
+{
+    char dir[PATH_MAX], p[PATH_MAX], line[RC_KEYSTR_MAX * 2], found[RC_ADDR_MAX + 1] = "";
+    keystore_path(dir, ks, "lists");
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        uint8_t id[RC_ID_BYTES];
+        if (e->d_name[0] == '.' || strlen(e->d_name) > RC_ADDR_MAX ||
+            rc_list_id(id, e->d_name, NULL) != 0 || sodium_memcmp(id, list_id, sizeof id) != 0)
+            continue;
+        memcpy(found, e->d_name, strlen(e->d_name) + 1);
+        break;
+    }
+    if (d)
+        closedir(d);
+    if (!found[0])
+        return rc_error_set(err, RC_E_NOT_FOUND,
+                            "the message carries no %s header and is for a list this keystore "
+                            "does not know: pass --list-key",
+                            RC_HDR_LIST_KEY);
+    if (keystore_path(p, ks, "lists/%s/epoch-%llu.listkey", found, (unsigned long long)epoch) !=
+            0 ||
+        keystore_read_file(p, line, sizeof line) != 0)
+        return rc_error_set(err, RC_E_NOT_FOUND,
+                            "the message carries no %s header, and this keystore holds no "
+                            "accepted list key of %s for epoch %llu: pass --list-key",
+                            RC_HDR_LIST_KEY, found, (unsigned long long)epoch);
+    line[strcspn(line, "\n")] = '\0';
+    int rc = rc_statement_decode(st, line, err);
+    if (rc == 0 && (strcmp(st->address, found) != 0 || st->epoch != epoch))
+        rc = rc_error_set(err, RC_E_FORMAT, "%s does not hold the list key it is named for", p);
+    return rc;
 }
 
 int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
@@ -262,8 +456,10 @@ int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err)
     if (pinned < 0)
         return pinned;
     if (!pinned || st->epoch > pin.highest_epoch) {
-        /* The pin's date stays the first pin's. */
-        uint64_t since = pinned ? keystore_pin_since(ks, st->address) : (uint64_t)time(NULL);
+        /* The pin's date stays the first pin's (also a pin by fingerprint). */
+        uint64_t since = keystore_pin_since(ks, st->address);
+        if (!pinned && !since)
+            since = (uint64_t)time(NULL);
         sodium_bin2base64(b64, sizeof b64, st->signer_pk, 32,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         if (since)

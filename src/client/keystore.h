@@ -8,7 +8,10 @@
  *                                   passphrase-locked form, 0600
  *   device.pub                      the device's public key line (since 0.3.0)
  *   lists/<list>/pin                "signer <base64url>", "epoch <N>" and (since
- *                                   0.3.0) "pinned <unix seconds>" lines
+ *                                   0.3.0) "pinned <unix seconds>" lines; or,
+ *                                   pinned by fingerprint before any list key
+ *                                   arrived (recrypt list pin), "fingerprint
+ *                                   <UDF>" and "pinned <unix seconds>"
  *   lists/<list>/epoch-<N>.listkey  the accepted statement of epoch N
  *   lists/<list>/cert-<N>           this device's certificate for epoch N
  *   posts                           "<hash of Message-ID> <list>[ <copy>]" per
@@ -54,17 +57,46 @@ int keystore_device_ask(char *pass, int creating, rc_error *err);
  * $RECRYPT_PASSPHRASE_FILE. */
 void keystore_set_no_terminal(int on);
 
-/* Pin: returns 1 and fills *pin when the list is pinned, 0 when not. */
+/* Pin: returns 1 and fills *pin when the list is pinned to a signing key, 0
+ * when not (also when it is pinned by fingerprint only, see below). */
 int keystore_pin_load(const keystore *ks, const char *list, rc_pin *pin, rc_error *err);
+
+/* The pin state of a list (issue 13: a first pin only from an explicit act,
+ * never from a message that merely arrives). */
+enum { KS_PIN_NONE = 0, KS_PIN_FINGERPRINT = 1, KS_PIN_KEY = 2 };
+/* KS_PIN_* for list; fp (RC_UDF_MAX, may be NULL) gets the pinned
+ * fingerprint (for KS_PIN_KEY the pinned key's). -1 when the pin file is
+ * damaged. */
+int keystore_pin_state(const keystore *ks, const char *list, char *fp, rc_error *err);
+/* Pin list to the list-signer fingerprint fpr (the 140-bit UDF the owner
+ * gives at enrolment, dashes and case ignored). A list already pinned to
+ * that key: nothing changes (*changed 0). Pinned to another key or
+ * fingerprint: RC_E_POLICY, unless replace, which also drops the list keys
+ * accepted from the other signer. */
+int keystore_pin_fingerprint(const keystore *ks, const char *list, const char *fpr,
+                             int replace, int *changed, rc_error *err);
+/* Canonical form of a fingerprint the user typed (upper case, dashes in
+ * groups of four); RC_E_INVALID when it is no 140-bit UDF. */
+int keystore_fp_canonical(char out[RC_UDF_MAX], const char *in, rc_error *err);
 /* When the list was first pinned (unix seconds); 0 when unknown (a pin
  * written before 0.3.0) or not pinned. */
 uint64_t keystore_pin_since(const keystore *ks, const char *list);
 /* Decide whether to trust st (rc_statement_accept with the stored pin) at
- * time `at`; expected_fp: a UDF the user gave, or NULL. for_opening: an
+ * time `at`; expected_fp: a UDF the user gave (--signer), or NULL. for_opening: an
  * older epoch is acceptable when this exact statement was accepted before
- * (reading old mail); sealing never goes back to an older epoch. */
+ * (reading old mail); sealing never goes back to an older epoch.
+ * A list that is not pinned is refused (RC_E_POLICY, the message says how
+ * to pin) unless expected_fp names st's signer; a list pinned by
+ * fingerprint accepts a statement of the key with that fingerprint. Then
+ * *first_use is 1: keystore_remember pins the key. Every refusal states
+ * the pin state. */
 int keystore_trust(const keystore *ks, const rc_statement *st, const char *expected_fp,
                    uint64_t at, int for_opening, int *first_use, rc_error *err);
+/* The statement this keystore accepted for the list whose list id is
+ * list_id, epoch `epoch` (a message without Recrypt-List-Key, FORMAT.md
+ * 13); RC_E_NOT_FOUND (saying what is missing) when there is none. */
+int keystore_statement_for(const keystore *ks, const uint8_t *list_id, uint64_t epoch,
+                           rc_statement *st, rc_error *err);
 /* Record st as accepted: pin on first use, raise the highest epoch. */
 int keystore_remember(const keystore *ks, const rc_statement *st, rc_error *err);
 

@@ -165,6 +165,17 @@ static char *fail_rc(json_t *id, const rc_error *err)
                                        err->msg[0] ? err->msg : rc_strerror(err->code)));
 }
 
+/* A refusal because the list is not pinned: "not-pinned", with the list
+ * and the fingerprint its key is signed by, for the add-on to show (the
+ * user compares it with the owner's, then "pin"). */
+static char *fail_unpinned(json_t *id, const rc_error *err, const char *list, const char *fp)
+{
+    return respond(id, NULL,
+                   json_pack("{s:s, s:o, s:o, s:o}", "code", "not-pinned", "message",
+                             jcstr(err->msg[0] ? err->msg : rc_strerror(err->code)), "list",
+                             jcstr(list), "signer", jcstr(fp)));
+}
+
 static char *fail_proto(json_t *id, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static char *fail_proto(json_t *id, const char *code, const char *fmt, ...)
@@ -464,11 +475,18 @@ static char *op_lists(nh_host *h, json_t *id)
         rc_pin pin;
         rc_error err;
         char fp[RC_UDF_MAX], path[PATH_MAX], line[RC_KEYSTR_MAX * 2];
-        if (e->d_name[0] == '.' || strlen(e->d_name) > RC_ADDR_MAX ||
-            keystore_pin_load(&h->ks, e->d_name, &pin, &err) != 1)
+        if (e->d_name[0] == '.' || strlen(e->d_name) > RC_ADDR_MAX)
             continue;
-        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
+        int pstate = keystore_pin_state(&h->ks, e->d_name, fp, &err);
         uint64_t since = keystore_pin_since(&h->ks, e->d_name);
+        if (pstate == KS_PIN_FINGERPRINT) /* pinned by fingerprint, no list key yet */
+            json_array_append_new(
+                lists, json_pack("{s:o, s:s, s:o, s:I, s:[]}", "address", jcstr(e->d_name),
+                                 "signer", fp, "pinned",
+                                 since ? json_integer((json_int_t)since) : json_null(),
+                                 "highest_epoch", (json_int_t)0, "epochs"));
+        if (pstate != KS_PIN_KEY || keystore_pin_load(&h->ks, e->d_name, &pin, &err) != 1)
+            continue;
         json_t *epochs = json_array();
         uint64_t eps[256];
         size_t n_eps = list_epochs(&h->ks, e->d_name, eps, 256);
@@ -621,6 +639,8 @@ static char *op_open(nh_host *h, json_t *id, json_t *req)
         handle_close(h, out); /* whatever reached it goes, unread */
         if (!err.code)
             rc_error_set(&err, RC_E_INTERNAL, "cannot open the message");
+        if (info.unpinned) /* the add-on asks the user to compare and pin */
+            return fail_unpinned(id, &err, info.list, info.signer_fp);
         json_t *e = error_obj(code_name(err.code), err.msg[0] ? err.msg : rc_strerror(err.code));
         return respond(id, NULL, e);
     }
@@ -827,14 +847,47 @@ static char *op_import(nh_host *h, json_t *id, json_t *req)
         rc_mail_free(m);
         handle_close(h, tmp);
     }
-    if (rc || (rc = keystore_trust(&h->ks, &st, signer, (uint64_t)time(NULL), 1, &first, &err)) ||
-        (rc = keystore_prepare(&h->ks, &err)) || (rc = keystore_remember(&h->ks, &st, &err)))
+    if (rc)
+        return fail_rc(id, &err);
+    if ((rc = keystore_trust(&h->ks, &st, signer, (uint64_t)time(NULL), 1, &first, &err))) {
+        if (!signer && keystore_pin_state(&h->ks, st.address, NULL, NULL) == KS_PIN_NONE) {
+            char fp[RC_UDF_MAX];
+            rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, NULL);
+            return fail_unpinned(id, &err, st.address, fp);
+        }
+        return fail_rc(id, &err);
+    }
+    if ((rc = keystore_prepare(&h->ks, &err)) || (rc = keystore_remember(&h->ks, &st, &err)))
         return fail_rc(id, &err);
     char fp[RC_UDF_MAX];
     rc_key_fingerprint(fp, sizeof fp, "list-signer", st.signer_pk, 32, NULL);
     return respond(id,
                    json_pack("{s:o, s:I, s:s, s:b}", "list", jcstr(st.address), "epoch",
                              (json_int_t)st.epoch, "signer", fp, "first_use", first),
+                   NULL);
+}
+
+/* pin: the explicit first pin (issue 13), after the user compared the
+ * fingerprint with the list owner's: {"list", "signer", "replace"?}. */
+static char *op_pin(nh_host *h, json_t *id, json_t *req)
+{
+    rc_error err;
+    rc_error_clear(&err);
+    int bad = 0, changed = 0;
+    const char *list = opt_string(req, "list", &bad), *signer = opt_string(req, "signer", &bad);
+    json_t *replace = json_object_get(req, "replace");
+    char addr[RC_ADDR_MAX + 1], fp[RC_UDF_MAX];
+    if (bad || !list || !signer || (replace && !json_is_boolean(replace)))
+        return fail_proto(id, "malformed-request",
+                          "pin needs \"list\" and \"signer\" (strings), \"replace\" is a boolean");
+    if (rc_address_canonical(addr, list, NULL) != 0)
+        return fail_proto(id, "invalid", "\"%.64s\" is not a list address", list);
+    if (keystore_fp_canonical(fp, signer, &err) ||
+        keystore_pin_fingerprint(&h->ks, addr, fp, replace && json_is_true(replace), &changed,
+                                 &err))
+        return fail_rc(id, &err);
+    return respond(id, json_pack("{s:o, s:s, s:b}", "list", jcstr(addr), "signer", fp, "changed",
+                                 changed),
                    NULL);
 }
 
@@ -1337,6 +1390,8 @@ char *nh_handle(nh_host *h, const char *reqtext, size_t len)
         out = op_seal(h, id, req);
     else if (!strcmp(op, "import"))
         out = op_import(h, id, req);
+    else if (!strcmp(op, "pin"))
+        out = op_pin(h, id, req);
     else if (!strcmp(op, "compose"))
         out = op_compose(h, id, req);
     else

@@ -67,13 +67,19 @@ int client_open(const keystore *ks, int in, const char *list_key, const char *si
         rc = client_load_statement(ks, &st, list_key, err);
     else if (rc_mail_list_key(m))
         rc = rc_statement_decode(&st, rc_mail_list_key(m), err);
-    else
-        rc = rc_error_set(err, RC_E_FORMAT,
-                          "the message carries no %s header (was it delivered through the "
-                          "list?); pass --list-key",
-                          RC_HDR_LIST_KEY);
-    if (rc || (rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, err)))
+    else /* the keystore's accepted statement of the envelope's list and epoch */
+        rc = keystore_statement_for(ks, rc_mail_envelope(m)->list_id, rc_mail_envelope(m)->epoch,
+                                    &st, err);
+    if (rc)
         goto out;
+    /* What a refusal of trust is about (the add-on offers to pin it). */
+    snprintf(info->list, sizeof info->list, "%s", st.address);
+    rc_key_fingerprint(info->signer_fp, sizeof info->signer_fp, "list-signer", st.signer_pk, 32,
+                       NULL);
+    if ((rc = keystore_trust(ks, &st, signer_fp, rc_mail_date(m), 1, &first, err))) {
+        info->unpinned = keystore_pin_state(ks, st.address, NULL, NULL) == KS_PIN_NONE;
+        goto out;
+    }
     dev = rc_secret_alloc(sizeof *dev);
     res = rc_secret_alloc(sizeof *res);
     if (!dev || !res) {

@@ -1,7 +1,8 @@
 /*
  * open.h - opening a list message on this device, shared by `recrypt open`,
  * `view`, `archive` and the native messaging host: trust the list key
- * (pin on first use, follow newer epochs of the pinned signer), decrypt and
+ * (only a list pinned by an explicit act, or --signer; follow newer epochs
+ * of the pinned signer), decrypt and
  * authenticate, and only then hand the decrypted message to the sink.
  * Afterwards the keystore remembers the list key, keeps this device's
  * membership certificate (for signing) and records the post for the reply
@@ -14,7 +15,10 @@
 #include "keystore.h"
 
 typedef struct {
-    int first_use;                     /* the list was pinned by this message */
+    int first_use;                     /* this message's key completed the pin (a pin by
+                                        * fingerprint, or --signer) */
+    int unpinned; /* refused because the list is not pinned: list and signer_fp name
+                   * the list and the key its statement is signed by */
     int is_signed;                     /* signed by a member's device */
     char list[RC_ADDR_MAX + 1];        /* the list's address */
     uint64_t epoch;                    /* the list key's epoch */

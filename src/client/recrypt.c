@@ -65,7 +65,7 @@ static void usage(FILE *f)
 "                         membership certificate for the list (it arrives with\n"
 "                         the first list message this device opens).\n"
 "       [--signer FPR]    Require the list key to be signed by the list signing\n"
-"                         key with this fingerprint (else: pinned on first use).\n"
+"                         key with this fingerprint (pins a list not pinned yet).\n"
 "       [--no-sign]       Do not sign even when a certificate is held. A signed\n"
 "                         post must be From the certificate's member (readers\n"
 "                         refuse any other): seal refuses one From elsewhere.\n"
@@ -76,12 +76,18 @@ static void usage(FILE *f)
 "  list show              Every list this keystore knows: its signing key's\n"
 "                         fingerprint, when it was pinned, and each accepted\n"
 "                         epoch's list key with its validity.\n"
+"  list pin LIST FPR      Pin LIST to the list signing key with fingerprint FPR,\n"
+"                         the one your list owner gave you at enrolment. List\n"
+"                         keys signed by it are then accepted from list mail.\n"
+"       [--replace]       Replace a pin to another key (the owner says the\n"
+"                         list's signing key changed).\n"
 "  list import SOURCE     Accept a list key: SOURCE is the key line, a file\n"
 "                         holding it, a message the list delivered (its\n"
-"                         Recrypt-List-Key), or - for standard input. Pinned on\n"
-"                         first use (compare the printed fingerprint with the\n"
-"                         owner's), else checked against the pin.\n"
-"       [--signer FPR]    Require this list signing key.\n"
+"                         Recrypt-List-Key), or - for standard input. Checked\n"
+"                         against the pin; a list not pinned yet is pinned only\n"
+"                         when you confirm its fingerprint on the terminal, or:\n"
+"       [--signer FPR]    Require this list signing key (and pin it).\n"
+"       [--yes]           Pin the key shown without asking.\n"
 "  open                   Read a message delivered by the list on standard\n"
 "                         input, write the decrypted message on standard output\n"
 "                         with one added header field:\n"
@@ -90,7 +96,8 @@ static void usage(FILE *f)
 "                         Nothing is written unless the whole message\n"
 "                         authenticated.\n"
 "       [--list-key LISTKEY]  Use this list key instead of the one the message\n"
-"                         carries in its Recrypt-List-Key header.\n"
+"                         carries in its Recrypt-List-Key header (without the\n"
+"                         header: the key this keystore accepted for its epoch).\n"
 "       [--signer FPR]    As for seal.\n"
 "       [--maildir DIR]   Deliver the decrypted message into the maildir DIR\n"
 "                         (created 0700, must be private) instead.\n"
@@ -125,10 +132,11 @@ static void usage(FILE *f)
 "                         $XDG_DATA_HOME/recrypt, else ~/.local/share/recrypt).\n"
 "  -h, --help             This help.   -V, --version   Version.\n"
 "\n"
-"Trust: the first list key seen for a list pins its signing key; later keys\n"
-"must be signed by the same key and may not go back to an older epoch.\n"
-"Compare the fingerprint printed on first use with the one your list owner\n"
-"gives you, or pass --signer.\n"
+"Trust: a message never pins a list by itself. Pin each list once with the\n"
+"fingerprint your list owner gives you ('recrypt list pin LIST FPR'); until\n"
+"then its mail is refused, and the refusal shows the fingerprint its key is\n"
+"signed by. Later keys must be signed by the pinned key and may not go back\n"
+"to an older epoch.\n"
 "\n"
 "Exit status: 0 success, 64 usage, 65 malformed or tampered input,\n"
 "67 not addressed to this device, 74 I/O error, 77 refused by trust or\n"
@@ -171,14 +179,17 @@ static int fd_sink(void *ctx, const uint8_t *p, size_t len)
     return rc_fd_sink(ctx, p, len);
 }
 
+static void announce_pin(const char *list, const char *fp)
+{
+    fprintf(stderr, "%s: %s: pinned its signing key %s (the fingerprint you gave)\n", progname,
+            list, fp);
+}
+
 static void announce_first_use(const rc_statement *st)
 {
     char fp[RC_UDF_MAX];
     rc_key_fingerprint(fp, sizeof fp, "list-signer", st->signer_pk, 32, NULL);
-    fprintf(stderr,
-            "%s: first use of list %s: pinned its signing key %s\n"
-            "%s: compare that fingerprint with the one your list owner published\n",
-            progname, st->address, fp, progname);
+    announce_pin(st->address, fp);
 }
 
 static int cmd_keygen(keystore *ks, int force, int protect)
@@ -309,10 +320,7 @@ static int open_post(keystore *ks, int in, const char *list_key, const char *sig
     client_open_info info;
     int rc = client_open(ks, in, list_key, signer_fp, sink, ctx, &info, err);
     if (rc == 0 && info.first_use)
-        fprintf(stderr,
-                "%s: first use of list %s: pinned its signing key %s\n"
-                "%s: compare that fingerprint with the one your list owner published\n",
-                progname, info.list, info.signer_fp, progname);
+        announce_pin(info.list, info.signer_fp);
     return rc;
 }
 
@@ -773,9 +781,13 @@ static int cmd_pins(keystore *ks)
         rc_pin pin;
         rc_error err;
         char fp[RC_UDF_MAX];
-        if (e->d_name[0] == '.' || keystore_pin_load(ks, e->d_name, &pin, &err) != 1)
+        int state = e->d_name[0] == '.' ? 0 : keystore_pin_state(ks, e->d_name, fp, &err);
+        if (state == KS_PIN_FINGERPRINT)
+            printf("%s signer=%s epoch=none\n", e->d_name, fp);
+        if (state != KS_PIN_KEY || keystore_pin_load(ks, e->d_name, &pin, &err) != 1) {
+            any |= state == KS_PIN_FINGERPRINT;
             continue;
-        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
+        }
         printf("%s signer=%s epoch=%llu\n", e->d_name, fp, (unsigned long long)pin.highest_epoch);
         any = 1;
     }
@@ -842,15 +854,24 @@ static int cmd_list_show(keystore *ks)
         rc_pin pin;
         rc_error err;
         char fp[RC_UDF_MAX], when[64], from[64], until[64], path[PATH_MAX], line[RC_KEYSTR_MAX * 2];
-        if (keystore_pin_load(ks, names[i].name, &pin, &err) != 1)
+        int pstate = keystore_pin_state(ks, names[i].name, fp, &err);
+        if (pstate < 0)
+            printf("%s\n  pin    damaged: %s\n", names[i].name, err.msg);
+        if (pstate <= 0)
             continue;
         any = 1;
-        rc_key_fingerprint(fp, sizeof fp, "list-signer", pin.signer_pk, 32, NULL);
         uint64_t since = keystore_pin_since(ks, names[i].name);
         if (since)
             human_time(when, sizeof when, since);
         printf("%s\n  signer %s\n  pinned %s\n", names[i].name, fp,
                since ? when : "(date not recorded)");
+        if (pstate == KS_PIN_FINGERPRINT) {
+            printf("  no list key yet: the first message from the list signed by this key "
+                   "brings it\n");
+            continue;
+        }
+        if (keystore_pin_load(ks, names[i].name, &pin, &err) != 1)
+            continue;
         /* Epochs, newest first. */
         for (uint64_t ep = pin.highest_epoch; ep >= 1; ep--) {
             rc_statement st;
@@ -878,17 +899,64 @@ static int cmd_list_show(keystore *ks)
     }
     free(names);
     if (!any)
-        fprintf(stderr, "%s: this keystore knows no list yet (open a list message, or "
-                        "recrypt list import)\n",
+        fprintf(stderr, "%s: this keystore knows no list yet: pin one with 'recrypt list pin "
+                        "LIST FINGERPRINT' (the fingerprint your list owner gave you)\n",
                 progname);
     return 0;
 }
 
+/* recrypt list pin LIST FINGERPRINT: the explicit first pin (issue 13),
+ * with the list signing key fingerprint the owner gives at enrolment. */
+static int cmd_list_pin(keystore *ks, const char *list, const char *fpr, int replace)
+{
+    rc_error err;
+    char addr[RC_ADDR_MAX + 1], fp[RC_UDF_MAX];
+    int changed = 0;
+    rc_error_clear(&err);
+    if (!list || !fpr) {
+        fprintf(stderr, "%s: list pin needs the list's address and its signing key's "
+                        "fingerprint (recrypt list pin LIST FINGERPRINT)\n",
+                progname);
+        return EX_USAGE;
+    }
+    if (rc_address_canonical(addr, list, NULL) != 0) {
+        fprintf(stderr, "%s: '%s' is not a list address\n", progname, list);
+        return EX_USAGE;
+    }
+    if (keystore_fp_canonical(fp, fpr, &err) ||
+        keystore_pin_fingerprint(ks, addr, fp, replace, &changed, &err))
+        return fail(&err);
+    if (changed)
+        printf("%s pinned to %s: list keys signed by this key are accepted from list mail\n",
+               addr, fp);
+    else
+        printf("%s is already pinned to %s\n", addr, fp);
+    return 0;
+}
+
+/* Ask on the terminal whether to pin list to fp; 1 yes. Only when standard
+ * input is a terminal (and not the import's source). */
+static int confirm_pin(const char *list, const char *fp)
+{
+    char answer[16];
+    fprintf(stderr,
+            "%s: %s is not pinned on this device. Its list key is signed by\n"
+            "    %s\n"
+            "Compare that with the fingerprint your list owner gave you.\n"
+            "Pin %s to this key? [y/N] ",
+            progname, list, fp, list);
+    fflush(stderr);
+    if (!fgets(answer, sizeof answer, stdin))
+        return 0;
+    return strcasecmp(answer, "y\n") == 0 || strcasecmp(answer, "yes\n") == 0;
+}
+
 /* recrypt list import SOURCE: a list key line, a file holding one, or a
  * message delivered by the list (its Recrypt-List-Key); "-" reads
- * standard input. Trusted as when opening: pinned on first use, or
- * checked against the pin (and --signer). */
-static int cmd_list_import(keystore *ks, const char *source, const char *signer_fp)
+ * standard input. A list that is not pinned yet is pinned only with
+ * --signer FPR, --yes, or the user's confirmation on a terminal; a pinned
+ * list checks the key against the pin (and --signer). */
+static int cmd_list_import(keystore *ks, const char *source, const char *signer_fp, int yes)
 {
     rc_error err;
     rc_statement st;
@@ -936,6 +1004,25 @@ static int cmd_list_import(keystore *ks, const char *source, const char *signer_
         close(fd);
     }
     rc_mail_free(m);
+    char own[RC_UDF_MAX];
+    if (rc == 0 && !signer_fp && keystore_pin_state(ks, st.address, NULL, NULL) == KS_PIN_NONE) {
+        rc_key_fingerprint(own, sizeof own, "list-signer", st.signer_pk, 32, NULL);
+        int asked = !yes && strcmp(source, "-") != 0 && isatty(STDIN_FILENO);
+        if (yes || (asked && confirm_pin(st.address, own)))
+            signer_fp = own;
+        else if (asked)
+            rc = rc_error_set(&err, RC_E_POLICY,
+                              "%s not pinned: you did not confirm its signing key %s (recrypt "
+                              "list pin %s FINGERPRINT pins it with the owner's fingerprint)",
+                              st.address, own, st.address);
+        else
+            rc = rc_error_set(&err, RC_E_POLICY,
+                              "%s is not pinned on this device, and this list key is signed by "
+                              "%s. Compare that with the fingerprint your list owner gave you; "
+                              "only if they are the same, import again with --signer %s (or "
+                              "--yes), or run: recrypt list pin %s %s",
+                              st.address, own, own, st.address, own);
+    }
     if (rc || (rc = keystore_trust(ks, &st, signer_fp, (uint64_t)time(NULL), 1, &first, &err)) ||
         (rc = keystore_prepare(ks, &err)) || (rc = keystore_remember(ks, &st, &err)))
         return fail(&err);
@@ -968,7 +1055,7 @@ static int cmd_native_host(const char *home)
 
 struct cli_options {
     const char *home, *to, *signer, *list_key, *maildir, *dir;
-    int no_sign, force, view_mode, lists_only, protect;
+    int no_sign, force, view_mode, lists_only, protect, yes, replace;
 };
 
 /* Record one option; returns an exit code when the program should stop. */
@@ -987,6 +1074,8 @@ static int take_option(struct cli_options *o, int c)
     case 'C': o->view_mode = 'c'; break;
     case 'L': o->lists_only = 1; break;
     case 'p': o->protect = 1; break;
+    case 'y': o->yes = 1; break;
+    case 'R': o->replace = 1; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
     default: usage(stderr); return EX_USAGE;
@@ -1002,7 +1091,8 @@ int main(int argc, char **argv)
         {"no-sign", no_argument, NULL, 'n'},      {"force", no_argument, NULL, 'f'},
         {"maildir", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'D'},
         {"path", no_argument, NULL, 'P'},         {"clear", no_argument, NULL, 'C'},
-        {"lists", no_argument, NULL, 'L'},     {"protect", no_argument, NULL, 'p'},
+        {"lists", no_argument, NULL, 'L'},       {"protect", no_argument, NULL, 'p'},
+        {"yes", no_argument, NULL, 'y'},         {"replace", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct cli_options o = {0};
@@ -1036,12 +1126,21 @@ int main(int argc, char **argv)
         if ((r = take_option(&o, c)) >= 0)
             return r;
     }
-    /* "list" takes a sub-command, and "list import" its source. */
-    const char *sub = NULL, *source = NULL;
+    /* "list" and "key" take a sub-command, "list import" its source, "list
+     * pin" the list and the fingerprint. Options may come between them too
+     * (getopt stops at each word). */
+    const char *sub = NULL, *source = NULL, *pin_fp = NULL;
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "key") == 0) && optind < argc)
         sub = argv[optind++];
-    if (sub && strcmp(sub, "import") == 0 && optind < argc)
-        source = argv[optind++];
+    for (int word = 0; sub && word < 2; word++) {
+        while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1)
+            if ((r = take_option(&o, c)) >= 0)
+                return r;
+        if (word == 0 && (strcmp(sub, "import") == 0 || strcmp(sub, "pin") == 0) && optind < argc)
+            source = argv[optind++];
+        else if (word == 1 && strcmp(sub, "pin") == 0 && optind < argc)
+            pin_fp = argv[optind++];
+    }
     /* "archive" takes its source folders. */
     char **sources = argv + optind;
     int n_sources = 0;
@@ -1078,8 +1177,11 @@ int main(int argc, char **argv)
         if (sub && strcmp(sub, "show") == 0)
             return cmd_list_show(&ks);
         if (sub && strcmp(sub, "import") == 0)
-            return cmd_list_import(&ks, source, o.signer);
-        fprintf(stderr, "%s: list needs 'show' or 'import SOURCE' (try 'recrypt --help')\n",
+            return cmd_list_import(&ks, source, o.signer, o.yes);
+        if (sub && strcmp(sub, "pin") == 0)
+            return cmd_list_pin(&ks, source, pin_fp, o.replace);
+        fprintf(stderr, "%s: list needs 'show', 'pin LIST FINGERPRINT' or 'import SOURCE' (try "
+                        "'recrypt --help')\n",
                 progname);
         return EX_USAGE;
     }

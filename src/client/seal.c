@@ -31,12 +31,21 @@ int client_load_statement(const keystore *ks, rc_statement *st, const char *arg,
             return rc_error_set(err, RC_E_INVALID, "'%s' is not a list address", arg);
         if ((rc = keystore_pin_load(ks, addr, &pin, err)) < 0)
             return rc;
-        if (rc == 0)
+        if (rc == 0) {
+            char fp[RC_UDF_MAX];
+            if (keystore_pin_state(ks, addr, fp, err) == KS_PIN_FINGERPRINT)
+                return rc_error_set(err, RC_E_NOT_FOUND,
+                                    "%s is pinned to %s, but this keystore holds no list key "
+                                    "of it yet: open a message from the list first, or give "
+                                    "the list key line (or a file holding it)",
+                                    addr, fp);
             return rc_error_set(err, RC_E_NOT_FOUND,
-                                "this keystore knows no list key for %s yet: open a message "
-                                "from the list first, or give the list key line (or a file "
-                                "holding it)",
-                                addr);
+                                "%s is not pinned on this device and this keystore knows no "
+                                "list key for it: ask the list owner for the list's signing "
+                                "key fingerprint and run 'recrypt list pin %s FINGERPRINT', "
+                                "then open a message from the list, or give the list key line",
+                                addr, addr);
+        }
         if (keystore_path(path, ks, "lists/%s/epoch-%llu.listkey", addr,
                           (unsigned long long)pin.highest_epoch) != 0 ||
             keystore_read_file(path, line, sizeof line) != 0)

@@ -23,11 +23,30 @@ dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
 # newdev NAME: create a device; its public key line in NAME.pub
 newdev() { dev "$1" keygen >"$1.pub" 2>/dev/null; }
 
-# newlist DIR ADDRESS: a list; its key line in DIR.key
-newlist() { "$RC_HARNESS" list-create "$1" "$2" >"$1.key"; }
+# newlist DIR ADDRESS: a list; its key line in DIR.key, its address in DIR.addr
+newlist() { "$RC_HARNESS" list-create "$1" "$2" >"$1.key"; echo "$2" >"$1.addr"; }
 
-# enrol LIST MEMBER DEVICE
-enrol() { "$RC_HARNESS" enrol "$1" "$2" "$(cat "$3.pub")" --at $(( $(date +%s) - 2 * 86400 )); }
+# pin LIST DEVICE: the device pins the list's signing key fingerprint, as
+# the owner hands it over at enrolment (a message never pins: issue 13).
+pin() { dev "$2" list pin "$(cat "$1.addr")" "$("$RC_HARNESS" signer "$1")" >/dev/null; }
+
+# fp_in FILE: the first list signing key fingerprint (140-bit UDF) in FILE,
+# e.g. what recryptctl printed on standard error.
+fp_in() { grep -oE 'M[A-Z2-7]{3}(-[A-Z2-7]{4}){6}' "$1" | head -n1; }
+
+# pin_devices ADDRESS FINGERPRINT DEVICE...: each device pins the list (the
+# fingerprint the owner gives at enrolment; recryptctl prints it).
+pin_devices() {
+  local addr=$1 fp=$2; shift 2
+  [ -n "$fp" ] || { failed "no list signing key fingerprint for $addr"; return 1; }
+  for d in "$@"; do dev "$d" list pin "$addr" "$fp" >/dev/null || failed "$d pins $addr"; done
+}
+
+# enrol LIST MEMBER DEVICE: enrol the device, and pin the list on it.
+enrol() {
+  "$RC_HARNESS" enrol "$1" "$2" "$(cat "$3.pub")" --at $(( $(date +%s) - 2 * 86400 ))
+  pin "$1" "$3"
+}
 
 # post LIST FROM_DEVICE INFILE OUTFILE: seal as FROM_DEVICE to the list's
 # current key and recrypt.

@@ -20,9 +20,11 @@ expect_ok "list create writes a CreateGroup request" ctl list create "$LIST" --s
 grep -q '^Request: CreateGroup team@example.org epoch 1' create.req && pass "request armor says what it does" ||
   failed "armor comment"
 expect_ok "apply CreateGroup" apply create.req
-ctl list key "$LIST" >team.key 2>/dev/null
+ctl list key "$LIST" >team.key 2>team.err
+FP=$(fp_in team.err)
 
-for d in alice bob-laptop bob-phone carol outsider; do newdev "$d"; done
+# Each device pins the list signing key the owner gives at enrolment.
+for d in alice bob-laptop bob-phone carol outsider; do newdev "$d"; dev "$d" list pin "$LIST" "$FP" >/dev/null; done
 ctl member add "$LIST" alice@example.org --device "$(cat alice.pub)" --out a.req
 ctl member add "$LIST" Bob@Example.org --device "$(cat bob-laptop.pub)" --device "$(cat bob-phone.pub)" --out b.req
 ctl member add "$LIST" carol@example.org --device "$(cat carol.pub)" --out c.req
@@ -107,6 +109,7 @@ deliver_ok team4.key && opens "bob reinstated in epoch 4" alice bob-laptop bob-p
 
 # Revocation ends every grace period still running (epoch 3 was in grace).
 newdev late-sender # has seen no newer key than epoch 3
+dev late-sender list pin "$LIST" "$FP" >/dev/null
 deliver_ok team3.key late-sender && opens "epoch 3 still within its grace period" alice bob-laptop bob-phone
 ctl member revoke "$LIST" bob@example.org --out v2.req 2>/dev/null && apply v2.req 2>/dev/null
 if deliver team3.key late-sender; then failed "epoch 3 still accepted after a revocation"; else

@@ -187,7 +187,7 @@ while IFS= read -r line; do grep -qxF -- "$line" "$T/.out" || { missing=1; echo 
 # a post to a list (one with '+' in its address too), and keeps one of other
 # mail. Only mutt's decision is tested here: a recording sendmail stands in.
 newlist team team+sec@example.org
-dev bob list import "$("$RC_HARNESS" list-key team)" >/dev/null 2>&1 || failed "import team+sec"
+dev bob list import --signer "$("$RC_HARNESS" signer team)" "$("$RC_HARNESS" list-key team)" >/dev/null 2>&1 || failed "import team+sec"
 dev bob mutt-config >gen.rc
 for prog in neomutt mutt; do
   command -v $prog >/dev/null || continue

@@ -12,6 +12,7 @@ enrol list alice@example.org alice
 enrol list bob@example.org bob-laptop
 enrol list bob@example.org bob-phone
 enrol list carol@example.org carol
+pin list outsider # knows the list's fingerprint, but is not enrolled
 
 printf 'From: Carol <carol@example.org>\nTo: list@example.org\nSubject: meeting\nDate: %s\nMessage-ID: <m1@example.org>\n\nThursday 10:00.\n' \
   "$(date -R)" >m.eml

@@ -1,6 +1,7 @@
 # recrypt seal --to ADDRESS: the newest list key the keystore accepted,
 # which follows the list across rotations without a new key file: a list
-# it does not know yet is refused (exit 66) with what to do; after a
+# it does not know yet is refused (exit 66) with what to do (pinned by
+# fingerprint but no key yet, or not pinned at all); after a
 # rotation, opening one post of the new epoch is enough for the next
 # post to be sealed to it. recrypt list show says what the keystore
 # holds; recrypt list import takes a key line, a file or a delivered
@@ -19,9 +20,17 @@ mail() { # mail FROM SUBJECT FILE
 epoch_of() { tr -d '\r' <"$1" | sed -n 's/^Epoch: *//p' | head -1; }
 
 mail alice@example.org first m1.eml
-expect_fail "seal --to an address this keystore does not know" 66 \
-  "knows no list key for list@example.org yet: open a message from the list first" \
+FP=$("$RC_HARNESS" signer list)
+expect_fail "seal --to an address pinned by fingerprint, with no list key yet" 66 \
+  "list@example.org is pinned to $FP, but this keystore holds no list key of it yet: open a message from the list first" \
   dev alice seal --to list@example.org <m1.eml
+rc=0; dev alice list show >show0.txt 2>"$T/.err" || rc=$?
+[ $rc -eq 0 ] && grep -qx "  signer $FP" show0.txt && grep -q '^  no list key yet' show0.txt &&
+  pass "list show: a list pinned by fingerprint, no list key yet" || failed "list show, fingerprint pin: $(cat show0.txt)"
+newdev nobody
+expect_fail "seal --to the address of a list that is not pinned says how to pin it" 66 \
+  "list@example.org is not pinned on this device .*run 'recrypt list pin list@example.org FINGERPRINT'" \
+  dev nobody seal --to list@example.org <m1.eml
 
 # Alice opens a post: her keystore now holds the list's key (epoch 1).
 mail bob@example.org hello m0.eml
@@ -69,13 +78,20 @@ rc=0; dev carol list show >carol-show.txt 2>"$T/.err" || rc=$?
 [ $rc -eq 0 ] && [ ! -s carol-show.txt ] && grep -q 'knows no list yet' "$T/.err" &&
   pass "list show on an empty keystore says so" || failed "list show, empty: exit $rc $(cat "$T/.err")"
 
-# list import: a key file makes the list known (pinned: the fingerprint
-# is printed), and seal --to the address then works at once.
+# list import: an explicit act, but the fingerprint must still be
+# compared: without a terminal it needs --signer FPR or --yes (issue 13,
+# "a first pin comes only from an explicit act"); then the list is known
+# and seal --to the address works at once.
 "$RC_HARNESS" list-key list >list-now.key
-rc=0; dev carol list import list-now.key >imp.out 2>"$T/.err" || rc=$?
+expect_fail "list import of an unpinned list without a terminal, --signer or --yes" 77 \
+  "list@example.org is not pinned on this device, and this list key is signed by $FP.*--signer $FP \(or --yes\)" \
+  dev carol list import list-now.key </dev/null
+[ ! -e "$T/dev-carol/lists/list@example.org/pin" ] && pass "the refused import pinned nothing" ||
+  failed "the refused import wrote a pin"
+rc=0; dev carol list import --yes list-now.key >imp.out 2>"$T/.err" </dev/null || rc=$?
 [ $rc -eq 0 ] && grep -qE '^list@example.org epoch 2 imported \(signer [A-Z2-7-]+\)$' imp.out &&
-  grep -q 'first use of list list@example.org: pinned its signing key' "$T/.err" &&
-  pass "list import of a key file pins the list and says so" || failed "list import: exit $rc $(cat imp.out "$T/.err")"
+  grep -q "list@example.org: pinned its signing key $FP" "$T/.err" &&
+  pass "list import --yes of a key file pins the list and says so" || failed "list import: exit $rc $(cat imp.out "$T/.err")"
 printf 'From: carol@example.org\nTo: list@example.org\nSubject: c\nDate: %s\nMessage-ID: <c%s@example.org>\n\nhi\n' "$(date -R)" "$$" >mc.eml
 dev carol seal --to list@example.org <mc.eml >sc.eml 2>/dev/null && [ "$(epoch_of sc.eml)" = 2 ] &&
   pass "after the import, seal --to the address works" || failed "seal after import"
@@ -83,7 +99,7 @@ dev carol seal --to list@example.org <mc.eml >sc.eml 2>/dev/null && [ "$(epoch_o
 newdev dave
 "$RC_HARNESS" recrypt list <s3.eml >with-key.eml 2>/dev/null # (it adds Recrypt-List-Key)
 grep -q '^Recrypt-List-Key: ' with-key.eml || failed "the delivered message has no Recrypt-List-Key (test is wrong)"
-rc=0; dev dave list import with-key.eml >/dev/null 2>"$T/.err" || rc=$?
+rc=0; dev dave list import --signer "$FP" with-key.eml >/dev/null 2>"$T/.err" || rc=$?
 [ $rc -eq 0 ] && dev dave list show 2>/dev/null | grep -q '^  epoch 2 .*current$' &&
   pass "list import of a delivered message takes its Recrypt-List-Key" || failed "import message: exit $rc $(cat "$T/.err")"
 # Refusals: a key signed by another signer than the pinned one; garbage.
@@ -93,7 +109,7 @@ expect_fail "list import of a key signed by another signer than the pinned one" 
 printf 'not a key, not a message\n' >junk.txt
 expect_fail "list import of a file that is neither key nor message" 65 \
   "neither a list key line nor a message from the list" dev carol list import junk.txt
-expect_fail "list without a sub-command" 64 "list needs 'show' or 'import SOURCE'" dev carol list
+expect_fail "list without a sub-command" 64 "list needs 'show', 'pin LIST FINGERPRINT' or 'import SOURCE'" dev carol list
 
 expect_fail "seal --to something that is neither key, file nor address" 74 \
   "neither a list key line, a readable file, nor a list address" dev alice seal --to no-such-file <m3.eml

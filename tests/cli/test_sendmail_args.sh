@@ -11,8 +11,8 @@ source "$(dirname "$0")/lib.sh"
 newlist list list@example.org
 newlist users recrypt-users@example.org
 newdev alice
-dev alice list import "$("$RC_HARNESS" list-key list)" >/dev/null 2>&1 || failed "import list"
-dev alice list import "$("$RC_HARNESS" list-key users)" >/dev/null 2>&1 || failed "import recrypt-users"
+dev alice list import --signer "$("$RC_HARNESS" signer list)" "$("$RC_HARNESS" list-key list)" >/dev/null 2>&1 || failed "import list"
+dev alice list import --signer "$("$RC_HARNESS" signer users)" "$("$RC_HARNESS" list-key users)" >/dev/null 2>&1 || failed "import recrypt-users"
 MARK="rcargs$RANDOM$RANDOM"
 recording_sendmail
 

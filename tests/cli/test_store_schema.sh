@@ -16,8 +16,10 @@ digest() { sha256sum "$T/db/data.mdb" | cut -d' ' -f1; }
 svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
 ctl init >owner.pub 2>/dev/null
 ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
+ctl list key "$LIST" >/dev/null 2>list.err
 newdev alice
 newdev bob
+for d in alice bob; do dev "$d" list pin "$LIST" "$(fp_in list.err)" >/dev/null; done
 ctl member add "$LIST" alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 [ "$(schema)" = 4 ] && pass "a new store has schema 4" || failed "new store schema: $(schema)"
 

@@ -586,7 +586,14 @@ gateway_up() {
     shift
   done
   [ $# -eq 0 ] || shift
-  "${owner[@]}" list key "$LIST" >list.key 2>/dev/null
+  "${owner[@]}" list key "$LIST" >list.key 2>list.err
+  # Members pin the list's signing key as the owner hands it over at
+  # enrolment (a message never pins); GW_UNPINNED: members who do not.
+  LIST_FP=$(fp_in list.err)
+  for m in "${boxes[@]}"; do
+    case " ${GW_UNPINNED:-} " in *" ${m%@*} "*) continue ;; esac
+    pin_devices "$LIST" "$LIST_FP" "${m%@*}"
+  done
   BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' <("$RECRYPTCTL" show --db "$T/db" "$LIST"))
   sleep 1 # posts must be dated after the members' enrolment
   pf_mailbox "${boxes[@]}" "$@" "$LIST" "$BOUNCE"

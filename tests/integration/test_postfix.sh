@@ -41,14 +41,17 @@ done
 ctl member add "$OTHER" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 ctl member suspend "$LIST" dave@$D --apply "$T/db" 2>/dev/null
 ctl member revoke "$LIST" erin@$D --apply "$T/db" 2>/dev/null
-ctl list key "$LIST" >list.key 2>/dev/null
+ctl list key "$LIST" >list.key 2>list.err
+pin_devices "$LIST" "$(fp_in list.err)" alice bob-laptop bob-phone carol dave erin frank poster
 # The other list at the same epoch as this one: only its List-Id differs.
 ctl list rotate "$OTHER" --grace 0 --apply "$T/db" 2>/dev/null
-ctl list key "$OTHER" >other.key 2>/dev/null
+ctl list key "$OTHER" >other.key 2>other.err
+pin_devices "$OTHER" "$(fp_in other.err)" alice bob-laptop bob-phone carol dave erin frank poster
 # A third list still at epoch 1 (an epoch this list no longer accepts).
 THIRD=third@example.org
 ctl list create "$THIRD" --service-key "$svc" --apply "$T/db" 2>/dev/null
-ctl list key "$THIRD" >third.key 2>/dev/null
+ctl list key "$THIRD" >third.key 2>third.err
+pin_devices "$THIRD" "$(fp_in third.err)" alice bob-laptop bob-phone carol dave erin frank poster
 "$RECRYPTCTL" show --db "$T/db" "$LIST" >show.txt
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' show.txt)
 if [ "$(grep -c '^  member .* active$' show.txt)" -eq 4 ] && grep -q "^  member dave@$D suspended" show.txt &&

@@ -45,7 +45,8 @@ for d in alice bob-laptop bob-phone carol poster; do newdev "$d"; done
 ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" bob@$D --device "$(cat bob-laptop.pub)" --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" carol@$D --device "$(cat carol.pub)" --apply "$T/db" 2>/dev/null
-ctl list key "$LIST" >list.key 2>/dev/null
+ctl list key "$LIST" >list.key 2>list.err
+pin_devices "$LIST" "$(fp_in list.err)" alice bob-laptop bob-phone carol poster
 "$RECRYPTCTL" show --db "$T/db" "$LIST" >show.txt
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' show.txt)
 [ "$(grep -c '^  member .* active$' show.txt)" -eq 3 ] && [ -n "$BOUNCE" ] &&

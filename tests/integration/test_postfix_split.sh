@@ -43,7 +43,8 @@ for m in carol dave erin; do
   ctl member add "$LIST" $m@$D --device "$(cat $m.pub)" --apply "$T/db" 2>/dev/null
 done
 ctl member revoke "$LIST" erin@$D --apply "$T/db" 2>/dev/null
-ctl list key "$LIST" >list.key 2>/dev/null
+ctl list key "$LIST" >list.key 2>list.err
+pin_devices "$LIST" "$(fp_in list.err)" alice bob-laptop bob-phone bob-tablet carol dave erin poster
 "$RECRYPTCTL" show --db "$T/db" "$LIST" >show.txt
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' show.txt)
 if [ "$(grep -c '^  member .* active$' show.txt)" -eq 4 ] && grep -q "^  member erin@$D revoked" show.txt; then

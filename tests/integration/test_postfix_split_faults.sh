@@ -46,7 +46,9 @@ for i in $(seq -f '%03g' 1 $N); do
   boxes+=("m$i@$D")
 done
 newdev poster
-ctl list key "$LIST" >list.key 2>/dev/null
+ctl list key "$LIST" >list.key 2>list.err
+pin_devices "$LIST" "$(fp_in list.err)" poster $(ls m*.pub | sed "s/\\.pub$//")
+
 active=$("$RECRYPTCTL" show --db "$T/db" "$LIST" | grep -c '^  member .* active$' || true)
 [ "$active" -eq $N ] && pass "store: $N active members" || failed "store: $active active members"
 sleep 1

@@ -98,7 +98,8 @@ ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
 for d in alice bob-laptop bob-phone poster; do newdev "$d"; done
 ctl member add "$LIST" alice@$D --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" bob@$D --device "$(cat bob-laptop.pub)" --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null
-ctl list key "$LIST" >list.key 2>/dev/null
+ctl list key "$LIST" >list.key 2>list.err
+pin_devices "$LIST" "$(fp_in list.err)" alice bob-laptop bob-phone poster
 "$RECRYPTCTL" show --db "$T/db" "$LIST" >show.txt
 BOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' show.txt)
 if [ "$(grep -c '^  member .* active$' show.txt)" -eq 2 ] && [ -n "$BOUNCE" ]; then
@@ -118,7 +119,8 @@ for m in erin frank gina; do
   ctl member add "$SLIST" $m@$D --device "$(cat $m.pub)" --apply "$T/db" 2>/dev/null
 done
 ctl member revoke "$SLIST" gina@$D --apply "$T/db" 2>/dev/null
-ctl list key "$SLIST" >team.key 2>/dev/null
+ctl list key "$SLIST" >team.key 2>team.err
+pin_devices "$SLIST" "$(fp_in team.err)" carol dave-laptop dave-phone dave-tablet erin frank gina poster
 "$RECRYPTCTL" show --db "$T/db" "$SLIST" >show-team.txt
 SBOUNCE=$(sed -n 's/^list .* bounce \([^ ]*\).*/\1/p' show-team.txt)
 if [ "$(grep -c '^  member .* active$' show-team.txt)" -eq 4 ] && grep -q "^  member gina@$D revoked" show-team.txt &&

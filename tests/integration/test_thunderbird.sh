@@ -7,10 +7,13 @@
 #   - bob's Thunderbird (a fresh profile; the add-on installed from the
 #     .xpi the build made; the native host registered in ~/.mozilla) shows
 #     each in its message pane: the real Subject, body and verdict, the
-#     first-use pin of the list signing key, the attachment; and for the
-#     tampered one a refusal with nothing of the post;
+#     attachment; and for the tampered one a refusal with nothing of the
+#     post. Bob's device has not pinned the list: the first post shows the
+#     list and its signing key's fingerprint and opens nothing until bob
+#     confirms it (issue 13: a message never pins); then it opens;
 #   - the settings page lists the lists with their signing keys; a pasted
-#     key of a new list is pinned, one of another signer refused;
+#     key of a new list shows its fingerprint and is pinned when bob
+#     confirms it, one of another signer is refused;
 #   - writing: a new post, Reply to List and Reply All on alice's posts
 #     are sealed by the add-on (the reply quoting the decrypted post) and
 #     sent through the gateway: alice's device opens each to what bob
@@ -45,8 +48,13 @@ pf_deadline 480
 LIST=list@example.org
 D=example.org
 ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+GW_UNPINNED=bob # bob confirms the pin in Thunderbird
 gateway_up alice bob -- outsider@$D || { finish || exit 1; }
-dev alice list import list.key >/dev/null 2>&1 || failed "alice imports the list key"
+ctl list key "$LIST" >/dev/null 2>lk.err
+FP=$(fp_in lk.err)
+[ -n "$FP" ] || failed "recryptctl list key printed no fingerprint"
+# Alice pins with the fingerprint the owner gave her; bob does not (yet).
+dev alice list import --signer "$FP" list.key >/dev/null 2>&1 || failed "alice imports the list key"
 newest() { ls -t "$(pf_maildir "$1")"/* 2>/dev/null | head -1; }
 
 MARK="rctb$RANDOM$RANDOM"
@@ -190,13 +198,19 @@ tb_stop() {
 }
 pf_at_exit tb_stop
 SHOT="$T/thunderbird.png"
-expect=$(python3 - "$MARK" <<'PY'
+expect=$(python3 - "$MARK" "$FP" "$T/dev-bob/lists/$LIST/pin" <<'PY'
 import json, sys
-m = sys.argv[1]
+m, fp, pin_file = sys.argv[1], sys.argv[2], sys.argv[3]
 print(json.dumps([
   {"subject": "[recrypt] encrypted message",
-   "pane": ["Unsigned.", "First message of this list on this device", "Agenda %sa" % m,
-            "The agenda is %s-agenda." % m, "alice@example.org"]},
+   "pane": ["Not opened: this list is not pinned on this device", "List: list@example.org",
+            "signed by: %s" % fp, "Compare this fingerprint with the one your list owner gave you"],
+   "absent": ["Agenda %sa" % m, "%s-agenda" % m],
+   "pin": {"pane": ["Unsigned.", "First message of this list on this device",
+                    "signed by the list signing key you pinned: %s" % fp, "Agenda %sa" % m,
+                    "The agenda is %s-agenda." % m, "alice@example.org"],
+           "absent": ["not pinned"]},
+   "pin_file": pin_file},
   {"subject": "[recrypt] encrypted message",
    "pane": ["Signed by alice@example.org", "Grüße aus Köln %sb" % m, "Schöne Grüße, %s-body." % m,
             "minutes.bin", "2.0 KiB"], "save": "minutes.bin",
@@ -210,15 +224,16 @@ PY
 # The settings page: a second list's key is pasted and pinned; a key for
 # list@ signed by another signing key is refused.
 ctl list create list2@$D --service-key "$SVC" --apply "$T/db" >/dev/null 2>&1
-ctl list key list2@$D >list2.key 2>/dev/null
+ctl list key list2@$D >list2.key 2>lk2.err
 "$RC_HARNESS" list-create evil "$LIST" >evil.key
-options=$(python3 - "$(cat list2.key)" "$(cat evil.key)" <<'PY'
+options=$(python3 - "$(cat list2.key)" "$(cat evil.key)" "$(fp_in lk2.err)" <<'PY'
 import json, sys
-k2, evil = sys.argv[1].strip(), sys.argv[2].strip()
+k2, evil, fp2 = sys.argv[1].strip(), sys.argv[2].strip(), sys.argv[3]
 print(json.dumps([
   {"name": "before", "table": ["list@example.org", "this device holds its membership certificate"]},
-  {"name": "paste list2", "paste": k2, "result": "Pinned list2@example.org", "cls": "ok",
-   "table": ["list@example.org"]},
+  {"name": "paste list2", "paste": k2, "confirm": True,
+   "prompt": ["list2@example.org is not pinned on this device", fp2, "Compare it with the fingerprint"],
+   "result": "Pinned list2@example.org to %s" % fp2, "cls": "ok", "table": ["list@example.org"]},
   {"name": "after", "table": ["list2@example.org"]},
   {"name": "paste a key of list@ by another signer", "paste": evil, "result": "Refused", "cls": "error"},
 ]))

@@ -9,7 +9,11 @@ host registration. Arguments are NAME=VALUE settings:
   downloads=DIR (where Thunderbird saves, for "save")
   expect=JSON: a list, in Inbox order (oldest first), of
     {"subject": outer Subject in the list, "pane": [texts the pane shows],
-     "absent": [texts it must not show], "save": an attachment to Save}
+     "absent": [texts it must not show], "save": an attachment to Save,
+     "pin": {"pane": [...], "absent": [...]}: the pane asks to pin the list
+     (issue 13: a message never pins): press its confirm button, then the
+     pane shows / must not show these; "pin_file": a path that must not
+     exist before the confirmation and must exist after it}
   options=JSON: settings page cases; sends=JSON: compose cases (see
     COMPOSE_AND_SEND and main)
 Prints "ok - ..." / "FAIL - ..." lines; exits 1 when the session itself
@@ -53,17 +57,49 @@ about3Pane.threadTree.selectedIndex = index;
 let text = null, html = null;
 for (let i = 0; i < waitMs / 100; i++) {
   await sleep(100);
-  const b = about3Pane.messageBrowser?.contentWindow?.getMessagePaneBrowser?.();
-  const d = b && b.contentDocument;
-  const v = d && d.getElementById("recrypt-view");
-  if (v && v.querySelector("#recrypt-verdict")) {
-    await sleep(300);
-    text = v.innerText;
-    html = d.body.innerHTML;
-    break;
+  try {
+    const b = about3Pane.messageBrowser?.contentWindow?.getMessagePaneBrowser?.();
+    const d = b && b.contentDocument;
+    const v = d && d.getElementById("recrypt-view");
+    if (v && v.querySelector("#recrypt-verdict")) {
+      await sleep(300);
+      text = v.innerText;
+      html = d.body.innerHTML;
+      break;
+    }
+  } catch (e) {
+    /* The pane's previous document went away while it was read (the next
+     * message is loading): read again. */
+    if (!String(e).includes("dead object")) throw e;
+    text = html = null;
   }
 }
 return { rows, listSubject, text, bodyHtml: html };
+"""
+
+
+CONFIRM_PIN = r"""
+/* Press "pin and open" in the pane's pin prompt, as the user does after
+ * comparing the fingerprint; wait for the opened message. */
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const sleep = (ms) => new Promise((r) => win.setTimeout(r, ms));
+const about3Pane = win.document.getElementById("tabmail").currentAbout3Pane;
+const d = about3Pane.messageBrowser.contentWindow.getMessagePaneBrowser().contentDocument;
+const b = d.getElementById("recrypt-pin-confirm");
+if (!b) return { error: "no pin button" };
+b.click();
+for (let i = 0; i < 300; i++) {
+  await sleep(100);
+  const v = d.getElementById("recrypt-view");
+  const verdict = v && v.querySelector("#recrypt-verdict");
+  if (verdict && !verdict.classList.contains("recrypt-unpinned")) {
+    await sleep(300);
+    return { text: v.innerText, bodyHtml: d.body.innerHTML };
+  }
+  const note = d.getElementById("recrypt-pin-note");
+  if (note && note.textContent) return { error: note.textContent };
+}
+return { error: "the message did not open after the pin" };
 """
 
 
@@ -219,7 +255,7 @@ return list.childCards.length;
 
 
 OPTIONS_PAGE = r"""
-const [pasteKey] = arguments;
+const [pasteKey, confirm] = arguments;
 const win = Services.wm.getMostRecentWindow("mail:3pane");
 const sleep = (ms) => new Promise((r) => win.setTimeout(r, ms));
 const url = WebExtensionPolicy.getByID("recrypt@recrypt").getURL("options/options.html");
@@ -239,6 +275,14 @@ if (pasteKey) {
   doc.getElementById("import").click();
   for (let i = 0; i < 100 && !doc.getElementById("result").textContent; i++) await sleep(100);
   result = { text: doc.getElementById("result").textContent, cls: doc.getElementById("result").className };
+  const b = doc.querySelector("#result button");
+  if (confirm && b) { /* the pin prompt: the user confirms the fingerprint */
+    result.prompt = result.text;
+    b.click();
+    for (let i = 0; i < 100 && !doc.getElementById("result").className; i++) await sleep(100);
+    result.text = doc.getElementById("result").textContent;
+    result.cls = doc.getElementById("result").className;
+  }
 }
 tabmail.closeTab(tab);
 return { table, result };
@@ -269,6 +313,23 @@ def main():
             for bad in e.get("absent", []):
                 check(bad not in (r["bodyHtml"] or ""),
                       "message %d: the pane holds no %r" % (i + 1, bad), text[:400])
+            if e.get("pin"):
+                pin_file = e.get("pin_file")
+                if pin_file:
+                    check(not os.path.exists(pin_file),
+                          "message %d: nothing pinned before the user confirms" % (i + 1), pin_file)
+                got = m.js(CONFIRM_PIN, [], timeout_ms=60000)
+                if check("text" in got, "message %d: the user confirms the pin, the message opens" % (i + 1),
+                         str(got)):
+                    for want in e["pin"].get("pane", []):
+                        check(want in got["text"], "message %d, pinned: the pane shows %r" % (i + 1, want),
+                              got["text"][:400])
+                    for bad in e["pin"].get("absent", []):
+                        check(bad not in got["bodyHtml"],
+                              "message %d, pinned: the pane holds no %r" % (i + 1, bad), got["text"][:400])
+                if pin_file:
+                    check(os.path.exists(pin_file), "message %d: the confirmation pinned the list" % (i + 1),
+                          pin_file)
             if e.get("save"):
                 got = m.js(SAVE_ATTACHMENT, [e["save"]], timeout_ms=30000)
                 check(got == "pressed", "message %d: Save of %s pressed" % (i + 1, e["save"]), got)
@@ -284,12 +345,16 @@ def main():
                 check(True, "screenshot of the decrypted message: " + opt["shot"])
         # The settings page: the lists the keystore knows, and pasting keys.
         for case in json.loads(opt.get("options", "[]")):
-            r = m.js(OPTIONS_PAGE, [case.get("paste", "")], timeout_ms=60000)
+            r = m.js(OPTIONS_PAGE, [case.get("paste", ""), bool(case.get("confirm"))], timeout_ms=60000)
             if not check("table" in r, "options page %s: opens" % case["name"], str(r)):
                 continue
             for want in case.get("table", []):
                 check(want in r["table"], "options page %s: lists %r" % (case["name"], want),
                       r["table"][:300])
+            for want in case.get("prompt", []):
+                res = r.get("result") or {}
+                check(want in res.get("prompt", ""), "options page %s: asks with %r" % (case["name"], want),
+                      str(res))
             if "result" in case:
                 res = r.get("result") or {}
                 check(case["result"] in res.get("text", "") and res.get("cls") == case["cls"],

@@ -107,12 +107,19 @@ static int setup(void **state)
             att);
     fclose(f);
     free(att);
+    /* dev pins the list (as the owner's enrolment hands it the
+     * fingerprint); dev2 is enrolled too but pins nothing (test_pin). */
     sh("cd %s && '%s' list-create list list@example.org >list.key && "
+       "'%s' signer list >list.fp && "
        "RECRYPT_HOME=%s/dev '%s' keygen >dev.pub 2>/dev/null && "
+       "RECRYPT_HOME=%s/dev2 '%s' keygen >dev2.pub 2>/dev/null && "
        "'%s' enrol list alice@example.org \"$(cat dev.pub)\" --at $(( $(date +%%s) - 200000 )) && "
+       "'%s' enrol list bob@example.org \"$(cat dev2.pub)\" --at $(( $(date +%%s) - 200000 )) && "
+       "RECRYPT_HOME=%s/dev '%s' list pin list@example.org \"$(cat list.fp)\" >/dev/null && "
        "RECRYPT_HOME=%s/dev '%s' seal --to \"$('%s' list-key list)\" <m.eml >s.eml 2>/dev/null && "
        "'%s' recrypt list <s.eml >d.eml 2>/dev/null",
-       T, harness, T, recrypt, harness, T, recrypt, harness, harness);
+       T, harness, harness, T, recrypt, T, recrypt, harness, harness, T, recrypt, T, recrypt,
+       harness, harness);
     /* A post whose text escapes to far more JSON than its size: 240,000
      * control characters (\u0001 each), and a small text beside it. */
     sh("cd %s && { printf 'From: alice@example.org\\nTo: list@example.org\\nSubject: esc\\n"
@@ -459,6 +466,88 @@ static void test_lists_import(void **state)
     r = call(h, "{\"op\":\"import\",\"key\":\"recrypt1.listkey.AAAA\"}");
     assert_string_equal(err_code(r), "malformed-message");
     json_decref(r);
+    nh_host_free(h);
+}
+
+/* Issue 13: a message never pins. On a device that has not pinned the
+ * list, open refuses with "not-pinned", naming the list and the
+ * fingerprint its key is signed by, and keeps nothing; "pin" (after the
+ * user compared the fingerprint with the owner's) pins it; then it opens. */
+static void test_pin(void **state)
+{
+    (void)state;
+    char home[512], path[512], fp[64];
+    size_t n;
+    snprintf(home, sizeof home, "%s/dev2", T);
+    snprintf(path, sizeof path, "%s/list.fp", T);
+    char *want = slurp(path, &n);
+    want[strcspn(want, "\n")] = 0;
+    nh_host *h = NULL;
+    assert_int_equal(nh_host_new(&h, home, 0), 0);
+    char *m = b64(delivered, delivered_len);
+
+    json_t *r = callf(h, "{\"op\":\"open\",\"message\":\"%s\"}", m);
+    assert_string_equal(err_code(r), "not-pinned");
+    json_t *e = json_object_get(r, "error");
+    assert_string_equal(json_string_value(json_object_get(e, "list")), "list@example.org");
+    assert_string_equal(json_string_value(json_object_get(e, "signer")), want);
+    assert_non_null(strstr(json_string_value(json_object_get(e, "message")),
+                           "list@example.org is not pinned on this device"));
+    assert_null(json_object_get(r, "result"));
+    json_decref(r);
+    snprintf(path, sizeof path, "%s/dev2/lists/list@example.org/pin", T);
+    assert_int_not_equal(access(path, F_OK), 0); /* nothing pinned */
+    r = call(h, "{\"op\":\"lists\"}");
+    assert_int_equal(json_array_size(json_object_get(result(r), "lists")), 0);
+    json_decref(r);
+    /* import of the list key: refused the same way, nothing pinned */
+    r = callf(h, "{\"op\":\"import\",\"message\":\"%s\"}", m);
+    assert_string_equal(err_code(r), "not-pinned");
+    json_decref(r);
+    assert_int_not_equal(access(path, F_OK), 0);
+
+    /* malformed pin requests */
+    r = call(h, "{\"op\":\"pin\",\"list\":\"list@example.org\"}");
+    assert_string_equal(err_code(r), "malformed-request");
+    json_decref(r);
+    r = call(h, "{\"op\":\"pin\",\"list\":\"list@example.org\",\"signer\":\"MAAA-BBBB\"}");
+    assert_string_equal(err_code(r), "invalid");
+    json_decref(r);
+    r = callf(h, "{\"op\":\"pin\",\"list\":\"no address\",\"signer\":\"%s\"}", want);
+    assert_string_equal(err_code(r), "invalid");
+    json_decref(r);
+    assert_int_not_equal(access(path, F_OK), 0);
+
+    /* the pin, in lower case: canonical in the answer */
+    snprintf(fp, sizeof fp, "%s", want);
+    for (char *c = fp; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    r = callf(h, "{\"op\":\"pin\",\"list\":\"List@Example.org\",\"signer\":\"%s\"}", fp);
+    assert_string_equal(json_string_value(json_object_get(result(r), "list")), "list@example.org");
+    assert_string_equal(json_string_value(json_object_get(result(r), "signer")), want);
+    assert_true(json_is_true(json_object_get(result(r), "changed")));
+    json_decref(r);
+    r = call(h, "{\"op\":\"lists\"}");
+    json_t *l = json_array_get(json_object_get(result(r), "lists"), 0);
+    assert_string_equal(json_string_value(json_object_get(l, "signer")), want);
+    assert_int_equal(json_array_size(json_object_get(l, "epochs")), 0);
+    json_decref(r);
+    r = callf(h, "{\"op\":\"pin\",\"list\":\"list@example.org\",\"signer\":\"%s\"}", want);
+    assert_true(json_is_false(json_object_get(result(r), "changed")));
+    json_decref(r);
+    /* another fingerprint: refused, the pin stays */
+    r = call(h, "{\"op\":\"pin\",\"list\":\"list@example.org\","
+                "\"signer\":\"MAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA\"}");
+    assert_string_equal(err_code(r), "refused");
+    json_decref(r);
+
+    r = callf(h, "{\"op\":\"open\",\"message\":\"%s\"}", m);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_true(json_is_true(json_object_get(result(r), "first_use")));
+    assert_string_equal(json_string_value(json_object_get(result(r), "signer")), want);
+    json_decref(r);
+    free(m);
+    free(want);
     nh_host_free(h);
 }
 
@@ -1254,7 +1343,7 @@ int main(void)
         cmocka_unit_test(test_hello),          cmocka_unit_test(test_open_read_part),
         cmocka_unit_test(test_open_duplicate),
         cmocka_unit_test(test_upload_chunks),  cmocka_unit_test(test_tampered),
-        cmocka_unit_test(test_lists_import),   cmocka_unit_test(test_seal),
+        cmocka_unit_test(test_lists_import),   cmocka_unit_test(test_pin),   cmocka_unit_test(test_seal),
         cmocka_unit_test(test_malformed),      cmocka_unit_test(test_limits),
         cmocka_unit_test(test_framing),        cmocka_unit_test(test_open_fits_a_frame),
         cmocka_unit_test(test_compose_plain),  cmocka_unit_test(test_compose_html),

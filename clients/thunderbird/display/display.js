@@ -38,7 +38,36 @@ const REFUSALS = {
   "too-large": "This message is larger than recrypt opens.",
 };
 
+/* The list is not pinned on this device: show the list and the
+ * fingerprint this message's key is signed by, and pin only when the user
+ * confirms it against the owner's (issue 13: a message never pins). */
+function pinPrompt(v) {
+  const box = el("div", { class: "recrypt-verdict recrypt-refused recrypt-unpinned", id: "recrypt-verdict" },
+    el("strong", {}, "Not opened: this list is not pinned on this device. "),
+    "recrypt opens list mail only when you have confirmed the list's signing key. ",
+    el("div", {}, "List: ", el("code", { id: "recrypt-pin-list" }, v.list)),
+    el("div", {}, "This message's list key is signed by: ", el("code", { id: "recrypt-pin-signer" }, v.signer)),
+    el("div", {}, "Compare this fingerprint with the one your list owner gave you when you were enrolled. " +
+      "Pin it only if they are the same: someone who is not the list can send you mail too."));
+  const ok = el("button", { type: "button", id: "recrypt-pin-confirm" }, "They are the same: pin and open");
+  const note = el("div", { class: "recrypt-why", id: "recrypt-pin-note" });
+  ok.addEventListener("click", async () => {
+    ok.disabled = true;
+    const r = await browser.runtime.sendMessage({ cmd: "pin", list: v.list, signer: v.signer });
+    if (!r || !r.ok) {
+      note.textContent = `Not pinned: ${r ? r.message : "no answer"}`;
+      ok.disabled = false;
+      return;
+    }
+    const again = await browser.runtime.sendMessage({ cmd: "view" });
+    if (again) render(again);
+  });
+  box.append(ok, note);
+  return box;
+}
+
 function verdictLine(v) {
+  if (v.ok === false && v.code === "not-pinned" && v.list && v.signer) return pinPrompt(v);
   if (v.ok === false) {
     return el("div", { class: "recrypt-verdict recrypt-refused", id: "recrypt-verdict" },
       el("strong", {}, "Not opened. "), REFUSALS[v.code] || "recrypt could not open this message.",
@@ -101,7 +130,7 @@ function render(view) {
     if (view.first_use) {
       root.append(el("div", { class: "recrypt-verdict recrypt-pin", id: "recrypt-first-use" },
         el("strong", {}, "First message of this list on this device. "),
-        `Its list signing key is now pinned: ${view.signer}. Compare this fingerprint with the one your list owner published.`));
+        `It is signed by the list signing key you pinned: ${view.signer}.`));
     }
     root.append(headerTable(view.headers));
     const inlineText = (p) => typeof p.text === "string" && p.disposition !== "attachment";

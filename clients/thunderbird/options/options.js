@@ -47,6 +47,46 @@ async function refresh() {
   }
 }
 
+document.getElementById("pin").addEventListener("click", async () => {
+  const out = document.getElementById("pin-result");
+  const list = document.getElementById("pin-list").value.trim();
+  const signer = document.getElementById("pin-signer").value.trim();
+  out.className = "";
+  try {
+    const r = await RecryptHost.call("pin", { list, signer });
+    out.textContent = r.changed ? `Pinned ${r.list} to ${r.signer}.` : `${r.list} is already pinned to ${r.signer}.`;
+    out.className = "ok";
+    refresh();
+  } catch (e) {
+    out.textContent = `Not pinned: ${e.message}`;
+    out.className = "error";
+  }
+});
+
+/* Import of a list not pinned yet: the fingerprint is shown, and the key is
+ * pinned only when the user confirms it against the owner's. */
+function confirmImport(out, key, e) {
+  out.replaceChildren(
+    el("span", `${e.list} is not pinned on this device. This list key is signed by `),
+    el("code", e.signer, "fp"),
+    el("span", ". Compare it with the fingerprint your list owner gave you. "));
+  const b = el("button", "They are the same: pin and add");
+  b.type = "button";
+  b.addEventListener("click", async () => {
+    try {
+      const r = await RecryptHost.call("import", { key, signer: e.signer });
+      out.textContent = `Pinned ${r.list} to ${r.signer}; epoch ${r.epoch} added.`;
+      out.className = "ok";
+      document.getElementById("key").value = "";
+      refresh();
+    } catch (e2) {
+      out.textContent = `Not added: ${e2.message}`;
+      out.className = "error";
+    }
+  });
+  out.append(b);
+}
+
 document.getElementById("import").addEventListener("click", async () => {
   const out = document.getElementById("result");
   const key = document.getElementById("key").value.trim();
@@ -60,12 +100,13 @@ document.getElementById("import").addEventListener("click", async () => {
   try {
     const r = await RecryptHost.call("import", { key });
     out.textContent = r.first_use
-      ? `Pinned ${r.list}, epoch ${r.epoch}. Its list signing key is ${r.signer}: compare it with the fingerprint your list owner published.`
+      ? `Added ${r.list}, epoch ${r.epoch}, signed by the key you pinned (${r.signer}).`
       : `Accepted ${r.list}, epoch ${r.epoch} (signed by the pinned key ${r.signer}).`;
     out.className = "ok";
     document.getElementById("key").value = "";
     refresh();
   } catch (e) {
+    if (e.code === "not-pinned" && e.list && e.signer) return confirmImport(out, key, e);
     out.textContent = e.code === "refused"
       ? `Refused: ${e.message}. If the list really changed its signing key, your list owner must tell you so; recrypt never re-pins silently.`
       : `Not added: ${e.message}`;

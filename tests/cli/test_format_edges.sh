@@ -6,6 +6,7 @@ newlist list list@example.org
 newdev alice
 newdev eve
 enrol list alice@example.org alice
+pin list eve # pinned explicitly (FORMAT §4 "Pinning"): the refusal below is the stanza's
 # Eve's W is right in every respect (list, epoch, A, k) but the membership
 # certificate inside it is signed by a stranger's key.
 "$RC_HARNESS" enrol list eve@example.org "$(cat eve.pub)" --at $(( $(date +%s) - 2 * 86400 )) --bad-cert
@@ -28,5 +29,6 @@ dev alice open <d.eml >o.eml 2>/dev/null || true
 same_inner "the post opens for a device with a sound stanza" m.eml o.eml
 # A device with no stanza at all: 67.
 newdev frank
+pin list frank
 expect_fail "no stanza for this device: 67" 67 "none of the" dev frank open --list-key list.key <d.eml
 finish

@@ -1551,6 +1551,8 @@ static void test_seal_outer_7bit(void **state)
     }
     free(msg);
     free(out.p);
+}
+
 /* Replace the first occurrence of `from` with `to`, any length. */
 static char *replaced_any(const char *text, const char *from, const char *to)
 {

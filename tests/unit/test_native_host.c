@@ -352,15 +352,18 @@ static void test_open_duplicate(void **state)
     json_int_t hd = open_copy(h, "AAAAAAAAAAAAAAAAAAAAAA", &dup);
     assert_int_equal(dup, 0);
     uint8_t *all = read_all(h, hd, NH_CHUNK_MAX, &n);
-    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1", 57);
-    assert_true(all[57] == '\n' || all[57] == '\r');
+    /* a version 1 statement: no service key, so the path is not verified */
+    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; path=unverified", 74);
+    assert_true(all[74] == '\n' || all[74] == '\r');
     free(all);
     hd = open_copy(h, "BBBBBBBBBBBBBBBBBBBBBB", &dup);
     assert_int_equal(dup, 1);
     all = read_all(h, hd, NH_CHUNK_MAX, &n);
-    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; duplicate",
-                        68);
-    assert_true(all[68] == '\n' || (all[68] == '\r' && all[69] == '\n'));
+    assert_memory_equal(all,
+                        "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; path=unverified; "
+                        "duplicate",
+                        85);
+    assert_true(all[85] == '\n' || (all[85] == '\r' && all[86] == '\n'));
     free(all);
     hd = open_copy(h, "AAAAAAAAAAAAAAAAAAAAAA", &dup);
     assert_int_equal(dup, 0);

@@ -120,6 +120,17 @@ int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entrie
                                  const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
                                  void *ctx, size_t *n_written, uint8_t stanza_hash[32],
                                  rc_error *err);
+/* The same in two steps, for a caller that must know H(stanzas) before it
+ * writes the body (split delivery signs each copy in its header): the
+ * order of the stanzas (indexes into entries, n slots; *k of them used)
+ * and, when stanza_hash is not NULL, H over them in that order; then the
+ * body in that order. */
+int rc_mail_stanza_order(const rc_mail *m, const rc_device_entry *entries,
+                         const uint8_t (*R)[RC_POINT_BYTES], size_t n, size_t *order, size_t *k,
+                         uint8_t stanza_hash[32], rc_error *err);
+int rc_mail_write_body_order(const rc_mail *m, const rc_device_entry *entries,
+                             const uint8_t (*R)[RC_POINT_BYTES], const size_t *order, size_t k,
+                             rc_sink_fn sink, void *ctx, size_t *n_written, rc_error *err);
 /* The outer header block as received, including the empty line. */
 int rc_mail_write_header(const rc_mail *m, rc_sink_fn sink, void *ctx, rc_error *err);
 

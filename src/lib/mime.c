@@ -1080,21 +1080,11 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
     return rc_mail_write_body_stanzas_h(m, entries, R, n, sink, ctx, n_written, NULL, err);
 }
 
-int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entries,
-                                 const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
-                                 void *ctx, size_t *n_written, uint8_t stanza_hash[32],
-                                 rc_error *err)
+int rc_mail_stanza_order(const rc_mail *m, const rc_device_entry *entries,
+                         const uint8_t (*R)[RC_POINT_BYTES], size_t n, size_t *order, size_t *k_out,
+                         uint8_t stanza_hash[32], rc_error *err)
 {
-    crypto_generichash_blake2b_state hs;
-    rc_hash_init(&hs, 32, RC_L_STANZAS);
-    crypto_generichash_blake2b_update(&hs, (const uint8_t[]){1}, 1);
-    size_t *order = NULL, k = 0;
-    int rc = 0;
-    if (n_written)
-        *n_written = 0;
-    order = malloc((n ? n : 1) * sizeof *order);
-    if (!order)
-        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    size_t k = 0;
     /* Only devices enrolled before the proven date get a stanza (CRYPTO.md). */
     for (size_t i = 0; i < n; i++)
         if (entries[i].enrolled_at < m->date)
@@ -1105,6 +1095,56 @@ int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entrie
         order[i - 1] = order[j];
         order[j] = t;
     }
+    *k_out = k;
+    if (!stanza_hash)
+        return 0;
+    crypto_generichash_blake2b_state hs;
+    rc_hash_init(&hs, 32, RC_L_STANZAS);
+    crypto_generichash_blake2b_update(&hs, (const uint8_t[]){1}, 1);
+    for (size_t i = 0; i < k; i++) {
+        rc_stanza s;
+        uint8_t b[RC_STANZA_MAX];
+        size_t len;
+        const rc_device_entry *e = &entries[order[i]];
+        if (e->W_len == 0 || e->W_len > RC_WRAP_MAX)
+            return rc_error_set(err, RC_E_FORMAT, "W has a bad length");
+        memcpy(s.R, R[order[i]], RC_POINT_BYTES);
+        memcpy(s.W, e->W, e->W_len);
+        s.W_len = e->W_len;
+        int rc = rc_stanza_to_bytes(b, sizeof b, &len, &s, err);
+        if (rc)
+            return rc;
+        rc_svc_stanza_hash_add(&hs, b, len);
+    }
+    crypto_generichash_blake2b_final(&hs, stanza_hash, 32);
+    return 0;
+}
+
+int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entries,
+                                 const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
+                                 void *ctx, size_t *n_written, uint8_t stanza_hash[32],
+                                 rc_error *err)
+{
+    size_t k = 0;
+    if (n_written)
+        *n_written = 0;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int rc = rc_mail_stanza_order(m, entries, R, n, order, &k, stanza_hash, err);
+    if (rc == 0)
+        rc = rc_mail_write_body_order(m, entries, R, order, k, sink, ctx, n_written, err);
+    free(order);
+    return rc;
+}
+
+int rc_mail_write_body_order(const rc_mail *m, const rc_device_entry *entries,
+                             const uint8_t (*R)[RC_POINT_BYTES], const size_t *order, size_t k,
+                             rc_sink_fn sink, void *ctx, size_t *n_written, rc_error *err)
+{
+    int rc = 0;
+    if (n_written)
+        *n_written = 0;
     out_t o;
     out_init(&o, sink, ctx, m->hdr.eol);
     char line[200];
@@ -1129,13 +1169,9 @@ int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entrie
         memcpy(s.R, R[order[i]], RC_POINT_BYTES);
         memcpy(s.W, e->W, e->W_len);
         s.W_len = e->W_len;
-        if ((rc = rc_stanza_to_bytes(b, sizeof b, &len, &s, err)) == 0) {
+        if ((rc = rc_stanza_to_bytes(b, sizeof b, &len, &s, err)) == 0)
             out_folded_b64(&o, "Stanza", b, len);
-            rc_svc_stanza_hash_add(&hs, b, len);
-        }
     }
-    if (stanza_hash)
-        crypto_generichash_blake2b_final(&hs, stanza_hash, 32);
     if (rc == 0) {
         out_str(&o, o.eol);
         out_line(&o, line);
@@ -1156,7 +1192,6 @@ int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entrie
     }
     if (n_written)
         *n_written = rc == 0 ? k : 0;
-    free(order);
     return rc;
 }
 

@@ -1301,9 +1301,8 @@ int rc_mail_open_ex(rc_mail *m, const rc_statement *st, const rc_device_secret *
     if (r.path == RC_PATH_DIRECT && !(opt && (opt->flags & RC_OPEN_ALLOW_DIRECT))) {
         rc = rc_error_set(err, RC_E_POLICY,
                           "this copy did not come through the list %s: it carries no valid "
-                          "service signature over its stanzas (anyone who knows the list key can "
-                          "write such a message to you, and its signature, if any, proves "
-                          "nothing about the list)",
+                          "service signature over its stanzas (anyone who knows the list key "
+                          "can write such a message to you)",
                           st->address);
         goto done;
     }

@@ -261,6 +261,8 @@ static void test_open_read_part(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "kind")), "unsigned");
     assert_string_equal(json_string_value(json_object_get(v, "list")), "list@example.org");
     assert_int_equal(json_integer_value(json_object_get(v, "epoch")), 1);
+    /* the fixture's list key is of version 1 (rc-harness): no service key */
+    assert_string_equal(json_string_value(json_object_get(v, "path")), "unverified");
     json_t *hd = json_object_get(res, "headers");
     assert_string_equal(json_string_value(json_object_get(hd, "subject")), "Grüße nhmark");
     assert_string_equal(json_string_value(json_object_get(hd, "message_id")), "nh1@example.org");
@@ -539,6 +541,7 @@ static void test_malformed(void **state)
         {"{\"op\":\"close\"}", "malformed-request"},
         {"{\"op\":\"open\"}", "malformed-request"},
         {"{\"op\":\"open\",\"message\":\"\",\"signer\":7}", "malformed-request"},
+        {"{\"op\":\"open\",\"message\":\"\",\"allow_direct\":\"yes\"}", "malformed-request"},
         {"{\"op\":\"import\",\"key\":7}", "malformed-request"},
         {"{\"op\":\"seal\",\"to\":\"/etc/passwd\",\"message\":\"\"}", "malformed-request"},
         {"{\"op\":\"seal\",\"to\":\"a@b/../x\",\"message\":\"\"}", "malformed-request"},

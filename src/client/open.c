@@ -154,6 +154,16 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
         goto out;
     }
     n_later = later_statements(ks, &st, m, later, CLIENT_LATER_MAX, &learnt);
+    /* The current statement the gateway sent along (a post in grace): kept
+     * before opening, so that its revocations bind this and later opens
+     * even when this one is refused; only for a list pinned already, and
+     * as rc_statement_accept takes it (pinned signer, valid now). */
+    rc_pin pin;
+    int first_cur = 0;
+    if (learnt && keystore_pin_load(ks, st.address, &pin, NULL) == 1 &&
+        keystore_trust(ks, &later[0], NULL, (uint64_t)time(NULL), 1, &first_cur, NULL) == 0 &&
+        !first_cur && (rc = keystore_remember(ks, &later[0], err)))
+        goto out;
     rc_open_options oo = {(flags & CLIENT_OPEN_ALLOW_DIRECT) ? RC_OPEN_ALLOW_DIRECT : 0u, later,
                           n_later};
     if ((rc = rc_mail_open_ex(m, &st, dev, &oo, stage, mark_sink, &vs, res, err))) {
@@ -180,13 +190,6 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
     }
     /* Remember the list key, and keep this device's certificate for signing. */
     if ((rc = keystore_prepare(ks, err)) || (rc = keystore_remember(ks, &st, err)))
-        goto out;
-    /* The current statement the gateway sent along (a post in grace): kept,
-     * so that its revocations bind later opens too; it is accepted only as
-     * rc_statement_accept would (pinned signer, valid now). */
-    int first_cur = 0;
-    if (learnt && keystore_trust(ks, &later[0], NULL, (uint64_t)time(NULL), 1, &first_cur, NULL) == 0 &&
-        (rc = keystore_remember(ks, &later[0], err)))
         goto out;
     rc_cert have;
     if (!keystore_cert_load(ks, st.address, st.epoch, &have) &&

@@ -128,4 +128,32 @@ EOF
 expect_fail "a signature of another copy (another epoch's key) does not count" 77 \
   "did not come through the list" dev alice open <d3-old.eml
 
+# --- E3 with the gateway's Recrypt-List-Key-Current: a second list, mallory
+# revoked with a grace period; her post through the list in grace carries
+# the current (epoch-2) key, from which bob's device, which never saw epoch
+# 2, learns the revocation.
+LIST=grace@example.org
+for d in bob mallory2; do newdev "$d"; done
+ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
+ctl member add "$LIST" bob@example.org --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
+ctl member add "$LIST" mallory@example.org --device "$(cat mallory2.pub)" --apply "$T/db" 2>/dev/null
+gkey1=$(ctl list key "$LIST" 2>/dev/null)
+sleep 1
+msg bob@example.org g1 "hello" >g1.eml
+dev bob seal --to "$gkey1" <g1.eml >gs1.eml 2>/dev/null
+deliver <gs1.eml >gd1.eml 2>/dev/null
+dev mallory2 open <gd1.eml >/dev/null 2>&1 # her certificate of epoch 1
+dev bob open <gd1.eml >/dev/null 2>&1      # bob pins the list at epoch 1
+ctl member revoke "$LIST" mallory@example.org --grace 1 --apply "$T/db" 2>/dev/null
+msg mallory@example.org g2 "in grace" >g2.eml
+dev mallory2 seal --to "$gkey1" <g2.eml >gs2.eml 2>/dev/null
+deliver <gs2.eml >gd2.eml 2>/dev/null
+grep -q '^Recrypt-List-Key-Current: recrypt1.listkey.' gd2.eml &&
+  pass "a post of an older epoch carries the current list key" ||
+  failed "no Recrypt-List-Key-Current in a post in grace"
+expect_fail "bob's device learns the revocation from the copy and refuses the signed post (E3)" 65 \
+  "mallory@example.org, which the list $LIST revoked at epoch 2" dev bob open <gd2.eml
+ls "$T/dev-bob/lists/$LIST/epoch-2.listkey" >/dev/null 2>&1 &&
+  pass "bob's device keeps the epoch-2 key it learnt" || failed "epoch-2 key not kept"
+
 finish

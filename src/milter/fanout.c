@@ -83,7 +83,9 @@ static int dropped_field(const char *f, size_t len)
  * Recrypt-Processed and Recrypt-Copy (random, one per run: a rerun's copy
  * of a post a member already has carries another, which lets the member's
  * client mark it as a second copy), then the empty line. Nothing in it
- * depends on the member: a copy says nothing about who else got one. */
+ * depends on the member: a copy says nothing about who else got one.
+ * send_copy puts the copy's own Recrypt-Service-Signature (for that member)
+ * before the empty line. */
 static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_statement *st,
                        const char *marker, const char *key_current, buf_t *out, rc_error *err)
 {

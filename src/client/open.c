@@ -53,7 +53,7 @@ static int mark_sink(void *arg, const uint8_t *p, size_t n)
 }
 
 /* The statements of st's list with a higher epoch that this device knows
- * (FORMAT.md §9.5 step 6): every one it accepted before (its keystore) and
+ * (FORMAT.md §9.5 step 5): every one it accepted before (its keystore) and
  * the message's Recrypt-List-Key-Current when the pinned signer signed it.
  * Their revocations bind older certificates. *n at most cap. */
 static size_t later_statements(const keystore *ks, const rc_statement *st, const rc_mail *m,

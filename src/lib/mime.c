@@ -1203,7 +1203,7 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
     return rc_mail_open_ex(m, st, dev, NULL, stage_fd, sink, ctx, res, err);
 }
 
-/* Did this copy come through the list (FORMAT.md §9.5 step 5)? A version 1
+/* Did this copy come through the list (FORMAT.md §9.5 step 6)? A version 1
  * statement names no service key: RC_PATH_UNVERIFIED. Else the copy's
  * service signature must verify over its own stanzas, for an inline copy
  * (recipient "") or a split copy for this device's member. */

@@ -45,7 +45,7 @@ int rc_svc_sig_encode(char out[RC_SVC_SIG_TEXT], const uint8_t sig[RC_SIG_BYTES]
 int rc_svc_seed_seal(uint8_t out[RC_SEALED_SVC_SEED_BYTES], const uint8_t seed[RC_SVC_SEED_BYTES],
                      const uint8_t service_box_pk[RC_BOX_PK_BYTES], rc_error *err);
 int rc_svc_seed_open(uint8_t seed[RC_SVC_SEED_BYTES],
-                     const uint8_t sealed[RC_SEALED_SVC_SEED_BYTES],
-                     const rc_service_secret *svc, rc_error *err);
+                     const uint8_t sealed[RC_SEALED_SVC_SEED_BYTES], const rc_service_secret *svc,
+                     rc_error *err);
 
 #endif

@@ -20,8 +20,7 @@ int rc_svc_stanza_hash(uint8_t out[32], const rc_stanza *stanzas, size_t n, rc_e
     return 0;
 }
 
-void rc_svc_stanza_hash_add(crypto_generichash_blake2b_state *st, const uint8_t *stanza,
-                            size_t len)
+void rc_svc_stanza_hash_add(crypto_generichash_blake2b_state *st, const uint8_t *stanza, size_t len)
 {
     uint8_t l[2] = {(uint8_t)(len >> 8), (uint8_t)len};
     crypto_generichash_blake2b_update(st, l, 2);
@@ -36,8 +35,8 @@ void rc_svc_public(uint8_t pk[RC_SIGN_PK_BYTES], const uint8_t seed[RC_SVC_SEED_
 }
 
 /* label ‖ u8 1 ‖ list_id ‖ u64 epoch ‖ E ‖ KC ‖ u64 date ‖ H ‖ str8(recipient) */
-static int svc_message(uint8_t *buf, size_t cap, size_t *len, const rc_envelope *env,
-                       uint64_t date, const uint8_t h[32], const char *recipient)
+static int svc_message(uint8_t *buf, size_t cap, size_t *len, const rc_envelope *env, uint64_t date,
+                       const uint8_t h[32], const char *recipient)
 {
     rc_wr w = {buf, cap, 0, 0};
     rc_wr_label(&w, RC_L_SVC_SIG);
@@ -96,8 +95,8 @@ int rc_svc_seed_seal(uint8_t out[RC_SEALED_SVC_SEED_BYTES], const uint8_t seed[R
 }
 
 int rc_svc_seed_open(uint8_t seed[RC_SVC_SEED_BYTES],
-                     const uint8_t sealed[RC_SEALED_SVC_SEED_BYTES],
-                     const rc_service_secret *svc, rc_error *err)
+                     const uint8_t sealed[RC_SEALED_SVC_SEED_BYTES], const rc_service_secret *svc,
+                     rc_error *err)
 {
     if (crypto_box_seal_open(seed, sealed, RC_SEALED_SVC_SEED_BYTES, svc->pub.pk, svc->sk) != 0)
         return rc_error_set(err, RC_E_CRYPTO,

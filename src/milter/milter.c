@@ -639,9 +639,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         }
         /* The service signature of this copy and, for a post of an older
          * epoch, the current list key (FORMAT.md §9.2). */
-        if (mail && ((svc_sig[0] && smfi_addheader(ctx, RC_HDR_SERVICE_SIG, svc_sig) != MI_SUCCESS) ||
-                     (key_current[0] && smfi_addheader(ctx, RC_HDR_LIST_KEY_CURRENT, key_current) !=
-                                            MI_SUCCESS))) {
+        int add_sig = mail && svc_sig[0], add_cur = mail && key_current[0];
+        if ((add_sig && smfi_addheader(ctx, RC_HDR_SERVICE_SIG, svc_sig) != MI_SUCCESS) ||
+            (add_cur && smfi_addheader(ctx, RC_HDR_LIST_KEY_CURRENT, key_current) != MI_SUCCESS)) {
             st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                        "recrypt: the MTA refused a change, try again later");
             goto done;

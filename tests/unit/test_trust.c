@@ -92,8 +92,7 @@ static int setup(void **state)
         rc_statement_sign(&W.st1_legacy, W.ls1, T1, 0, &err) ||
         rc_entry_create(W.e_alice, W.ls1, &W.alice->pub, "alice@example.org", T1, &err) ||
         rc_entry_create(W.e_mallory, W.ls1, &W.mallory->pub, "mallory@example.org", T1, &err) ||
-        rc_cert_sign(&W.cert_mallory, W.ls1, "mallory@example.org", W.mallory->pub.sign_pk,
-                     &err))
+        rc_cert_sign(&W.cert_mallory, W.ls1, "mallory@example.org", W.mallory->pub.sign_pk, &err))
         return -1;
     return 0;
 }
@@ -146,14 +145,14 @@ static int copy_of(int post, const rc_device_entry *entries, size_t n, const uin
     uint8_t h[32], sig[64];
     size_t nw;
     assert_int_equal(rc_mail_parse(&m, post, &err), RC_OK);
-    assert_int_equal(rc_mail_write_recrypted_body_h(m, entries, n, 0, sink_mem, &body, &nw, h, &err),
-                     RC_OK);
+    assert_int_equal(
+        rc_mail_write_recrypted_body_h(m, entries, n, 0, sink_mem, &body, &nw, h, &err), RC_OK);
     assert_int_equal(rc_mail_write_header(m, sink_mem, &hdr, &err), RC_OK);
     if (seed) {
         char b64[RC_SVC_SIG_TEXT], line[200];
-        assert_int_equal(rc_svc_sign(sig, seed, rc_mail_envelope(m), rc_mail_date(m), h,
-                                     recipient, &err),
-                         RC_OK);
+        assert_int_equal(
+            rc_svc_sign(sig, seed, rc_mail_envelope(m), rc_mail_date(m), h, recipient, &err),
+            RC_OK);
         assert_int_equal(rc_svc_sig_encode(b64, sig), 0);
         /* folded as the gateway folds it */
         snprintf(line, sizeof line, RC_HDR_SERVICE_SIG ": %.50s\n %s\n", b64, b64 + 50);
@@ -326,17 +325,17 @@ static void test_svc_sig(void **state)
     assert_int_equal(rc_svc_sign(sig, W.seed1, &env, T1, h, "bob@example.org", &err), RC_OK);
     assert_int_equal(rc_svc_verify(sig, W.svc1, &env, T1, h, "bob@example.org", &err), RC_OK);
     ASSERT_REFUSED(rc_svc_verify(sig, W.svc1, &env, T1, h, "", &err), RC_E_SIGNATURE, &err);
-    ASSERT_REFUSED(rc_svc_verify(sig, W.svc2, &env, T1, h, "bob@example.org", &err),
-                   RC_E_SIGNATURE, &err);
+    ASSERT_REFUSED(rc_svc_verify(sig, W.svc2, &env, T1, h, "bob@example.org", &err), RC_E_SIGNATURE,
+                   &err);
     ASSERT_REFUSED(rc_svc_verify(sig, W.svc1, &env, T1 + 1, h, "bob@example.org", &err),
                    RC_E_SIGNATURE, &err);
     h[31] ^= 1;
-    ASSERT_REFUSED(rc_svc_verify(sig, W.svc1, &env, T1, h, "bob@example.org", &err),
-                   RC_E_SIGNATURE, &err);
+    ASSERT_REFUSED(rc_svc_verify(sig, W.svc1, &env, T1, h, "bob@example.org", &err), RC_E_SIGNATURE,
+                   &err);
     h[31] ^= 1;
     env.epoch = 5;
-    ASSERT_REFUSED(rc_svc_verify(sig, W.svc1, &env, T1, h, "bob@example.org", &err),
-                   RC_E_SIGNATURE, &err);
+    ASSERT_REFUSED(rc_svc_verify(sig, W.svc1, &env, T1, h, "bob@example.org", &err), RC_E_SIGNATURE,
+                   &err);
     /* the seed travels sealed to the service */
     rc_service_secret *svc = rc_secret_alloc(sizeof *svc), *other = rc_secret_alloc(sizeof *other);
     uint8_t sealed[RC_SEALED_SVC_SEED_BYTES], back[32];
@@ -434,11 +433,12 @@ static void test_changed_stanzas(void **state)
             opened_one = 1;
             /* with RC_OPEN_ALLOW_DIRECT it is shown, as direct */
             mbuf_free(&out);
-            assert_int_equal(open_copy(fd, &W.st1, W.alice, NULL, 0, RC_OPEN_ALLOW_DIRECT, &out,
-                                       &res, &err),
-                             RC_OK);
+            assert_int_equal(
+                open_copy(fd, &W.st1, W.alice, NULL, 0, RC_OPEN_ALLOW_DIRECT, &out, &res, &err),
+                RC_OK);
             assert_int_equal(res.path, RC_PATH_DIRECT);
-            assert_true(starts_with(&out, "Recrypt-Verdict: direct; list=team@example.org; epoch=1"));
+            assert_true(
+                starts_with(&out, "Recrypt-Verdict: direct; list=team@example.org; epoch=1"));
         }
         mbuf_free(&out);
         close(fd);
@@ -491,16 +491,15 @@ static void test_revoked_member_direct(void **state)
                    RC_E_SIGNATURE, &err);
     assert_non_null(strstr(err.msg, "revoked at epoch 2"));
     assert_int_equal(out.len, 0);
-    ASSERT_REFUSED(open_copy(direct, &W.st1, W.alice, &W.st2, 1, RC_OPEN_ALLOW_DIRECT, &out, &res,
-                             &err),
-                   RC_E_SIGNATURE, &err);
+    ASSERT_REFUSED(
+        open_copy(direct, &W.st1, W.alice, &W.st2, 1, RC_OPEN_ALLOW_DIRECT, &out, &res, &err),
+        RC_E_SIGNATURE, &err);
     /* she does not: not from the list */
     ASSERT_REFUSED(open_copy(direct, &W.st1, W.alice, NULL, 0, 0, &out, &res, &err), RC_E_POLICY,
                    &err);
     assert_int_equal(out.len, 0);
-    assert_int_equal(open_copy(direct, &W.st1, W.alice, NULL, 0, RC_OPEN_ALLOW_DIRECT, &out, &res,
-                               &err),
-                     RC_OK);
+    assert_int_equal(
+        open_copy(direct, &W.st1, W.alice, NULL, 0, RC_OPEN_ALLOW_DIRECT, &out, &res, &err), RC_OK);
     assert_true(starts_with(&out, "Recrypt-Verdict: direct; list=team@example.org; epoch=1\n"));
     assert_false(verdict_has(&out, "signed"));
     assert_false(verdict_has(&out, "member="));
@@ -509,8 +508,7 @@ static void test_revoked_member_direct(void **state)
     int early = seal_post(&W.st1, T2 - 500, "mallory@example.org", W.mallory, &W.cert_mallory);
     const rc_device_entry ents[1] = {*W.e_alice};
     int early_copy = copy_of(early, ents, 1, W.seed1, "", NULL, NULL);
-    assert_int_equal(open_copy(early_copy, &W.st1, W.alice, &W.st2, 1, 0, &out, &res, &err),
-                     RC_OK);
+    assert_int_equal(open_copy(early_copy, &W.st1, W.alice, &W.st2, 1, 0, &out, &res, &err), RC_OK);
     assert_true(starts_with(&out, "Recrypt-Verdict: signed; member=mallory@example.org;"));
     mbuf_free(&out);
     rc_secret_free(forged);
@@ -537,9 +535,8 @@ static void test_outsider_direct(void **state)
                    &err);
     assert_non_null(strstr(err.msg, "did not come through the list team@example.org"));
     assert_int_equal(out.len, 0);
-    assert_int_equal(open_copy(direct, &W.st1, W.alice, NULL, 0, RC_OPEN_ALLOW_DIRECT, &out, &res,
-                               &err),
-                     RC_OK);
+    assert_int_equal(
+        open_copy(direct, &W.st1, W.alice, NULL, 0, RC_OPEN_ALLOW_DIRECT, &out, &res, &err), RC_OK);
     assert_true(starts_with(&out, "Recrypt-Verdict: direct; list=team@example.org; epoch=1\n"));
     mbuf_free(&out);
     /* under a version 1 statement nothing can be verified: the verdict says so */
@@ -593,7 +590,8 @@ static void test_revoked_member_grace(void **state)
     assert_true(starts_with(&out, "Recrypt-Verdict: unsigned; list=team@example.org; epoch=1\n"));
     mbuf_free(&out);
     /* two Recrypt-List-Key-Current fields: refused */
-    int two = copy_of(post, ents, 2, W.seed1, "", "Recrypt-List-Key-Current: x\nRecrypt-List-Key-Current: y\n", NULL);
+    int two = copy_of(post, ents, 2, W.seed1, "",
+                      "Recrypt-List-Key-Current: x\nRecrypt-List-Key-Current: y\n", NULL);
     assert_int_equal(rc_mail_parse(&m, two, &err), RC_E_FORMAT);
     close(two);
     close(post);
@@ -605,10 +603,10 @@ static void test_revoked_member_grace(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_statement_v2),      cmocka_unit_test(test_statement_v2_bounds),
-        cmocka_unit_test(test_svc_sig),           cmocka_unit_test(test_genuine_copies),
-        cmocka_unit_test(test_changed_stanzas),   cmocka_unit_test(test_revoked_member_direct),
-        cmocka_unit_test(test_outsider_direct),   cmocka_unit_test(test_revoked_member_grace),
+        cmocka_unit_test(test_statement_v2),    cmocka_unit_test(test_statement_v2_bounds),
+        cmocka_unit_test(test_svc_sig),         cmocka_unit_test(test_genuine_copies),
+        cmocka_unit_test(test_changed_stanzas), cmocka_unit_test(test_revoked_member_direct),
+        cmocka_unit_test(test_outsider_direct), cmocka_unit_test(test_revoked_member_grace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

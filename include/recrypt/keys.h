@@ -32,7 +32,7 @@
 #define RC_BOX_SK_BYTES 32
 #define RC_ADDR_MAX 254
 /* Longest key string we produce or accept. */
-#define RC_KEYSTR_MAX 1024
+#define RC_KEYSTR_MAX 4096 /* a listkey with 64 revocations: about 3350 */
 
 /* Key string type words. */
 #define RC_KT_DEVICE "device"

@@ -17,22 +17,45 @@
 
 #define RC_FORMAT_VERSION 1
 
+/* List key statement versions (FORMAT.md §4): 1 is read only (legacy: no
+ * service key, no revocations); writers write 2. */
+#define RC_STATEMENT_V1 1
+#define RC_STATEMENT_V2 2
+/* At most this many revoked device keys in one statement. */
+#define RC_STATEMENT_MAX_REVOKED 64
+
 /* The signed list key statement of one epoch. */
 typedef struct {
-    uint8_t version;
+    uint8_t version; /* RC_STATEMENT_V1 or RC_STATEMENT_V2 */
     char address[RC_ADDR_MAX + 1];
     uint64_t epoch;
     uint8_t A[RC_POINT_BYTES];
     uint64_t not_before; /* unix seconds */
     uint64_t not_after;  /* unix seconds, 0 = no expiry */
     uint8_t signer_pk[RC_SIGN_PK_BYTES];
+    /* Version 2 only (zero in a version 1 statement): */
+    uint8_t service_pk[RC_SIGN_PK_BYTES]; /* the service's Ed25519 key of this epoch (copies) */
+    uint16_t n_revoked;                   /* 0..RC_STATEMENT_MAX_REVOKED */
+    uint8_t revoked[RC_STATEMENT_MAX_REVOKED][RC_SIGN_PK_BYTES]; /* device Ed25519 keys */
     uint8_t sig[RC_SIG_BYTES];
 } rc_statement;
 
-#define RC_STATEMENT_MAX (1 + 1 + RC_ADDR_MAX + 8 + 32 + 8 + 8 + 32 + 64)
+#define RC_STATEMENT_MAX                                                                      \
+    (1 + 1 + RC_ADDR_MAX + 8 + 32 + 8 + 8 + 32 + 32 + 2 + 32 * RC_STATEMENT_MAX_REVOKED + 64)
 
+/* A version 1 statement (legacy; tests and old vectors only). */
 int rc_statement_sign(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
                       uint64_t not_after, rc_error *err);
+/* A version 2 statement: service_pk is the public key of the service
+ * signing key of this epoch; revoked: n_revoked device Ed25519 keys whose
+ * certificates of earlier epochs stop counting for posts dated at or after
+ * not_before (n_revoked <= RC_STATEMENT_MAX_REVOKED, else RC_E_INVALID). */
+int rc_statement_sign_v2(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
+                         uint64_t not_after, const uint8_t service_pk[RC_SIGN_PK_BYTES],
+                         const uint8_t (*revoked)[RC_SIGN_PK_BYTES], size_t n_revoked,
+                         rc_error *err);
+/* 1 when st (version 2) lists device key pk as revoked. */
+int rc_statement_revokes(const rc_statement *st, const uint8_t pk[RC_SIGN_PK_BYTES]);
 /* Verify the signature with the signer key the statement names. */
 int rc_statement_verify(const rc_statement *st, rc_error *err);
 /* Binary form (FORMAT.md) and key string form (type "listkey"). */

@@ -17,6 +17,7 @@
 #include <recrypt/keys.h>
 #include <recrypt/list.h>
 #include <recrypt/stream.h>
+#include <recrypt/svcsig.h>
 
 /* MIME names (FORMAT.md). */
 #define RC_MIME_PROTOCOL "application/vnd.recrypt.control"
@@ -80,6 +81,11 @@ uint64_t rc_mail_date(const rc_mail *m);
 const char *rc_mail_message_id(const rc_mail *m);
 /* Value of the Recrypt-List-Key header (unfolded), or NULL. */
 const char *rc_mail_list_key(const rc_mail *m);
+/* Value of the Recrypt-List-Key-Current header (the list's current epoch,
+ * added by the gateway to a post of an older epoch), or NULL. */
+const char *rc_mail_list_key_current(const rc_mail *m);
+/* The 64-byte Recrypt-Service-Signature, or NULL when absent or malformed. */
+const uint8_t *rc_mail_service_sig(const rc_mail *m);
 /* The Recrypt-Copy value when the message has exactly one such field and it
  * is RC_COPY_ID_LEN base64url characters (white space around it ignored);
  * else NULL. Only a hint for marking duplicates: it is not authenticated. */
@@ -105,6 +111,26 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
 int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
                                const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
                                void *ctx, size_t *n_written, rc_error *err);
+/* The same two, also returning H(stanzas as written, in order) for the
+ * service signature (recrypt/svcsig.h); stanza_hash may be NULL. */
+int rc_mail_write_recrypted_body_h(const rc_mail *m, const rc_device_entry *entries, size_t n,
+                                   int use_table, rc_sink_fn sink, void *ctx, size_t *n_written,
+                                   uint8_t stanza_hash[32], rc_error *err);
+int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entries,
+                                 const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
+                                 void *ctx, size_t *n_written, uint8_t stanza_hash[32],
+                                 rc_error *err);
+/* The same in two steps, for a caller that must know H(stanzas) before it
+ * writes the body (split delivery signs each copy in its header): the
+ * order of the stanzas (indexes into entries, n slots; *k of them used)
+ * and, when stanza_hash is not NULL, H over them in that order; then the
+ * body in that order. */
+int rc_mail_stanza_order(const rc_mail *m, const rc_device_entry *entries,
+                         const uint8_t (*R)[RC_POINT_BYTES], size_t n, size_t *order, size_t *k,
+                         uint8_t stanza_hash[32], rc_error *err);
+int rc_mail_write_body_order(const rc_mail *m, const rc_device_entry *entries,
+                             const uint8_t (*R)[RC_POINT_BYTES], const size_t *order, size_t k,
+                             rc_sink_fn sink, void *ctx, size_t *n_written, rc_error *err);
 /* The outer header block as received, including the empty line. */
 int rc_mail_write_header(const rc_mail *m, rc_sink_fn sink, void *ctx, rc_error *err);
 
@@ -115,5 +141,24 @@ int rc_mail_write_header(const rc_mail *m, rc_sink_fn sink, void *ctx, rc_error 
  * whole message authenticated. res may be NULL. */
 int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev, int stage_fd,
                  rc_sink_fn sink, void *ctx, rc_open_result *res, rc_error *err);
+
+/* rc_mail_open's options (FORMAT.md §9.5 steps 5 and 6). */
+#define RC_OPEN_ALLOW_DIRECT 1u /* show a copy that did not come through the list */
+typedef struct {
+    unsigned flags;
+    /* Statements of the same list with higher epochs that the caller
+     * accepted (pinned signer): their revocations apply to posts dated at or
+     * after their not_before. */
+    const rc_statement *later;
+    size_t n_later;
+} rc_open_options;
+/* rc_mail_open with options (opt may be NULL: no later statements, direct
+ * copies refused). With a version 2 statement a copy without a valid
+ * service signature is RC_E_POLICY unless RC_OPEN_ALLOW_DIRECT (then its
+ * verdict is "direct; …" and res->path RC_PATH_DIRECT); a signed post whose
+ * device a later statement revokes is RC_E_SIGNATURE. */
+int rc_mail_open_ex(rc_mail *m, const rc_statement *st, const rc_device_secret *dev,
+                    const rc_open_options *opt, int stage_fd, rc_sink_fn sink, void *ctx,
+                    rc_open_result *res, rc_error *err);
 
 #endif

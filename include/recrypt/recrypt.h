@@ -13,6 +13,7 @@
 #include <recrypt/service.h>
 #include <recrypt/message.h>
 #include <recrypt/request.h>
+#include <recrypt/svcsig.h>
 
 #define RC_VERSION_STRING "0.3.0" /* = project(VERSION) in CMakeLists.txt (checked there) */
 

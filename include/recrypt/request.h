@@ -23,6 +23,7 @@
 #include <recrypt/keys.h>
 #include <recrypt/list.h>
 #include <recrypt/stream.h>
+#include <recrypt/svcsig.h>
 
 enum {
     RC_REQ_CREATE_GROUP = 1,
@@ -82,6 +83,9 @@ typedef struct {
 
     /* CreateGroup, UpdateGroup: the signed list key statement of the epoch. */
     rc_statement statement;
+    /* With a version 2 statement: the epoch's service signing seed, sealed
+     * to the service key (its public key is statement.service_pk). */
+    uint8_t sealed_svc_seed[RC_SEALED_SVC_SEED_BYTES];
     /* CreateGroup: bounce address ("" for LOCAL-bounces@DOMAIN). */
     char bounce[RC_ADDR_MAX + 1];
     /* UpdateGroup: the previous epoch stays usable until then (0: refused at once). */

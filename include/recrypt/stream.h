@@ -92,7 +92,10 @@ typedef struct {
     int is_signed;  /* 1 when a valid signature and certificate were present */
     rc_cert cert;   /* the signer's certificate when is_signed */
     rc_share share; /* what this device found in its W (holds k: wipe) */
+    int path;       /* rc_mail_open_ex: RC_PATH_* (0 from the stream opener alone) */
 } rc_open_result;
+/* How a copy reached this device (FORMAT.md §9.5). */
+enum { RC_PATH_LIST = 1, RC_PATH_UNVERIFIED = 2, RC_PATH_DIRECT = 3 };
 
 /* Find this device's stanza and derive the content key. Checks the
  * envelope against st (list id, epoch), the proof, the W contents against

@@ -603,12 +603,22 @@ static char *op_close(nh_host *h, json_t *id, json_t *req)
 
 static json_t *verdict_obj(const client_open_info *info)
 {
+    /* FORMAT.md §9.6: a copy that did not come through the list is never
+     * "signed"; a version-1 list key cannot tell, and says so. */
+    if (info->path == RC_PATH_DIRECT)
+        return json_pack("{s:s, s:o, s:I, s:s}", "kind", "direct", "list", jcstr(info->list),
+                         "epoch", (json_int_t)info->epoch, "path", "direct");
+    json_t *v;
     if (info->is_signed)
-        return json_pack("{s:s, s:o, s:o, s:o, s:I}", "kind", "signed", "member",
-                         jcstr(info->member), "device", jcstr(info->device_fp), "list",
-                         jcstr(info->list), "epoch", (json_int_t)info->epoch);
-    return json_pack("{s:s, s:o, s:I}", "kind", "unsigned", "list", jcstr(info->list), "epoch",
-                     (json_int_t)info->epoch);
+        v = json_pack("{s:s, s:o, s:o, s:o, s:I}", "kind", "signed", "member",
+                      jcstr(info->member), "device", jcstr(info->device_fp), "list",
+                      jcstr(info->list), "epoch", (json_int_t)info->epoch);
+    else
+        v = json_pack("{s:s, s:o, s:I}", "kind", "unsigned", "list", jcstr(info->list), "epoch",
+                      (json_int_t)info->epoch);
+    json_object_set_new(v, "path",
+                        json_string(info->path == RC_PATH_UNVERIFIED ? "unverified" : "list"));
+    return v;
 }
 
 static char *op_open(nh_host *h, json_t *id, json_t *req)
@@ -631,9 +641,17 @@ static char *op_open(nh_host *h, json_t *id, json_t *req)
         handle_close(h, out);
         return fail_proto(id, "malformed-request", "\"signer\" is a fingerprint (a string)");
     }
+    json_t *ad = json_object_get(req, "allow_direct");
+    if (ad && !json_is_boolean(ad)) {
+        handle_close(h, tmp);
+        handle_close(h, out);
+        return fail_proto(id, "malformed-request", "\"allow_direct\" is true or false");
+    }
     client_open_info info;
     handle_sink_ctx c = {h, out};
-    int rc = client_open(&h->ks, h->handles[in].fd, NULL, signer, handle_sink, &c, &info, &err);
+    int rc = client_open_ex(&h->ks, h->handles[in].fd, NULL, signer,
+                            ad && json_is_true(ad) ? CLIENT_OPEN_ALLOW_DIRECT : 0u, handle_sink,
+                            &c, &info, &err);
     handle_close(h, tmp);
     if (rc) {
         handle_close(h, out); /* whatever reached it goes, unread */

@@ -1,9 +1,13 @@
 /*
  * open.c - see open.h.
  */
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <recrypt/recrypt.h>
 #include "open.h"
 #include "seal.h"
@@ -48,9 +52,58 @@ static int mark_sink(void *arg, const uint8_t *p, size_t n)
     return v->sink(v->ctx, p, n);
 }
 
+/* The statements of st's list with a higher epoch that this device knows
+ * (FORMAT.md §9.5 step 5): every one it accepted before (its keystore) and
+ * the message's Recrypt-List-Key-Current when the pinned signer signed it.
+ * Their revocations bind older certificates. *n at most cap. */
+static size_t later_statements(const keystore *ks, const rc_statement *st, const rc_mail *m,
+                               rc_statement *out, size_t cap, int *learnt)
+{
+    size_t n = 0;
+    char dir[PATH_MAX], p[PATH_MAX], text[RC_KEYSTR_MAX + 2];
+    *learnt = 0;
+    const char *cur = rc_mail_list_key_current(m);
+    if (cur && n < cap && rc_statement_decode(&out[n], cur, NULL) == 0 &&
+        !strcmp(out[n].address, st->address) &&
+        sodium_memcmp(out[n].signer_pk, st->signer_pk, 32) == 0 && out[n].epoch > st->epoch) {
+        *learnt = 1;
+        n++;
+    }
+    if (keystore_path(dir, ks, "lists/%s", st->address) != 0)
+        return n;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && n < cap && (e = readdir(d)) != NULL) {
+        unsigned long long ep;
+        char tail[16];
+        if (sscanf(e->d_name, "epoch-%llu.%15s", &ep, tail) != 2 || strcmp(tail, "listkey") ||
+            ep <= st->epoch || (*learnt && ep == out[0].epoch))
+            continue;
+        if (keystore_path(p, ks, "lists/%s/%s", st->address, e->d_name) != 0 ||
+            keystore_read_file(p, text, sizeof text) != 0 ||
+            rc_statement_decode(&out[n], text, NULL) != 0 || strcmp(out[n].address, st->address) ||
+            sodium_memcmp(out[n].signer_pk, st->signer_pk, 32) != 0 || out[n].epoch != ep)
+            continue;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 int client_open(const keystore *ks, int in, const char *list_key, const char *signer_fp,
                 rc_sink_fn sink, void *ctx, client_open_info *info, rc_error *err)
 {
+    return client_open_ex(ks, in, list_key, signer_fp, 0, sink, ctx, info, err);
+}
+
+int client_open_ex(const keystore *ks, int in, const char *list_key, const char *signer_fp,
+                   unsigned flags, rc_sink_fn sink, void *ctx, client_open_info *info,
+                   rc_error *err)
+{
+    rc_statement *later = NULL;
+    size_t n_later = 0;
+    int learnt = 0;
     client_open_info scratch;
     if (!info)
         info = &scratch;
@@ -101,8 +154,34 @@ int client_open(const keystore *ks, int in, const char *list_key, const char *si
                                      first_copy) == 1 &&
         first_copy[0] && strcmp(first_copy, copy) != 0 && !strcmp(seen_list, st.address))
         vs.duplicate = 1;
-    if ((rc = rc_mail_open(m, &st, dev, stage, mark_sink, &vs, res, err)))
+    later = calloc(CLIENT_LATER_MAX, sizeof *later);
+    if (!later) {
+        rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
         goto out;
+    }
+    n_later = later_statements(ks, &st, m, later, CLIENT_LATER_MAX, &learnt);
+    /* The current statement the gateway sent along (a post in grace): kept
+     * before opening, so that its revocations bind this and later opens
+     * even when this one is refused; only for a list pinned already, and
+     * as rc_statement_accept takes it (pinned signer, valid now). */
+    rc_pin pin;
+    int first_cur = 0;
+    if (learnt && keystore_pin_load(ks, st.address, &pin, NULL) == 1 &&
+        keystore_trust(ks, &later[0], NULL, (uint64_t)time(NULL), 1, &first_cur, NULL) == 0 &&
+        !first_cur && (rc = keystore_remember(ks, &later[0], err)))
+        goto out;
+    rc_open_options oo = {(flags & CLIENT_OPEN_ALLOW_DIRECT) ? RC_OPEN_ALLOW_DIRECT : 0u, later,
+                          n_later};
+    if ((rc = rc_mail_open_ex(m, &st, dev, &oo, stage, mark_sink, &vs, res, err))) {
+        if (rc == RC_E_POLICY && strstr(err->msg, "did not come through the list")) {
+            char msg[RC_ERROR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            rc_error_set(err, rc, "%s; 'recrypt open --allow-direct' shows it anyway, marked "
+                                  "\"direct\"", msg);
+        }
+        goto out;
+    }
+    info->path = res->path;
     info->duplicate = vs.duplicate;
     info->first_use = first;
     info->is_signed = res->is_signed;
@@ -130,6 +209,7 @@ out:
     rc_mail_free(m);
     rc_secret_free(dev);
     rc_secret_free(res);
+    free(later);
     return rc;
 }
 

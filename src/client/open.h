@@ -27,6 +27,7 @@ typedef struct {
     char device_fp[RC_UDF_MAX];        /* when is_signed: the device signing key */
     int duplicate; /* a second copy of a post opened before here (another Recrypt-Copy):
                     * the verdict line ends with "; duplicate" */
+    int path;      /* RC_PATH_LIST, RC_PATH_UNVERIFIED (version 1 list key) or RC_PATH_DIRECT */
 } client_open_info;
 
 /* Open the list message in `in` (a seekable file, read from its current
@@ -35,5 +36,13 @@ typedef struct {
  * info may be NULL. */
 int client_open(const keystore *ks, int in, const char *list_key, const char *signer_fp,
                 rc_sink_fn sink, void *ctx, client_open_info *info, rc_error *err);
+/* With flags: CLIENT_OPEN_ALLOW_DIRECT shows a copy that did not come
+ * through the list (no valid service signature), its verdict "direct"
+ * (FORMAT.md §9.6); without it such a copy is refused (RC_E_POLICY). */
+#define CLIENT_OPEN_ALLOW_DIRECT 1u
+#define CLIENT_LATER_MAX 64 /* later statements consulted for revocations */
+int client_open_ex(const keystore *ks, int in, const char *list_key, const char *signer_fp,
+                   unsigned flags, rc_sink_fn sink, void *ctx, client_open_info *info,
+                   rc_error *err);
 
 #endif

@@ -95,10 +95,17 @@ static void usage(FILE *f)
 "                           Recrypt-Verdict: unsigned; list=ADDR; epoch=N\n"
 "                         Nothing is written unless the whole message\n"
 "                         authenticated.\n"
+"                         A copy that did not come through the list (no valid\n"
+"                         Recrypt-Service-Signature) is refused: anyone who\n"
+"                         knows the list key can write one. With a list key of\n"
+"                         version 1 the verdict ends in \"; path=unverified\".\n"
 "       [--list-key LISTKEY]  Use this list key instead of the one the message\n"
 "                         carries in its Recrypt-List-Key header (without the\n"
 "                         header: the key this keystore accepted for its epoch).\n"
 "       [--signer FPR]    As for seal.\n"
+"       [--allow-direct]  Show such a copy anyway, with the verdict\n"
+"                           Recrypt-Verdict: direct; list=ADDR; epoch=N\n"
+"                         (never \"signed\", whatever it carries).\n"
 "       [--maildir DIR]   Deliver the decrypted message into the maildir DIR\n"
 "                         (created 0700, must be private) instead.\n"
 "  view                   For mail programs: open the message on standard input\n"
@@ -313,12 +320,21 @@ static int cmd_seal(keystore *ks, const char *to, const char *signer_fp, int no_
     return 0;
 }
 
+/* --allow-direct: CLIENT_OPEN_ALLOW_DIRECT for open_post. */
+static unsigned open_flags;
+
 /* Open the post in `in` (see open.h) and announce a first pin. */
 static int open_post(keystore *ks, int in, const char *list_key, const char *signer_fp,
                      rc_sink_fn sink, void *ctx, rc_error *err)
 {
     client_open_info info;
-    int rc = client_open(ks, in, list_key, signer_fp, sink, ctx, &info, err);
+    int rc = client_open_ex(ks, in, list_key, signer_fp, open_flags, sink, ctx, &info, err);
+    if (rc == 0 && info.path == RC_PATH_DIRECT)
+        fprintf(stderr,
+                "%s: WARNING: this copy did not come through the list %s (no valid service "
+                "signature): anyone who knows the list key can write such a message; it is "
+                "marked \"direct\" and not shown as signed by a member\n",
+                progname, info.list);
     if (rc == 0 && info.first_use)
         announce_pin(info.list, info.signer_fp);
     return rc;
@@ -1076,6 +1092,7 @@ static int take_option(struct cli_options *o, int c)
     case 'p': o->protect = 1; break;
     case 'y': o->yes = 1; break;
     case 'R': o->replace = 1; break;
+    case 'A': open_flags |= CLIENT_OPEN_ALLOW_DIRECT; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("recrypt %s\n", RC_VERSION_STRING); return 0;
     default: usage(stderr); return EX_USAGE;
@@ -1093,6 +1110,7 @@ int main(int argc, char **argv)
         {"path", no_argument, NULL, 'P'},         {"clear", no_argument, NULL, 'C'},
         {"lists", no_argument, NULL, 'L'},       {"protect", no_argument, NULL, 'p'},
         {"yes", no_argument, NULL, 'y'},         {"replace", no_argument, NULL, 'R'},
+        {"allow-direct", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct cli_options o = {0};

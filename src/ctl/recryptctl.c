@@ -335,13 +335,28 @@ static int cmd_whoami(const ctl_opts *o)
     return rc ? fail(&err) : 0;
 }
 
-static int sign_statement(owner_ctx *c, const ctl_opts *o, rc_statement *st, rc_error *err)
+/* The statement of c->ls's epoch (version 2, FORMAT.md §4) for req: a
+ * fresh service signing seed of this epoch goes sealed to the service
+ * (req->sealed_svc_seed); its public key and the revoked device keys go
+ * into the statement. */
+static int sign_statement(owner_ctx *c, const ctl_opts *o, rc_request *req,
+                          const uint8_t (*revoked)[RC_SIGN_PK_BYTES], size_t n_revoked,
+                          rc_error *err)
 {
     uint64_t now = (uint64_t)time(NULL);
+    uint8_t *seed = rc_secret_alloc(RC_SVC_SEED_BYTES), svc_pk[RC_SIGN_PK_BYTES];
+    if (!seed)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    randombytes_buf(seed, RC_SVC_SEED_BYTES);
+    rc_svc_public(svc_pk, seed);
+    int rc = rc_svc_seed_seal(req->sealed_svc_seed, seed, c->svc.pk, err);
+    rc_secret_free(seed);
     /* Valid from an hour ago, so that posts from slightly slow clocks pass. */
-    int rc = rc_statement_sign(st, c->ls, now - 3600,
-                               o->valid_days > 0 ? now + (uint64_t)o->valid_days * 86400 : 0, err);
-    return rc ? rc : owner_statement_save(&c->ks, st, err);
+    if (rc == 0)
+        rc = rc_statement_sign_v2(&req->statement, c->ls, now - 3600,
+                                  o->valid_days > 0 ? now + (uint64_t)o->valid_days * 86400 : 0,
+                                  svc_pk, revoked, n_revoked, err);
+    return rc ? rc : owner_statement_save(&c->ks, &req->statement, err);
 }
 
 static int cmd_list_create(const ctl_opts *o, const char *list)
@@ -381,7 +396,7 @@ static int cmd_list_create(const ctl_opts *o, const char *list)
         char bounce[RC_ADDR_MAX + 1];
         snprintf(bounce, sizeof bounce, "%s", req.bounce);
         if ((rc = request_start(&req, &c, RC_REQ_CREATE_GROUP, &err)) == 0 &&
-            (rc = sign_statement(&c, o, &req.statement, &err)) == 0) {
+            (rc = sign_statement(&c, o, &req, NULL, 0, &err)) == 0) {
             snprintf(req.bounce, sizeof req.bounce, "%s", bounce);
             req.owner = c.owner->pub;
             if ((rc = rc_request_sign(&req, c.owner, &err)) == 0)
@@ -521,9 +536,12 @@ static int cmd_member_devices(const ctl_opts *o, const char *list, const char *m
     return rc ? fail(&err) : 0;
 }
 
-/* A rotation request: new epoch, entries for every continuing device. */
+/* A rotation request: new epoch, entries for every continuing device; its
+ * statement revokes the n_revoked device keys given (their certificates of
+ * earlier epochs stop counting for posts dated from the new epoch on). */
 static int build_rotation(rc_request *req, owner_ctx *c, const ctl_opts *o, roster *ro,
-                          uint64_t grace_days, rc_error *err)
+                          uint64_t grace_days, const uint8_t (*revoked)[RC_SIGN_PK_BYTES],
+                          size_t n_revoked, rc_error *err)
 {
     rc_list_secret *next = rc_secret_alloc(sizeof *next);
     int rc = next ? rc_list_generate(next, c->list, c->epoch + 1, c->ls->sign_sk, err)
@@ -531,10 +549,32 @@ static int build_rotation(rc_request *req, owner_ctx *c, const ctl_opts *o, rost
     if (rc == 0)
         rc = request_start(req, c, RC_REQ_UPDATE_GROUP, err);
     uint64_t now = (uint64_t)time(NULL);
+    /* The new revocations, then those of the current statement carried
+     * forward (a reader that skips an epoch still learns them), at most
+     * RC_STATEMENT_MAX_REVOKED, newest first. */
+    static uint8_t all[RC_STATEMENT_MAX_REVOKED][RC_SIGN_PK_BYTES];
+    size_t n_all = 0;
+    rc_statement *cur = rc == 0 ? malloc(sizeof *cur) : NULL;
+    char line[RC_KEYSTR_MAX];
+    if (rc == 0 && n_revoked > RC_STATEMENT_MAX_REVOKED)
+        rc = rc_error_set(err, RC_E_INVALID, "a rotation revokes at most %d device keys",
+                          RC_STATEMENT_MAX_REVOKED);
+    for (size_t i = 0; rc == 0 && i < n_revoked; i++)
+        memcpy(all[n_all++], revoked[i], RC_SIGN_PK_BYTES);
+    if (rc == 0 && cur && owner_statement_load(&c->ks, c->list, c->epoch, cur, line, sizeof line,
+                                               NULL) == 0)
+        for (size_t i = 0; i < cur->n_revoked && n_all < RC_STATEMENT_MAX_REVOKED; i++) {
+            size_t j = 0;
+            while (j < n_all && memcmp(all[j], cur->revoked[i], RC_SIGN_PK_BYTES) != 0)
+                j++;
+            if (j == n_all)
+                memcpy(all[n_all++], cur->revoked[i], RC_SIGN_PK_BYTES);
+        }
+    free(cur);
     if (rc == 0) {
         rc_list_secret *prev = c->ls;
         c->ls = next; /* sign the statement with the new epoch's key */
-        rc = sign_statement(c, o, &req->statement, err);
+        rc = sign_statement(c, o, req, (const uint8_t(*)[RC_SIGN_PK_BYTES])all, n_all, err);
         c->ls = prev;
         req->grace_until = grace_days ? now + grace_days * 86400 : 0;
     }
@@ -595,8 +635,12 @@ static int cmd_member_status(const ctl_opts *o, const char *list, const char *me
     /* Revocation rotates the list key: the service and the revoked member
      * together know the old one. */
     if (rc == 0 && status == RC_STATUS_REVOKED) {
+        uint8_t revoked[MAX_DEVICE_ARGS][RC_SIGN_PK_BYTES];
+        size_t nr = 0;
+        for (size_t i = 0; i < nd && nr < RC_STATEMENT_MAX_REVOKED; i++)
+            memcpy(revoked[nr++], devs[i].sign_pk, RC_SIGN_PK_BYTES);
         rc = build_rotation(&reqs[1], &c, o, &ro, o->grace_days > 0 ? (uint64_t)o->grace_days : 0,
-                            &err);
+                            (const uint8_t(*)[RC_SIGN_PK_BYTES])revoked, nr, &err);
         n = 2;
     }
     if (rc == 0 && (rc = emit(o, reqs, n, &err)) == 0)
@@ -759,7 +803,7 @@ static int cmd_list_rotate(const ctl_opts *o, const char *list)
     if (rc == 0)
         rc = build_rotation(&req, &c, o, &ro,
                             o->grace_days >= 0 ? (uint64_t)o->grace_days : DEFAULT_GRACE_DAYS,
-                            &err);
+                            NULL, 0, &err);
     if (rc == 0)
         rc = emit(o, &req, 1, &err);
     if (rc == 0)

@@ -28,6 +28,8 @@
 #define RC_L_WRAP "recrypt/wrap"
 #define RC_L_POST_SIG "recrypt/post-sig"
 #define RC_L_HEADER "recrypt/header"
+#define RC_L_SVC_SIG "recrypt/svc-sig"
+#define RC_L_STANZAS "recrypt/stanzas"
 
 void rc_label(uint8_t out[RC_LABEL_BYTES], const char *label);
 
@@ -47,6 +49,10 @@ int rc_b64url_decode(uint8_t *out, size_t outlen, size_t *len, const char *in, s
 /* The byte writer and reader (rc_wr, rc_rd) and big-endian fields are in
  * bytes.h (src/common), shared with the store; this writes a context label. */
 void rc_wr_label(rc_wr *w, const char *label);
+
+/* H(stanzas) (svcsig.c): one stanza's bytes, u16-length-prefixed. */
+void rc_svc_stanza_hash_add(crypto_generichash_blake2b_state *st, const uint8_t *stanza,
+                            size_t len);
 
 /* Ed25519ph / post-signature prefix and W plaintext live in their modules. */
 

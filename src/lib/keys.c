@@ -13,7 +13,7 @@
 
 #define KEYSTR_PREFIX "recrypt1."
 #define KEYSTR_CHECK_BYTES 4
-#define KEYSTR_PAYLOAD_MAX 600
+#define KEYSTR_PAYLOAD_MAX 2496 /* >= RC_STATEMENT_MAX (2490) */
 
 void *rc_secret_alloc(size_t size)
 {

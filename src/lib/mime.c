@@ -36,6 +36,9 @@ struct rc_mail {
     char *list_key;
     char copy_id[RC_COPY_ID_LEN + 1]; /* "" when none or malformed */
     char *boundary;
+    char *list_key_current;               /* Recrypt-List-Key-Current, or NULL */
+    int svc_sig_state;                    /* 0 none, 1 well formed, -1 malformed */
+    uint8_t svc_sig[RC_SIG_BYTES];        /* Recrypt-Service-Signature */
 };
 
 /* ---- small output helpers ---- */
@@ -1015,6 +1018,40 @@ static int is_type(GMimeObject *o, const char *type, const char *subtype)
     return ct && g_mime_content_type_is_type(ct, type, subtype);
 }
 
+/* The gateway's Recrypt-Service-Signature and Recrypt-List-Key-Current
+ * (FORMAT.md §9.2): at most one of each. A signature that is not 64 bytes
+ * of canonical base64url (white space removed) counts as no valid one. */
+static int parse_service_fields(rc_mail *m, rc_error *err)
+{
+    size_t n;
+    const rc_hfield *f = rc_header_get(&m->hdr, RC_HDR_LIST_KEY_CURRENT, &n);
+    if (n > 1)
+        return rc_error_set(err, RC_E_FORMAT, "the message has %zu %s fields", n,
+                            RC_HDR_LIST_KEY_CURRENT);
+    if (f && !(m->list_key_current = rc_hfield_value(f)))
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    f = rc_header_get(&m->hdr, RC_HDR_SERVICE_SIG, &n);
+    if (n > 1)
+        return rc_error_set(err, RC_E_FORMAT, "the message has %zu %s fields", n,
+                            RC_HDR_SERVICE_SIG);
+    if (!f)
+        return 0;
+    char *v = rc_hfield_value(f);
+    if (!v)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    size_t k = 0, len = 0;
+    for (size_t i = 0; v[i]; i++)
+        if (v[i] != ' ' && v[i] != '\t' && v[i] != '\r' && v[i] != '\n')
+            v[k++] = v[i];
+    v[k] = '\0';
+    m->svc_sig_state = rc_b64url_decode(m->svc_sig, sizeof m->svc_sig, &len, v, k) == 0 &&
+                               len == RC_SIG_BYTES
+                           ? 1
+                           : -1;
+    free(v);
+    return 0;
+}
+
 int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
 {
     int rc = 0;
@@ -1042,6 +1079,8 @@ int rc_mail_parse(rc_mail **out, int fd, rc_error *err)
         rc = rc_error_set(err, RC_E_NOMEM, "out of memory");
         goto fail;
     }
+    if ((rc = parse_service_fields(m, err)))
+        goto fail;
     size_t nc;
     const rc_hfield *cf = rc_header_get(&m->hdr, RC_HDR_COPY, &nc);
     if (cf && nc == 1) {
@@ -1189,6 +1228,7 @@ void rc_mail_free(rc_mail *m)
     free(m->stanzas);
     free(m->message_id);
     free(m->list_key);
+    free(m->list_key_current);
     free(m->boundary);
     free(m);
 }
@@ -1221,6 +1261,16 @@ const char *rc_mail_message_id(const rc_mail *m)
 const char *rc_mail_list_key(const rc_mail *m)
 {
     return m->list_key;
+}
+
+const char *rc_mail_list_key_current(const rc_mail *m)
+{
+    return m->list_key_current;
+}
+
+const uint8_t *rc_mail_service_sig(const rc_mail *m)
+{
+    return m->svc_sig_state == 1 ? m->svc_sig : NULL;
 }
 
 const char *rc_mail_copy_id(const rc_mail *m)
@@ -1280,6 +1330,14 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
                                  int use_table, rc_sink_fn sink, void *ctx, size_t *n_written,
                                  rc_error *err)
 {
+    return rc_mail_write_recrypted_body_h(m, entries, n, use_table, sink, ctx, n_written, NULL,
+                                          err);
+}
+
+int rc_mail_write_recrypted_body_h(const rc_mail *m, const rc_device_entry *entries, size_t n,
+                                   int use_table, rc_sink_fn sink, void *ctx, size_t *n_written,
+                                   uint8_t stanza_hash[32], rc_error *err)
+{
     rc_recryptor *rr = NULL;
     uint8_t (*R)[RC_POINT_BYTES] = NULL;
     if (n_written)
@@ -1295,8 +1353,8 @@ int rc_mail_write_recrypted_body(const rc_mail *m, const rc_device_entry *entrie
         if (entries[i].enrolled_at < m->date)
             rc = rc_recryptor_compute(rr, entries[i].r, R[i], err);
     if (rc == 0)
-        rc = rc_mail_write_body_stanzas(m, entries, (const uint8_t(*)[RC_POINT_BYTES])R, n, sink,
-                                        ctx, n_written, err);
+        rc = rc_mail_write_body_stanzas_h(m, entries, (const uint8_t(*)[RC_POINT_BYTES])R, n,
+                                          sink, ctx, n_written, stanza_hash, err);
     free(R);
     rc_recryptor_free(rr);
     return rc;
@@ -1306,13 +1364,14 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
                                const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
                                void *ctx, size_t *n_written, rc_error *err)
 {
-    size_t *order = NULL, k = 0;
-    int rc = 0;
-    if (n_written)
-        *n_written = 0;
-    order = malloc((n ? n : 1) * sizeof *order);
-    if (!order)
-        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    return rc_mail_write_body_stanzas_h(m, entries, R, n, sink, ctx, n_written, NULL, err);
+}
+
+int rc_mail_stanza_order(const rc_mail *m, const rc_device_entry *entries,
+                         const uint8_t (*R)[RC_POINT_BYTES], size_t n, size_t *order, size_t *k_out,
+                         uint8_t stanza_hash[32], rc_error *err)
+{
+    size_t k = 0;
     /* Only devices enrolled before the proven date get a stanza (docs/SCHEME.md). */
     for (size_t i = 0; i < n; i++)
         if (entries[i].enrolled_at < m->date)
@@ -1323,6 +1382,56 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
         order[i - 1] = order[j];
         order[j] = t;
     }
+    *k_out = k;
+    if (!stanza_hash)
+        return 0;
+    crypto_generichash_blake2b_state hs;
+    rc_hash_init(&hs, 32, RC_L_STANZAS);
+    crypto_generichash_blake2b_update(&hs, (const uint8_t[]){1}, 1);
+    for (size_t i = 0; i < k; i++) {
+        rc_stanza s;
+        uint8_t b[RC_STANZA_MAX];
+        size_t len;
+        const rc_device_entry *e = &entries[order[i]];
+        if (e->W_len == 0 || e->W_len > RC_WRAP_MAX)
+            return rc_error_set(err, RC_E_FORMAT, "W has a bad length");
+        memcpy(s.R, R[order[i]], RC_POINT_BYTES);
+        memcpy(s.W, e->W, e->W_len);
+        s.W_len = e->W_len;
+        int rc = rc_stanza_to_bytes(b, sizeof b, &len, &s, err);
+        if (rc)
+            return rc;
+        rc_svc_stanza_hash_add(&hs, b, len);
+    }
+    crypto_generichash_blake2b_final(&hs, stanza_hash, 32);
+    return 0;
+}
+
+int rc_mail_write_body_stanzas_h(const rc_mail *m, const rc_device_entry *entries,
+                                 const uint8_t (*R)[RC_POINT_BYTES], size_t n, rc_sink_fn sink,
+                                 void *ctx, size_t *n_written, uint8_t stanza_hash[32],
+                                 rc_error *err)
+{
+    size_t k = 0;
+    if (n_written)
+        *n_written = 0;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int rc = rc_mail_stanza_order(m, entries, R, n, order, &k, stanza_hash, err);
+    if (rc == 0)
+        rc = rc_mail_write_body_order(m, entries, R, order, k, sink, ctx, n_written, err);
+    free(order);
+    return rc;
+}
+
+int rc_mail_write_body_order(const rc_mail *m, const rc_device_entry *entries,
+                             const uint8_t (*R)[RC_POINT_BYTES], const size_t *order, size_t k,
+                             rc_sink_fn sink, void *ctx, size_t *n_written, rc_error *err)
+{
+    int rc = 0;
+    if (n_written)
+        *n_written = 0;
     out_t o;
     out_init(&o, sink, ctx, m->hdr.eol);
     char line[200];
@@ -1385,7 +1494,6 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
     }
     if (n_written)
         *n_written = rc == 0 ? k : 0;
-    free(order);
     return rc;
 }
 
@@ -1393,6 +1501,53 @@ int rc_mail_write_body_stanzas(const rc_mail *m, const rc_device_entry *entries,
 
 int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev, int stage_fd,
                  rc_sink_fn sink, void *ctx, rc_open_result *res, rc_error *err)
+{
+    return rc_mail_open_ex(m, st, dev, NULL, stage_fd, sink, ctx, res, err);
+}
+
+/* Did this copy come through the list (FORMAT.md §9.5 step 6)? A version 1
+ * statement names no service key: RC_PATH_UNVERIFIED. Else the copy's
+ * service signature must verify over its own stanzas, for an inline copy
+ * (recipient "") or a split copy for this device's member. */
+static int copy_path(const rc_mail *m, const rc_statement *st, const char *member)
+{
+    uint8_t h[32];
+    const uint8_t *sig = rc_mail_service_sig(m);
+    if (st->version != RC_STATEMENT_V2)
+        return RC_PATH_UNVERIFIED;
+    if (!sig || rc_svc_stanza_hash(h, m->stanzas, m->n_stanzas, NULL) != 0)
+        return RC_PATH_DIRECT;
+    if (rc_svc_verify(sig, st->service_pk, &m->env, m->date, h, "", NULL) == 0 ||
+        rc_svc_verify(sig, st->service_pk, &m->env, m->date, h, member, NULL) == 0)
+        return RC_PATH_LIST;
+    return RC_PATH_DIRECT;
+}
+
+/* A later statement of the list (higher epoch, not_before <= the post's
+ * Date) that revokes the signing device: RC_E_SIGNATURE naming it. */
+static int check_revoked(const rc_mail *m, const rc_statement *st, const rc_open_result *r,
+                         const rc_open_options *opt, rc_error *err)
+{
+    for (size_t i = 0; opt && i < opt->n_later; i++) {
+        const rc_statement *l = &opt->later[i];
+        if (l->epoch <= st->epoch || strcmp(l->address, st->address) != 0 ||
+            l->not_before > m->date || !rc_statement_revokes(l, r->cert.device_sign_pk))
+            continue;
+        char fp[RC_UDF_MAX];
+        rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, r->cert.device_sign_pk, 32, NULL);
+        return rc_error_set(err, RC_E_SIGNATURE,
+                            "the message is signed by device %s of %s, which the list %s revoked "
+                            "at epoch %llu (from %llu on), and it is dated after that: it is not "
+                            "shown as signed by a member",
+                            fp, r->cert.address, st->address, (unsigned long long)l->epoch,
+                            (unsigned long long)l->not_before);
+    }
+    return 0;
+}
+
+int rc_mail_open_ex(rc_mail *m, const rc_statement *st, const rc_device_secret *dev,
+                    const rc_open_options *opt, int stage_fd, rc_sink_fn sink, void *ctx,
+                    rc_open_result *res, rc_error *err)
 {
     rc_opener *op = NULL;
     rc_open_result r;
@@ -1443,7 +1598,22 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
     }
     free(imid);
     char verdict[RC_ADDR_MAX * 2 + 256], fp[RC_UDF_MAX];
-    if (r.is_signed) {
+    if (r.is_signed && (rc = check_revoked(m, st, &r, opt, err)))
+        goto done;
+    r.path = copy_path(m, st, r.share.cert.address);
+    if (r.path == RC_PATH_DIRECT && !(opt && (opt->flags & RC_OPEN_ALLOW_DIRECT))) {
+        rc = rc_error_set(err, RC_E_POLICY,
+                          "this copy did not come through the list %s: it carries no valid "
+                          "service signature over its stanzas (anyone who knows the list key "
+                          "can write such a message to you)",
+                          st->address);
+        goto done;
+    }
+    const char *path = r.path == RC_PATH_UNVERIFIED ? "; path=unverified" : "";
+    if (r.path == RC_PATH_DIRECT) {
+        snprintf(verdict, sizeof verdict, RC_HDR_VERDICT ": direct; list=%s; epoch=%llu%s",
+                 st->address, (unsigned long long)st->epoch, ih.eol);
+    } else if (r.is_signed) {
         /* FORMAT §9.5 step 4: exactly one mailbox; a group (even of one
          * mailbox), several mailboxes or none are refused. */
         char *from = from_address(&ih);
@@ -1460,11 +1630,11 @@ int rc_mail_open(rc_mail *m, const rc_statement *st, const rc_device_secret *dev
         free(from);
         rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, r.cert.device_sign_pk, 32, NULL);
         snprintf(verdict, sizeof verdict,
-                 RC_HDR_VERDICT ": signed; member=%s; device=%s; list=%s; epoch=%llu%s",
-                 r.cert.address, fp, st->address, (unsigned long long)st->epoch, ih.eol);
+                 RC_HDR_VERDICT ": signed; member=%s; device=%s; list=%s; epoch=%llu%s%s",
+                 r.cert.address, fp, st->address, (unsigned long long)st->epoch, path, ih.eol);
     } else {
-        snprintf(verdict, sizeof verdict, RC_HDR_VERDICT ": unsigned; list=%s; epoch=%llu%s",
-                 st->address, (unsigned long long)st->epoch, ih.eol);
+        snprintf(verdict, sizeof verdict, RC_HDR_VERDICT ": unsigned; list=%s; epoch=%llu%s%s",
+                 st->address, (unsigned long long)st->epoch, path, ih.eol);
     }
     out_t o;
     out_init(&o, sink, ctx, ih.eol);

@@ -115,8 +115,10 @@ static void put_devices(rc_wr *w, const rc_request *req)
     }
 }
 
-static void put_statement(rc_wr *w, const rc_statement *st)
+/* The statement, and after a version 2 statement the sealed service seed. */
+static void put_statement(rc_wr *w, const rc_request *req)
 {
+    const rc_statement *st = &req->statement;
     uint8_t b[RC_STATEMENT_MAX];
     size_t len = 0;
     if (rc_statement_to_bytes(b, sizeof b, &len, st, NULL) != 0) {
@@ -125,6 +127,8 @@ static void put_statement(rc_wr *w, const rc_statement *st)
     }
     rc_wr_u16(w, (uint16_t)len);
     rc_wr_bytes(w, b, len);
+    if (st->version == RC_STATEMENT_V2)
+        rc_wr_bytes(w, req->sealed_svc_seed, RC_SEALED_SVC_SEED_BYTES);
 }
 
 /* The signed body (everything but the signature). */
@@ -140,13 +144,13 @@ static void put_body(rc_wr *w, const rc_request *req)
     rc_wr_u64(w, req->not_after);
     switch (req->type) {
     case RC_REQ_CREATE_GROUP:
-        put_statement(w, &req->statement);
+        put_statement(w, req);
         rc_wr_str8(w, req->bounce);
         rc_wr_bytes(w, req->owner.sign_pk, 32);
         rc_wr_bytes(w, req->owner.box_pk, 32);
         break;
     case RC_REQ_UPDATE_GROUP:
-        put_statement(w, &req->statement);
+        put_statement(w, req);
         rc_wr_u64(w, req->grace_until);
         put_devices(w, req);
         break;
@@ -244,13 +248,19 @@ int rc_request_sign(rc_request *req, const rc_owner_secret *owner, rc_error *err
     return rc;
 }
 
-static int get_statement(rc_rd *r, rc_statement *st, rc_error *err)
+static int get_statement(rc_rd *r, rc_request *req, rc_error *err)
 {
     size_t len = rc_rd_u16(r);
     const uint8_t *p = rc_rd_bytes(r, len);
     if (!p)
         return rc_error_set(err, RC_E_FORMAT, "request is truncated");
-    return rc_statement_from_bytes(st, p, len, err);
+    int rc = rc_statement_from_bytes(&req->statement, p, len, err);
+    if (rc == 0 && req->statement.version == RC_STATEMENT_V2) {
+        rc_rd_copy(r, req->sealed_svc_seed, RC_SEALED_SVC_SEED_BYTES);
+        if (r->bad)
+            return rc_error_set(err, RC_E_FORMAT, "request is truncated");
+    }
+    return rc;
 }
 
 static int get_addr(rc_rd *r, char *out, const char *what, rc_error *err)
@@ -328,7 +338,7 @@ static int decode_body(rc_rd *r, rc_request *req, rc_error *err)
         return rc_error_set(err, RC_E_FORMAT, "request is truncated");
     switch (req->type) {
     case RC_REQ_CREATE_GROUP:
-        if ((rc = get_statement(r, &req->statement, err)))
+        if ((rc = get_statement(r, req, err)))
             return rc;
         rc_rd_str8(r, req->bounce, RC_ADDR_MAX);
         if (req->bounce[0]) {
@@ -341,7 +351,7 @@ static int decode_body(rc_rd *r, rc_request *req, rc_error *err)
         rc_rd_copy(r, req->owner.box_pk, 32);
         return 0;
     case RC_REQ_UPDATE_GROUP:
-        if ((rc = get_statement(r, &req->statement, err)))
+        if ((rc = get_statement(r, req, err)))
             return rc;
         req->grace_until = rc_rd_u64(r);
         return get_devices(r, req, err);

@@ -15,6 +15,16 @@ static int statement_body(rc_wr *w, const rc_statement *st)
     rc_wr_u64(w, st->not_before);
     rc_wr_u64(w, st->not_after);
     rc_wr_bytes(w, st->signer_pk, 32);
+    if (st->version == RC_STATEMENT_V2) {
+        if (st->n_revoked > RC_STATEMENT_MAX_REVOKED)
+            return -1;
+        rc_wr_bytes(w, st->service_pk, 32);
+        rc_wr_u16(w, st->n_revoked);
+        for (size_t i = 0; i < st->n_revoked; i++)
+            rc_wr_bytes(w, st->revoked[i], 32);
+    } else if (st->version != RC_STATEMENT_V1) {
+        return -1;
+    }
     return w->bad ? -1 : 0;
 }
 
@@ -34,7 +44,7 @@ int rc_statement_sign(rc_statement *out, const rc_list_secret *ls, uint64_t not_
     uint8_t msg[16 + RC_STATEMENT_MAX];
     size_t len;
     memset(out, 0, sizeof *out);
-    out->version = RC_FORMAT_VERSION;
+    out->version = RC_STATEMENT_V1;
     memcpy(out->address, ls->address, sizeof out->address);
     out->epoch = ls->epoch;
     memcpy(out->A, ls->A, 32);
@@ -46,6 +56,47 @@ int rc_statement_sign(rc_statement *out, const rc_list_secret *ls, uint64_t not_
     if (statement_signed_msg(msg, sizeof msg, &len, out) != 0)
         return rc_error_set(err, RC_E_INVALID, "statement does not encode");
     crypto_sign_detached(out->sig, NULL, msg, len, ls->sign_sk);
+    return 0;
+}
+
+int rc_statement_sign_v2(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
+                         uint64_t not_after, const uint8_t service_pk[RC_SIGN_PK_BYTES],
+                         const uint8_t (*revoked)[RC_SIGN_PK_BYTES], size_t n_revoked,
+                         rc_error *err)
+{
+    uint8_t msg[16 + RC_STATEMENT_MAX];
+    size_t len;
+    memset(out, 0, sizeof *out);
+    if (n_revoked > RC_STATEMENT_MAX_REVOKED)
+        return rc_error_set(err, RC_E_INVALID,
+                            "a list key statement revokes at most %d device keys, not %zu",
+                            RC_STATEMENT_MAX_REVOKED, n_revoked);
+    if (not_after && not_after <= not_before)
+        return rc_error_set(err, RC_E_INVALID, "statement expires before it becomes valid");
+    out->version = RC_STATEMENT_V2;
+    memcpy(out->address, ls->address, sizeof out->address);
+    out->epoch = ls->epoch;
+    memcpy(out->A, ls->A, 32);
+    out->not_before = not_before;
+    out->not_after = not_after;
+    memcpy(out->signer_pk, ls->sign_pk, 32);
+    memcpy(out->service_pk, service_pk, 32);
+    out->n_revoked = (uint16_t)n_revoked;
+    for (size_t i = 0; i < n_revoked; i++)
+        memcpy(out->revoked[i], revoked[i], 32);
+    if (statement_signed_msg(msg, sizeof msg, &len, out) != 0)
+        return rc_error_set(err, RC_E_INVALID, "statement does not encode");
+    crypto_sign_detached(out->sig, NULL, msg, len, ls->sign_sk);
+    return 0;
+}
+
+int rc_statement_revokes(const rc_statement *st, const uint8_t pk[RC_SIGN_PK_BYTES])
+{
+    if (st->version != RC_STATEMENT_V2)
+        return 0;
+    for (size_t i = 0; i < st->n_revoked && i < RC_STATEMENT_MAX_REVOKED; i++)
+        if (sodium_memcmp(st->revoked[i], pk, 32) == 0)
+            return 1;
     return 0;
 }
 
@@ -80,9 +131,10 @@ int rc_statement_from_bytes(rc_statement *st, const uint8_t *in, size_t len, rc_
     char canon[RC_ADDR_MAX + 1];
     memset(st, 0, sizeof *st);
     st->version = rc_rd_u8(&r);
-    if (!r.bad && st->version != RC_FORMAT_VERSION)
+    if (!r.bad && st->version != RC_STATEMENT_V1 && st->version != RC_STATEMENT_V2)
         return rc_error_set(err, RC_E_VERSION,
-                            "list key statement version %u is not supported (this build reads 1)",
+                            "list key statement version %u is not supported (this build reads "
+                            "1 and 2)",
                             st->version);
     rc_rd_str8(&r, st->address, RC_ADDR_MAX);
     st->epoch = rc_rd_u64(&r);
@@ -90,6 +142,17 @@ int rc_statement_from_bytes(rc_statement *st, const uint8_t *in, size_t len, rc_
     st->not_before = rc_rd_u64(&r);
     st->not_after = rc_rd_u64(&r);
     rc_rd_copy(&r, st->signer_pk, 32);
+    if (st->version == RC_STATEMENT_V2) {
+        rc_rd_copy(&r, st->service_pk, 32);
+        size_t n = rc_rd_u16(&r);
+        if (!r.bad && n > RC_STATEMENT_MAX_REVOKED)
+            return rc_error_set(err, RC_E_FORMAT,
+                                "list key statement revokes %zu device keys (at most %d)", n,
+                                RC_STATEMENT_MAX_REVOKED);
+        st->n_revoked = (uint16_t)n;
+        for (size_t i = 0; i < n && !r.bad; i++)
+            rc_rd_copy(&r, st->revoked[i], 32);
+    }
     rc_rd_copy(&r, st->sig, 64);
     if (!rc_rd_done(&r))
         return rc_error_set(err, RC_E_FORMAT, "list key statement is truncated or too long");
@@ -99,6 +162,18 @@ int rc_statement_from_bytes(rc_statement *st, const uint8_t *in, size_t len, rc_
         return rc_error_set(err, RC_E_CRYPTO, "list key statement carries an invalid key");
     if (st->not_after && st->not_after <= st->not_before)
         return rc_error_set(err, RC_E_FORMAT, "list key statement expires before it is valid");
+    if (st->version == RC_STATEMENT_V2) {
+        /* An Ed25519 key that is not a valid point verifies nothing: refuse it here. */
+        uint8_t x[crypto_scalarmult_curve25519_BYTES];
+        if (crypto_sign_ed25519_pk_to_curve25519(x, st->service_pk) != 0)
+            return rc_error_set(err, RC_E_CRYPTO,
+                                "list key statement carries an invalid service key");
+        for (size_t i = 0; i < st->n_revoked; i++)
+            for (size_t j = 0; j < i; j++)
+                if (sodium_memcmp(st->revoked[i], st->revoked[j], 32) == 0)
+                    return rc_error_set(err, RC_E_FORMAT,
+                                        "list key statement revokes a device key twice");
+    }
     return 0;
 }
 

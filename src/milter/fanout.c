@@ -66,8 +66,10 @@ static int buf_str(buf_t *b, const char *s)
  * gateway's own are added (the milter does the same in inline mode). */
 static int dropped_field(const char *f, size_t len)
 {
-    static const char *const names[] = {RC_HDR_LIST_KEY, HDR_PROCESSED, RC_HDR_COPY, "List-Id",
-                                        "List-Post", "Return-Path", "Delivered-To"};
+    static const char *const names[] = {RC_HDR_LIST_KEY,    HDR_PROCESSED, RC_HDR_COPY,
+                                        "List-Id",          "List-Post",   "Return-Path",
+                                        "Delivered-To",     RC_HDR_SERVICE_SIG,
+                                        RC_HDR_LIST_KEY_CURRENT};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         size_t k = strlen(names[i]);
         if (len > k && f[k] == ':' && !strncasecmp(f, names[i], k))
@@ -81,9 +83,11 @@ static int dropped_field(const char *f, size_t len)
  * Recrypt-Processed and Recrypt-Copy (random, one per run: a rerun's copy
  * of a post a member already has carries another, which lets the member's
  * client mark it as a second copy), then the empty line. Nothing in it
- * depends on the member: a copy says nothing about who else got one. */
+ * depends on the member: a copy says nothing about who else got one.
+ * send_copy puts the copy's own Recrypt-Service-Signature (for that member)
+ * before the empty line. */
 static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_statement *st,
-                       const char *marker, buf_t *out, rc_error *err)
+                       const char *marker, const char *key_current, buf_t *out, rc_error *err)
 {
     buf_t in = {0};
     int rc = rc_mail_write_header(mail, buf_sink, &in, err);
@@ -127,6 +131,10 @@ static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_sta
             buf_str(out, eol);
         buf_str(out, " ");
         buf_add(out, key + i, len - i < 72 ? len - i : 72);
+    }
+    if (key_current[0]) { /* a post of an older epoch: the current key too */
+        buf_str(out, "\n" RC_HDR_LIST_KEY_CURRENT ": ");
+        buf_str(out, key_current);
     }
     uint8_t run[16];
     char copy[RC_COPY_ID_LEN + 2];
@@ -179,6 +187,7 @@ typedef struct {
     const unsigned char *sent_before;
     const buf_t *hdr;
     const char *bounce, *helo, *list, *post_id, *qid;
+    const uint8_t *svc_seed; /* the epoch's service signing seed, NULL: version 1 (no key) */
     /* Shared, under lock. */
     pthread_mutex_t lock;
     size_t next;  /* the next member to take */
@@ -220,13 +229,38 @@ static int send_copy(sender_t *S, smtp_client **smtp, rc_mail *mail, size_t i, s
     }
     if (rc != SMTP_OK)
         return rc;
-    if (smtp_write(*smtp, S->hdr->p, S->hdr->n) != 0 ||
-        rc_mail_write_body_stanzas(mail, S->aud->entries + mb->first, S->R + mb->first, mb->n,
-                                   smtp_sink, *smtp, k, &err) != 0) {
+    /* The stanzas' order first: the copy's service signature (for this
+     * member) goes in its header, before the empty line. */
+    size_t *order = malloc((mb->n ? mb->n : 1) * sizeof *order), kk = 0;
+    uint8_t h[32], sig[RC_SIG_BYTES];
+    char field[GW_SVC_SIG_MAX + 64] = "\n";
+    if (!order || rc_mail_stanza_order(mail, S->aud->entries + mb->first, S->R + mb->first,
+                                       mb->n, order, &kk, h, &err) != 0) {
+        snprintf(reply, cap, "cannot write a copy: %s", order ? err.msg : "out of memory");
+        free(order);
+        return SMTP_TEMPFAIL;
+    }
+    if (S->svc_seed) {
+        char v[GW_SVC_SIG_MAX];
+        if (rc_svc_sign(sig, S->svc_seed, rc_mail_envelope(mail), rc_mail_date(mail), h,
+                        mb->address, &err) != 0) {
+            snprintf(reply, cap, "cannot sign a copy: %s", err.msg);
+            free(order);
+            return SMTP_TEMPFAIL;
+        }
+        gateway_sig_field(v, sig);
+        snprintf(field, sizeof field, RC_HDR_SERVICE_SIG ": %s\n\n", v);
+    }
+    if (smtp_write(*smtp, S->hdr->p, S->hdr->n - 1) != 0 ||
+        smtp_write(*smtp, field, strlen(field)) != 0 ||
+        rc_mail_write_body_order(mail, S->aud->entries + mb->first, S->R + mb->first, order, kk,
+                                 smtp_sink, *smtp, k, &err) != 0) {
+        free(order);
         /* Abandoned half-written: the relay drops it with the connection. */
         snprintf(reply, cap, "writing a copy to %s failed", relay);
         return SMTP_TEMPFAIL;
     }
+    free(order);
     return smtp_end(*smtp, reply, cap);
 }
 
@@ -366,6 +400,8 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     uint8_t (*R)[RC_POINT_BYTES] = NULL;
     unsigned char *sent_before = NULL;
     buf_t hdr = {0};
+    uint8_t *svc_seed = NULL;
+    char *key_current = calloc(1, GW_CURRENT_MAX);
     int recorded_new = 0, code = EX_TEMPFAIL;
     uint64_t first = job->now;
     char post_id[2 * RECEIPT_PREFIX_BYTES + 1] = "-";
@@ -491,7 +527,11 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         }
         char marker[64];
         gateway_processed_mark(marker, job->mark_secret, l.list_id, env);
-        if (copy_header(mail, &l, &ep.statement, marker, &hdr, &err) != 0) {
+        if (gateway_current_field(rd, &l, &ep, key_current, &err) != 0 ||
+            (ep.statement.version == RC_STATEMENT_V2 &&
+             (!(svc_seed = rc_secret_alloc(RC_SVC_SEED_BYTES)) ||
+              rc_store_service_seed(rd, job->svc, l.list_id, ep.epoch, svc_seed, &err) != 0)) ||
+            copy_header(mail, &l, &ep.statement, marker, key_current, &hdr, &err) != 0) {
             snprintf(why, cap, "%s", err.msg);
             goto tempfail;
         }
@@ -509,6 +549,7 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         .list = l.address,
         .post_id = post_id,
         .qid = qid,
+        .svc_seed = svc_seed,
     };
     pthread_mutex_init(&S.lock, NULL);
     S.batch.store = job->store;
@@ -569,6 +610,8 @@ done:
         log_msg(LOG_LEVEL_WARNING, qid, "post=%s cannot forget a refused post: %s", post_id,
                 err.msg);
     free(hdr.p);
+    rc_secret_free(svc_seed);
+    free(key_current);
     free(sent_before);
     free(R);
     rc_recryptor_free(rr);

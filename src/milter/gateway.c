@@ -407,3 +407,62 @@ void gateway_plan(rc_store_reader *rd, const rc_service_secret *svc, const rc_st
                             l->address, devices, aud->n_members, (unsigned long long)max_fanout);
     }
 }
+
+void gateway_fold(char *out, size_t cap, const char *value, size_t width)
+{
+    size_t o = 0, len = strlen(value);
+    out[0] = '\0';
+    for (size_t i = 0; i < len && o + 1 < cap; i += width) {
+        if (i)
+            o += (size_t)snprintf(out + o, cap - o, "\n ");
+        if (o + 1 < cap)
+            o += (size_t)snprintf(out + o, cap - o, "%.*s", (int)width, value + i);
+    }
+}
+
+int gateway_current_field(rc_store_reader *rd, const rc_store_list *l, const rc_store_epoch *ep,
+                          char *cur, rc_error *err)
+{
+    cur[0] = '\0';
+    if (ep->epoch != l->current_epoch) {
+        rc_store_epoch c;
+        char key[RC_KEYSTR_MAX];
+        int rc = rc_store_get_epoch(rd, l->list_id, l->current_epoch, &c, err);
+        if (rc == 0)
+            rc = rc_statement_encode(key, sizeof key, &c.statement, err);
+        if (rc)
+            return rc;
+        gateway_fold(cur, GW_CURRENT_MAX, key, 72);
+    }
+    return 0;
+}
+
+void gateway_sig_field(char *sig, const uint8_t s[RC_SIG_BYTES])
+{
+    char b64[RC_SVC_SIG_TEXT];
+    rc_svc_sig_encode(b64, s);
+    gateway_fold(sig, GW_SVC_SIG_MAX, b64, 48);
+}
+
+int gateway_service_fields(rc_store_reader *rd, const rc_service_secret *svc,
+                           const rc_store_list *l, const rc_store_epoch *ep, const rc_mail *mail,
+                           const uint8_t stanza_hash[32], const char *recipient, char *sig,
+                           char *cur, rc_error *err)
+{
+    sig[0] = '\0';
+    int rc = gateway_current_field(rd, l, ep, cur, err);
+    if (rc || ep->statement.version != RC_STATEMENT_V2)
+        return rc;
+    uint8_t *seed = rc_secret_alloc(RC_SVC_SEED_BYTES), s[RC_SIG_BYTES];
+    if (!seed)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    rc = rc_store_service_seed(rd, svc, l->list_id, ep->epoch, seed, err);
+    if (rc == 0)
+        rc = rc_svc_sign(s, seed, rc_mail_envelope(mail), rc_mail_date(mail), stanza_hash,
+                         recipient, err);
+    rc_secret_free(seed);
+    if (rc)
+        return rc;
+    gateway_sig_field(sig, s);
+    return 0;
+}

@@ -123,4 +123,27 @@ void gateway_processed_mark(char out[64], const uint8_t mark_secret[32],
 void gateway_verdict_set(gw_verdict *v, gw_action action, const char *code, const char *xcode,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The service fields of one copy (docs/FORMAT.md §9.2), as header field
+ * values folded with "\n " (smfi_addheader's form): *sig the
+ * Recrypt-Service-Signature over the copy's stanzas (stanza_hash, from
+ * rc_mail_write_*_h or rc_mail_stanza_order) for recipient ("" inline, the
+ * member's address for a split copy), "" when the epoch's statement is of
+ * version 1 (no service key); *cur the Recrypt-List-Key-Current value (the
+ * list's current statement), "" when the post's epoch is the current one.
+ * An epoch of version 2 whose key the store cannot give is an error (the
+ * copy would reach members as mail they refuse). sig: GW_SVC_SIG_MAX
+ * bytes; cur: GW_CURRENT_MAX bytes. */
+#define GW_SVC_SIG_MAX 100
+#define GW_CURRENT_MAX (RC_KEYSTR_MAX + RC_KEYSTR_MAX / 36 + 8)
+int gateway_service_fields(rc_store_reader *rd, const rc_service_secret *svc,
+                           const rc_store_list *l, const rc_store_epoch *ep, const rc_mail *mail,
+                           const uint8_t stanza_hash[32], const char *recipient, char *sig,
+                           char *cur, rc_error *err);
+/* The two halves: the Recrypt-List-Key-Current value, and a signature's value. */
+int gateway_current_field(rc_store_reader *rd, const rc_store_list *l, const rc_store_epoch *ep,
+                          char *cur, rc_error *err);
+void gateway_sig_field(char *sig, const uint8_t s[RC_SIG_BYTES]);
+/* value folded into lines of `width` characters joined by "\n " */
+void gateway_fold(char *out, size_t cap, const char *value, size_t width);
+
 #endif

@@ -78,6 +78,7 @@ typedef struct {
     char from[RC_ADDR_MAX + 1];    /* From header address, lowercased */
     char marker[128];              /* Recrypt-Processed value, if any */
     int n_list_key, n_processed, n_list_id, n_list_post; /* header counts to remove */
+    int n_svc_sig, n_key_current; /* Recrypt-Service-Signature, Recrypt-List-Key-Current */
     int spool;                     /* -1 when none */
     uint64_t size;
     int too_big;
@@ -331,6 +332,10 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         return SMFIS_CONTINUE;
     if (!strcasecmp(name, RC_HDR_LIST_KEY))
         m->n_list_key++;
+    else if (!strcasecmp(name, RC_HDR_SERVICE_SIG))
+        m->n_svc_sig++;
+    else if (!strcasecmp(name, RC_HDR_LIST_KEY_CURRENT))
+        m->n_key_current++;
     else if (!strcasecmp(name, HDR_PROCESSED)) {
         m->n_processed++;
         snprintf(m->marker, sizeof m->marker, "%s", value);
@@ -437,6 +442,12 @@ static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list 
     for (int i = m->n_processed; i > 0; i--)
         if (smfi_chgheader(ctx, HDR_PROCESSED, i, NULL) != MI_SUCCESS)
             return -1;
+    for (int i = m->n_svc_sig; i > 0; i--)
+        if (smfi_chgheader(ctx, RC_HDR_SERVICE_SIG, i, NULL) != MI_SUCCESS)
+            return -1;
+    for (int i = m->n_key_current; i > 0; i--)
+        if (smfi_chgheader(ctx, RC_HDR_LIST_KEY_CURRENT, i, NULL) != MI_SUCCESS)
+            return -1;
     for (int i = m->n_list_id; i > 0; i--)
         if (smfi_chgheader(ctx, "List-Id", i, NULL) != MI_SUCCESS)
             return -1;
@@ -524,6 +535,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     rc_store_audience aud = {0};
     int out = -1, recorded = 0;
     size_t n_stanzas = 0;
+    uint8_t stanza_hash[32];
+    char svc_sig[GW_SVC_SIG_MAX], key_current[GW_CURRENT_MAX];
+    svc_sig[0] = key_current[0] = '\0';
     sfsistat st = SMFIS_TEMPFAIL;
     uint64_t now = (uint64_t)time(NULL);
     read_config(&cfg);
@@ -606,8 +620,10 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             const rc_envelope *env = rc_mail_envelope(mail);
             config c2 = cfg;
             if (spool_open_fd(&out, &c2) != 0 ||
-                rc_mail_write_recrypted_body(mail, aud.entries, aud.n_entries, 1, body_sink, &out,
-                                             &n_stanzas, &err) != 0) {
+                rc_mail_write_recrypted_body_h(mail, aud.entries, aud.n_entries, 1, body_sink,
+                                               &out, &n_stanzas, stanza_hash, &err) != 0 ||
+                gateway_service_fields(rd, D->svc, &l, &ep, mail, stanza_hash, "", svc_sig,
+                                       key_current, &err) != 0) {
                 st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                            "recrypt: cannot recrypt: %s", err.msg[0] ? err.msg : "spool");
                 goto done;
@@ -621,6 +637,15 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         }
         if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, &aud,
                     receipt[0] ? receipt : NULL, mail == NULL) != 0) {
+            st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                       "recrypt: the MTA refused a change, try again later");
+            goto done;
+        }
+        /* The service signature of this copy and, for a post of an older
+         * epoch, the current list key (FORMAT.md §9.2). */
+        int add_sig = mail && svc_sig[0], add_cur = mail && key_current[0];
+        if ((add_sig && smfi_addheader(ctx, RC_HDR_SERVICE_SIG, svc_sig) != MI_SUCCESS) ||
+            (add_cur && smfi_addheader(ctx, RC_HDR_LIST_KEY_CURRENT, key_current) != MI_SUCCESS)) {
             st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                        "recrypt: the MTA refused a change, try again later");
             goto done;

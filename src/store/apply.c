@@ -125,6 +125,38 @@ static int put_list(apply_ctx *a, unsigned flags, rc_error *err)
     return mrc ? mdb_error(err, mrc, "writing a list") : 0;
 }
 
+/* A version 2 statement names the epoch's service signing key: its seed
+ * must open with the service key and give statement.service_pk; it is kept
+ * sealed, as r is ("svckeys", STORE.md §3.11). */
+static int put_svc_key(apply_ctx *a, const rc_statement *s, rc_error *err)
+{
+    if (s->version != RC_STATEMENT_V2)
+        return 0;
+    uint8_t *seed = rc_secret_alloc(RC_SVC_SEED_BYTES), pk[32];
+    if (!seed)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    int rc = rc_svc_seed_open(seed, a->req->sealed_svc_seed, a->svc, err);
+    if (rc == 0) {
+        rc_svc_public(pk, seed);
+        if (sodium_memcmp(pk, s->service_pk, 32) != 0)
+            rc = rc_error_set(err, RC_E_CRYPTO,
+                              "the service signing key sent for epoch %llu is not the one its "
+                              "list key statement names",
+                              (unsigned long long)s->epoch);
+    }
+    rc_secret_free(seed);
+    if (rc)
+        return rc;
+    uint8_t kb[40];
+    MDB_val k = {key_list_epoch(kb, a->list_id, s->epoch), kb},
+            v = {RC_SEALED_SVC_SEED_BYTES, (void *)a->req->sealed_svc_seed};
+    int mrc = mdb_put(a->txn, a->st->svckeys, &k, &v, MDB_NOOVERWRITE);
+    if (mrc == MDB_KEYEXIST)
+        return rc_error_set(err, RC_E_EXISTS, "epoch %llu already has a service signing key",
+                            (unsigned long long)s->epoch);
+    return mrc ? mdb_error(err, mrc, "writing a service signing key") : 0;
+}
+
 static int apply_create_group(apply_ctx *a, rc_error *err)
 {
     const rc_request *req = a->req;
@@ -167,7 +199,7 @@ static int apply_create_group(apply_ctx *a, rc_error *err)
             return rc_error_set(err, RC_E_INVALID,
                                 "list address too long for a bounce address; name one");
     }
-    if ((rc = put_list(a, MDB_NOOVERWRITE, err)) != 0 ||
+    if ((rc = put_svc_key(a, s, err)) != 0 || (rc = put_list(a, MDB_NOOVERWRITE, err)) != 0 ||
         (rc = put_epoch(a->txn, a->st, a->list_id, s, 0, MDB_NOOVERWRITE, err)) != 0)
         return rc;
     rc_store_owner o;
@@ -393,7 +425,8 @@ static int apply_update_group(apply_ctx *a, const rc_store_epoch *cur, rc_error 
         return rc;
     rc_store_epoch prev = *cur;
     prev.grace_until = req->grace_until ? req->grace_until : 1;
-    if ((rc = put_epoch(a->txn, a->st, a->list_id, &prev.statement, prev.grace_until, 0, err)) ||
+    if ((rc = put_svc_key(a, s, err)) ||
+        (rc = put_epoch(a->txn, a->st, a->list_id, &prev.statement, prev.grace_until, 0, err)) ||
         (rc = put_epoch(a->txn, a->st, a->list_id, s, 0, MDB_NOOVERWRITE, err)) ||
         (rc = put_devices(a, err)))
         return rc;

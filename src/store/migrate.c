@@ -109,6 +109,19 @@ static int migrate_3_to_4(MDB_txn *txn, rc_error *err)
     return mrc ? mdb_error(err, mrc, "creating the records of split delivery") : 0;
 }
 
+/* 4 -> 5: the service signing keys of version 2 statements, "svckeys"
+ * (list id ‖ u64 epoch -> the seed sealed to the service key), start
+ * empty: every epoch of an older store has a version 1 statement, which
+ * names no service key. */
+static int migrate_4_to_5(MDB_txn *txn, rc_error *err)
+{
+    MDB_dbi svckeys;
+    int mrc = mdb_dbi_open(txn, "svckeys", MDB_CREATE, &svckeys);
+    if (mrc == 0)
+        mrc = mdb_drop(txn, svckeys, 0);
+    return mrc ? mdb_error(err, mrc, "creating the service signing keys") : 0;
+}
+
 static const struct {
     uint32_t from;
     int (*run)(MDB_txn *txn, rc_error *err);
@@ -116,6 +129,7 @@ static const struct {
     {1, migrate_1_to_2},
     {2, migrate_2_to_3},
     {3, migrate_3_to_4},
+    {4, migrate_4_to_5},
 };
 
 /* Migrate the store to RC_STORE_SCHEMA_VERSION in one write transaction.

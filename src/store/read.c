@@ -69,6 +69,26 @@ int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err)
     return 0;
 }
 
+int rc_store_service_seed(rc_store_reader *rd, const rc_service_secret *svc,
+                          const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                          uint8_t seed[RC_SVC_SEED_BYTES], rc_error *err)
+{
+    if (rd->st->schema < 5)
+        return rc_error_set(err, RC_E_NOT_FOUND, "this store (schema %u) keeps no service "
+                                                 "signing keys", rd->st->schema);
+    uint8_t kb[40];
+    MDB_val k = {key_list_epoch(kb, list_id, epoch), kb}, v;
+    int mrc = mdb_get(rd->txn, rd->st->svckeys, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return rc_error_set(err, RC_E_NOT_FOUND, "epoch %llu has no service signing key",
+                            (unsigned long long)epoch);
+    if (mrc)
+        return mdb_error(err, mrc, "reading a service signing key");
+    if (v.mv_size != RC_SEALED_SVC_SEED_BYTES)
+        return damaged(err, "svckeys");
+    return rc_svc_seed_open(seed, v.mv_data, svc, err);
+}
+
 int rc_store_get_list(rc_store_reader *rd, const char *address, rc_store_list *out,
                       rc_error *err)
 {

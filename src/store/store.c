@@ -23,7 +23,7 @@
 #include "bytes.h"
 #include "store_internal.h"
 
-#define N_DBS 10
+#define N_DBS 11
 #define MAX_DBS 12 /* room for two more */
 
 #define DATA_FILE "data.mdb"
@@ -36,15 +36,15 @@
 
 static const char *const db_names[N_DBS] = {"meta",         "lists",  "epochs",  "members",
                                             "devices",      "owners", "applied", "delivered",
-                                            "delivered-at", "copies"};
+                                            "delivered-at", "copies", "svckeys"};
 /* The schema version that introduced each database. */
-static const uint32_t db_since[N_DBS] = {1, 1, 1, 1, 1, 1, 1, 1, 2, 4};
+static const uint32_t db_since[N_DBS] = {1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 5};
 
 MDB_dbi *db_slot(rc_store *st, int i)
 {
     MDB_dbi *slots[N_DBS] = {&st->meta,         &st->lists,  &st->epochs,  &st->members,
                              &st->devices,      &st->owners, &st->applied, &st->delivered,
-                             &st->delivered_at, &st->copies};
+                             &st->delivered_at, &st->copies, &st->svckeys};
     return slots[i];
 }
 

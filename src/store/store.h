@@ -34,9 +34,9 @@
 #include <recrypt/request.h>
 
 /* 2: the replay cache's time index "delivered-at"; 3: pending rows in the
- * replay cache; 4: the records of split delivery "copies" (docs/STORE.md
- * §4). */
-#define RC_STORE_SCHEMA_VERSION 4
+ * replay cache; 4: the records of split delivery "copies"; 5: the service
+ * signing keys "svckeys" (docs/STORE.md §4). */
+#define RC_STORE_SCHEMA_VERSION 5
 #define RC_STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB of address space */
 #define RC_STORE_SERVICE_KEY_FILE "service.key"
 
@@ -247,6 +247,15 @@ int rc_store_copies_record(rc_store *st, const uint8_t E[RC_POINT_BYTES],
 /* How many copies of E are recorded. */
 int rc_store_copies_count(rc_store_reader *rd, const uint8_t E[RC_POINT_BYTES], size_t *n,
                           rc_error *err);
+
+/* The service signing seed of an epoch whose statement is of version 2
+ * (FORMAT.md §8.1), unsealed with svc into seed (the caller's guarded
+ * memory; wipe it). RC_E_NOT_FOUND when the epoch has none (a version 1
+ * statement, or a store older than schema 5 opened without migrating);
+ * RC_E_CRYPTO when it does not open with svc. */
+int rc_store_service_seed(rc_store_reader *rd, const rc_service_secret *svc,
+                          const uint8_t list_id[RC_ID_BYTES], uint64_t epoch,
+                          uint8_t seed[RC_SVC_SEED_BYTES], rc_error *err);
 
 /* The server's 32-byte secret for marking processed mail. */
 int rc_store_mark_secret(rc_store_reader *rd, uint8_t out[32], rc_error *err);

@@ -57,7 +57,8 @@ int store_intact(const rc_store *st, rc_error *err);
 
 struct rc_store {
     MDB_env *env;
-    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered, delivered_at, copies;
+    MDB_dbi meta, lists, epochs, members, devices, owners, applied, delivered, delivered_at, copies,
+        svckeys;
     int readonly;
     uint32_t schema; /* as found (read-only) or after migration */
     uint32_t found_schema; /* as found, before any migration */
@@ -79,7 +80,8 @@ enum {
     DB_APPLIED,
     DB_DELIVERED,
     DB_DELIVERED_AT,
-    DB_COPIES
+    DB_COPIES,
+    DB_SVCKEYS
 };
 
 /* store.c: the handle of database i (DB_*); whether st may be written (a

@@ -148,6 +148,28 @@ if [ -n "$f" ]; then
   done
   s=$(tr -d '\r' <"$f" | grep -c '^Stanza:' || true)
   [ "$s" -eq 5 ] && pass "1: 5 stanzas (alice, bob x2, carol, frank)" || failed "1: $s stanzas, expected 5"
+  # The milter signed the copy (FORMAT.md §8.1): one Recrypt-Service-Signature,
+  # the verdict without "path=" (verified); the same copy with one stanza
+  # dropped after signing is refused as not from the list.
+  [ "$(tr -d '\r' <"$f" | grep -c '^Recrypt-Service-Signature: ')" -eq 1 ] &&
+    head -n1 o-alice.eml | grep -qE "^Recrypt-Verdict: unsigned; list=$LIST; epoch=[0-9]+\$" &&
+    pass "1: the inline copy carries the service signature, which verifies" ||
+    failed "1: service signature: $(grep -c '^Recrypt-Service-Signature' "$f") fields, $(head -n1 o-alice.eml)"
+  /usr/bin/python3 - "$f" cut.eml <<'EOF2'
+import sys, re
+t = open(sys.argv[1], newline="").read()
+# drop the last Stanza field (one stanza of five) with its continuation lines
+m = list(re.finditer(r"^Stanza: .*\r?\n(?:[ \t].*\r?\n)*", t, re.M))[-1]
+open(sys.argv[2], "w", newline="").write(t[:m.start()] + t[m.end():])
+EOF2
+  bad=0
+  for d in alice bob-laptop bob-phone carol; do
+    rc=0; dev "$d" open <cut.eml >/dev/null 2>"$T/.open" || rc=$?
+    [ $rc -eq 0 ] && bad=1
+    [ $rc -eq 77 ] && ! grep -q 'did not come through the list' "$T/.open" && bad=1
+  done
+  [ $bad = 0 ] && pass "1: a copy whose stanzas changed after signing opens for nobody" ||
+    failed "1: a changed copy opened or failed otherwise"
   grep -q "$MARK" "$f" && failed "1: the delivered copy holds the plaintext marker" ||
     pass "1: the delivered copy holds no plaintext"
   v=$(hval "$f" List-Id)

@@ -133,10 +133,17 @@ for line in sys.stdin:
   [ -z "$leaked" ] && pass "2: $m's copy names no other member and holds no other member's W" ||
     failed "2: $m's copy leaks:$leaked"
 done
-# The copies differ only in their stanzas and the delivery trace: the
-# header the gateway wrote is the same for everyone.
+# The copies differ only in their stanzas, their service signature (over
+# the member's own stanzas and address, FORMAT.md §8.1) and the delivery
+# trace: the rest of the header the gateway wrote is the same for everyone.
 gwhdr() { tr -d '\r' <"$1" | awk '/^$/ {exit} {print}' | grep -vi -e '^Delivered-To:' -e '^Return-Path:' -e '^X-Original-To:' |
-  awk '/^Received:/ {skip = 1; next} skip && /^[ \t]/ {next} {skip = 0; print}'; }
+  awk '/^(Received|Recrypt-Service-Signature):/ {skip = 1; next} skip && /^[ \t]/ {next} {skip = 0; print}'; }
+svcsig() { tr -d '\r' <"$1" | awk '/^$/ {exit} /^Recrypt-Service-Signature:/ {p = 1; print; next} p && /^[ \t]/ {print; next} {p = 0}' | tr -d ' \n'; }
+sigs=$(for m in "${MEMBERS[@]}"; do svcsig "copy-$m.eml"; echo; done | grep -c 'Recrypt-Service-Signature:')
+usigs=$(for m in "${MEMBERS[@]}"; do svcsig "copy-$m.eml"; echo; done | sort -u | grep -c 'Recrypt-Service-Signature:')
+[ "$sigs" -eq "${#MEMBERS[@]}" ] && [ "$usigs" -eq "$sigs" ] &&
+  pass "2: every copy carries its own Recrypt-Service-Signature ($sigs, all different)" ||
+  failed "2: service signatures: $sigs in ${#MEMBERS[@]} copies, $usigs different"
 same=1
 for m in bob carol dave; do cmp -s <(gwhdr copy-alice.eml) <(gwhdr "copy-$m.eml") || same=0; done
 [ $same = 1 ] && pass "2: every copy has the same gateway header (List-Id, Recrypt-List-Key, Recrypt-Processed)" ||
@@ -152,6 +159,23 @@ for m in "${MEMBERS[@]}"; do
     else failed "3: $d cannot open $m's copy (exit $rc: $(head -c 300 "$T/.open"))"; fi
   done
 done
+# The service signature verified for the member's own address (FORMAT.md
+# §9.5 step 6): the verdict has no "path=". Alice's copy with bob's
+# signature in it (a signature for another recipient and other stanzas)
+# did not come through the list for alice.
+head -n1 o-alice.eml | grep -q '^Recrypt-Verdict: unsigned; list=list@example.org; epoch=2$' &&
+  pass "3: a split copy opens as list mail (service signature for this member)" ||
+  failed "3: split copy verdict: $(head -n1 o-alice.eml)"
+/usr/bin/python3 - copy-alice.eml copy-bob.eml swapped-alice.eml <<'EOF2'
+import sys, re
+mine, other = open(sys.argv[1], newline="").read(), open(sys.argv[2], newline="").read()
+pat = re.compile(r"^Recrypt-Service-Signature: .*\r?\n(?:[ \t].*\r?\n)*", re.M)
+open(sys.argv[3], "w", newline="").write(pat.sub(lambda _: pat.search(other).group(0), mine, count=1))
+EOF2
+rc=0; dev alice open <swapped-alice.eml >/dev/null 2>"$T/.open" || rc=$?
+[ $rc -eq 77 ] && grep -q 'did not come through the list' "$T/.open" &&
+  pass "3: alice's copy with bob's service signature is refused as not from the list" ||
+  failed "3: swapped signature: exit $rc $(head -c 300 "$T/.open")"
 # A device cannot open another member's copy: its stanza is not there.
 rc=0; dev alice open <copy-bob.eml >/dev/null 2>"$T/.open" || rc=$?
 [ $rc -ne 0 ] && pass "3: alice's device cannot open bob's copy (exit $rc)" || failed "3: alice opened bob's copy"

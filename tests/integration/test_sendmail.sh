@@ -492,11 +492,11 @@ for m in "${SMEMBERS[@]}"; do
   [ -z "$leaked" ] && pass "3: $m's copy names no other member and holds no other member's W" ||
     failed "3: $m's copy leaks:$leaked"
 done
-# The copies differ only in their stanzas and the delivery trace: the
-# header the gateway wrote is the same for everyone.
+# The copies differ only in their stanzas, their own service signature
+# (FORMAT.md §8.1) and the delivery trace: the rest of the gateway header is the same.
 # (mail.local adds Return-Path and Content-Length, Sendmail Received.)
 gwhdr() { tr -d '\r' <"$1" | awk '/^$/ {body = 1} !body {print}' | grep -vi -e '^Return-Path:' -e '^Content-Length:' |
-  awk '/^Received:/ {skip = 1; next} skip && /^[ \t]/ {next} {skip = 0; print}'; }
+  awk '/^(Received|Recrypt-Service-Signature):/ {skip = 1; next} skip && /^[ \t]/ {next} {skip = 0; print}'; }
 same=1
 for m in dave erin frank; do cmp -s <(gwhdr copy-carol.eml) <(gwhdr "copy-$m.eml") || same=0; done
 [ $same = 1 ] && [ -s copy-carol.eml ] && pass "3: every copy has the same gateway header" ||

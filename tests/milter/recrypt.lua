@@ -2,7 +2,8 @@
 -- message the milter deletes the list recipient (as it was given), adds
 -- alice and bob (not carol, suspended), changes the envelope sender to the
 -- bounce address, replaces the body (one stanza per active device: 3) and
--- adds List-Id, List-Post, Recrypt-List-Key and Recrypt-Processed.
+-- adds List-Id, List-Post, Recrypt-List-Key, Recrypt-Service-Signature and
+-- Recrypt-Processed.
 -- Writes the delivered message to MT_OUT/recrypt-1.eml for the shell test
 -- (recrypt open) and processed.lua (a post already processed).
 dofile(os.getenv("MT_LIB"))
@@ -37,6 +38,13 @@ local key = mt.getheader(conn, "Recrypt-List-Key", 0)
 local list_key = slurp(DIR .. "/list.key"):gsub("%s", "")
 check(key ~= nil and key:gsub("%s", "") == list_key, "Recrypt-List-Key added: the list key of the epoch",
       tostring(key))
+-- The service signature of the copy (FORMAT.md 8.1): 86 base64url
+-- characters once unfolded; the members' recrypt open checks it below.
+local svcsig = mt.getheader(conn, "Recrypt-Service-Signature", 0)
+check(svcsig ~= nil and #svcsig:gsub("%s", "") == 86 and svcsig:gsub("%s", ""):match("^[A-Za-z0-9_-]+$"),
+      "Recrypt-Service-Signature added (86 base64url characters)", tostring(svcsig))
+check(mt.getheader(conn, "Recrypt-List-Key-Current", 0) == nil,
+      "no Recrypt-List-Key-Current for a post of the current epoch")
 local mark = mt.getheader(conn, "Recrypt-Processed", 0)
 check(mark ~= nil and mark:match("^[A-Za-z0-9_-]+$") and #mark == 43,
       "Recrypt-Processed added (43 base64url characters)", tostring(mark))
@@ -56,7 +64,8 @@ if check(nb ~= nil and #nb > 0, "the new body was captured") then
   -- fields, the added ones, the new body.
   local out = {}
   for _, f in ipairs(fields) do out[#out + 1] = f[1] .. ": " .. f[2] end
-  for _, h in ipairs({"List-Id", "List-Post", "Recrypt-List-Key", "Recrypt-Processed"}) do
+  for _, h in ipairs({"List-Id", "List-Post", "Recrypt-List-Key", "Recrypt-Processed",
+                      "Recrypt-Service-Signature"}) do
     local v = mt.getheader(conn, h, 0)
     if v then out[#out + 1] = h .. ": " .. v end
   end

@@ -180,7 +180,8 @@ static void write_list_key(const rc_statement *st)
 }
 
 /* The service step on the LMDB store, as the milter will do it. */
-static int recrypt_store(const char *db, const char *list, int no_table, uint64_t now)
+static int recrypt_store(const char *db, const char *list, int no_table, int unsigned_copy,
+                         uint64_t now)
 {
     char p[4096], s[RC_KEYSTR_MAX];
     rc_service_secret *svc = rc_secret_alloc(sizeof *svc);
@@ -212,10 +213,44 @@ static int recrypt_store(const char *db, const char *list, int no_table, uint64_
         die("refused");
     if (rc_store_recrypt_entries(rd, svc, l.list_id, epoch, UINT64_MAX, UINT64_MAX, &entries, &n, &err))
         die("cannot read the device entries");
-    write_list_key(&e.statement);
-    if (rc_mail_write_header(m, fd_sink, stdout, &err) ||
-        rc_mail_write_recrypted_body(m, entries, n, !no_table, fd_sink, stdout, &n_written, &err))
+    /* As the milter: the body first (its stanzas' hash), then the header
+     * with the service signature (a version 2 statement) and, for a post
+     * of an older epoch, the current list key. --unsigned leaves the
+     * signature out: a copy as anybody could write it, for the readers'
+     * tests. */
+    FILE *body = tmpfile();
+    uint8_t h[32];
+    if (!body || rc_mail_write_recrypted_body_h(m, entries, n, !no_table, fd_sink, body,
+                                                &n_written, h, &err))
         die("recryption failed");
+    if (e.statement.version == RC_STATEMENT_V2 && !unsigned_copy) {
+        uint8_t *seed = rc_secret_alloc(RC_SVC_SEED_BYTES), sig[64];
+        char b64[RC_SVC_SIG_TEXT];
+        if (!seed || rc_store_service_seed(rd, svc, l.list_id, epoch, seed, &err) ||
+            rc_svc_sign(sig, seed, rc_mail_envelope(m), rc_mail_date(m), h, "", &err))
+            die("cannot sign the copy");
+        rc_secret_free(seed);
+        rc_svc_sig_encode(b64, sig);
+        printf(RC_HDR_SERVICE_SIG ": %.50s\n %s\n", b64, b64 + 50);
+    }
+    if (epoch != l.current_epoch) {
+        rc_store_epoch cur;
+        char key[RC_KEYSTR_MAX];
+        if (rc_store_get_epoch(rd, l.list_id, l.current_epoch, &cur, &err) ||
+            rc_statement_encode(key, sizeof key, &cur.statement, &err))
+            die("no current epoch");
+        printf(RC_HDR_LIST_KEY_CURRENT ": %s\n", key);
+    }
+    write_list_key(&e.statement);
+    if (rc_mail_write_header(m, fd_sink, stdout, &err))
+        die("recryption failed");
+    fflush(stdout);
+    rewind(body);
+    char cbuf[65536];
+    size_t got;
+    while ((got = fread(cbuf, 1, sizeof cbuf, body)) > 0)
+        fwrite(cbuf, 1, got, stdout);
+    fclose(body);
     fprintf(stderr, "rc-harness: %zu stanzas for %zu device entries\n", n_written, n);
     rc_secret_free(entries);
     rc_secret_free(svc);
@@ -357,7 +392,7 @@ static void usage(void)
           "       rc-harness enrol DIR MEMBER DEVICEKEY [--at UNIX] [--bad-cert]\n"
           "       rc-harness recrypt DIR [--no-table] [--now UNIX]\n"
           "                  [--entries-from DIR2 [--entries-epoch N]] < sealed > delivered\n"
-          "       rc-harness recrypt-store DB LIST [--no-table] < sealed > delivered\n"
+          "       rc-harness recrypt-store DB LIST [--no-table] [--unsigned] < sealed > delivered\n"
           "       rc-harness store-schema DB [N]\n"
           "       rc-harness request-resign OWNERKEY [--created T] [--not-after T] [--v1]\n"
           "                  < armored > armored\n",
@@ -450,7 +485,18 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "store-schema") == 0)
         return store_schema(dir, argc > 3 ? argv[3] : NULL);
     if (strcmp(cmd, "recrypt-store") == 0 && argc >= 4)
-        return recrypt_store(dir, argv[3], argc > 4 && strcmp(argv[4], "--no-table") == 0, now);
+    {
+        int no_table = 0, unsigned_copy = 0;
+        for (int i = 4; i < argc; i++) {
+            if (strcmp(argv[i], "--no-table") == 0)
+                no_table = 1;
+            else if (strcmp(argv[i], "--unsigned") == 0)
+                unsigned_copy = 1;
+            else
+                usage();
+        }
+        return recrypt_store(dir, argv[3], no_table, unsigned_copy, now);
+    }
     if (strcmp(cmd, "recrypt") == 0) {
         int use_table = 1;
         const char *edir = dir;

@@ -603,6 +603,110 @@ static void test_future_dated_replay(void **state)
     p.now = DATE + WINDOW + 1;
     decide(r, &p);
     verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "older than the freshness window");
+/* The service fields (FORMAT.md §9.2, §8.1): with a version 2 statement a
+ * signature by the epoch's service key over the copy's stanza hash and
+ * recipient; for a post of an older epoch (grace) also the current list
+ * key; with a version 1 statement no signature. */
+static void unfold(char *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; s[i]; i++)
+        if (s[i] != '\n' && s[i] != ' ')
+            s[k++] = s[i];
+    s[k] = '\0';
+}
+
+static void test_service_fields(void **state)
+{
+    run *r = *state;
+    rc_error err;
+    char sig[GW_SVC_SIG_MAX], cur[GW_CURRENT_MAX];
+    uint8_t h[32], raw[64], seed1[32], seed2[32], pk1[32], pk2[32];
+    size_t len;
+    randombytes_buf(h, 32);
+    /* the version 1 world: nothing to sign, nothing current to add */
+    int fd = sealed_post(&W.st1, NOW, "alice@example.org", NULL);
+    gw_post p = post_for(fd, NOW);
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_int_equal(gateway_service_fields(r->rd, W.svc, &r->l, &r->ep, r->mail, h, "", sig, cur,
+                                            &err),
+                     RC_OK);
+    assert_string_equal(sig, "");
+    assert_string_equal(cur, "");
+    done(r);
+    close(fd);
+    store_destroy(r->st);
+
+    /* version 2: a list with a service key per epoch */
+    r->st = store_new();
+    randombytes_buf(seed1, 32);
+    randombytes_buf(seed2, 32);
+    rc_svc_public(pk1, seed1);
+    rc_svc_public(pk2, seed2);
+    rc_statement st1, st2;
+    rc_request q;
+    req_init(&q, RC_REQ_CREATE_GROUP, LIST);
+    assert_int_equal(rc_statement_sign_v2(&st1, W.ls1, NOW - 100, 0, pk1, NULL, 0, &err), RC_OK);
+    q.statement = st1;
+    q.owner = W.owner->pub;
+    assert_int_equal(rc_svc_seed_seal(q.sealed_svc_seed, seed1, W.svc->pub.pk, &err), RC_OK);
+    apply_ok(r->st, &q);
+    const int devs[] = {D_ALICE};
+    add_member(r->st, M_ALICE, devs, 1, NOW - 1000);
+    fd = sealed_post(&st1, NOW, "alice@example.org", NULL);
+    p = post_for(fd, NOW);
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_int_equal(gateway_service_fields(r->rd, W.svc, &r->l, &r->ep, r->mail, h,
+                                            "alice@example.org", sig, cur, &err),
+                     RC_OK);
+    assert_non_null(strchr(sig, '\n')); /* folded */
+    unfold(sig);
+    assert_int_equal(sodium_base642bin(raw, sizeof raw, sig, strlen(sig), NULL, &len, NULL,
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
+    assert_int_equal(len, 64);
+    assert_int_equal(rc_svc_verify(raw, pk1, rc_mail_envelope(r->mail), rc_mail_date(r->mail), h,
+                                   "alice@example.org", &err),
+                     RC_OK);
+    assert_int_equal(rc_svc_verify(raw, pk1, rc_mail_envelope(r->mail), rc_mail_date(r->mail), h,
+                                   "", &err),
+                     RC_E_SIGNATURE);
+    assert_string_equal(cur, "");
+    done(r);
+
+    /* rotation with grace: the epoch-1 post gets the epoch-2 statement too,
+     * and is still signed with the epoch-1 key */
+    req_init(&q, RC_REQ_UPDATE_GROUP, LIST);
+    assert_int_equal(rc_statement_sign_v2(&st2, W.ls2, NOW - 100, 0, pk2,
+                                          (const uint8_t(*)[32])W.dev[D_ALICE]->pub.sign_pk, 1,
+                                          &err),
+                     RC_OK);
+    q.statement = st2;
+    q.grace_until = NOW + 86400;
+    assert_int_equal(rc_svc_seed_seal(q.sealed_svc_seed, seed2, W.svc->pub.pk, &err), RC_OK);
+    apply_ok(r->st, &q);
+    decide(r, &p);
+    assert_int_equal(r->v.action, GW_GO_ON);
+    assert_int_equal(r->ep.epoch, 1);
+    assert_int_equal(gateway_service_fields(r->rd, W.svc, &r->l, &r->ep, r->mail, h, "", sig, cur,
+                                            &err),
+                     RC_OK);
+    unfold(sig);
+    sodium_base642bin(raw, sizeof raw, sig, strlen(sig), NULL, &len, NULL,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    assert_int_equal(rc_svc_verify(raw, pk1, rc_mail_envelope(r->mail), rc_mail_date(r->mail), h,
+                                   "", &err),
+                     RC_OK);
+    rc_statement got;
+    assert_int_equal(rc_statement_decode(&got, cur, &err), RC_OK);
+    assert_int_equal(got.epoch, 2);
+    assert_true(rc_statement_revokes(&got, W.dev[D_ALICE]->pub.sign_pk));
+    /* another service key cannot sign: the store's seed does not open */
+    assert_int_equal(gateway_service_fields(r->rd, W.other_svc, &r->l, &r->ep, r->mail, h, "", sig,
+                                            cur, &err),
+                     RC_E_CRYPTO);
     done(r);
     close(fd);
 }
@@ -927,6 +1031,7 @@ int main(void)
         T(test_future_dated_replay), T(test_large_header_sealed), T(test_padded_replay),
         T(test_control_part_anywhere), T(test_structural), T(test_data_part),
         T(test_oversized_message_id),
+        T(test_service_fields),
         cmocka_unit_test(test_verdict_text_is_one_clean_line),
     };
     return cmocka_run_group_tests(tests, world_setup, world_teardown);

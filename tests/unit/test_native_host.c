@@ -268,6 +268,8 @@ static void test_open_read_part(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "kind")), "unsigned");
     assert_string_equal(json_string_value(json_object_get(v, "list")), "list@example.org");
     assert_int_equal(json_integer_value(json_object_get(v, "epoch")), 1);
+    /* the fixture's list key is of version 1 (rc-harness): no service key */
+    assert_string_equal(json_string_value(json_object_get(v, "path")), "unverified");
     json_t *hd = json_object_get(res, "headers");
     assert_string_equal(json_string_value(json_object_get(hd, "subject")), "Grüße nhmark");
     assert_string_equal(json_string_value(json_object_get(hd, "message_id")), "nh1@example.org");
@@ -359,15 +361,18 @@ static void test_open_duplicate(void **state)
     json_int_t hd = open_copy(h, "AAAAAAAAAAAAAAAAAAAAAA", &dup);
     assert_int_equal(dup, 0);
     uint8_t *all = read_all(h, hd, NH_CHUNK_MAX, &n);
-    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1", 57);
-    assert_true(all[57] == '\n' || all[57] == '\r');
+    /* a version 1 statement: no service key, so the path is not verified */
+    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; path=unverified", 74);
+    assert_true(all[74] == '\n' || all[74] == '\r');
     free(all);
     hd = open_copy(h, "BBBBBBBBBBBBBBBBBBBBBB", &dup);
     assert_int_equal(dup, 1);
     all = read_all(h, hd, NH_CHUNK_MAX, &n);
-    assert_memory_equal(all, "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; duplicate",
-                        68);
-    assert_true(all[68] == '\n' || (all[68] == '\r' && all[69] == '\n'));
+    assert_memory_equal(all,
+                        "Recrypt-Verdict: unsigned; list=list@example.org; epoch=1; path=unverified; "
+                        "duplicate",
+                        85);
+    assert_true(all[85] == '\n' || (all[85] == '\r' && all[86] == '\n'));
     free(all);
     hd = open_copy(h, "AAAAAAAAAAAAAAAAAAAAAA", &dup);
     assert_int_equal(dup, 0);
@@ -625,6 +630,7 @@ static void test_malformed(void **state)
         {"{\"op\":\"close\"}", "malformed-request"},
         {"{\"op\":\"open\"}", "malformed-request"},
         {"{\"op\":\"open\",\"message\":\"\",\"signer\":7}", "malformed-request"},
+        {"{\"op\":\"open\",\"message\":\"\",\"allow_direct\":\"yes\"}", "malformed-request"},
         {"{\"op\":\"import\",\"key\":7}", "malformed-request"},
         {"{\"op\":\"seal\",\"to\":\"/etc/passwd\",\"message\":\"\"}", "malformed-request"},
         {"{\"op\":\"seal\",\"to\":\"a@b/../x\",\"message\":\"\"}", "malformed-request"},

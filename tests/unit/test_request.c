@@ -110,6 +110,66 @@ static void test_round_trip_armor(void **state)
     rc_request_free(&req);
 }
 
+/* REQUESTS.md §3.2: after a version 2 statement, CreateGroup and
+ * UpdateGroup carry the 80-byte sealed service seed; after a version 1
+ * statement nothing. Every cut of the encoding is refused. */
+static void test_group_service_seed(void **state)
+{
+    (void)state;
+    rc_error err;
+    uint8_t seed[32], pk[32], back[32];
+    randombytes_buf(seed, 32);
+    rc_svc_public(pk, seed);
+    for (int type = RC_REQ_CREATE_GROUP; type <= RC_REQ_UPDATE_GROUP; type++)
+        for (int v2 = 0; v2 < 2; v2++) {
+            rc_request req, got;
+            memset(&req, 0, sizeof req);
+            req.version = 1;
+            req.type = (uint8_t)type;
+            memcpy(req.service_pk, F.svc.pub.pk, 32);
+            strcpy(req.list, F.ls.address);
+            req.counter = 3;
+            req.created_at = 1700000000;
+            req.owner = F.owner.pub;
+            if (v2) {
+                assert_int_equal(rc_statement_sign_v2(&req.statement, &F.ls, 1000, 0, pk,
+                                                      (const uint8_t(*)[32])F.dev[0].pub.sign_pk,
+                                                      1, &err),
+                                 0);
+                assert_int_equal(rc_svc_seed_seal(req.sealed_svc_seed, seed, F.svc.pub.pk, &err),
+                                 0);
+            } else {
+                assert_int_equal(rc_statement_sign(&req.statement, &F.ls, 1000, 0, &err), 0);
+            }
+            assert_int_equal(rc_request_sign(&req, &F.owner, &err), 0);
+            uint8_t *enc, *enc1;
+            size_t len, len1;
+            assert_int_equal(rc_request_encode(&req, &enc, &len, &err), 0);
+            assert_int_equal(rc_request_decode(&got, enc, len, &err), 0);
+            assert_int_equal(got.statement.version, v2 ? 2 : 1);
+            if (v2) {
+                assert_int_equal(got.statement.n_revoked, 1);
+                assert_int_equal(rc_svc_seed_open(back, got.sealed_svc_seed, &F.svc, &err), 0);
+                assert_memory_equal(back, seed, 32);
+            } else {
+                assert_true(sodium_is_zero(got.sealed_svc_seed, sizeof got.sealed_svc_seed));
+            }
+            rc_request_free(&got);
+            /* the seed is signed with the rest: one bit changed, the signature fails */
+            if (v2) {
+                req.sealed_svc_seed[0] ^= 1;
+                assert_int_equal(rc_request_encode(&req, &enc1, &len1, &err), 0);
+                assert_int_equal(len1, len);
+                assert_int_not_equal(rc_request_decode(&got, enc1, len1, &err), 0);
+                free(enc1);
+            }
+            for (size_t cut = 1; cut < len; cut += 17)
+                assert_int_not_equal(rc_request_decode(&got, enc, len - cut, &err), 0);
+            free(enc);
+            rc_request_free(&req);
+        }
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -291,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_example_vector),
         cmocka_unit_test(test_owner_requests),
+        cmocka_unit_test(test_group_service_seed),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -44,7 +44,8 @@
 /* ---------------------------------------------------------------- raw LMDB access */
 
 static const char *const DBS[] = {"meta",   "lists",   "epochs",    "members",      "devices",
-                                  "owners", "applied", "delivered", "delivered-at", "copies"};
+                                  "owners", "applied", "delivered", "delivered-at", "copies",
+                                  "svckeys"};
 #define N_DBS (sizeof DBS / sizeof DBS[0])
 
 static MDB_env *raw_open(const char *dir, unsigned flags)
@@ -69,6 +70,8 @@ static uint32_t db_since(const char *db)
 {
     if (!strcmp(db, "delivered-at"))
         return 2;
+    if (!strcmp(db, "svckeys"))
+        return 5;
     return strcmp(db, "copies") ? 1 : 4;
 }
 
@@ -1034,7 +1037,7 @@ static void test_create_and_schema(void **state)
     uint8_t mark[32], mark2[32];
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
     assert_int_equal(rc_store_schema(rd), RC_STORE_SCHEMA_VERSION);
-    assert_int_equal(RC_STORE_SCHEMA_VERSION, 4);
+    assert_int_equal(RC_STORE_SCHEMA_VERSION, 5);
     assert_int_equal(rc_store_mark_secret(rd, mark, &err), RC_OK);
     assert_false(sodium_is_zero(mark, 32));
     rc_store_list l;
@@ -1079,17 +1082,17 @@ static void test_create_and_schema(void **state)
     rc_store_close(st);
 
     /* A newer schema is refused, read-only or not, and left alone. */
-    uint8_t v5[4] = {0, 0, 0, 5};
-    set_meta(W.dir, "schema", v5, 4);
+    uint8_t v6[4] = {0, 0, 0, 6};
+    set_meta(W.dir, "schema", v6, 4);
     for (unsigned fl = 0; fl <= (RC_STORE_READONLY | RC_STORE_NO_MIGRATE); fl++) {
         st2 = (rc_store *)(uintptr_t)1;
         assert_int_equal(rc_store_open(&st2, W.dir, 0, fl, &err), RC_E_VERSION);
         assert_null(st2);
         assert_int_equal(err.code, RC_E_VERSION);
-        assert_string_equal(err.msg, "store schema version 5 is newer than this build "
-                                     "understands (4)");
+        assert_string_equal(err.msg, "store schema version 6 is newer than this build "
+                                     "understands (5)");
     }
-    assert_int_equal(raw_schema(W.dir), 5);
+    assert_int_equal(raw_schema(W.dir), 6);
     /* Schema 0 and a malformed version are invalid. */
     uint8_t v0[4] = {0, 0, 0, 0};
     set_meta(W.dir, "schema", v0, 4);
@@ -1293,7 +1296,7 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_reader_end(rd);
     assert_int_equal(rc_store_delivered_begin(st, E[1], T, 0, WINDOW, &seen, &first, &err),
                      RC_E_VERSION);
-    assert_string_equal(err.msg, "store schema version 1 is not migrated to 4 yet: open it for "
+    assert_string_equal(err.msg, "store schema version 1 is not migrated to 5 yet: open it for "
                                  "writing without RC_STORE_NO_MIGRATE");
     assert_int_equal(rc_store_delivered_forget(st, E[1], T, &err), RC_E_VERSION);
     rc_request r;
@@ -1320,11 +1323,11 @@ static void test_migrate_from_schema_1(void **state)
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
     assert_int_equal(rc_store_found_schema(st), 1);
     assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
-    assert_int_equal(rc_store_schema(rd), 4);
+    assert_int_equal(rc_store_schema(rd), RC_STORE_SCHEMA_VERSION);
     assert_int_equal(rc_store_get_list(rd, LIST, &l, &err), RC_OK);
     rc_store_reader_end(rd);
     rc_store_close(st);
-    assert_int_equal(raw_schema(W.dir), 4);
+    assert_int_equal(raw_schema(W.dir), RC_STORE_SCHEMA_VERSION);
     assert_true(raw_has_db(W.dir, "copies"));
     assert_int_equal(raw_count(W.dir, "copies"), 0);
     assert_int_equal(raw_count(W.dir, "delivered"), 3);
@@ -1343,10 +1346,10 @@ static void test_migrate_from_schema_1(void **state)
     assert_non_null(lists2);
     meta_len = (size_t)(lists1 - v1.p);
     assert_int_equal((size_t)(lists2 - v2.p), meta_len);
-    assert_true(v1.len > meta_len + 7);
-    assert_memory_equal(v1.p + v1.len - 7, "copies", 7);
-    assert_memory_equal(v2.p + v2.len - 7, "copies", 7);
-    assert_memory_equal(lists2, lists1, v1.len - 7 - meta_len);
+    assert_true(v1.len > meta_len + 15);
+    assert_memory_equal(v1.p + v1.len - 15, "copies\0svckeys", 15);
+    assert_memory_equal(v2.p + v2.len - 15, "copies\0svckeys", 15);
+    assert_memory_equal(lists2, lists1, v1.len - 15 - meta_len);
     mbuf_free(&v1);
     mbuf_free(&v2);
 
@@ -1378,7 +1381,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_null(st2);
     char want[512];
     snprintf(want, sizeof want,
-             "cannot migrate the store in %s from schema 1 to 4 (the store is unchanged): "
+             "cannot migrate the store in %s from schema 1 to 5 (the store is unchanged): "
              "store is damaged: malformed row in 'delivered'",
              W.dir);
     assert_string_equal(err.msg, want);
@@ -1419,7 +1422,7 @@ static void test_migrate_from_schema_1(void **state)
             break;
         fails++;
         assert_int_equal(rc, RC_E_IO);
-        assert_non_null(strstr(err.msg, "from schema 1 to 4 (the store is unchanged): store is "
+        assert_non_null(strstr(err.msg, "from schema 1 to 5 (the store is unchanged): store is "
                                         "full: raise the map size"));
         assert_int_equal(raw_schema(W.dir), 1);
         assert_true(fails < 200);
@@ -1427,7 +1430,7 @@ static void test_migrate_from_schema_1(void **state)
     assert_true(fails > 1);
     assert_int_equal(rc_store_found_schema(st), 1);
     rc_store_close(st);
-    assert_int_equal(raw_schema(W.dir), 4);
+    assert_int_equal(raw_schema(W.dir), RC_STORE_SCHEMA_VERSION);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 2000);
     store_destroy(NULL);
 
@@ -1446,7 +1449,7 @@ static void test_migrate_from_schema_1(void **state)
     rc_store_close(st); /* read only: nothing repaired */
     assert_int_equal(raw_count(W.dir, "delivered-at"), 1);
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
-    assert_int_equal(rc_store_found_schema(st), 4);
+    assert_int_equal(rc_store_found_schema(st), RC_STORE_SCHEMA_VERSION);
     assert_int_equal(raw_count(W.dir, "delivered-at"), 2);
     seen_is(st, E[2], T + 1, 0); /* prunes the old build's expired row */
     assert_int_equal(raw_count(W.dir, "delivered"), 2);
@@ -2251,6 +2254,82 @@ static void test_copies_lifetime(void **state)
     store_destroy(st);
 }
 
+/* Version 2 statements (FORMAT.md §4): CreateGroup and UpdateGroup carry
+ * the epoch's service signing seed sealed to the service key; the store
+ * checks it against statement.service_pk and keeps it sealed per epoch
+ * ("svckeys", schema 5). A store of schema 4 migrates to an empty
+ * "svckeys"; unmigrated, it has no service keys (RC_E_NOT_FOUND). */
+static void test_service_keys(void **state)
+{
+    (void)state;
+    rc_error err;
+    rc_store *st = store_new();
+    rc_store_reader *rd;
+    uint8_t seed1[32], seed2[32], pk1[32], pk2[32], got[32];
+    randombytes_buf(seed1, 32);
+    randombytes_buf(seed2, 32);
+    rc_svc_public(pk1, seed1);
+    rc_svc_public(pk2, seed2);
+    rc_request r;
+    /* the seed does not match the statement's service key: refused */
+    req_init(&r, RC_REQ_CREATE_GROUP, LIST);
+    assert_int_equal(rc_statement_sign_v2(&r.statement, W.ls1, NOW - 100, 0, pk1, NULL, 0, &err),
+                     RC_OK);
+    r.owner = W.owner->pub;
+    assert_int_equal(rc_svc_seed_seal(r.sealed_svc_seed, seed2, W.svc->pub.pk, &err), RC_OK);
+    assert_int_equal(submit_as(st, &r, W.owner, ++W.ctr_owner, &err), RC_E_CRYPTO);
+    assert_non_null(strstr(err.msg, "is not the one its list key statement names"));
+    /* sealed to another service: refused */
+    assert_int_equal(rc_svc_seed_seal(r.sealed_svc_seed, seed1, W.other_svc->pub.pk, &err), RC_OK);
+    assert_int_equal(submit_as(st, &r, W.owner, ++W.ctr_owner, &err), RC_E_CRYPTO);
+    /* right: the list exists, its epoch 1 has the key */
+    assert_int_equal(rc_svc_seed_seal(r.sealed_svc_seed, seed1, W.svc->pub.pk, &err), RC_OK);
+    apply_ok(st, &r);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_service_seed(rd, W.svc, W.list_id, 1, got, &err), RC_OK);
+    assert_memory_equal(got, seed1, 32);
+    assert_int_equal(rc_store_service_seed(rd, W.other_svc, W.list_id, 1, got, &err), RC_E_CRYPTO);
+    assert_int_equal(rc_store_service_seed(rd, W.svc, W.list_id, 2, got, &err), RC_E_NOT_FOUND);
+    rc_store_epoch ep;
+    assert_int_equal(rc_store_get_epoch(rd, W.list_id, 1, &ep, &err), RC_OK);
+    assert_int_equal(ep.statement.version, 2);
+    assert_memory_equal(ep.statement.service_pk, pk1, 32);
+    rc_store_reader_end(rd);
+    /* rotation: UpdateGroup with a revocation and the next seed */
+    req_init(&r, RC_REQ_UPDATE_GROUP, LIST);
+    assert_int_equal(rc_statement_sign_v2(&r.statement, W.ls2, NOW - 100, 0, pk2,
+                                          (const uint8_t(*)[32])W.dev[D_ALICE]->pub.sign_pk, 1,
+                                          &err),
+                     RC_OK);
+    assert_int_equal(rc_svc_seed_seal(r.sealed_svc_seed, seed2, W.svc->pub.pk, &err), RC_OK);
+    apply_ok(st, &r);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_service_seed(rd, W.svc, W.list_id, 2, got, &err), RC_OK);
+    assert_memory_equal(got, seed2, 32);
+    assert_int_equal(rc_store_get_epoch(rd, W.list_id, 2, &ep, &err), RC_OK);
+    assert_int_equal(ep.statement.n_revoked, 1);
+    rc_store_reader_end(rd);
+    rc_store_close(st);
+
+    /* schema 4: no "svckeys"; unmigrated it has no keys, migrated an empty table */
+    downgrade_to(W.dir, 4);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, RC_STORE_NO_MIGRATE, &err), RC_OK);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_service_seed(rd, W.svc, W.list_id, 1, got, &err), RC_E_NOT_FOUND);
+    rc_store_reader_end(rd);
+    rc_store_close(st);
+    assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
+    assert_int_equal(rc_store_found_schema(st), 4);
+    assert_int_equal(raw_schema(W.dir), 5);
+    assert_true(raw_has_db(W.dir, "svckeys"));
+    assert_int_equal(raw_count(W.dir, "svckeys"), 0);
+    assert_int_equal(rc_store_reader_begin(st, &rd, &err), RC_OK);
+    assert_int_equal(rc_store_service_seed(rd, W.svc, W.list_id, 2, got, &err), RC_E_NOT_FOUND);
+    rc_store_reader_end(rd);
+    sodium_memzero(got, 32);
+    store_destroy(st);
+}
+
 /* A store of schema 3 (no "copies"): read as it is without migrating
  * (no copies recorded, writes refused, the store unchanged), migrated to
  * 4 by a read-write open with every row kept, then used. */
@@ -2294,7 +2373,7 @@ static void test_migrate_from_schema_3(void **state)
         int rc = rc_store_copies_record(st, E, ab, 2, NOW + 1, &err);
         if (pass) {
             assert_int_equal(rc, RC_E_VERSION);
-            assert_string_equal(err.msg, "store schema version 3 is not migrated to 4 yet: open "
+            assert_string_equal(err.msg, "store schema version 3 is not migrated to 5 yet: open "
                                          "it for writing without RC_STORE_NO_MIGRATE");
         } else {
             assert_int_equal(rc, RC_E_INVALID);
@@ -2311,7 +2390,7 @@ static void test_migrate_from_schema_3(void **state)
      * "copies"; the pending post is still pending, and takes copies. */
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
     assert_int_equal(rc_store_found_schema(st), 3);
-    assert_int_equal(raw_schema(W.dir), 4);
+    assert_int_equal(raw_schema(W.dir), RC_STORE_SCHEMA_VERSION);
     assert_true(raw_has_db(W.dir, "copies"));
     raw_dump(W.dir, &v4, &rows);
     assert_int_equal(rows, rows3);
@@ -2330,7 +2409,7 @@ static void test_migrate_from_schema_3(void **state)
     assert_int_equal(copies_of(st, E), 2);
     rc_store_close(st);
     assert_int_equal(rc_store_open(&st, W.dir, 0, 0, &err), RC_OK);
-    assert_int_equal(rc_store_found_schema(st), 4); /* not migrated twice */
+    assert_int_equal(rc_store_found_schema(st), RC_STORE_SCHEMA_VERSION); /* not migrated twice */
     assert_int_equal(copies_of(st, E), 2);
     rc_store_close(st);
 
@@ -2531,6 +2610,7 @@ int main(void)
         cmocka_unit_test(test_copies_record),
         cmocka_unit_test(test_copies_lifetime),
         cmocka_unit_test(test_migrate_from_schema_3),
+        cmocka_unit_test(test_service_keys),
     };
     return cmocka_run_group_tests(tests, world_setup, world_teardown);
 }

@@ -502,8 +502,108 @@ static void test_statement(void **state)
     assert_int_equal(rc_statement_from_bytes(&st2, b, len, NULL), 0);
     assert_int_equal(rc_statement_verify(&st2, NULL), 0);
     /* an unknown version byte: RC_E_VERSION */
-    b[0] = 2;
+    b[0] = 3; /* versions 1 and 2 are read */
     assert_int_equal(rc_statement_from_bytes(&st2, b, len, &err), RC_E_VERSION);
+    done_checks();
+}
+
+/* ---- version 2 statement and the service signature (FORMAT.md §4, §8.1, §11.8) ---- */
+
+#define HEX_SVC_SEED "9191919191919191919191919191919191919191919191919191919191919191"
+#define EXP_SVC_PK \
+    "8ca63145907a2e6c5fb3dc0791c0189b8252da3e4143704b3b2ca4e526f25dd1"
+#define EXP_STATEMENT_V2 \
+    "0213667269656e6473406578616d706c652e6f726700000000000000076a0c64" \
+    "12656065a30790208b8acc969927edc8a0144d1d0d372223a1b8a5e87a000000" \
+    "0064bb5a80000000006b49d200c050c5637a44fa8629fff3cccce2300cb362a6" \
+    "3d99d95fc54145266f4332445a8ca63145907a2e6c5fb3dc0791c0189b8252da" \
+    "3e4143704b3b2ca4e526f25dd100012df04125f0015afb47ce853aef8772094f" \
+    "f9498c14cb1b9e12973c2927da0fa61a2d960743c87930c6a2bf43701d352649" \
+    "503452c1320ff5e5ba2ce08987dc2f6bd1ab3b9d874d03647c5f3588c4d60c33" \
+    "a44049fcaac8fbd8a088f8c0293f0a"
+#define EXP_KS_LISTKEY_V2 \
+    "recrypt1.listkey.AhNmcmllbmRzQGV4YW1wbGUub3JnAAAAAAAAAAdqDGQSZWBloweQIIuKzJaZJ-3IoBRNHQ03IiOhuKXoegAAAABku1qAAAAAAGtJ0gDAUMVjekT6hin_88zM4jAMs2KmPZnZX8VBRSZvQzJEWoymMUWQei5sX7PcB5HAGJuCUto-QUNwSzsspOUm8l3RAAEt8EEl8AFa-0fOhTrvh3IJT_lJjBTLG54SlzwpJ9oPphotlgdDyHkwxqK_Q3AdNSZJUDRSwTIP9eW6LOCJh9wva9GrO52HTQNkfF81iMTWDDOkQEn8qsj72KCI-MApPwohhibV"
+#define EXP_STANZA_HASH \
+    "0e6c536d684481a596d4cebf4d8191cdb067092667f238828fb133a4c750ce2e"
+#define EXP_SVC_SIG_INLINE \
+    "c62124ebece66214615e8df17d78ac338328720b1b6bfd186b2d9cc435e09214" \
+    "234974c1bbcd411d67e156d30236a2603c3fc36e99ca8908a61e5192acd46102"
+#define EXP_SVC_SIG_SPLIT \
+    "213fce15710c3248f25d79bfa9cfd1feecc15577ca162dc7f0e162741ee57bec" \
+    "3503177d2b1fbe653e9d6356c6df6e33db98ad7be980730ae3aabdaf93bffa06"
+
+static void test_statement_v2_svcsig(void **state)
+{
+    (void)state;
+    uint8_t seed[32], pk[32], b[RC_STATEMENT_MAX], msg[16 + RC_STATEMENT_MAX], h[32], h2[32],
+        sig[64];
+    size_t len;
+    rc_error err;
+    rc_statement st, st2;
+    char ks[RC_KEYSTR_MAX];
+    unhex(seed, 32, HEX_SVC_SEED);
+    rc_svc_public(pk, seed);
+    check_hex("svc_pk", pk, 32, EXP_SVC_PK);
+    /* the statement of §11.4 as version 2: service key above, the device
+     * key of §11.2 revoked */
+    assert_int_equal(rc_statement_sign_v2(&st, &F.ls, IN_NOT_BEFORE, IN_NOT_AFTER, pk,
+                                          (const uint8_t(*)[32])F.dev.pub.sign_pk, 1, &err),
+                     0);
+    assert_int_equal(rc_statement_to_bytes(b, sizeof b, &len, &st, NULL), 0);
+    check_hex("statement_v2", b, len, EXP_STATEMENT_V2);
+    assert_int_equal(len, 1 + 1 + 19 + 8 + 32 + 8 + 8 + 32 + 32 + 2 + 32 + 64);
+    put_label(msg, "recrypt/stmt");
+    memcpy(msg + 16, b, len - 64);
+    assert_int_equal(crypto_sign_verify_detached(b + len - 64, msg, 16 + len - 64, F.ls.sign_pk),
+                     0);
+    assert_int_equal(rc_statement_encode(ks, sizeof ks, &st, &err), 0);
+    check_str("ks_listkey_v2", ks, EXP_KS_LISTKEY_V2);
+    assert_int_equal(rc_statement_decode(&st2, ks, &err), 0);
+    assert_int_equal(st2.n_revoked, 1);
+    /* H(stanzas) of the one stanza of §11.5, rebuilt by hand:
+     * BLAKE2b-256(personal "recrypt/stanzas", 01 ‖ u16 len ‖ stanza) */
+    rc_stanza stz;
+    uint8_t sb[RC_STANZA_MAX], hin[1 + 2 + RC_STANZA_MAX], salt[16] = {0}, pers[16];
+    size_t sl = strlen(EXP_STANZA_FIXED) / 2;
+    unhex(sb, sl, EXP_STANZA_FIXED);
+    assert_int_equal(rc_stanza_from_bytes(&stz, sb, sl, &err), 0);
+    assert_int_equal(rc_svc_stanza_hash(h, &stz, 1, &err), 0);
+    check_hex("stanza_hash", h, 32, EXP_STANZA_HASH);
+    hin[0] = 1;
+    hin[1] = (uint8_t)(sl >> 8);
+    hin[2] = (uint8_t)sl;
+    memcpy(hin + 3, sb, sl);
+    put_label(pers, "recrypt/stanzas");
+    crypto_generichash_blake2b_salt_personal(h2, 32, hin, 3 + sl, NULL, 0, salt, pers);
+    assert_memory_equal(h, h2, 32);
+    /* the service signature of the recrypted example (§11.6): inline, and
+     * as a split copy for alice */
+    rc_envelope env;
+    memset(&env, 0, sizeof env);
+    memcpy(env.list_id, F.list_id, 32);
+    env.epoch = IN_EPOCH;
+    unhex(env.E, 32, EXP_E);
+    unhex(env.KC, 32, EXP_KC);
+    assert_int_equal(rc_svc_sign(sig, seed, &env, IN_DATE, h, "", &err), 0);
+    check_hex("svc_sig_inline", sig, 64, EXP_SVC_SIG_INLINE);
+    assert_int_equal(rc_svc_sign(sig, seed, &env, IN_DATE, h, "alice@example.org", &err), 0);
+    check_hex("svc_sig_split", sig, 64, EXP_SVC_SIG_SPLIT);
+    /* rebuilt: label ‖ 01 ‖ list_id ‖ epoch ‖ E ‖ KC ‖ date ‖ H ‖ str8(recipient) */
+    uint8_t m[16 + 1 + 32 + 8 + 32 + 32 + 8 + 32 + 1 + 17], *q = m;
+    put_label(q, "recrypt/svc-sig");
+    q += 16;
+    *q++ = 1;
+    memcpy(q, F.list_id, 32), q += 32;
+    for (int i = 7; i >= 0; i--)
+        *q++ = (uint8_t)((uint64_t)IN_EPOCH >> (8 * i));
+    memcpy(q, env.E, 32), q += 32;
+    memcpy(q, env.KC, 32), q += 32;
+    for (int i = 7; i >= 0; i--)
+        *q++ = (uint8_t)((uint64_t)IN_DATE >> (8 * i));
+    memcpy(q, h, 32), q += 32;
+    *q++ = 17;
+    memcpy(q, "alice@example.org", 17), q += 17;
+    assert_int_equal(crypto_sign_verify_detached(sig, m, (size_t)(q - m), pk), 0);
     done_checks();
 }
 
@@ -922,7 +1022,7 @@ static const char EXP_MIME_RECRYPTED[] =
     "1p89HL7Fj+98zcGKbSYOLGKjPNDyjcU0AptN4BJ54YxIpQeqrFazQA==\r\n"
     "--=_recrypt_000102030405060708090a0b--\r\n";
 static const char EXP_MIME_OPENED[] =
-    "Recrypt-Verdict: signed; member=alice@example.org; device=MA5D-5HFR-PFZS-2IJ7-3S2H-LJPC-3M2E; list=friends@example.org; epoch=7\r\n"
+    "Recrypt-Verdict: signed; member=alice@example.org; device=MA5D-5HFR-PFZS-2IJ7-3S2H-LJPC-3M2E; list=friends@example.org; epoch=7; path=unverified\r\n"
     "From: Alice <alice@example.org>\r\n"
     "To: friends@example.org\r\n"
     "Subject: test vector\r\n"
@@ -1665,6 +1765,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_udf),         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_keystrings),  cmocka_unit_test(test_statement),
+        cmocka_unit_test(test_statement_v2_svcsig),
         cmocka_unit_test(test_cert),        cmocka_unit_test(test_entry),
         cmocka_unit_test(test_send),        cmocka_unit_test(test_send_signed),
         cmocka_unit_test(test_send_long),   cmocka_unit_test(test_recrypt_open),

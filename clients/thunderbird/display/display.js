@@ -74,15 +74,29 @@ function verdictLine(v) {
       el("div", { class: "recrypt-why" }, `Reason: ${v.message}`));
   }
   const d = v.verdict;
+  // FORMAT.md 9.6: "direct" never names a member; "path": "unverified" is
+  // a list key of version 1, which names no service key to check.
+  if (d.kind === "direct") {
+    return el("div", { class: "recrypt-verdict recrypt-refused", id: "recrypt-verdict" },
+      el("strong", {}, "Warning: this message did not come through the list. "),
+      `It is encrypted to the key of ${d.list} (epoch ${d.epoch}), but it carries no valid ` +
+      "signature of the list's service: anyone who knows the list key can write such a " +
+      "message to you. Its sender and its signature, if any, prove nothing.");
+  }
+  const unverified = d.path === "unverified"
+    ? " The list key is of an older version: whether this copy came through the list cannot be checked."
+    : "";
   if (d.kind === "signed") {
     return el("div", { class: "recrypt-verdict recrypt-signed", id: "recrypt-verdict" },
       el("strong", {}, `Signed by ${d.member}`),
-      ` (device ${d.device}). Encrypted end to end through the list ${d.list} (key epoch ${d.epoch}).`);
+      ` (device ${d.device}). Encrypted end to end through the list ${d.list} (key epoch ${d.epoch}).` +
+      unverified);
   }
   return el("div", { class: "recrypt-verdict recrypt-unsigned", id: "recrypt-verdict" },
     el("strong", {}, "Unsigned. "),
     `Encrypted end to end through the list ${d.list} (key epoch ${d.epoch}), but not signed: ` +
-    "the From line is not proven. The sender's device had no membership certificate yet.");
+    "the From line is not proven. The sender's device had no membership certificate yet." +
+    unverified);
 }
 
 function headerTable(h) {

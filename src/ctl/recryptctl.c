@@ -773,9 +773,14 @@ static int cmd_member_remove_device(const ctl_opts *o, const char *list, const c
                           "remove the member; nothing changed",
                           removed, addr, c.list, addr);
     if (rc == 0) {
+        /* The new statement revokes the removed device's key: its
+         * certificates of earlier epochs stop counting (FORMAT.md §4). */
+        uint8_t gone[1][RC_SIGN_PK_BYTES];
+        memcpy(gone[0], ro.e[hit].device.sign_pk, RC_SIGN_PK_BYTES);
         memmove(&ro.e[hit], &ro.e[hit + 1], (ro.n - hit - 1) * sizeof *ro.e);
         ro.n--;
-        rc = build_rotation(&req, &c, o, &ro, 0, &err);
+        rc = build_rotation(&req, &c, o, &ro, 0, (const uint8_t(*)[RC_SIGN_PK_BYTES])gone, 1,
+                            &err);
     }
     if (rc == 0 && (rc = emit(o, &req, 1, &err)) == 0)
         rc = roster_save(&c.ks, c.list, &ro, &err);

@@ -236,7 +236,7 @@ static int send_copy(sender_t *S, smtp_client **smtp, rc_mail *mail, size_t i, s
     char field[GW_SVC_SIG_MAX + 64] = "\n";
     if (!order || rc_mail_stanza_order(mail, S->aud->entries + mb->first, S->R + mb->first,
                                        mb->n, order, &kk, h, &err) != 0) {
-        snprintf(reply, cap, "cannot write a copy: %s", order ? err.msg : "out of memory");
+        snprintf(reply, cap, "cannot write a copy: %.400s", order ? err.msg : "out of memory");
         free(order);
         return SMTP_TEMPFAIL;
     }
@@ -244,7 +244,7 @@ static int send_copy(sender_t *S, smtp_client **smtp, rc_mail *mail, size_t i, s
         char v[GW_SVC_SIG_MAX];
         if (rc_svc_sign(sig, S->svc_seed, rc_mail_envelope(mail), rc_mail_date(mail), h,
                         mb->address, &err) != 0) {
-            snprintf(reply, cap, "cannot sign a copy: %s", err.msg);
+            snprintf(reply, cap, "cannot sign a copy: %.400s", err.msg);
             free(order);
             return SMTP_TEMPFAIL;
         }

@@ -39,6 +39,8 @@ for d in alice mallory; do newdev "$d"; done
 ctl member add "$LIST" alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" mallory@example.org --device "$(cat mallory.pub)" --apply "$T/db" 2>/dev/null
 key1=$(ctl list key "$LIST" 2>/dev/null)
+ctl list key "$LIST" >/dev/null 2>fp.err
+pin_devices "$LIST" "$(fp_in fp.err)" alice mallory # as the owner hands it over at enrolment
 sleep 1 # stanzas go to devices enrolled before the post's Date
 
 # --- a genuine copy: signed by the service, opened as list mail (E4)
@@ -138,6 +140,8 @@ ctl list create "$LIST" --service-key "$svc" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" bob@example.org --device "$(cat bob.pub)" --apply "$T/db" 2>/dev/null
 ctl member add "$LIST" mallory@example.org --device "$(cat mallory2.pub)" --apply "$T/db" 2>/dev/null
 gkey1=$(ctl list key "$LIST" 2>/dev/null)
+ctl list key "$LIST" >/dev/null 2>fp.err
+pin_devices "$LIST" "$(fp_in fp.err)" bob mallory2
 sleep 1
 msg bob@example.org g1 "hello" >g1.eml
 dev bob seal --to "$gkey1" <g1.eml >gs1.eml 2>/dev/null

@@ -603,6 +603,10 @@ static void test_future_dated_replay(void **state)
     p.now = DATE + WINDOW + 1;
     decide(r, &p);
     verdict_is(&r->v, GW_REJECT, "550", "5.7.0", "older than the freshness window");
+    done(r);
+    close(fd);
+}
+
 /* The service fields (FORMAT.md §9.2, §8.1): with a version 2 statement a
  * signature by the epoch's service key over the copy's stanza hash and
  * recipient; for a post of an older epoch (grace) also the current list

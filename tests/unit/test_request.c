@@ -124,12 +124,13 @@ static void test_group_service_seed(void **state)
         for (int v2 = 0; v2 < 2; v2++) {
             rc_request req, got;
             memset(&req, 0, sizeof req);
-            req.version = 1;
+            req.version = RC_REQUEST_VERSION;
             req.type = (uint8_t)type;
             memcpy(req.service_pk, F.svc.pub.pk, 32);
             strcpy(req.list, F.ls.address);
             req.counter = 3;
             req.created_at = 1700000000;
+            req.not_after = req.created_at + 7 * 86400;
             req.owner = F.owner.pub;
             if (v2) {
                 assert_int_equal(rc_statement_sign_v2(&req.statement, &F.ls, 1000, 0, pk,

@@ -21,44 +21,17 @@ PACKAGES="postfix ca-certificates"
 say() { echo "stock-chroot: $*"; }
 
 [ "$(id -u)" -eq 0 ] || { say "needs root"; exit 1; }
-if [ -f "$READY" ] && [ -f "$DIR/var/lib/dpkg/info/postfix.list" ]; then
+# shellcheck source=tests/integration/chroot-lib.sh
+source "$_root/tests/integration/chroot-lib.sh"
+if [ -f "$READY" ] && chroot_installed "$DIR" postfix; then
   say "reusing the chroot in $DIR"
   exit 0
 fi
-command -v debootstrap >/dev/null || { say "debootstrap is missing (apt-get install -y debootstrap)"; exit 1; }
-
-_mounted=0
-cleanup() {
-  if [ "$_mounted" = 1 ]; then umount "$DIR/proc" 2>/dev/null || umount -l "$DIR/proc" || true; fi
-}
-trap cleanup EXIT
-
-mkdir -p "$DIR"
-if [ ! -f "$DIR/.recrypt-debootstrap-done" ]; then
-  say "debootstrap --variant=minbase bookworm $DIR $MIRROR (a few minutes)"
-  debootstrap --variant=minbase bookworm "$DIR" "$MIRROR"
-  touch "$DIR/.recrypt-debootstrap-done"
-fi
-
-# Package scripts must not start daemons while the chroot is being made.
-printf '#!/bin/sh\nexit 101\n' >"$DIR/usr/sbin/policy-rc.d"
-chmod 755 "$DIR/usr/sbin/policy-rc.d"
-if ! mountpoint -q "$DIR/proc"; then
-  mount -t proc proc "$DIR/proc"
-  _mounted=1
-fi
-
-if [ ! -f "$DIR/var/lib/dpkg/info/postfix.list" ]; then
-  say "installing $PACKAGES (debconf: Local only, mail name stock.test)"
-  chroot "$DIR" debconf-set-selections <<'SEL'
-postfix postfix/main_mailer_type select Local only
-postfix postfix/mailname string stock.test
-SEL
-  chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get update
-  # shellcheck disable=SC2086
-  chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES
-fi
-# The package's own daemon may be started by the test: allow it again.
+DEBCONF_SELECTIONS="postfix postfix/main_mailer_type select Local only
+postfix postfix/mailname string stock.test"
+# shellcheck disable=SC2086
+chroot_make "$DIR" "$MIRROR" $PACKAGES
+# The package's own daemon is started by the test: policy-rc.d goes again.
 rm -f "$DIR/usr/sbin/policy-rc.d"
 touch "$READY"
 say "chroot ready in $DIR"

@@ -2,8 +2,20 @@
  * bytes.c - big-endian fields and the bounds-checked byte writer and reader
  * declared in bytes.h (moved here from src/lib/util.c unchanged).
  */
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "bytes.h"
+
+const char *rc_iso_utc(char *out, size_t cap, uint64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
+        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "@%llu", (unsigned long long)t);
+    return out;
+}
 
 void rc_be16_put(uint8_t *p, uint16_t v)
 {

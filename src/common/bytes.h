@@ -46,4 +46,9 @@ void rc_rd_str8(rc_rd *r, char *out, size_t max);
 /* 1 when everything was read and nothing went wrong. */
 int rc_rd_done(const rc_rd *r);
 
+/* A time in unix seconds as ISO 8601 UTC ("2026-12-03T03:15:00Z"), the form
+ * every date recrypt shows or writes into a text takes; "@SECONDS" when it
+ * has none. Returns out. */
+const char *rc_iso_utc(char *out, size_t cap, uint64_t t);
+
 #endif

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "bytes.h"
 #include "owner.h"
 #include "store.h"
 
@@ -30,17 +31,6 @@ static const char *progname = "recryptctl";
 
 /* How long the requests this run makes stay valid (--expires DAYS). */
 static uint64_t request_lifetime = RC_REQUEST_DEFAULT_LIFETIME;
-
-/* ISO 8601 UTC, e.g. 2026-12-03T03:15:00Z. */
-static const char *iso_utc(char *out, size_t cap, uint64_t t)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
-        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, cap, "@%llu", (unsigned long long)t);
-    return out;
-}
 
 typedef struct {
     const char *home, *db, *out, *service_key, *bounce, *apply_db, *key_file, *privilege;
@@ -698,7 +688,7 @@ static int cmd_member_show(const ctl_opts *o, const char *list)
                                NULL);
             if (ro.e[j].enrolled_at)
                 printf("  device %s enrolled %s\n", fp,
-                       iso_utc(when, sizeof when, ro.e[j].enrolled_at));
+                       rc_iso_utc(when, sizeof when, ro.e[j].enrolled_at));
             else
                 printf("  device %s\n", fp);
         }
@@ -1196,7 +1186,7 @@ static int show_device(void *ctx, const rc_store_device *d)
     rc_key_fingerprint(fp, sizeof fp, RC_FP_DEVICE_SIGNER, d->device.sign_pk, 32, NULL);
     char when[32];
     printf("    epoch %llu device %s of %s enrolled %s\n", (unsigned long long)d->epoch, fp,
-           d->member, iso_utc(when, sizeof when, d->enrolled_at));
+           d->member, rc_iso_utc(when, sizeof when, d->enrolled_at));
     return 0;
 }
 
@@ -1225,7 +1215,7 @@ static int show_epoch(void *ctx, const rc_store_epoch *e)
     else if (e->grace_until) {
         char when[32];
         printf("  epoch %llu (previous; usable until %s)\n", (unsigned long long)e->epoch,
-               iso_utc(when, sizeof when, e->grace_until));
+               rc_iso_utc(when, sizeof when, e->grace_until));
     }
     else
         printf("  epoch %llu (current), signed by %s\n", (unsigned long long)e->epoch, fp);
@@ -1240,7 +1230,7 @@ static int show_list(void *ctx, const rc_store_list *l)
     char when[32];
     printf("list %s current-epoch %llu bounce %s created %s\n", l->address,
            (unsigned long long)l->current_epoch, l->bounce,
-           iso_utc(when, sizeof when, l->created_at));
+           rc_iso_utc(when, sizeof when, l->created_at));
     rc_store_each_epoch(s->rd, l->list_id, show_epoch, NULL, NULL);
     rc_store_each_owner(s->rd, l->list_id, show_owner, NULL, NULL);
     rc_store_each_member(s->rd, l->list_id, show_member, NULL, NULL);

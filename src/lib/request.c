@@ -415,16 +415,6 @@ int rc_request_decode(rc_request *req, const uint8_t *in, size_t len, rc_error *
 
 /* ---- armor ---- */
 
-/* ISO 8601 UTC, e.g. 2026-12-03T03:15:00Z. */
-static void iso_utc(char *out, size_t cap, uint64_t t)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
-        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, cap, "@%llu", (unsigned long long)t);
-}
-
 int rc_request_armor(const rc_request *req, rc_sink_fn sink, void *ctx, rc_error *err)
 {
     uint8_t *enc;
@@ -471,8 +461,8 @@ int rc_request_armor(const rc_request *req, rc_sink_fn sink, void *ctx, rc_error
              (unsigned long long)req->counter);
     EMIT(line);
     char made[32], until[32];
-    iso_utc(made, sizeof made, req->created_at);
-    iso_utc(until, sizeof until, req->not_after);
+    rc_iso_utc(made, sizeof made, req->created_at);
+    rc_iso_utc(until, sizeof until, req->not_after);
     snprintf(line, sizeof line, "Valid: %s to %s\n\n", made, until);
     EMIT(line);
     for (size_t off = 0; off < len; off += 57) {

@@ -513,24 +513,14 @@ static int apply_change_owner(apply_ctx *a, rc_error *err)
     return put_owner(a->txn, a->st, a->list_id, &o, 0, err);
 }
 
-/* ISO 8601 UTC, e.g. 2026-12-03T03:15:00Z. */
-static void iso_utc(char *out, size_t cap, uint64_t t)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
-        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, cap, "@%llu", (unsigned long long)t);
-}
-
 /* A request is applied only between created_at - RC_REQUEST_FUTURE_SKEW
  * and not_after, and its lifetime is at most RC_REQUEST_MAX_LIFETIME. */
 static int check_dates(const rc_request *req, uint64_t now, rc_error *err)
 {
     char made[32], until[32], clock[32];
-    iso_utc(made, sizeof made, req->created_at);
-    iso_utc(until, sizeof until, req->not_after);
-    iso_utc(clock, sizeof clock, now);
+    rc_iso_utc(made, sizeof made, req->created_at);
+    rc_iso_utc(until, sizeof until, req->not_after);
+    rc_iso_utc(clock, sizeof clock, now);
     if (req->not_after <= req->created_at ||
         req->not_after - req->created_at > RC_REQUEST_MAX_LIFETIME)
         return rc_error_set(err, RC_E_POLICY,

@@ -19,51 +19,18 @@ READY=$DIR/.recrypt-sendmail-ready
 say() { echo "sendmail-chroot: $*"; }
 
 [ "$(id -u)" -eq 0 ] || { say "needs root"; exit 1; }
+# shellcheck source=tests/integration/chroot-lib.sh
+source "$_root/tests/integration/chroot-lib.sh"
 # (sendmail-mta is an absolute symbolic link: look at dpkg's lists instead)
-installed() {
-  local p
-  for p in sendmail-bin sendmail-cf m4; do
-    [ -f "$DIR/var/lib/dpkg/info/$p.list" ] || return 1
-  done
-}
-if [ -f "$READY" ] && installed; then
+if [ -f "$READY" ] && chroot_installed "$DIR" sendmail-bin sendmail-cf m4; then
   say "reusing the chroot in $DIR"
   exit 0
 fi
-command -v debootstrap >/dev/null || { say "debootstrap is missing (apt-get install -y debootstrap)"; exit 1; }
-
-_mounted=0
-cleanup() {
-  if [ "$_mounted" = 1 ]; then umount "$DIR/proc" 2>/dev/null || umount -l "$DIR/proc" || true; fi
-}
-trap cleanup EXIT
-
-mkdir -p "$DIR"
-if [ ! -f "$DIR/.recrypt-debootstrap-done" ]; then
-  say "debootstrap --variant=minbase bookworm $DIR $MIRROR (a few minutes)"
-  debootstrap --variant=minbase bookworm "$DIR" "$MIRROR"
-  touch "$DIR/.recrypt-debootstrap-done"
-else
-  say "debootstrap already done in $DIR"
-fi
-
-# Package scripts must not start daemons inside the chroot.
+chroot_make "$DIR" "$MIRROR" sendmail-bin sendmail-cf m4
+# Package scripts must not start daemons inside the chroot (the test runs
+# Sendmail itself).
 printf '#!/bin/sh\nexit 101\n' >"$DIR/usr/sbin/policy-rc.d"
 chmod 755 "$DIR/usr/sbin/policy-rc.d"
-
-if ! mountpoint -q "$DIR/proc"; then
-  say "mounting /proc in the chroot"
-  mount -t proc proc "$DIR/proc"
-  _mounted=1
-fi
-
-if ! installed; then
-  say "installing sendmail-bin sendmail-cf m4 in the chroot"
-  chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get update
-  chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sendmail-bin sendmail-cf m4
-else
-  say "sendmail-bin, sendmail-cf and m4 already installed"
-fi
 
 # The packaged sendmail.mc, kept untouched: the test writes its own from it.
 if [ ! -f "$DIR/etc/mail/sendmail.mc.dist" ]; then

@@ -80,7 +80,8 @@ dev() { local d=$1; shift; RECRYPT_HOME="$T/dev-$d" "$RECRYPT" "$@"; }
 
 # make_store "LISTS" "DEVICES": the store $T/db with a service key and an
 # owner (owner.pub); LIST@example.org for each of LISTS (its key in
-# LIST.key), a device for each of DEVICES (its key in DEVICE.pub); on
+# LIST.key), a device for each of DEVICES (its key in DEVICE.pub), each
+# pinning every list's signing key; on
 # list@example.org: alice (device alice), bob (bob-laptop, bob-phone) and
 # carol (carol), suspended. DEVICES must name those four.
 make_store() {
@@ -89,9 +90,16 @@ make_store() {
   ctl init >owner.pub 2>/dev/null
   for l in $1; do
     ctl list create "$l@example.org" --service-key "$svc" --apply "$T/db" 2>/dev/null
-    ctl list key "$l@example.org" >"$l.key" 2>/dev/null
+    ctl list key "$l@example.org" >"$l.key" 2>"$l.fp"
   done
   for d in $2; do dev "$d" keygen >"$d.pub" 2>/dev/null; done
+  # Every device pins every list's signing key, as the owner hands the
+  # fingerprint over at enrolment (a message never pins: FORMAT.md §4).
+  for l in $1; do
+    local fp
+    fp=$(grep -oE 'M[A-Z2-7]{3}(-[A-Z2-7]{4}){6}' "$l.fp" | head -n 1)
+    for d in $2; do dev "$d" list pin "$l@example.org" "$fp" >/dev/null 2>&1 || failed "$d pins $l@example.org"; done
+  done
   ctl member add list@example.org alice@example.org --device "$(cat alice.pub)" --apply "$T/db" 2>/dev/null
   ctl member add list@example.org bob@example.org --device "$(cat bob-laptop.pub)" \
     --device "$(cat bob-phone.pub)" --apply "$T/db" 2>/dev/null

@@ -417,11 +417,13 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         snprintf(why, cap, "%.80s is not a fan-out address (%d hex digits @%s)", job->recipient,
                  RECEIPT_TOKEN_LEN, cfg->fanout_domain[0] ? cfg->fanout_domain : "FanoutDomain");
         log_msg(LOG_LEVEL_WARNING, qid, "fanout refused: %s", why);
+        free(key_current);
         return EX_NOUSER;
     }
     if (rc_mail_parse(&mail, job->fd, &err) != 0) {
         snprintf(why, cap, "malformed recrypt message: %s", err.msg);
         log_msg(LOG_LEVEL_WARNING, qid, "fanout refused: %s", why);
+        free(key_current);
         return EX_DATAERR;
     }
     const rc_envelope *env = rc_mail_envelope(mail);
@@ -527,6 +529,10 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         }
         char marker[64];
         gateway_processed_mark(marker, job->mark_secret, l.list_id, env);
+        if (!key_current) {
+            snprintf(why, cap, "out of memory");
+            goto tempfail;
+        }
         if (gateway_current_field(rd, &l, &ep, key_current, &err) != 0 ||
             (ep.statement.version == RC_STATEMENT_V2 &&
              (!(svc_seed = rc_secret_alloc(RC_SVC_SEED_BYTES)) ||

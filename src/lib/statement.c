@@ -38,31 +38,13 @@ static int statement_signed_msg(uint8_t *buf, size_t cap, size_t *len, const rc_
     return 0;
 }
 
-int rc_statement_sign(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
-                      uint64_t not_after, rc_error *err)
-{
-    uint8_t msg[16 + RC_STATEMENT_MAX];
-    size_t len;
-    memset(out, 0, sizeof *out);
-    out->version = RC_STATEMENT_V1;
-    memcpy(out->address, ls->address, sizeof out->address);
-    out->epoch = ls->epoch;
-    memcpy(out->A, ls->A, 32);
-    out->not_before = not_before;
-    out->not_after = not_after;
-    memcpy(out->signer_pk, ls->sign_pk, 32);
-    if (not_after && not_after <= not_before)
-        return rc_error_set(err, RC_E_INVALID, "statement expires before it becomes valid");
-    if (statement_signed_msg(msg, sizeof msg, &len, out) != 0)
-        return rc_error_set(err, RC_E_INVALID, "statement does not encode");
-    crypto_sign_detached(out->sig, NULL, msg, len, ls->sign_sk);
-    return 0;
-}
-
-int rc_statement_sign_v2(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
-                         uint64_t not_after, const uint8_t service_pk[RC_SIGN_PK_BYTES],
-                         const uint8_t (*revoked)[RC_SIGN_PK_BYTES], size_t n_revoked,
-                         rc_error *err)
+/* Both statement versions: the common fields, then (version 2) the service
+ * key and the revoked device keys; signed with the list signing key. */
+static int statement_sign(rc_statement *out, uint8_t version, const rc_list_secret *ls,
+                          uint64_t not_before, uint64_t not_after,
+                          const uint8_t service_pk[RC_SIGN_PK_BYTES],
+                          const uint8_t (*revoked)[RC_SIGN_PK_BYTES], size_t n_revoked,
+                          rc_error *err)
 {
     uint8_t msg[16 + RC_STATEMENT_MAX];
     size_t len;
@@ -73,21 +55,38 @@ int rc_statement_sign_v2(rc_statement *out, const rc_list_secret *ls, uint64_t n
                             RC_STATEMENT_MAX_REVOKED, n_revoked);
     if (not_after && not_after <= not_before)
         return rc_error_set(err, RC_E_INVALID, "statement expires before it becomes valid");
-    out->version = RC_STATEMENT_V2;
+    out->version = version;
     memcpy(out->address, ls->address, sizeof out->address);
     out->epoch = ls->epoch;
     memcpy(out->A, ls->A, 32);
     out->not_before = not_before;
     out->not_after = not_after;
     memcpy(out->signer_pk, ls->sign_pk, 32);
-    memcpy(out->service_pk, service_pk, 32);
-    out->n_revoked = (uint16_t)n_revoked;
-    for (size_t i = 0; i < n_revoked; i++)
-        memcpy(out->revoked[i], revoked[i], 32);
+    if (version == RC_STATEMENT_V2) {
+        memcpy(out->service_pk, service_pk, 32);
+        out->n_revoked = (uint16_t)n_revoked;
+        for (size_t i = 0; i < n_revoked; i++)
+            memcpy(out->revoked[i], revoked[i], 32);
+    }
     if (statement_signed_msg(msg, sizeof msg, &len, out) != 0)
         return rc_error_set(err, RC_E_INVALID, "statement does not encode");
     crypto_sign_detached(out->sig, NULL, msg, len, ls->sign_sk);
     return 0;
+}
+
+int rc_statement_sign(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
+                      uint64_t not_after, rc_error *err)
+{
+    return statement_sign(out, RC_STATEMENT_V1, ls, not_before, not_after, NULL, NULL, 0, err);
+}
+
+int rc_statement_sign_v2(rc_statement *out, const rc_list_secret *ls, uint64_t not_before,
+                         uint64_t not_after, const uint8_t service_pk[RC_SIGN_PK_BYTES],
+                         const uint8_t (*revoked)[RC_SIGN_PK_BYTES], size_t n_revoked,
+                         rc_error *err)
+{
+    return statement_sign(out, RC_STATEMENT_V2, ls, not_before, not_after, service_pk, revoked,
+                          n_revoked, err);
 }
 
 int rc_statement_revokes(const rc_statement *st, const uint8_t pk[RC_SIGN_PK_BYTES])

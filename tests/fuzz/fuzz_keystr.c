@@ -25,7 +25,7 @@
 #define FZ_NAME "fuzz_keystr"
 #include "fuzz_common.h"
 
-#define PAYLOAD_CAP 1024
+#define PAYLOAD_CAP 4096 /* above the codec's payload limit (2496) */
 
 static const char *const types[] = {
     RC_KT_DEVICE, RC_KT_DEVICE_SECRET, RC_KT_SERVICE, RC_KT_SERVICE_SECRET, RC_KT_OWNER,

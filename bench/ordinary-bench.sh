@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# ordinary-bench.sh: what recrypt-milter costs mail that is not for a list.
+# A benchmark, not a test: CTest does not run it; run it by hand, as root:
+#
+#   bash bench/ordinary-bench.sh [BUILD_DIR]     (default BUILD_DIR: <repo>/build)
+#
+# Ordinary messages (a sender, ORD_RCPTS ordinary recipients, no list
+# named anywhere) are sent by SMTP to a private Postfix instance that
+# relays them to smtp-sink, in three modes:
+#
+#   none  smtpd without milters
+#   inet  smtpd with recrypt-milter on a loopback TCP socket
+#   unix  smtpd with recrypt-milter on a unix-domain socket
+#
+# The milters use a real store with one list (so every recipient is
+# looked up) that the mail never names. One Postfix instance serves all
+# three modes: master.cf has one smtpd listener per mode, identical but
+# for "-o smtpd_milters=" (none, the inet milter, the unix milter), so a
+# mode is a port and nothing is restarted or reloaded between runs. Two
+# milter processes (one per socket) run for the whole bench on the same
+# store. The modes are interleaved (none, inet, unix, none, ...) for
+# ORD_ROUNDS rounds; a run is timed from the first SMTP connection until
+# smtp-sink has received every message of the run. Each run checks that
+# the mode was the one asked for: the milter of the mode must have read
+# from its socket during the run (/proc/PID/io), the other one must not
+# have read anything, and in mode none neither.
+#
+# Printed: a table per round (messages/s per mode, the ratios inet/none
+# and unix/none), the median ratios against the target ORD_TARGET (printed,
+# not enforced), and the milters' traffic and CPU time per message.
+#
+# A private Postfix instance (tests/integration/postfix-lib.sh's, relaying
+# to smtp-sink), the milters, the store and smtp-sink live in a temporary
+# directory removed at the end; everything listens on 127.0.0.1 only.
+# Parameters (environment; all printed at the start):
+#
+#   ORD_MESSAGES      messages per run                            (400)
+#   ORD_CONC          parallel SMTP connections of the sender     (4)
+#   ORD_ROUNDS        rounds of none, inet, unix (at least 3)     (5)
+#   ORD_RCPTS         recipients per message (one transaction)    (1)
+#   ORD_BODY          body of each message, bytes                 (4096)
+#   ORD_TARGET        target for the median ratios                (0.95)
+#   ORD_RUN_TIMEOUT   seconds allowed for one run                 (120)
+#   ORD_DEADLINE      seconds allowed for the whole bench         (900)
+#
+# Exit status: 0 every run complete and in the mode asked for (whatever
+# the ratios); 1 a run failed, timed out or was not in its mode; 2 bad
+# usage; 77 something needed is missing (root, postfix, smtp-sink,
+# python3, the build).
+set -euo pipefail
+
+case "${1:-}" in
+  -h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0 ;;
+esac
+[ $# -le 1 ] || { echo "usage: bash bench/ordinary-bench.sh [BUILD_DIR]" >&2; exit 2; }
+
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-$_root/build}
+skip() { echo "ordinary-bench: $*" >&2; exit 77; }
+[ -d "$BUILD" ] || skip "no build directory $BUILD"
+BUILD=$(cd "$BUILD" && pwd)
+PATH=$PATH:/usr/sbin:/sbin
+[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
+command -v postfix >/dev/null || skip "postfix is not installed"
+SMTP_SINK=$(command -v smtp-sink || true)
+[ -n "$SMTP_SINK" ] || skip "smtp-sink (ships with postfix) not found"
+PYTHON=$(command -v python3 || true)
+[ -n "$PYTHON" ] || skip "python3 is needed"
+command -v script >/dev/null || skip "script (util-linux) is needed"
+getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
+RECRYPTCTL=$BUILD/src/ctl/recryptctl
+export RECRYPT_MILTER=$BUILD/src/milter/recrypt-milter
+RECRYPT=$BUILD/src/client/recrypt
+for b in "$RECRYPTCTL" "$RECRYPT" "$RECRYPT_MILTER"; do
+  [ -x "$b" ] || skip "missing $b (build the project first)"
+done
+
+num() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "ordinary-bench: $1 must be a positive integer, not '$2'" >&2; exit 2; }; }
+MESSAGES=${ORD_MESSAGES:-400};       num ORD_MESSAGES "$MESSAGES"
+CONC=${ORD_CONC:-4};                 num ORD_CONC "$CONC"
+ROUNDS=${ORD_ROUNDS:-5};             num ORD_ROUNDS "$ROUNDS"
+[ "$ROUNDS" -ge 3 ] || { echo "ordinary-bench: ORD_ROUNDS must be at least 3" >&2; exit 2; }
+RCPTS=${ORD_RCPTS:-1};               num ORD_RCPTS "$RCPTS"
+[ "$RCPTS" -le 50 ] || { echo "ordinary-bench: ORD_RCPTS is at most 50 (one transaction to smtp-sink)" >&2; exit 2; }
+BODY=${ORD_BODY:-4096};              num ORD_BODY "$BODY"
+TARGET=${ORD_TARGET:-0.95}
+[[ $TARGET =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "ordinary-bench: ORD_TARGET must be a number, not '$TARGET'" >&2; exit 2; }
+RUN_TIMEOUT=${ORD_RUN_TIMEOUT:-120}; num ORD_RUN_TIMEOUT "$RUN_TIMEOUT"
+DEADLINE=${ORD_DEADLINE:-900};       num ORD_DEADLINE "$DEADLINE"
+MODES=(none inet unix)
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-ordbench.XXXXXX")
+# shellcheck source=../tests/integration/postfix-lib.sh
+source "$_root/tests/integration/postfix-lib.sh"
+
+# Ports: the library's PF_PORT (its default listener, with no milter and
+# unused here), the inet milter's MILTER_PORT, smtp-sink's, and one smtpd
+# listener per mode.
+declare -A PORT=()
+taken=" $PF_PORT $MILTER_PORT $PF_FANOUT_PORT "
+new_port() {
+  local p
+  p=$(free_port)
+  while [[ $taken == *" $p "* ]]; do p=$(free_port); done
+  taken="$taken$p "
+  echo "$p"
+}
+SINK_PORT=$(new_port)
+for m in "${MODES[@]}"; do PORT[$m]=$(new_port); done
+SINK_PID=
+D=example.org          # the list's domain and the sender's
+MD=sink.example.net    # the recipients' domain (relayed to smtp-sink)
+LIST=crypt@$D
+PF_DOMAIN=$D PF_RELAYHOST="[127.0.0.1]:$SINK_PORT" PF_RELAY_DOMAINS=$MD
+PF_MAIN_CF_SET=(
+  "smtpd_banner = \$myhostname ESMTP recrypt-ordinary-bench"
+  "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination"
+  # as postfix-lib.sh writes them with a milter; no smtpd_milters in main.cf
+  "milter_default_action = tempfail"
+  "milter_protocol = 6"
+  "milter_connect_timeout = 10s"
+  "milter_command_timeout = 30s"
+  "milter_content_timeout = 60s"
+)
+mkdir -p "$T/sock"
+chown postfix "$T/sock" # smtpd runs as postfix, unchrooted
+declare -A MSOCK=([inet]="inet:$MILTER_PORT@127.0.0.1" [unix]="unix:$T/sock/milter.sock")
+declare -A PFMILTER=([none]="" [inet]="inet:127.0.0.1:$MILTER_PORT" [unix]="unix:$T/sock/milter.sock")
+declare -A MPID=() MLOG=()
+PY=$T/ord.py
+fails=0
+
+sink_stop() {
+  [ -n "$SINK_PID" ] || return 0
+  kill -TERM "$SINK_PID" 2>/dev/null || true
+  wait "$SINK_PID" 2>/dev/null || true
+  SINK_PID=
+}
+# The second milter (the library stops the one in MILTER_PID).
+milter2_stop() {
+  local pid=${MPID[unix]:-}
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  local i
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  MPID[unix]=
+}
+# Our processes first, then the library's cleanup (milter, Postfix, $T);
+# it takes the exit status from $?.
+_bench_cleanup() {
+  local rc=$?
+  trap - ERR
+  set +e
+  sink_stop
+  milter2_stop
+  (exit "$rc")
+  _pf_cleanup
+}
+trap _bench_cleanup EXIT
+
+# The SMTP sender: makes MESSAGES ordinary messages (before the clock
+# starts), sends them over CONC connections (one transaction each, the
+# connections kept open), then follows smtp-sink's counter file until it
+# has counted BASE + MESSAGES messages, or the timeout.
+cat >"$PY" <<'EOF'
+import os, queue, smtplib, sys, threading, time
+(port, conc, n, nrcpt, body, sinkout, base, timeout, tag, sender, rdom) = sys.argv[1:12]
+port, conc, n, nrcpt, body, base, timeout = int(port), int(conc), int(n), int(nrcpt), int(body), int(base), float(timeout)
+sdom = sender.split("@")[1]
+line = (b"The quick brown fox jumps over the lazy dog; ordinary mail, no list here. " * 2)[:75] + b"\r\n"
+text = (line * (body // len(line) + 1))[:body]
+date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+work = queue.Queue()
+for i in range(n):
+    rc = ["user%03d@%s" % ((i * nrcpt + k) % 997, rdom) for k in range(nrcpt)]
+    hdr = ("Received: from client.example.org (client.example.org [127.0.0.1])\r\n"
+           "\tby mx.%s (recrypt-ordinary-bench) with ESMTP; %s\r\n"
+           "From: Some Sender <%s>\r\nTo: %s\r\nSubject: ordinary message %s %d\r\n"
+           "Date: %s\r\nMessage-ID: <%s.%d.%d@%s>\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+           "User-Agent: ordinary-bench\r\n\r\n"
+           % (sdom, date, sender, ", ".join(rc), tag, i, date, tag, i, os.getpid(), sdom))
+    work.put((rc, hdr.encode() + text))
+lock = threading.Lock()
+accepted, errors = [0], []
+def worker():
+    s = None
+    while True:
+        try:
+            rc, d = work.get_nowait()
+        except queue.Empty:
+            break
+        try:
+            if s is None:
+                s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=min(timeout, 300))
+            s.sendmail(sender, rc, d)
+            with lock:
+                accepted[0] += 1
+        except smtplib.SMTPServerDisconnected as e:
+            errors.append("disconnected: %s" % e); s = None
+        except smtplib.SMTPException as e:
+            errors.append(str(e))
+            try:
+                s.rset()
+            except Exception:
+                s = None
+        except OSError as e:
+            errors.append("%s" % e); s = None
+    if s is not None:
+        try:
+            s.quit()
+        except Exception:
+            pass
+def sink_count():
+    with open(sinkout, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(sinkout) - 200))
+        tail = fh.read().split(b"\r")
+    for t in reversed(tail):
+        if b"mesg=" in t:
+            return int(t.split(b"mesg=")[1].split()[0])
+    return 0
+t0 = time.monotonic()
+threads = [threading.Thread(target=worker) for _ in range(conc)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+t_smtp = time.monotonic() - t0
+while True:
+    got = sink_count() - base
+    now = time.monotonic() - t0
+    if got >= accepted[0] or now > timeout:
+        break
+    time.sleep(0.002)
+print("accepted=%d refused=%d received=%d smtp_s=%.3f total_s=%.3f"
+      % (accepted[0], len(errors), got, t_smtp, now))
+for e in errors[:3]:
+    print("error=" + e.replace("\n", " ")[:300])
+EOF
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}'; }
+# kv KEY LINE: the value of KEY=value in LINE.
+kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+sink_start() {
+  "$SMTP_SINK" -4 -c -u nobody -m 512 "127.0.0.1:$SINK_PORT" 1024 >"$T/sink.out" 2>&1 &
+  SINK_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    _port_open "$SINK_PORT" && return 0
+    kill -0 "$SINK_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "ordinary-bench: smtp-sink does not answer on 127.0.0.1:$SINK_PORT: $(head -c 300 "$T/sink.out")" >&2
+  return 1
+}
+# sink_msgs: transactions smtp-sink has received (its last -c counter).
+sink_msgs() { tr '\r' '\n' <"$T/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
+
+# milter_io MODE: "rchar wchar syscr syscw cpu_ticks" of that mode's milter
+# (bytes read and written, read and write calls, user + system CPU in clock
+# ticks), all its threads, the ended ones included.
+milter_io() {
+  local pid=${MPID[$1]}
+  awk '/^(rchar|wchar|syscr|syscw):/ {v[$1] = $2} END {printf "%s %s %s %s", v["rchar:"], v["wchar:"], v["syscr:"], v["syscw:"]}' "/proc/$pid/io"
+  # fields 14 and 15 of /proc/PID/stat, after the ") " that ends the name
+  sed 's/.*) //' "/proc/$pid/stat" | awk '{printf " %d\n", $12 + $13}'
+}
+
+echo "recrypt ordinary-bench: $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), $("$RECRYPT_MILTER" -V 2>&1 | head -1)"
+echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) online CPUs, $(awk '/MemTotal/ {printf "%d MiB RAM", $2/1024}' /proc/meminfo)"
+echo "build: $BUILD (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
+echo "parameters: ORD_MESSAGES=$MESSAGES ORD_CONC=$CONC ORD_ROUNDS=$ROUNDS ORD_RCPTS=$RCPTS ORD_BODY=$BODY ORD_TARGET=$TARGET ORD_RUN_TIMEOUT=$RUN_TIMEOUT ORD_DEADLINE=$DEADLINE"
+echo "postfix: one instance, relayhost [127.0.0.1]:sink, default limits; one smtpd listener per mode:"
+echo "         none: smtpd_milters empty; inet: ${PFMILTER[inet]}; unix: unix:TMP/sock/milter.sock"
+echo "milters: two recrypt-milter processes (inet, unix socket), LogLevel notice, one store with the list"
+echo "         $LIST (1 member, 1 device) that no message names"
+echo
+pf_deadline "$DEADLINE"
+
+# --- the store: one list of one member with one device
+svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+[ -n "$svc" ] || { echo "ordinary-bench: recryptctl server init failed" >&2; exit 1; }
+# (recryptctl and recrypt, as an owner and a member would)
+owner() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
+{ owner init &&
+  owner list create "$LIST" --service-key "$svc" --apply "$T/db" &&
+  RECRYPT_HOME="$T/member" "$RECRYPT" keygen >"$T/member.pub" &&
+  owner member add "$LIST" "member@$MD" --device "$(cat "$T/member.pub")" --apply "$T/db"
+} >"$T/setup.log" 2>&1 || { echo "ordinary-bench: making the list failed:" >&2; tail -5 "$T/setup.log" >&2; exit 1; }
+"$RECRYPTCTL" show --db "$T/db" >"$T/show.txt"
+grep -q "^list $LIST" "$T/show.txt" || { echo "ordinary-bench: the store has no list $LIST:" >&2; cat "$T/show.txt" >&2; exit 1; }
+echo "list $LIST postmaster@$MD" >"$PF_ALIASES"
+
+# --- two milters on the same store
+mkdir -p "$MILTER_SPOOL"
+chmod 700 "$MILTER_SPOOL"
+for m in inet unix; do
+  MLOG[$m]=$T/milter-$m.log
+  {
+    echo "# recrypt-milter benchmark config (bench/ordinary-bench.sh), $m socket"
+    echo "Socket ${MSOCK[$m]}"
+    echo "Database $T/db"
+    echo "Syslog no"
+    echo "LogLevel notice"
+    echo "TemporaryDirectory $MILTER_SPOOL"
+    [ "$m" = inet ] || echo "UMask 000" # the milter runs as root here; let Postfix's user in
+  } >"$T/milter-$m.conf"
+  MILTER_LOG=${MLOG[$m]}
+  milter_start "$T/milter-$m.conf"
+  MPID[$m]=$MILTER_PID
+done
+# The library stops the one in MILTER_PID at exit; milter2_stop the other.
+MILTER_PID=${MPID[inet]}
+
+# --- Postfix, then one listener per mode, identical but for the milter
+pf_start nomilter
+for m in "${MODES[@]}"; do
+  cat >>"$PF_DIR/master.cf" <<EOF
+127.0.0.1:${PORT[$m]} inet n - n - - smtpd
+  -o syslog_name=postfix-$m
+  -o smtpd_milters=${PFMILTER[$m]}
+EOF
+done
+"$POSTFIX" -c "$PF_DIR" reload >/dev/null 2>&1
+for m in "${MODES[@]}"; do
+  for i in $(seq 1 100); do _port_open "${PORT[$m]}" && break; sleep 0.1; done
+  _port_open "${PORT[$m]}" || { echo "ordinary-bench: no smtpd on 127.0.0.1:${PORT[$m]} ($m)" >&2; exit 1; }
+done
+sink_start
+
+# one_run MODE MESSAGES TAG: send MESSAGES messages to MODE's listener and
+# wait until smtp-sink has them all; sets RUN_RESULT (the sender's line),
+# RUN_IO (the milters' io deltas: "inet: r w sr sw cpu; unix: ...") and
+# RUN_OK (1 if complete and in its mode, else 0, with RUN_WHY).
+RUN_RESULT='' RUN_OK=1 RUN_WHY=''
+declare -A RUN_D=()
+one_run() {
+  local mode=$1 n=$2 tag=$3 base m
+  local -A before=()
+  base=$(sink_msgs)
+  base=${base:-0}
+  for m in inet unix; do before[$m]=$(milter_io "$m"); done
+  RUN_RESULT=$("$PYTHON" "$PY" "${PORT[$mode]}" "$CONC" "$n" "$RCPTS" "$BODY" "$T/sink.out" "$base" \
+    "$RUN_TIMEOUT" "$tag" "sender@$D" "$MD")
+  RUN_OK=1 RUN_WHY=
+  for m in inet unix; do
+    # shellcheck disable=SC2046
+    RUN_D[$m]=$(paste -d' ' <(tr ' ' '\n' <<<"${before[$m]}") <(milter_io "$m" | tr ' ' '\n') |
+      awk '{printf "%s%d", (NR > 1 ? " " : ""), $2 - $1}')
+  done
+  if [ "$(kv accepted "$RUN_RESULT")" != "$n" ] || [ "$(kv received "$RUN_RESULT")" -lt "$n" ]; then
+    RUN_OK=0 RUN_WHY="expected $n messages accepted and received by smtp-sink"
+  fi
+  for m in inet unix; do
+    local r=${RUN_D[$m]%% *}
+    if [ "$m" = "$mode" ] && [ "$r" -lt $((n * 100)) ]; then
+      RUN_OK=0 RUN_WHY="${RUN_WHY:+$RUN_WHY; }the $m milter read only $r bytes for $n messages: mode $mode not in effect"
+    elif [ "$m" != "$mode" ] && [ "$r" -ne 0 ]; then
+      RUN_OK=0 RUN_WHY="${RUN_WHY:+$RUN_WHY; }the $m milter read $r bytes in mode $mode"
+    fi
+  done
+  for m in inet unix; do
+    kill -0 "${MPID[$m]}" 2>/dev/null || { RUN_OK=0 RUN_WHY="${RUN_WHY:+$RUN_WHY; }the $m milter is gone"; }
+  done
+}
+
+# --- warm-up: smtpd processes for every listener, the milters' threads,
+# Postfix's connections to the sink; not timed
+for m in "${MODES[@]}"; do
+  one_run "$m" $((CONC * 4)) "warm-$m"
+  if [ "$RUN_OK" != 1 ]; then
+    echo "ordinary-bench: warm-up in mode $m failed: $RUN_WHY: $RUN_RESULT" >&2
+    exit 1
+  fi
+done
+
+TICK=$(getconf CLK_TCK)
+echo "Ordinary messages ($RCPTS recipient(s), $BODY-byte body, 11 header fields) sent by SMTP over $CONC"
+echo "connections to the listener of each mode; s = from the first connection until smtp-sink has"
+echo "received every message of the run. Modes interleaved: none, inet, unix in each round."
+echo
+printf '   %5s | %8s %8s %8s | %9s %9s\n' round "none/s" "inet/s" "unix/s" inet/none unix/none
+printf '   %s\n' "--------------------------------------------------------------"
+declare -A RATE=()
+inet_ratios=() unix_ratios=()
+declare -A IO_SUM=()
+# A failed run ends the measurements: its messages may still arrive and
+# would be counted for the next run.
+done_rounds=0
+for r in $(seq 1 "$ROUNDS"); do
+  for m in "${MODES[@]}"; do
+    one_run "$m" "$MESSAGES" "r$r-$m"
+    s=$(kv total_s "$RUN_RESULT")
+    RATE[$r,$m]=$(div "$MESSAGES" "$s")
+    echo "round $r $m: [$RUN_RESULT] io inet [${RUN_D[inet]}] unix [${RUN_D[unix]}]" >>"$T/details"
+    if [ "$RUN_OK" != 1 ]; then
+      fails=$((fails + 1))
+      echo "   FAIL (round $r, $m): $RUN_WHY: $RUN_RESULT" | tr '\n' ' '
+      echo
+      echo "   (no further runs: the failed run's messages could be counted for the next one)"
+      break 2
+    fi
+    if [ "$m" != none ]; then
+      # per message: bytes read, bytes written, reads, writes, CPU ms
+      read -r a b c d e <<<"${RUN_D[$m]}"
+      IO_SUM[$m]="${IO_SUM[$m]:-} $(awk -v n="$MESSAGES" -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v e="$e" -v t="$TICK" \
+        'BEGIN {printf "%.0f,%.0f,%.1f,%.1f,%.3f", a / n, b / n, c / n, d / n, e * 1000 / t / n}')"
+    fi
+  done
+  done_rounds=$r
+  ri=$(div "${RATE[$r,inet]}" "${RATE[$r,none]}")
+  ru=$(div "${RATE[$r,unix]}" "${RATE[$r,none]}")
+  inet_ratios+=("$ri") unix_ratios+=("$ru")
+  printf '   %5d | %8.1f %8.1f %8.1f | %8.3fx %8.3fx\n' "$r" "${RATE[$r,none]}" "${RATE[$r,inet]}" "${RATE[$r,unix]}" "$ri" "$ru"
+done
+if [ "$done_rounds" -gt 0 ]; then
+  mi=$(median "${inet_ratios[@]}")
+  mu=$(median "${unix_ratios[@]}")
+  med_rate() { local m=$1 r v=(); for r in $(seq 1 "$done_rounds"); do v+=("${RATE[$r,$m]}"); done; median "${v[@]}"; }
+  printf '   %s\n' "--------------------------------------------------------------"
+  printf '   %5s | %8.1f %8.1f %8.1f | %8.3fx %8.3fx\n' median "$(med_rate none)" "$(med_rate inet)" "$(med_rate unix)" "$mi" "$mu"
+  echo
+  verdict() { awk -v v="$1" -v t="$TARGET" 'BEGIN {print (v >= t ? "meets" : "BELOW")}'; }
+  [ "$done_rounds" -eq "$ROUNDS" ] || echo "   (medians of the $done_rounds complete rounds only)"
+  echo "   median inet/none $mi: $(verdict "$mi") the target $TARGET"
+  echo "   median unix/none $mu: $(verdict "$mu") the target $TARGET"
+  echo
+  echo "   the milters per message (median over the rounds; /proc/PID/io and /proc/PID/stat of the"
+  echo "   mode's milter: bytes it read from and wrote to Postfix, read and write calls, CPU time):"
+  for m in inet unix; do
+    med=()
+    for f in 1 2 3 4 5; do
+      # shellcheck disable=SC2046,SC2086
+      med+=("$(median $(printf '%s\n' ${IO_SUM[$m]} | cut -d, -f"$f"))")
+    done
+    printf '     %s: read %.0f bytes in %.1f calls, wrote %.0f bytes in %.1f calls, CPU %.3f ms\n' \
+      "$m" "${med[0]}" "${med[2]}" "${med[1]}" "${med[3]}" "${med[4]}"
+  done
+fi
+echo "   smtp-sink received $(sink_msgs) messages in all (warm-up included); details (smtp_s = until the"
+echo "   last message was accepted, total_s = until smtp-sink had them all; io deltas of each milter:"
+echo "   bytes read, bytes written, read calls, write calls, CPU ticks of $TICK per second):"
+sed 's/^/     /' "$T/details"
+milter2_stop
+milter_stop
+pf_stop
+
+echo
+if [ "$fails" -eq 0 ]; then echo "RESULT: complete ($((ROUNDS * 3)) runs)"; else echo "RESULT: FAIL (a run failed; $done_rounds of $ROUNDS rounds complete)"; fi
+[ "$fails" -eq 0 ] || exit 1

@@ -58,6 +58,7 @@ esac
 
 _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-$_root/build}
+BUILD_SHOWN=${1:-build} # as given (the log should not show where the tree is)
 skip() { echo "ordinary-bench: $*" >&2; exit 77; }
 [ -d "$BUILD" ] || skip "no build directory $BUILD"
 BUILD=$(cd "$BUILD" && pwd)
@@ -275,7 +276,7 @@ milter_io() {
 
 echo "recrypt ordinary-bench: $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), $("$RECRYPT_MILTER" -V 2>&1 | head -1)"
 echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) online CPUs, $(awk '/MemTotal/ {printf "%d MiB RAM", $2/1024}' /proc/meminfo)"
-echo "build: $BUILD (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
+echo "build: $BUILD_SHOWN (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
 echo "parameters: ORD_MESSAGES=$MESSAGES ORD_CONC=$CONC ORD_ROUNDS=$ROUNDS ORD_RCPTS=$RCPTS ORD_BODY=$BODY ORD_TARGET=$TARGET ORD_RUN_TIMEOUT=$RUN_TIMEOUT ORD_DEADLINE=$DEADLINE"
 echo "postfix: one instance, relayhost [127.0.0.1]:sink, default limits; one smtpd listener per mode:"
 echo "         none: smtpd_milters empty; inet: ${PFMILTER[inet]}; unix: unix:TMP/sock/milter.sock"
@@ -382,7 +383,7 @@ for m in "${MODES[@]}"; do
 done
 
 TICK=$(getconf CLK_TCK)
-echo "Ordinary messages ($RCPTS recipient(s), $BODY-byte body, 11 header fields) sent by SMTP over $CONC"
+echo "Ordinary messages ($RCPTS recipient(s), $BODY-byte body, 10 header fields) sent by SMTP over $CONC"
 echo "connections to the listener of each mode; s = from the first connection until smtp-sink has"
 echo "received every message of the run. Modes interleaved: none, inet, unix in each round."
 echo

@@ -1,10 +1,20 @@
 /*
  * milter.c - recrypt-milter's libmilter callbacks.
  *
+ * Negotiation asks the MTA for the fewest round trips the protocol allows
+ * (no HELO, no unknown commands, no replies to connect, header and
+ * end-of-header events where the MTA offers that), and mail that names no
+ * list leaves the milter at DATA with ACCEPT: its headers and body are
+ * never sent here. Each transaction works with the configuration of its
+ * MAIL command (a reload applies to the next message only).
+ *
  * RCPT: a recipient that is a list in the store makes the transaction a
  * protected one; from then on (and for a list after ordinary recipients)
  * further recipients get 452 4.5.3, so one rewritten body never reaches
- * anyone it was not meant for. Headers and body of a protected transaction
+ * anyone it was not meant for. A local (non-SMTP) submission cannot have
+ * a recipient refused (Postfix would hold the whole message), so there a
+ * refusal at RCPT is kept and given at DATA for the whole message, which
+ * the MTA bounces to its sender. Headers and body of a protected transaction
  * are spooled to a private file. At end of message the post is checked
  * (docs/SCHEME.md, recryption step 1; the decisions and their replies are
  * gateway.c's, which knows nothing of libmilter: this file applies its
@@ -32,6 +42,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include "gateway.h"
 #include "log.h"
@@ -80,13 +92,19 @@ typedef struct {
     int n_list_key, n_processed, n_list_id, n_list_post; /* header counts to remove */
     int n_svc_sig, n_key_current; /* Recrypt-Service-Signature, Recrypt-List-Key-Current */
     int spool;                     /* -1 when none */
+    int spool_failed;              /* a write failed where no reply could say so */
     uint64_t size;
     int too_big;
     char qid[64];
+    /* A refusal at RCPT held for DATA (local submission): code "" = none. */
+    char held_code[4], held_xcode[8], held_text[448];
+    config cfg; /* the configuration at MAIL: a reload applies to the next message */
 } msg_state;
 
 typedef struct {
     msg_state m;
+    unsigned long steps; /* protocol steps agreed with the MTA (SMFIP_*) */
+    int local;           /* a local (non-SMTP) submission: Postfix's pickup via cleanup */
 } conn_state;
 
 static void msg_reset(msg_state *m)
@@ -103,6 +121,7 @@ static conn_state *conn(SMFICTX *ctx)
     return smfi_getpriv(ctx);
 }
 
+/* The configuration now (for a new transaction). */
 static void read_config(config *out)
 {
     pthread_rwlock_rdlock(&D->lock);
@@ -190,55 +209,145 @@ static int spool_write(msg_state *m, const void *p, size_t n)
     return 0;
 }
 
-static int spool_open(msg_state *m, const config *cfg)
+/* A private, already unlinked file in TempDir. */
+static int spool_open(int *fd, const config *cfg)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/recrypt-milter.XXXXXX", cfg->temp_dir);
     mode_t old = umask(077);
-    m->spool = mkstemp(path);
+    *fd = mkstemp(path);
     umask(old);
-    if (m->spool < 0)
+    if (*fd < 0)
         return -1;
     unlink(path);
     return 0;
 }
 
-/* A second private file (the rewritten body). */
-static int spool_open_fd(int *fd, const config *cfg)
-{
-    msg_state tmp;
-    tmp.spool = -1;
-    if (spool_open(&tmp, cfg) != 0)
-        return -1;
-    *fd = tmp.spool;
-    return 0;
-}
-
 /* ---- callbacks ---- */
 
-static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr)
+/* The steps recrypt-milter asks the MTA to leave out or not to wait for.
+ * Every callback that could only answer "continue" is a no-reply step;
+ * MAIL, RCPT, DATA, body and end of message keep their replies (each can
+ * refuse). */
+#define STEPS_OFF (SMFIP_NOHELO | SMFIP_NOUNKNOWN)
+#define STEPS_NO_REPLY (SMFIP_NR_CONN | SMFIP_NR_HDR | SMFIP_NR_EOH)
+#define ACTIONS                                                                         \
+    (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |    \
+     SMFIF_CHGFROM)
+
+static conn_state *conn_new(SMFICTX *ctx)
 {
-    (void)host;
-    (void)addr;
     conn_state *c = calloc(1, sizeof *c);
-    if (!c) /* the MTA tempfails the whole connection */
-        return reply(ctx, NULL, "451", "4.3.0", SMFIS_TEMPFAIL,
-                     "recrypt: out of memory, try again later");
+    if (!c)
+        return NULL;
     c->m.spool = -1;
     msg_reset(&c->m);
     smfi_setpriv(ctx, c);
+    return c;
+}
+
+/* Called once per connection before connect: f0 are the actions the MTA
+ * offers, f1 the protocol steps. */
+static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+                             unsigned long f2, unsigned long f3, unsigned long *pf0,
+                             unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+    (void)f2;
+    (void)f3;
+    if ((f0 & ACTIONS) != ACTIONS) {
+        /* Without these a post cannot be rewritten: fail closed (the MTA
+         * applies its default action for an unusable milter). */
+        log_msg(LOG_LEVEL_ERROR, NULL,
+                "the MTA does not offer the changes recrypt needs (offered 0x%lx, needed "
+                "0x%lx): refusing the connection",
+                f0, (unsigned long)ACTIONS);
+        return SMFIS_REJECT;
+    }
+    conn_state *c = conn(ctx);
+    if (!c && !(c = conn_new(ctx)))
+        return SMFIS_TEMPFAIL;
+    c->steps = (STEPS_OFF | STEPS_NO_REPLY) & f1;
+    log_msg(LOG_LEVEL_DEBUG, NULL, "negotiated: actions offered=0x%lx asked=0x%lx, steps "
+            "offered=0x%lx asked=0x%lx", f0, (unsigned long)ACTIONS, f1, c->steps);
+    *pf0 = ACTIONS;
+    *pf1 = c->steps;
+    *pf2 = 0;
+    *pf3 = 0;
     return SMFIS_CONTINUE;
+}
+
+/* The reply of a callback for a step the MTA may not wait for. */
+static sfsistat go_on(const conn_state *c, unsigned long no_reply_step)
+{
+    return c->steps & no_reply_step ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+/* Postfix hands a local submission (sendmail(1), pickup) to the milter as
+ * a connection from "localhost", 127.0.0.1, port 0; an SMTP client always
+ * has a port. */
+static int is_local_submission(const char *host, const _SOCK_ADDR *addr)
+{
+    if (!host || strcmp(host, "localhost") != 0 || !addr || addr->sa_family != AF_INET)
+        return 0;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)addr;
+    return in->sin_port == 0 && ntohl(in->sin_addr.s_addr) == INADDR_LOOPBACK;
+}
+
+static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr)
+{
+    conn_state *c = conn(ctx);
+    if (!c && !(c = conn_new(ctx)))
+        /* No reply may be allowed here: every later step tempfails. */
+        return SMFIS_TEMPFAIL;
+    c->local = is_local_submission(host, addr);
+    if (addr && addr->sa_family == AF_INET)
+        log_msg(LOG_LEVEL_DEBUG, NULL, "connect: %s port %u%s", host ? host : "-",
+                ntohs(((const struct sockaddr_in *)(const void *)addr)->sin_port),
+                c->local ? " (a local submission)" : "");
+    return go_on(c, SMFIP_NR_CONN);
 }
 
 static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 {
     conn_state *c = conn(ctx);
     if (!c)
-        return SMFIS_TEMPFAIL;
+        return reply(ctx, NULL, "451", "4.3.0", SMFIS_TEMPFAIL,
+                     "recrypt: out of memory, try again later");
     msg_reset(&c->m);
+    read_config(&c->m.cfg);
     set_qid(ctx, &c->m);
     if (argv[0] && address_of(argv[0], c->m.sender) != 0)
         c->m.sender[0] = '\0';
+    return SMFIS_CONTINUE;
+}
+
+/* A refusal at RCPT. SMTP: the reply refuses this recipient only. A local
+ * submission: held for DATA, where it refuses the message (the MTA bounces
+ * it to its sender); the recipient is let through until then. */
+static sfsistat refuse_rcpt(SMFICTX *ctx, conn_state *c, const char *code, const char *xcode,
+                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static sfsistat refuse_rcpt(SMFICTX *ctx, conn_state *c, const char *code, const char *xcode,
+                            const char *fmt, ...)
+{
+    msg_state *m = &c->m;
+    char text[400];
+    va_list ap;
+    va_start(ap, fmt);
+    reply_text(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (!c->local)
+        return reply(ctx, m, code, xcode, code[0] == '4' ? SMFIS_TEMPFAIL : SMFIS_REJECT, "%s",
+                     text);
+    if (!m->held_code[0]) {
+        /* 452 4.5.3 "send separately" cannot be retried by a local
+         * submission: it becomes permanent (5.5.3: too many recipients). */
+        int split = !strcmp(code, "452");
+        snprintf(m->held_code, sizeof m->held_code, "%s", split ? "550" : code);
+        snprintf(m->held_xcode, sizeof m->held_xcode, "%s", split ? "5.5.3" : xcode);
+        snprintf(m->held_text, sizeof m->held_text, "%s (a local submission is refused as a "
+                 "whole)", text);
+    }
+    m->n_rcpts++;
     return SMFIS_CONTINUE;
 }
 
@@ -248,21 +357,21 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     if (!c)
         return SMFIS_TEMPFAIL;
     msg_state *m = &c->m;
+    const config *cfg = &m->cfg;
     set_qid(ctx, m);
     char addr[RC_ADDR_MAX + 1];
     int is_list = 0;
     if (argv[0]) {
-        config cfg;
-        read_config(&cfg);
-        if (receipt_in_domain(argv[0], cfg.receipt_domain))
-            return reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
-                         "addresses @%s are the MTA's delivery receipts for recrypt, not "
-                         "recipients",
-                         cfg.receipt_domain);
-        if (receipt_in_domain(argv[0], cfg.fanout_domain))
-            return reply(ctx, m, "550", "5.7.1", SMFIS_REJECT,
-                         "addresses @%s are recrypt's fan-out of checked posts, not recipients",
-                         cfg.fanout_domain);
+        if (receipt_in_domain(argv[0], cfg->receipt_domain))
+            return refuse_rcpt(ctx, c, "550", "5.7.1",
+                               "addresses @%s are the MTA's delivery receipts for recrypt, not "
+                               "recipients",
+                               cfg->receipt_domain);
+        if (receipt_in_domain(argv[0], cfg->fanout_domain))
+            return refuse_rcpt(ctx, c, "550", "5.7.1",
+                               "addresses @%s are recrypt's fan-out of checked posts, not "
+                               "recipients",
+                               cfg->fanout_domain);
     }
     if (argv[0] && address_of(argv[0], addr) == 0) {
         rc_store_reader *rd;
@@ -282,23 +391,38 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     }
     if (is_list) {
         if (m->n_rcpts > 0)
-            return reply(ctx, m, "452", "4.5.3", SMFIS_TEMPFAIL,
-                         "%s is an encrypted list: send to it in a transaction of its own", addr);
+            return refuse_rcpt(ctx, c, "452", "4.5.3",
+                               "%s is an encrypted list: send to it in a transaction of its own",
+                               addr);
         m->protected_list = 1;
         snprintf(m->list, sizeof m->list, "%s", addr);
         snprintf(m->list_rcpt, sizeof m->list_rcpt, "%s", argv[0]);
-        config cfg;
-        read_config(&cfg);
-        if (spool_open(m, &cfg) != 0)
+        if (spool_open(&m->spool, cfg) != 0)
             return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                          "recrypt: cannot spool the message, try again later");
     } else if (m->protected_list) {
-        return reply(ctx, m, "452", "4.5.3", SMFIS_TEMPFAIL,
-                     "this transaction goes to the encrypted list %s: send to other recipients "
-                     "separately",
-                     m->list);
+        return refuse_rcpt(ctx, c, "452", "4.5.3",
+                           "this transaction goes to the encrypted list %s: send to other "
+                           "recipients separately",
+                           m->list);
     }
     m->n_rcpts++;
+    return SMFIS_CONTINUE;
+}
+
+/* DATA: mail that names no list is not ours and leaves here, before the MTA
+ * sends a single header; a local submission's held refusal is given. */
+static sfsistat cb_data(SMFICTX *ctx)
+{
+    conn_state *c = conn(ctx);
+    if (!c)
+        return SMFIS_TEMPFAIL;
+    msg_state *m = &c->m;
+    set_qid(ctx, m);
+    if (m->held_code[0])
+        return reply(ctx, m, m->held_code, m->held_xcode, SMFIS_REJECT, "%s", m->held_text);
+    if (!m->protected_list)
+        return SMFIS_ACCEPT; /* not ours: no headers, no body, no changes */
     return SMFIS_CONTINUE;
 }
 
@@ -322,14 +446,16 @@ static void from_address(const char *v, char *out)
         out[0] = '\0';
 }
 
+/* Headers and end of header have no reply (where the MTA agreed): a spool
+ * failure is kept and given at the next step that has one. */
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
     conn_state *c = conn(ctx);
     if (!c)
         return SMFIS_TEMPFAIL;
     msg_state *m = &c->m;
-    if (!m->protected_list || m->too_big)
-        return SMFIS_CONTINUE;
+    if (!m->protected_list || m->too_big || m->spool_failed)
+        return go_on(c, SMFIP_NR_HDR);
     if (!strcasecmp(name, RC_HDR_LIST_KEY))
         m->n_list_key++;
     else if (!strcasecmp(name, RC_HDR_SERVICE_SIG))
@@ -357,10 +483,15 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
             p++;
     }
     if (bad || spool_write(m, "\r\n", 2))
-        return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
-                     "recrypt: cannot spool the message, try again later");
+        m->spool_failed = 1;
     m->size += strlen(name) + strlen(value) + 4;
-    return SMFIS_CONTINUE;
+    return go_on(c, SMFIP_NR_HDR);
+}
+
+static sfsistat spool_failure(SMFICTX *ctx, msg_state *m)
+{
+    return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
+                 "recrypt: cannot spool the message, try again later");
 }
 
 static sfsistat cb_eoh(SMFICTX *ctx)
@@ -368,12 +499,13 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     conn_state *c = conn(ctx);
     if (!c)
         return SMFIS_TEMPFAIL;
-    if (!c->m.protected_list)
-        return SMFIS_ACCEPT; /* not ours: no body, no changes */
-    if (spool_write(&c->m, "\r\n", 2))
-        return reply(ctx, &c->m, "451", "4.3.0", SMFIS_TEMPFAIL,
-                     "recrypt: cannot spool the message, try again later");
-    return SMFIS_CONTINUE;
+    if (!c->m.protected_list) /* an MTA that skipped DATA */
+        return c->steps & SMFIP_NR_EOH ? SMFIS_NOREPLY : SMFIS_ACCEPT;
+    if (!c->m.spool_failed && spool_write(&c->m, "\r\n", 2))
+        c->m.spool_failed = 1;
+    if (c->m.spool_failed && !(c->steps & SMFIP_NR_EOH))
+        return spool_failure(ctx, &c->m);
+    return go_on(c, SMFIP_NR_EOH);
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
@@ -382,18 +514,19 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
     if (!c)
         return SMFIS_TEMPFAIL;
     msg_state *m = &c->m;
-    config cfg;
-    read_config(&cfg);
+    if (!m->protected_list)
+        return SMFIS_ACCEPT;
+    if (m->spool_failed)
+        return spool_failure(ctx, m);
     m->size += len;
-    if (m->size > cfg.max_message_size) {
+    if (m->size > m->cfg.max_message_size) {
         m->too_big = 1;
         return reply(ctx, m, "552", "5.3.4", SMFIS_REJECT,
                      "message too big for the encrypted list %s (limit %llu bytes)", m->list,
-                     (unsigned long long)cfg.max_message_size);
+                     (unsigned long long)m->cfg.max_message_size);
     }
     if (spool_write(m, chunk, len))
-        return reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
-                     "recrypt: cannot spool the message, try again later");
+        return spool_failure(ctx, m);
     return SMFIS_CONTINUE;
 }
 
@@ -526,7 +659,7 @@ static int hand_to_fanout(SMFICTX *ctx, msg_state *m, const config *cfg, const r
 
 static sfsistat process(SMFICTX *ctx, msg_state *m)
 {
-    config cfg;
+    const config *cfg = &m->cfg; /* as at MAIL */
     rc_error err;
     rc_mail *mail = NULL;
     rc_store_reader *rd = NULL;
@@ -540,7 +673,6 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     svc_sig[0] = key_current[0] = '\0';
     sfsistat st = SMFIS_TEMPFAIL;
     uint64_t now = (uint64_t)time(NULL);
-    read_config(&cfg);
 
     /* The decisions: gateway.c. */
     gw_verdict v;
@@ -552,11 +684,11 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         .mark = m->marker,
         .n_marks = m->n_processed,
         .mark_secret = D->mark_secret,
-        .plaintext_policy = cfg.plaintext_policy,
-        .posting_policy = cfg.posting_policy,
+        .plaintext_policy = cfg->plaintext_policy,
+        .posting_policy = cfg->posting_policy,
         .now = now,
-        .freshness_window = cfg.freshness_window,
-        .future_skew = cfg.future_skew,
+        .freshness_window = cfg->freshness_window,
+        .future_skew = cfg->future_skew,
     };
     gateway_check(D->store, &post, &rd, &mail, &l, &ep, &v);
     if (v.plaintext)
@@ -575,14 +707,14 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     }
     /* A plaintext post the policy lets through goes inline, as it came:
      * it has no stanzas to split. */
-    int split = mail && cfg.fanout_domain[0];
+    int split = mail && cfg->fanout_domain[0];
 
     /* The replay cache, before the audience is known: a retry's audience
      * is its first attempt's. */
     gw_replay rp = {.state = RC_POST_NEW, .first = now, .rule = {UINT64_MAX, UINT64_MAX}};
     snprintf(rp.post_id, sizeof rp.post_id, "-");
     if (mail) {
-        if (gateway_replay(D->store, mail, now, cfg.freshness_window, &rp, &v) != 0) {
+        if (gateway_replay(D->store, mail, now, cfg->freshness_window, &rp, &v) != 0) {
             st = apply(ctx, m, &v);
             goto done;
         }
@@ -601,16 +733,16 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
 
     /* The delivery plan: who gets it (and, inline, the entries). */
     gateway_plan(rd, split || !mail ? NULL : D->svc, &l, ep.epoch, &rp.rule, split,
-                 cfg.max_fanout, &aud, &v);
+                 cfg->max_fanout, &aud, &v);
     if (v.action != GW_GO_ON) {
         st = apply(ctx, m, &v);
         goto done;
     }
 
     char marker[64];
-    char receipt[RECEIPT_TOKEN_LEN + 1 + sizeof cfg.receipt_domain + 2] = "";
+    char receipt[RECEIPT_TOKEN_LEN + 1 + sizeof m->cfg.receipt_domain + 2] = "";
     if (split) {
-        if (hand_to_fanout(ctx, m, &cfg, rc_mail_envelope(mail)) != 0) {
+        if (hand_to_fanout(ctx, m, cfg, rc_mail_envelope(mail)) != 0) {
             st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                        "recrypt: the MTA refused a change, try again later");
             goto done;
@@ -618,8 +750,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     } else {
         if (mail) {
             const rc_envelope *env = rc_mail_envelope(mail);
-            config c2 = cfg;
-            if (spool_open_fd(&out, &c2) != 0 ||
+            if (spool_open(&out, cfg) != 0 ||
                 rc_mail_write_recrypted_body_h(mail, aud.entries, aud.n_entries, 1, body_sink,
                                                &out, &n_stanzas, stanza_hash, &err) != 0 ||
                 gateway_service_fields(rd, D->svc, &l, &ep, mail, stanza_hash, "", svc_sig,
@@ -629,10 +760,10 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
                 goto done;
             }
             gateway_processed_mark(marker, D->mark_secret, l.list_id, env);
-            if (cfg.receipt_domain[0]) {
+            if (cfg->receipt_domain[0]) {
                 char token[RECEIPT_TOKEN_LEN + 1];
                 receipt_token(token, D->mark_secret, env->E);
-                snprintf(receipt, sizeof receipt, "<%s@%s>", token, cfg.receipt_domain);
+                snprintf(receipt, sizeof receipt, "<%s@%s>", token, cfg->receipt_domain);
             }
         }
         if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, &aud,
@@ -704,8 +835,13 @@ static sfsistat cb_eom(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     msg_state *m = &c->m;
     set_qid(ctx, m);
-    if (!m->protected_list)
+    if (!m->protected_list) /* an MTA that skipped DATA */
         return SMFIS_CONTINUE;
+    if (m->spool_failed) {
+        sfsistat st = spool_failure(ctx, m);
+        msg_reset(m);
+        return st;
+    }
     sfsistat st = process(ctx, m);
     msg_reset(m);
     return st;
@@ -733,8 +869,7 @@ static sfsistat cb_close(SMFICTX *ctx)
 static struct smfiDesc desc = {
     "recrypt",
     SMFI_VERSION,
-    SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |
-        SMFIF_CHGFROM,
+    ACTIONS,
     cb_connect,
     NULL, /* helo */
     cb_envfrom,
@@ -746,8 +881,8 @@ static struct smfiDesc desc = {
     cb_abort,
     cb_close,
     NULL, /* unknown */
-    NULL, /* data */
-    NULL, /* negotiate */
+    cb_data,
+    cb_negotiate,
 };
 
 struct smfiDesc *milter_description(void)

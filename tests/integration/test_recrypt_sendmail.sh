@@ -135,6 +135,35 @@ rc=0; dev alice open <"$(newest alice@$D)" >o6.eml 2>/dev/null || rc=$?
 [ $rc -eq 0 ] && grep -q '; epoch=2' o6.eml && same_inner "5: bob's post was sealed to epoch 2 and opens" m6.eml o6.eml ||
   failed "5: alice and bob's post: exit $rc $(head -1 o6.eml)"
 
+# --- 6. Postfix's own sendmail (a local submission) naming the list and
+# another recipient: Postfix cannot refuse one recipient of a local
+# submission, so the milter refuses the message at DATA and Postfix
+# bounces it to its sender; nothing stays in the queue, nobody else gets it.
+M=$PMARK
+msg m7.eml "outsider@$D" "$LIST" "alice@$D"
+a0=$(count alice@$D) b0=$(count bob@$D) l0=$(count "$LIST") o0=$(count outsider@$D)
+rc=0; /usr/sbin/sendmail -C "$PF_DIR" -f "outsider@$D" -t -oi <m7.eml >sm7.out 2>&1 || rc=$?
+[ $rc -eq 0 ] && pass "6: sendmail -t to the list and a Cc: accepted for the queue (exit 0)" ||
+  failed "6: sendmail exit $rc: $(cat sm7.out)"
+pf_queue_empty_wait 30 && pass "6: nothing stays in the Postfix queue" ||
+  failed "6: the queue still holds: $(postqueue -c "$PF_DIR" -p 2>&1 | tail -5 | tr '\n' ' ')"
+if pf_wait_delivered $((o0 + 1)) outsider@$D 20; then
+  f=$(newest outsider@$D)
+  grep -q "encrypted list" "$f" && grep -q "5\.5\.3" "$f" &&
+    pass "6: the sender gets a bounce that says why (5.5.3, the encrypted list)" ||
+    failed "6: the bounce does not say why: $(grep -m3 -i 'list\|5\.' "$f" | tr '\n' ' ')"
+else
+  failed "6: no bounce reached the sender within 20 s"
+fi
+settle
+[ "$(count alice@$D)" -eq "$a0" ] && [ "$(count bob@$D)" -eq "$b0" ] && [ "$(count "$LIST")" -eq "$l0" ] &&
+  pass "6: neither the Cc nor the list's members nor the list address got it" ||
+  failed "6: delivered anyway: alice $(count alice@$D)/$a0 bob $(count bob@$D)/$b0 list $(count "$LIST")/$l0"
+grep -q "can't reject recipient in non-smtpd" "$PF_LOG" &&
+  failed "6: Postfix logged a milter configuration error" ||
+  pass "6: no milter configuration error in the Postfix log"
+M=$MARK
+
 leak_watch_stop
 [ ! -s "$T/leaks" ] && pass "the queue and the milter spool never held the plaintext of list posts" ||
   failed "plaintext seen in: $(sort -u "$T/leaks" | head -5 | tr '\n' ' ')"

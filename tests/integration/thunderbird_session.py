@@ -53,6 +53,15 @@ const rows = view.rowCount;
 view.sort(Ci.nsMsgViewSortType.byId, Ci.nsMsgViewSortOrder.ascending);
 const hdr = view.getMsgHdrAt(index);
 const listSubject = hdr.mime2DecodedSubject;
+// Mark the view of the message shown now: until the pane loads the one
+// selected, it still shows this one (seen under load), and that must not
+// be read as the new message's.
+try {
+  const ob = about3Pane.messageBrowser?.contentWindow?.getMessagePaneBrowser?.();
+  ob?.contentDocument?.getElementById("recrypt-view")?.setAttribute("data-test-stale", "1");
+} catch (e) {
+  if (!String(e).includes("dead object")) throw e;
+}
 about3Pane.threadTree.selectedIndex = index;
 let text = null, html = null;
 for (let i = 0; i < waitMs / 100; i++) {
@@ -61,7 +70,7 @@ for (let i = 0; i < waitMs / 100; i++) {
     const b = about3Pane.messageBrowser?.contentWindow?.getMessagePaneBrowser?.();
     const d = b && b.contentDocument;
     const v = d && d.getElementById("recrypt-view");
-    if (v && v.querySelector("#recrypt-verdict")) {
+    if (v && !v.hasAttribute("data-test-stale") && v.querySelector("#recrypt-verdict")) {
       await sleep(300);
       text = v.innerText;
       html = d.body.innerHTML;

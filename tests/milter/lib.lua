@@ -85,6 +85,14 @@ function rcptto(conn, rcpt)
   return mt.getreply(conn)
 end
 
+-- DATA: the milter's reply (recrypt-milter accepts mail that names no
+-- list here, before any header).
+function data(conn)
+  local e = mt.data(conn)
+  if e ~= nil then error("mt.data: " .. e) end
+  return mt.getreply(conn)
+end
+
 -- Headers, end of headers; stops early (returning the reply) if the
 -- milter does not say continue.
 function send_headers(conn, fields)
@@ -117,7 +125,7 @@ function eom(conn)
   return mt.getreply(conn)
 end
 
--- A whole transaction: MAIL, RCPTs (each must be accepted), headers, body,
+-- A whole transaction: MAIL, RCPTs (each must be accepted), DATA, headers, body,
 -- end of message (the body in chunks of CHUNK bytes). Returns the reply at the first step that did not
 -- continue, and that step's name.
 function transaction(conn, sender, rcpts, fields, body, chunk)
@@ -127,6 +135,8 @@ function transaction(conn, sender, rcpts, fields, body, chunk)
     r = rcptto(conn, rc)
     if r ~= SMFIR_CONTINUE then return r, "rcpt " .. rc end
   end
+  r = data(conn)
+  if r ~= SMFIR_CONTINUE then return r, "data" end
   r = send_headers(conn, fields)
   if r ~= SMFIR_CONTINUE then return r, "header" end
   r = send_body(conn, body, chunk)

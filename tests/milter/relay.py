@@ -2,7 +2,9 @@
 # Relay between miltertest and the milter, for tests/milter/test_*.sh: it
 # passes every packet on, keeps the replaced body in OUT/QID.body (handing
 # miltertest a one-line stand-in) and notes each packet from the milter in
-# OUT/QID.log. miltertest 1.6.0 reads every packet from the filter into a
+# OUT/QID.log (the negotiation, before any queue id, in OUT/NOQID.log as
+# "o offered ..." and the milter's "O version=V actions=0xA steps=0xS").
+# miltertest 1.6.0 reads every packet from the filter into a
 # 1024-byte stack buffer, so a replaced body crashes it: hence the stand-in.
 # Usage: relay.py LISTEN_PORT MILTER_PORT OUT_DIR (loopback only).
 import os, re, socket, struct, sys, threading
@@ -44,6 +46,13 @@ def mta_side(c, mta, milter):
                     c.qid = v.decode("utf-8", "replace")
         if cmd == b"E":
             open(c.path(".body"), "wb").close()
+        if cmd == b"C" and data.startswith(b"localhost\0") and len(data) > 13:
+            # miltertest always sends port 12345; Postfix hands a local
+            # submission over as localhost, 127.0.0.1, port 0.
+            data = data[:11] + b"\0\0" + data[13:]
+        if cmd == b"O" and len(data) >= 12:
+            v, a, st = struct.unpack(">III", data[:12])
+            c.note("o offered version=%d actions=0x%x steps=0x%x" % (v, a, st))
         send(milter, cmd, data)
     milter.shutdown(socket.SHUT_WR)
 def milter_side(c, mta, milter):
@@ -57,6 +66,9 @@ def milter_side(c, mta, milter):
                 f.write(data)
             c.note("b %d" % len(data))
             data = b"[body chunk kept by the test relay]\r\n"
+        elif cmd == b"O" and len(data) >= 12:
+            v, a, st = struct.unpack(">III", data[:12])
+            c.note("O version=%d actions=0x%x steps=0x%x" % (v, a, st))
         else:
             text = data.replace(b"\0", b" ").replace(b"\r\n", b" / ").replace(b"\n", b"\\n").rstrip()
             c.note(cmd.decode("latin-1") + " " + text.decode("utf-8", "replace"))

@@ -57,6 +57,8 @@ sealed version list.key
 sed 's/^Version: 1$/Version: 2/' version.eml >garbled.eml
 cmp -s version.eml garbled.eml && failed "garbled post: no 'Version: 1' line to change"
 sealed structure list.key
+sealed reload1 list.key
+sealed reload2 list.key
 python3 "$HERE/make_structure.py" structure.eml || failed "make_structure.py"
 
 # ---- the milter, behind the relay ----
@@ -120,6 +122,9 @@ run replay             # 8
 run other_list         # 9
 run version            # 10
 run structure          # 11
+run local_submission   # 12
+cp milter.conf milter.conf.orig
+MT_CONF=$T/milter.conf MT_MILTER_PID=$milter_pid MT_MILTER_LOG=$T/milter.log run reload # 13 (last: it lowers MaxMessageSize)
 
 # The recrypted post opens for exactly alice's and bob's devices.
 if [ -s out/recrypt-1.eml ]; then

@@ -1,8 +1,9 @@
 /*
  * big-list - a benchmark helper: fills a store (made by `recryptctl server
  * init`) with one list of MEMBERS members of PER devices each, the real
- * way (an owner key, signed CreateGroup and AddMember requests, applied
- * with rc_store_apply), much faster than one `recryptctl member add` and
+ * way (an owner key, signed CreateGroup and AddMember requests of version
+ * RC_REQUEST_VERSION built as recryptctl builds them, applied with
+ * rc_store_apply), much faster than one `recryptctl member add` and
  * one `recrypt keygen` process per member. For bench/postfix-bench.sh's
  * large lists (10,000 and 100,000 devices). Not a test; not installed.
  *
@@ -36,6 +37,39 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A request header as recryptctl's request_start writes it (version
+ * RC_REQUEST_VERSION, expiring RC_REQUEST_DEFAULT_LIFETIME after
+ * created_at); the counter is the caller's, one per request. */
+static void request_start(rc_request *r, uint8_t type, const rc_service_public *svc,
+                          const char *list, uint64_t now, uint64_t counter)
+{
+    memset(r, 0, sizeof *r);
+    r->version = RC_REQUEST_VERSION;
+    r->type = type;
+    memcpy(r->service_pk, svc->pk, 32);
+    snprintf(r->list, sizeof r->list, "%s", list);
+    r->created_at = now;
+    r->not_after = now + RC_REQUEST_DEFAULT_LIFETIME;
+    r->counter = counter;
+}
+
+/* The epoch's version 2 statement, as recryptctl's sign_statement makes it:
+ * a fresh service signing seed sealed to the service (r->sealed_svc_seed),
+ * its public key named in the statement; valid from an hour ago, no
+ * expiry, nothing revoked. */
+static int sign_statement(rc_request *r, const rc_list_secret *ls, const rc_service_public *svc,
+                          uint64_t now, rc_error *err)
+{
+    uint8_t *seed = rc_secret_alloc(RC_SVC_SEED_BYTES), svc_pk[RC_SIGN_PK_BYTES];
+    if (!seed)
+        return rc_error_set(err, RC_E_NOMEM, "out of memory");
+    randombytes_buf(seed, RC_SVC_SEED_BYTES);
+    rc_svc_public(svc_pk, seed);
+    int rc = rc_svc_seed_seal(r->sealed_svc_seed, seed, svc->pk, err);
+    rc_secret_free(seed);
+    return rc ? rc : rc_statement_sign_v2(&r->statement, ls, now - 3600, 0, svc_pk, NULL, 0, err);
 }
 
 static int write_text(const char *path, const char *text)
@@ -82,20 +116,15 @@ int main(int argc, char **argv)
     uint64_t now = (uint64_t)time(NULL), counter = 0;
     rc_statement stmt;
     rc_request r;
-    if (rc_owner_generate(owner, &err) || rc_list_generate(ls, list, 1, NULL, &err) ||
-        rc_statement_sign(&stmt, ls, now - 3600, 0, &err))
+    if (rc_owner_generate(owner, &err) || rc_list_generate(ls, list, 1, NULL, &err))
         return die("keys", &err);
-    memset(&r, 0, sizeof r);
-    r.version = RC_FORMAT_VERSION;
-    r.type = RC_REQ_CREATE_GROUP;
-    memcpy(r.service_pk, svc->pub.pk, 32);
-    snprintf(r.list, sizeof r.list, "%s", list);
-    r.created_at = now;
-    r.statement = stmt;
+    request_start(&r, RC_REQ_CREATE_GROUP, &svc->pub, list, now, ++counter);
+    if (sign_statement(&r, ls, &svc->pub, now, &err))
+        return die("list key statement", &err);
     r.owner = owner->pub;
-    r.counter = ++counter;
     if (rc_request_sign(&r, owner, &err) || rc_store_apply(st, svc, &r, now, &err))
         return die("create the list", &err);
+    stmt = r.statement;
     rc_request_free(&r);
     if (rc_statement_encode(ks, RC_KEYSTR_MAX, &stmt, &err))
         return die("list key", &err);
@@ -115,12 +144,7 @@ int main(int argc, char **argv)
         char member[RC_ADDR_MAX + 1];
         snprintf(member, sizeof member, "m%06ld@%s", m, domain);
         fprintf(mf, "%s\n", member);
-        memset(&r, 0, sizeof r);
-        r.version = RC_FORMAT_VERSION;
-        r.type = RC_REQ_ADD_MEMBER;
-        memcpy(r.service_pk, svc->pub.pk, 32);
-        snprintf(r.list, sizeof r.list, "%s", list);
-        r.created_at = now;
+        request_start(&r, RC_REQ_ADD_MEMBER, &svc->pub, list, now, ++counter);
         snprintf(r.member, sizeof r.member, "%s", member);
         r.privilege = RC_PRIV_RECRYPT;
         for (long j = 0; j < per; j++) {
@@ -138,7 +162,6 @@ int main(int argc, char **argv)
                     return die(path, &err);
             }
         }
-        r.counter = ++counter;
         if (rc_request_sign(&r, owner, &err) || rc_store_apply(st, svc, &r, now, &err))
             return die(member, &err);
         rc_request_free(&r);

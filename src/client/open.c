@@ -129,6 +129,16 @@ static size_t header_end(const char *b, size_t n, size_t from)
     return 0;
 }
 
+/* The held header is decrypted text: wiped before it is freed. */
+static void hold_free(verdict_sink *v)
+{
+    if (v->buf)
+        sodium_memzero(v->buf, v->cap);
+    free(v->buf);
+    v->buf = NULL;
+    v->n = v->cap = 0;
+}
+
 static int mark_sink(void *arg, const uint8_t *p, size_t n)
 {
     verdict_sink *v = arg;
@@ -138,11 +148,16 @@ static int mark_sink(void *arg, const uint8_t *p, size_t n)
         size_t cap = v->cap ? v->cap : 8192;
         while (cap < v->n + n)
             cap *= 2;
-        char *b = realloc(v->buf, cap);
+        char *b = malloc(cap); /* not realloc: the old buffer is wiped */
         if (!b)
             return -1;
+        if (v->n)
+            memcpy(b, v->buf, v->n);
+        size_t n_held = v->n;
+        hold_free(v);
         v->buf = b;
         v->cap = cap;
+        v->n = n_held;
     }
     size_t from = v->n > 2 ? v->n - 2 : 0;
     memcpy(v->buf + v->n, p, n);
@@ -154,8 +169,7 @@ static int mark_sink(void *arg, const uint8_t *p, size_t n)
     int rc = header_out(v, e ? e : v->n);
     if (rc == 0 && e && e < v->n)
         rc = v->sink(v->ctx, (const uint8_t *)v->buf + e, v->n - e);
-    free(v->buf);
-    v->buf = NULL;
+    hold_free(v);
     return rc;
 }
 
@@ -166,8 +180,7 @@ static int mark_flush(verdict_sink *v)
     if (!v->done && v->n)
         rc = header_out(v, v->n);
     v->done = 1;
-    free(v->buf);
-    v->buf = NULL;
+    hold_free(v);
     return rc;
 }
 
@@ -376,7 +389,7 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
         goto out;
     rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, copy, err);
 out:
-    free(vs.buf); /* held back when the open failed: never shown */
+    hold_free(&vs); /* held back when the open failed: never shown */
     free(outer_from);
     if (stage >= 0)
         close(stage);

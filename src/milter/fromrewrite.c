@@ -100,10 +100,10 @@ int fromrw_build(const char *from_value, const char *list_address, const char *f
         name_add(name, poster_name);
     while (name->len && name->str[name->len - 1] == ' ')
         g_string_truncate(name, name->len - 1);
-    if (!name->len)
-        name_add(name, poster ? internet_address_mailbox_get_addr(poster)
-                       : fallback && *fallback ? fallback
-                                               : "unknown sender");
+    if (!name->len && poster)
+        name_add(name, internet_address_mailbox_get_addr(poster));
+    else if (!name->len)
+        name_add(name, fallback && *fallback ? fallback : "unknown sender");
     name_cut(name, FROMRW_NAME_MAX);
     g_string_append(name, " via ");
     g_string_append_len(name, list_address, at - list_address);
@@ -118,9 +118,8 @@ int fromrw_build(const char *from_value, const char *list_address, const char *f
         while (pn->len && pn->str[pn->len - 1] == ' ')
             g_string_truncate(pn, pn->len - 1);
         name_cut(pn, FROMRW_NAME_MAX);
-        InternetAddress *p =
-            internet_address_mailbox_new(pn->len ? pn->str : NULL,
-                                         internet_address_mailbox_get_addr(poster));
+        InternetAddress *p = internet_address_mailbox_new(
+            pn->len ? pn->str : NULL, internet_address_mailbox_get_addr(poster));
         out->reply_to = encode_mailbox(p, fo);
         g_string_free(pn, TRUE);
     }

@@ -41,7 +41,7 @@ static char *check_value(const char *v, const char *want_addr)
     int quoted = 0, esc = 0;
     for (const char *p = v; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        assert_true(c < 0x80);                       /* 7-bit */
+        assert_true(c < 0x80);                            /* 7-bit */
         assert_true(c >= 0x20 || c == '\n' || c == '\t'); /* no CR, no controls */
         if (c == '\n') {
             assert_true(p[1] == ' ' || p[1] == '\t'); /* only folding */
@@ -72,8 +72,7 @@ static char *check_value(const char *v, const char *want_addr)
     assert_int_equal(internet_address_list_length(l), 1);
     InternetAddress *a = internet_address_list_get_address(l, 0);
     assert_true(INTERNET_ADDRESS_IS_MAILBOX(a));
-    assert_string_equal(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a)),
-                        want_addr);
+    assert_string_equal(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a)), want_addr);
     const char *name = internet_address_get_name(a);
     char *res = g_strdup(name ? name : "");
     g_object_unref(l);
@@ -144,8 +143,8 @@ static void test_encoded_words(void **state)
     (void)state;
     expect("=?UTF-8?Q?J=C3=B6rg?= <joerg@example.org>", "J\xc3\xb6rg via team", NULL,
            "joerg@example.org");
-    expect("=?ISO-8859-1?Q?Andr=E9?= Dupont <andre@example.org>",
-           "Andr\xc3\xa9 Dupont via team", NULL, "andre@example.org");
+    expect("=?ISO-8859-1?Q?Andr=E9?= Dupont <andre@example.org>", "Andr\xc3\xa9 Dupont via team",
+           NULL, "andre@example.org");
     /* decoded: Jörg "Q", Jr. -- non-ASCII and specials together */
     expect("=?UTF-8?B?SsO2cmcgIlEiLCBKci4=?= <j@example.org>", "J\xc3\xb6rg \"Q\", Jr. via team",
            NULL, "j@example.org");
@@ -274,9 +273,9 @@ static void test_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_names),   cmocka_unit_test(test_no_display_name),
-        cmocka_unit_test(test_specials),      cmocka_unit_test(test_encoded_words),
-        cmocka_unit_test(test_long_names),    cmocka_unit_test(test_odd_from),
+        cmocka_unit_test(test_plain_names), cmocka_unit_test(test_no_display_name),
+        cmocka_unit_test(test_specials),    cmocka_unit_test(test_encoded_words),
+        cmocka_unit_test(test_long_names),  cmocka_unit_test(test_odd_from),
         cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

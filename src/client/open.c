@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -13,43 +14,221 @@
 #include "seal.h"
 #include "spool.h"
 
-/* Passes the opened message on; with `duplicate`, the first line (the
- * Recrypt-Verdict field) gets "; duplicate" before its line ending. */
+/* Passes the opened message on, its header (the verdict line and the inner
+ * fields) held back until its empty line:
+ *  - with `duplicate`, the first line (the Recrypt-Verdict field) gets
+ *    "; duplicate" before its line ending;
+ *  - with `outer_from` (the outer From as delivered, unfolded) that differs
+ *    from the inner From (the gateway rewrote it: FromRewrite), a field
+ *    "Recrypt-Outer-From: VALUE" follows the verdict line;
+ *  - inner fields named Recrypt-Outer-From are removed (only the client
+ *    writes one). */
+#define OPEN_HEADER_MAX (4u << 20) /* above: passed on as it is, past the verdict line */
+#define HDR_OUTER_FROM "Recrypt-Outer-From"
 typedef struct {
     rc_sink_fn sink;
     void *ctx;
     int duplicate;
-    int line_done;
-    int pending; /* the first line's CR came at the end of a piece, held back */
+    const char *outer_from;
+    int done;  /* the header is out: the rest goes straight through */
+    char *buf; /* the header so far */
+    size_t n, cap;
 } verdict_sink;
+
+/* v unfolded, white space runs as one space, trimmed (malloc). */
+static char *normalized(const char *v, size_t len)
+{
+    char *o = malloc(len + 1), *q = o;
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        int ws = v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n';
+        if (!ws)
+            *q++ = v[i];
+        else if (q > o && q[-1] != ' ')
+            *q++ = ' ';
+    }
+    while (q > o && q[-1] == ' ')
+        q--;
+    *q = '\0';
+    return o;
+}
+
+static int field_named(const char *f, size_t len, const char *name)
+{
+    size_t k = strlen(name);
+    return len > k && f[k] == ':' && !strncasecmp(f, name, k);
+}
+
+/* The held header (all of it, or as much as came): out it goes. */
+static int header_out(verdict_sink *v, size_t hlen)
+{
+    static const char mark[] = "; duplicate";
+    const char *b = v->buf, *end = v->buf + hlen;
+    const char *nl = memchr(b, '\n', hlen);
+    if (!nl) /* no line ending at all: nothing to mark */
+        return v->sink(v->ctx, (const uint8_t *)b, hlen);
+    const char *line_end = nl > b && nl[-1] == '\r' ? nl - 1 : nl;
+    const char *eol = line_end < nl ? "\r\n" : "\n";
+    if (v->sink(v->ctx, (const uint8_t *)b, (size_t)(line_end - b)) != 0 ||
+        (v->duplicate && v->sink(v->ctx, (const uint8_t *)mark, sizeof mark - 1) != 0) ||
+        v->sink(v->ctx, (const uint8_t *)eol, strlen(eol)) != 0)
+        return -1;
+    /* The inner From, to compare with the outer one. */
+    const char *p = nl + 1;
+    char *inner = NULL;
+    for (const char *q = p; q < end && *q != '\n' && !(*q == '\r' && q + 1 < end && q[1] == '\n');) {
+        const char *f = q;
+        do {
+            const char *e = memchr(q, '\n', (size_t)(end - q));
+            q = e ? e + 1 : end;
+        } while (q < end && (*q == ' ' || *q == '\t'));
+        if (!inner && field_named(f, (size_t)(q - f), "From") &&
+            !(inner = normalized(f + 5, (size_t)(q - f - 5))))
+            return -1;
+    }
+    int rc = 0;
+    if (v->outer_from) {
+        char *outer = normalized(v->outer_from, strlen(v->outer_from));
+        if (!outer)
+            rc = -1;
+        else if (!inner || strcmp(inner, outer) != 0)
+            rc = v->sink(v->ctx, (const uint8_t *)HDR_OUTER_FROM ": ", sizeof HDR_OUTER_FROM + 1) ||
+                 v->sink(v->ctx, (const uint8_t *)outer, strlen(outer)) ||
+                 v->sink(v->ctx, (const uint8_t *)eol, strlen(eol));
+        free(outer);
+    }
+    free(inner);
+    if (rc)
+        return -1;
+    /* The inner fields (less any Recrypt-Outer-From), then what follows. */
+    while (p < end && *p != '\n' && !(*p == '\r' && p + 1 < end && p[1] == '\n')) {
+        const char *f = p;
+        do {
+            const char *e = memchr(p, '\n', (size_t)(end - p));
+            p = e ? e + 1 : end;
+        } while (p < end && (*p == ' ' || *p == '\t'));
+        if (!field_named(f, (size_t)(p - f), HDR_OUTER_FROM) &&
+            v->sink(v->ctx, (const uint8_t *)f, (size_t)(p - f)) != 0)
+            return -1;
+    }
+    return p < end ? v->sink(v->ctx, (const uint8_t *)p, (size_t)(end - p)) : 0;
+}
+
+/* The end of the header in buf[0..n): the offset after its empty line, or 0. */
+static size_t header_end(const char *b, size_t n, size_t from)
+{
+    for (size_t i = from; i < n; i++) {
+        if (b[i] != '\n')
+            continue;
+        if (i + 1 < n && b[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < n && b[i + 1] == '\r' && b[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+/* The held header is decrypted text: wiped before it is freed. */
+static void hold_free(verdict_sink *v)
+{
+    if (v->buf)
+        sodium_memzero(v->buf, v->cap);
+    free(v->buf);
+    v->buf = NULL;
+    v->n = v->cap = 0;
+}
 
 static int mark_sink(void *arg, const uint8_t *p, size_t n)
 {
     verdict_sink *v = arg;
-    static const char mark[] = "; duplicate";
-    if (!v->duplicate || v->line_done)
+    if (v->done)
         return v->sink(v->ctx, p, n);
-    if (v->pending) { /* the line ended in a CR at the end of the last piece */
-        v->line_done = 1;
-        if (v->sink(v->ctx, (const uint8_t *)mark, sizeof mark - 1) != 0 ||
-            v->sink(v->ctx, (const uint8_t *)"\r", 1) != 0)
+    if (v->n + n > v->cap) {
+        size_t cap = v->cap ? v->cap : 8192;
+        while (cap < v->n + n)
+            cap *= 2;
+        char *b = malloc(cap); /* not realloc: the old buffer is wiped */
+        if (!b)
             return -1;
-        return v->sink(v->ctx, p, n);
+        if (v->n)
+            memcpy(b, v->buf, v->n);
+        size_t n_held = v->n;
+        hold_free(v);
+        v->buf = b;
+        v->cap = cap;
+        v->n = n_held;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '\n' && p[i] != '\r')
-            continue;
-        if (p[i] == '\r' && i + 1 == n) { /* CRLF may be split: hold the CR */
-            v->pending = 1;
-            return v->sink(v->ctx, p, i);
-        }
-        v->line_done = 1;
-        if (v->sink(v->ctx, p, i) != 0 ||
-            v->sink(v->ctx, (const uint8_t *)mark, sizeof mark - 1) != 0)
+    size_t from = v->n > 2 ? v->n - 2 : 0;
+    memcpy(v->buf + v->n, p, n);
+    v->n += n;
+    size_t e = header_end(v->buf, v->n, from);
+    if (!e && v->n < OPEN_HEADER_MAX)
+        return 0;
+    v->done = 1;
+    int rc = header_out(v, e ? e : v->n);
+    if (rc == 0 && e && e < v->n)
+        rc = v->sink(v->ctx, (const uint8_t *)v->buf + e, v->n - e);
+    hold_free(v);
+    return rc;
+}
+
+/* At the end: a message that ended in its header. */
+static int mark_flush(verdict_sink *v)
+{
+    int rc = 0;
+    if (!v->done && v->n)
+        rc = header_out(v, v->n);
+    v->done = 1;
+    hold_free(v);
+    return rc;
+}
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} grow_buf;
+
+static int collect_sink(void *arg, const uint8_t *p, size_t n)
+{
+    grow_buf *b = arg;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q)
             return -1;
-        return v->sink(v->ctx, p + i, n - i);
+        b->p = q;
+        b->cap = cap;
     }
-    return v->sink(v->ctx, p, n);
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return 0;
+}
+
+/* The outer From value, unfolded (malloc), or NULL. */
+static char *outer_from_of(const rc_mail *m)
+{
+    rc_error e;
+    grow_buf b = {0};
+    if (rc_mail_write_header(m, collect_sink, &b, &e) != 0 || !b.p) {
+        free(b.p);
+        return NULL;
+    }
+    char *res = NULL;
+    const char *p = b.p, *end = b.p + b.n;
+    while (!res && p < end && *p != '\n' && !(*p == '\r' && p + 1 < end && p[1] == '\n')) {
+        const char *f = p;
+        do {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            p = nl ? nl + 1 : end;
+        } while (p < end && (*p == ' ' || *p == '\t'));
+        if (field_named(f, (size_t)(p - f), "From"))
+            res = normalized(f + 5, (size_t)(p - f - 5));
+    }
+    free(b.p);
+    return res;
 }
 
 /* The statements of st's list with a higher epoch that this device knows
@@ -113,9 +292,12 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
     rc_open_result *res = NULL;
     rc_device_secret *dev = NULL;
     int stage = -1, first = 0, rc;
+    char *outer_from = NULL;
+    verdict_sink vs = {0};
 
     if ((rc = rc_mail_parse(&m, in, err)))
         goto out;
+    outer_from = outer_from_of(m); /* shown when it is not the inner From (FromRewrite) */
     if (list_key)
         rc = client_load_statement(ks, &st, list_key, err);
     else if (rc_mail_list_key(m))
@@ -147,7 +329,7 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
     }
     /* A second copy of a post opened here before: split delivery's rerun
      * after a crash gives a copy another Recrypt-Copy. */
-    verdict_sink vs = {sink, ctx, 0, 0, 0};
+    vs = (verdict_sink){sink, ctx, 0, outer_from, 0, NULL, 0, 0};
     char first_copy[RC_COPY_ID_LEN + 1] = "", seen_list[RC_ADDR_MAX + 1];
     const char *copy = rc_mail_copy_id(m);
     if (copy && keystore_post_lookup(ks, rc_mail_message_id(m), seen_list, sizeof seen_list,
@@ -172,7 +354,10 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
         goto out;
     rc_open_options oo = {(flags & CLIENT_OPEN_ALLOW_DIRECT) ? RC_OPEN_ALLOW_DIRECT : 0u, later,
                           n_later};
-    if ((rc = rc_mail_open_ex(m, &st, dev, &oo, stage, mark_sink, &vs, res, err))) {
+    if ((rc = rc_mail_open_ex(m, &st, dev, &oo, stage, mark_sink, &vs, res, err)) == 0 &&
+        mark_flush(&vs) != 0)
+        rc = rc_error_set(err, RC_E_IO, "cannot write the opened message");
+    if (rc) {
         if (rc == RC_E_POLICY && strstr(err->msg, "did not come through the list")) {
             char msg[RC_ERROR_MSG_MAX];
             snprintf(msg, sizeof msg, "%s", err->msg);
@@ -204,6 +389,8 @@ int client_open_ex(const keystore *ks, int in, const char *list_key, const char 
         goto out;
     rc = keystore_post_remember(ks, rc_mail_message_id(m), st.address, copy, err);
 out:
+    hold_free(&vs); /* held back when the open failed: never shown */
+    free(outer_from);
     if (stage >= 0)
         close(stage);
     rc_mail_free(m);

@@ -21,6 +21,7 @@ void config_defaults(config *c)
     c->max_message_size = 50ULL << 20;
     c->plaintext_policy = PLAINTEXT_REJECT;
     c->posting_policy = POSTING_OPEN;
+    c->from_rewrite = 1; /* the body is always replaced: DKIM never survives */
     c->freshness_window = 7 * 86400;
     c->future_skew = 3600;
     c->max_fanout = 100000;
@@ -187,6 +188,16 @@ static const char *set(config *c, const char *name, const char *v)
             c->posting_policy = POSTING_MEMBERS;
         else
             return "PostingPolicy is open or members";
+        return NULL;
+    }
+    if (!strcasecmp(name, "FromRewrite")) {
+        if (!strcasecmp(v, "yes"))
+            c->from_rewrite = 1;
+        else if (!strcasecmp(v, "no"))
+            c->from_rewrite = 0;
+        else
+            return "FromRewrite is yes (the outer From of list copies becomes the list's "
+                   "address, for DMARC) or no";
         return NULL;
     }
     if (!strcasecmp(name, "FreshnessWindow"))

@@ -40,6 +40,10 @@ typedef struct {
     uint64_t max_message_size;
     int plaintext_policy;
     int posting_policy;
+    /* FromRewrite (docs/admin-guide.md §13): the outer From of every list
+     * copy becomes "NAME via LIST" <LIST>, the poster in Reply-To and
+     * X-Original-From. Default yes. */
+    int from_rewrite;
     uint64_t freshness_window;
     uint64_t future_skew;
     uint64_t max_fanout;

@@ -14,12 +14,14 @@
 #include <unistd.h>
 #include <sodium.h>
 #include "fanout.h"
+#include "fromrewrite.h"
 #include "gateway.h"
 #include "log.h"
 #include "receipt.h"
 #include "smtp.h"
 
 #define HDR_PROCESSED "Recrypt-Processed"
+#define HDR_ORIGINAL_FROM "X-Original-From"
 #define SMTP_TIMEOUT 300 /* seconds per reply; a final "." may take a while on a busy MTA */
 
 /* ---- the header every copy shares ---- */
@@ -64,6 +66,29 @@ static int buf_str(buf_t *b, const char *s)
 
 /* Fields the gateway owns: whatever the post brought is dropped, the
  * gateway's own are added (the milter does the same in inline mode). */
+static int field_is(const char *f, size_t len, const char *name)
+{
+    size_t k = strlen(name);
+    return len > k && f[k] == ':' && !strncasecmp(f, name, k);
+}
+
+/* fromrewrite.h's value, "\n"-folded, with the copy's line ending. */
+static void add_folded(buf_t *b, const char *name, const char *v, const char *eol)
+{
+    buf_str(b, name);
+    buf_str(b, ": ");
+    for (const char *p = v; *p;) {
+        size_t run = strcspn(p, "\r\n");
+        buf_add(b, p, run);
+        p += run;
+        if (*p == '\r' || *p == '\n') {
+            buf_str(b, eol);
+            p += *p == '\r' && p[1] == '\n' ? 2 : 1;
+        }
+    }
+    buf_str(b, eol);
+}
+
 static int dropped_field(const char *f, size_t len)
 {
     static const char *const names[] = {RC_HDR_LIST_KEY,    HDR_PROCESSED, RC_HDR_COPY,
@@ -85,9 +110,13 @@ static int dropped_field(const char *f, size_t len)
  * client mark it as a second copy), then the empty line. Nothing in it
  * depends on the member: a copy says nothing about who else got one.
  * send_copy puts the copy's own Recrypt-Service-Signature (for that member)
- * before the empty line. */
+ * before the empty line. With from_rewrite (FromRewrite yes) the From
+ * becomes the list's (fromrewrite.h), X-Original-From follows it (any the
+ * post brought are dropped) and Reply-To is added after the post's fields
+ * unless it has one. */
 static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_statement *st,
-                       const char *marker, const char *key_current, buf_t *out, rc_error *err)
+                       const char *marker, const char *key_current, int from_rewrite, buf_t *out,
+                       rc_error *err)
 {
     buf_t in = {0};
     int rc = rc_mail_write_header(mail, buf_sink, &in, err);
@@ -100,18 +129,59 @@ static int copy_header(const rc_mail *mail, const rc_store_list *l, const rc_sta
     /* Fields: a line that does not start with white space begins one. The
      * block ends with an empty line, which is not copied. */
     const char *p = in.p, *end = in.p + in.n;
+    /* The fields added below end as the message's lines do (its empty
+     * line tells): one line ending in the whole copy. */
+    const char *blank = p;
+    while (blank < end && *blank != '\n' && !(*blank == '\r' && blank + 1 < end &&
+                                              blank[1] == '\n')) {
+        const char *nl = memchr(blank, '\n', (size_t)(end - blank));
+        blank = nl ? nl + 1 : end;
+    }
+    const char *eol = blank < end && *blank == '\r' ? "\r\n" : "\n";
+    int n_from = 0, n_reply_to = 0;
+    fromrw_result fr = {0};
     while (p < end && !(*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'))) {
         const char *f = p;
         do {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             p = nl ? nl + 1 : end;
         } while (p < end && (*p == ' ' || *p == '\t'));
-        if (!dropped_field(f, (size_t)(p - f)))
-            buf_add(out, f, (size_t)(p - f));
+        size_t len = (size_t)(p - f);
+        if (dropped_field(f, len))
+            continue;
+        if (from_rewrite && field_is(f, len, "Reply-To"))
+            n_reply_to++;
+        if (from_rewrite && field_is(f, len, HDR_ORIGINAL_FROM))
+            continue;
+        if (from_rewrite && field_is(f, len, "From")) {
+            if (n_from++) /* a sealed post has one; never two in a copy */
+                continue;
+            /* The value, unfolded, for parsing; the raw one for X-Original-From. */
+            char *v = malloc(len), *o = v;
+            if (!v) {
+                free(in.p);
+                return rc_error_set(err, RC_E_NOMEM, "out of memory for the header");
+            }
+            for (const char *q = f + 5; q < p; q++)
+                if (*q != '\r' && *q != '\n')
+                    *o++ = *q;
+            *o = '\0';
+            int rc2 = fromrw_build(v, l->address, NULL, &fr);
+            free(v);
+            if (rc2 != 0) {
+                free(in.p);
+                return rc_error_set(err, RC_E_NOMEM, "cannot rewrite the From field");
+            }
+            add_folded(out, "From", fr.from, eol);
+            buf_str(out, HDR_ORIGINAL_FROM ":");
+            buf_add(out, f + 5, len - 5);
+            continue;
+        }
+        buf_add(out, f, len);
     }
-    /* The fields added below end as the message's lines do (its empty
-     * line tells): one line ending in the whole copy. */
-    const char *eol = p < end && *p == '\r' ? "\r\n" : "\n";
+    if (from_rewrite && !n_reply_to && fr.reply_to)
+        add_folded(out, "Reply-To", fr.reply_to, eol);
+    fromrw_free(&fr);
     free(in.p);
 
     char id[RC_ADDR_MAX + 8], line[2 * RC_ADDR_MAX + 64], key[RC_KEYSTR_MAX];
@@ -537,7 +607,8 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
             (ep.statement.version == RC_STATEMENT_V2 &&
              (!(svc_seed = rc_secret_alloc(RC_SVC_SEED_BYTES)) ||
               rc_store_service_seed(rd, job->svc, l.list_id, ep.epoch, svc_seed, &err) != 0)) ||
-            copy_header(mail, &l, &ep.statement, marker, key_current, &hdr, &err) != 0) {
+            copy_header(mail, &l, &ep.statement, marker, key_current, cfg->from_rewrite, &hdr,
+                        &err) != 0) {
             snprintf(why, cap, "%s", err.msg);
             goto tempfail;
         }

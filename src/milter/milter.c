@@ -45,6 +45,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include "fromrewrite.h"
 #include "gateway.h"
 #include "log.h"
 #include "milter.h"
@@ -53,6 +54,8 @@
 #define HDR_PROCESSED "Recrypt-Processed"
 #define MAX_RCPT_LEN (RC_ADDR_MAX + 3)
 #define BODY_CHUNK 65536
+#define HDR_ORIGINAL_FROM "X-Original-From"
+#define FROM_VALUE_MAX 4096 /* a longer From is rewritten from its address alone */
 
 static daemon_ctx *D;
 
@@ -91,6 +94,11 @@ typedef struct {
     char marker[128];              /* Recrypt-Processed value, if any */
     int n_list_key, n_processed, n_list_id, n_list_post; /* header counts to remove */
     int n_svc_sig, n_key_current; /* Recrypt-Service-Signature, Recrypt-List-Key-Current */
+    /* FromRewrite: the first From value as given, and the counts of From,
+     * Reply-To and X-Original-From fields. */
+    char from_value[FROM_VALUE_MAX];
+    int from_long; /* the first From did not fit from_value */
+    int n_from, n_reply_to, n_orig_from;
     int spool;                     /* -1 when none */
     int spool_failed;              /* a write failed where no reply could say so */
     uint64_t size;
@@ -469,8 +477,16 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         m->n_list_id++;
     else if (!strcasecmp(name, "List-Post"))
         m->n_list_post++;
-    else if (!strcasecmp(name, "From"))
+    else if (!strcasecmp(name, "From")) {
         from_address(value, m->from);
+        if (m->n_from++ == 0) {
+            m->from_long = strlen(value) >= sizeof m->from_value;
+            snprintf(m->from_value, sizeof m->from_value, "%s", m->from_long ? "" : value);
+        }
+    } else if (!strcasecmp(name, "Reply-To"))
+        m->n_reply_to++;
+    else if (!strcasecmp(name, HDR_ORIGINAL_FROM))
+        m->n_orig_from++;
     /* Spool as CRLF text: the MTA hands folded values with bare LF. */
     int bad = spool_write(m, name, strlen(name)) || spool_write(m, ": ", 2);
     for (const char *p = value; !bad && *p;) {
@@ -532,10 +548,11 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 
 /* ---- end of message ---- */
 
-/* Tell the MTA: new body, recipients, sender, headers. */
+/* Tell the MTA: new body, recipients, sender, headers; with from_rewrite
+ * (FromRewrite yes) the outer From too (fromrewrite.h). */
 static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list *l,
                    const rc_statement *st, const char *marker, const rc_store_audience *aud,
-                   const char *receipt, int keep_body)
+                   const char *receipt, int keep_body, int from_rewrite)
 {
     if (!keep_body) {
         uint8_t *buf = malloc(BODY_CHUNK);
@@ -612,6 +629,37 @@ static int rewrite(SMFICTX *ctx, msg_state *m, int body_fd, const rc_store_list 
     }
     if (marker && smfi_addheader(ctx, HDR_PROCESSED, (char *)marker) != MI_SUCCESS)
         return -1;
+    if (from_rewrite) {
+        /* The first From becomes the list's, further ones (a plaintext post
+         * may have them) go; the poster's From value is kept in
+         * X-Original-From (replacing any the post brought) and the poster's
+         * mailbox in Reply-To unless the post has one. A From longer than
+         * FROM_VALUE_MAX is known by its address only. */
+        char orig[RC_ADDR_MAX + 3] = "";
+        const char *orig_value = m->from_value;
+        if (m->from_long) {
+            if (m->from[0])
+                snprintf(orig, sizeof orig, "<%s>", m->from);
+            orig_value = orig;
+        }
+        fromrw_result fr;
+        if (fromrw_build(m->n_from && orig_value[0] ? orig_value : NULL, l->address, m->sender,
+                         &fr) != 0)
+            return -1;
+        int bad = m->n_from ? smfi_chgheader(ctx, "From", 1, fr.from) != MI_SUCCESS
+                            : smfi_addheader(ctx, "From", fr.from) != MI_SUCCESS;
+        for (int i = m->n_from; !bad && i > 1; i--)
+            bad = smfi_chgheader(ctx, "From", i, NULL) != MI_SUCCESS;
+        for (int i = m->n_orig_from; !bad && i > 0; i--)
+            bad = smfi_chgheader(ctx, HDR_ORIGINAL_FROM, i, NULL) != MI_SUCCESS;
+        if (!bad && orig_value[0])
+            bad = smfi_addheader(ctx, HDR_ORIGINAL_FROM, (char *)orig_value) != MI_SUCCESS;
+        if (!bad && !m->n_reply_to && fr.reply_to)
+            bad = smfi_addheader(ctx, "Reply-To", fr.reply_to) != MI_SUCCESS;
+        fromrw_free(&fr);
+        if (bad)
+            return -1;
+    }
     return 0;
 }
 
@@ -767,7 +815,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             }
         }
         if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, &aud,
-                    receipt[0] ? receipt : NULL, mail == NULL) != 0) {
+                    receipt[0] ? receipt : NULL, mail == NULL, cfg.from_rewrite) != 0) {
             st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                        "recrypt: the MTA refused a change, try again later");
             goto done;

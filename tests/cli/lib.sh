@@ -95,9 +95,13 @@ expect_fail() {
 }
 
 # same_inner NAME ORIGINAL OPENED: OPENED is ORIGINAL plus a first line
-# "Recrypt-Verdict: ..." and nothing else.
+# "Recrypt-Verdict: ..." and nothing else; but for a second line
+# "Recrypt-Outer-From: ..." when the gateway rewrote the outer From
+# (FromRewrite, the default).
 same_inner() {
-  if head -n1 "$3" | grep -q '^Recrypt-Verdict: ' && tail -n +2 "$3" | cmp -s - "$2"; then
+  local from=2
+  sed -n 2p "$3" | grep -q '^Recrypt-Outer-From: ' && from=3
+  if head -n1 "$3" | grep -q '^Recrypt-Verdict: ' && tail -n +$from "$3" | cmp -s - "$2"; then
     pass "$1"
   else
     failed "$1: opened message differs from the original"

@@ -200,6 +200,26 @@ rc=0; dev dave open <nocopy-dave.eml >o-nocopy.eml 2>/dev/null || rc=$?
 [ $rc -eq 0 ] && head -n1 o-nocopy.eml | grep -q 'epoch=2$' && pass "3: a copy without Recrypt-Copy is never marked" ||
   failed "3: copy without Recrypt-Copy: exit $rc $(head -n1 o-nocopy.eml)"
 
+# FromRewrite (the default) in split delivery: every copy's outer From is
+# the list's, the poster in Reply-To and X-Original-From; recrypt open
+# shows the outer From as Recrypt-Outer-From and the inner From intact.
+hfield() { tr -d '\r' <"$1" | awk -v n="$2" 'BEGIN {n = tolower(n)} /^$/ {exit}
+  /^[ \t]/ {if (on) {sub(/^[ \t]+/, " "); v = v $0}; next}
+  {if (on) print v; on = 0} tolower(substr($0, 1, length(n) + 1)) == n ":" {on = 1; v = substr($0, length(n) + 2); sub(/^[ \t]+/, "", v)}
+  END {if (on) print v}'; }
+ok=1
+for m in "${MEMBERS[@]}"; do
+  [ "$(hfield "copy-$m.eml" From)" = '"poster@example.org via list" <list@example.org>' ] &&
+    [ "$(hfield "copy-$m.eml" Reply-To)" = "poster@example.org" ] &&
+    [ "$(hfield "copy-$m.eml" X-Original-From)" = "poster@$D" ] || ok=0
+done
+[ $ok = 1 ] && pass "3: FromRewrite: each copy is From \"poster@example.org via list\" <list@example.org>, Reply-To and X-Original-From the poster" ||
+  failed "3: FromRewrite: alice's copy: From '$(hfield copy-alice.eml From)', Reply-To '$(hfield copy-alice.eml Reply-To)', X-Original-From '$(hfield copy-alice.eml X-Original-From)'"
+[ "$(sed -n 2p o-alice.eml)" = 'Recrypt-Outer-From: "poster@example.org via list" <list@example.org>' ] &&
+  [ "$(hfield o-alice.eml From)" = "poster@$D" ] &&
+  pass "3: recrypt open shows the outer From (Recrypt-Outer-From) and the inner From intact" ||
+  failed "3: opened header: $(head -3 o-alice.eml | tr '\n' '|')"
+
 # --- 4. the same post again: discarded, nobody gets a second copy.
 rc=0; send_mail poster@$D "$LIST" s1.eml || rc=$?
 [ $rc -eq 0 ] && pass "4: a replay of the delivered post is answered 250" || failed "4: replay: exit $rc"

@@ -815,7 +815,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
             }
         }
         if (rewrite(ctx, m, out, &l, &ep.statement, mail ? marker : NULL, &aud,
-                    receipt[0] ? receipt : NULL, mail == NULL, cfg.from_rewrite) != 0) {
+                    receipt[0] ? receipt : NULL, mail == NULL, cfg->from_rewrite) != 0) {
             st = reply(ctx, m, "451", "4.3.0", SMFIS_TEMPFAIL,
                        "recrypt: the MTA refused a change, try again later");
             goto done;

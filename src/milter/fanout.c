@@ -378,8 +378,8 @@ static void *send_worker(void *arg)
             pthread_mutex_lock(&S->lock);
             S->refused++;
             pthread_mutex_unlock(&S->lock);
-            log_msg(LOG_LEVEL_WARNING, S->qid, "list=%s post=%s copy refused by %s: %s", S->list,
-                    S->post_id, cfg->fanout_relay, reply);
+            log_msg(LOG_LEVEL_WARNING, S->qid, "list=%s post=%s copy=refused relay=%s reply=\"%s\"",
+                    S->list, S->post_id, cfg->fanout_relay, reply);
             continue;
         }
         if (rc != SMTP_OK) {
@@ -486,13 +486,19 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
         !is_fanout_address(job->recipient, cfg->fanout_domain)) {
         snprintf(why, cap, "%.80s is not a fan-out address (%d hex digits @%s)", job->recipient,
                  RECEIPT_TOKEN_LEN, cfg->fanout_domain[0] ? cfg->fanout_domain : "FanoutDomain");
-        log_msg(LOG_LEVEL_WARNING, qid, "fanout refused: %s", why);
+        log_msg(LOG_LEVEL_WARNING, qid,
+                "list=- epoch=- copies=0 stanzas=0 recipients=0 skipped=0 refused=0 post=- "
+                "verdict=rejected reply=\"%s\"",
+                why);
         free(key_current);
         return EX_NOUSER;
     }
     if (rc_mail_parse(&mail, job->fd, &err) != 0) {
         snprintf(why, cap, "malformed recrypt message: %s", err.msg);
-        log_msg(LOG_LEVEL_WARNING, qid, "fanout refused: %s", why);
+        log_msg(LOG_LEVEL_WARNING, qid,
+                "list=- epoch=- copies=0 stanzas=0 recipients=0 skipped=0 refused=0 post=- "
+                "verdict=rejected reply=\"%s\"",
+                why);
         free(key_current);
         return EX_DATAERR;
     }
@@ -500,7 +506,10 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     sodium_bin2hex(post_id, sizeof post_id, env->E, RECEIPT_PREFIX_BYTES);
     if (!fanout_tag_ok(job->mark_secret, env->E, prefix, tag)) {
         snprintf(why, cap, "the fan-out address does not belong to this post (or to this store)");
-        log_msg(LOG_LEVEL_WARNING, qid, "fanout refused: post=%s %s", post_id, why);
+        log_msg(LOG_LEVEL_WARNING, qid,
+                "list=- epoch=%llu copies=0 stanzas=0 recipients=0 skipped=0 refused=0 post=%s "
+                "verdict=rejected reply=\"%s\"",
+                (unsigned long long)env->epoch, post_id, why);
         code = EX_NOPERM;
         goto done;
     }
@@ -518,8 +527,8 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     if (rp.state == RC_POST_DELIVERED) {
         res->duplicate = 1;
         log_msg(LOG_LEVEL_INFO, qid,
-                "list=- epoch=%llu copies=0 stanzas=0 recipients=0 post=%s verdict=duplicate "
-                "(delivered before: nothing to do)",
+                "list=- epoch=%llu copies=0 stanzas=0 recipients=0 skipped=0 refused=0 post=%s "
+                "verdict=duplicate (delivered before: nothing to do)",
                 (unsigned long long)env->epoch, post_id);
         code = 0;
         goto done;
@@ -550,8 +559,10 @@ int fanout_run(const fanout_job *job, fanout_result *res, char *why, size_t cap)
     }
     if (v.action != GW_GO_ON) {
         snprintf(why, cap, "%s %s %s", v.code, v.xcode, v.line[0]);
-        log_msg(LOG_LEVEL_NOTICE, qid, "list=%s post=%s verdict=rejected reply=\"%s\"",
-                l.address[0] ? l.address : "-", post_id, why);
+        log_msg(LOG_LEVEL_NOTICE, qid,
+                "list=%s epoch=%llu copies=0 stanzas=0 recipients=0 skipped=0 refused=0 post=%s "
+                "verdict=rejected reply=\"%s\"",
+                l.address[0] ? l.address : "-", (unsigned long long)env->epoch, post_id, why);
         code = EX_DATAERR;
         goto done;
     }
@@ -676,9 +687,11 @@ tempfail:
     /* Copies queued so far are recorded (send_copies), so that the retry
      * skips them. */
     log_msg(LOG_LEVEL_ERROR, qid,
-            "list=%s post=%s copies=%zu verdict=tempfail reason=\"%s\" (the MTA retries; "
-            "queued copies are not sent again)",
-            l.address[0] ? l.address : "-", post_id, res->sent, why);
+            "list=%s epoch=%llu copies=%zu stanzas=%zu recipients=%zu skipped=%zu refused=%zu "
+            "post=%s verdict=tempfail (the MTA retries; queued copies are not sent again) "
+            "error=\"%s\"",
+            l.address[0] ? l.address : "-", (unsigned long long)env->epoch, res->sent,
+            res->stanzas, res->members, res->skipped, res->refused, post_id, why);
     code = EX_TEMPFAIL;
     recorded_new = 0; /* a retry must find it pending, with this audience */
 done:

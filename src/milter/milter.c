@@ -187,9 +187,12 @@ static sfsistat reply(SMFICTX *ctx, msg_state *m, const char *code, const char *
     smfi_setreply(ctx, (char *)code, (char *)xcode, text);
     /* 452 4.5.3 at RCPT is the normal way to split a transaction, not a failure. */
     int deferred = !strcmp(code, "452");
-    log_msg(st == SMFIS_TEMPFAIL && !deferred ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE,
-            m ? m->qid : NULL, "list=%s verdict=%s reply=\"%s %s %s\"",
-            m && m->list[0] ? m->list : "-",
+    /* A post line (admin guide §10): before end of message no epoch, post
+     * id or audience is known yet. */
+    log_msg(deferred ? LOG_LEVEL_DEBUG : st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE,
+            m ? m->qid : NULL,
+            "list=%s epoch=- stanzas=0 recipients=0 size=%llu post=- verdict=%s reply=\"%s %s %s\"",
+            m && m->list[0] ? m->list : "-", m ? (unsigned long long)m->size : 0ULL,
             deferred ? "deferred-rcpt" : st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", code,
             xcode, text);
     if (deferred)
@@ -678,13 +681,15 @@ static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v)
                                           v->n_lines > 2 ? v->line[2] : NULL,
                                           v->n_lines > 3 ? v->line[3] : NULL,
                                           v->n_lines > 4 ? v->line[4] : NULL, NULL) != MI_SUCCESS)
-        return reply(ctx, m, v->code, v->xcode, st, "%s", v->line[0]);
-    if (v->detail[0])
-        log_msg(LOG_LEVEL_ERROR, m->qid, "%s", v->detail);
+        smfi_setreply(ctx, (char *)v->code, (char *)v->xcode, (char *)v->line[0]);
+    /* One post line (admin guide §10), a tempfail's cause in error="...". */
     log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE, m->qid,
-            "list=%s verdict=%s reply=\"%s %s %s\"", m->list[0] ? m->list : "-",
+            "list=%s epoch=- stanzas=0 recipients=0 size=%llu post=- verdict=%s "
+            "reply=\"%s %s %s\"%s%s%s",
+            m->list[0] ? m->list : "-", (unsigned long long)m->size,
             st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", v->code, v->xcode,
-            v->log_text[0] ? v->log_text : v->line[0]);
+            v->log_text[0] ? v->log_text : v->line[0], v->detail[0] ? " error=\"" : "",
+            v->detail, v->detail[0] ? "\"" : "");
     if (st == SMFIS_TEMPFAIL)
         COUNT(n_tempfail);
     else
@@ -743,8 +748,9 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         COUNT(n_plaintext);
     if (v.action == GW_PASS) {
         log_msg(LOG_LEVEL_INFO, m->qid,
-                "list=%s epoch=%llu stanzas=0 recipients=0 verdict=passed", m->list,
-                (unsigned long long)rc_mail_envelope(mail)->epoch);
+                "list=%s epoch=%llu stanzas=0 recipients=0 size=%llu post=- verdict=passed",
+                m->list, (unsigned long long)rc_mail_envelope(mail)->epoch,
+                (unsigned long long)m->size);
         COUNT(n_passed);
         st = SMFIS_ACCEPT;
         goto done;
@@ -768,10 +774,11 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         }
         if (rp.state == RC_POST_DELIVERED) {
             log_msg(LOG_LEVEL_INFO, m->qid,
-                    "list=%s epoch=%llu stanzas=0 recipients=0 post=%s verdict=duplicate "
-                    "(delivered before, the MTA's receipt says: a retry or a replay; accepted "
-                    "and discarded)",
-                    l.address, (unsigned long long)rc_mail_envelope(mail)->epoch, rp.post_id);
+                    "list=%s epoch=%llu stanzas=0 recipients=0 size=%llu post=%s "
+                    "verdict=duplicate (delivered before, the MTA's receipt says: a retry or a "
+                    "replay; accepted and discarded)",
+                    l.address, (unsigned long long)rc_mail_envelope(mail)->epoch,
+                    (unsigned long long)m->size, rp.post_id);
             COUNT(n_replays);
             st = SMFIS_DISCARD;
             goto done;

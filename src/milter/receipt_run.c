@@ -52,7 +52,8 @@ int receipt_run(const config *cfg, const char *recipient, const char *queue_id)
 
     drain_stdin();
     if (receipt_parse(recipient, prefix, tag) != 0) {
-        log_msg(LOG_LEVEL_WARNING, qid, "receipt refused: %.80s is not a receipt address",
+        log_msg(LOG_LEVEL_WARNING, qid,
+                "post=- verdict=receipt-refused error=\"%.80s is not a receipt address\"",
                 recipient);
         fprintf(stderr, "recrypt-milter: %.80s is not a receipt address (%d hex digits @ the "
                         "ReceiptDomain)\n",
@@ -74,7 +75,8 @@ int receipt_run(const config *cfg, const char *recipient, const char *queue_id)
     sodium_memzero(mark, sizeof mark);
     rc_store_close(st);
     if (rc) {
-        log_msg(LOG_LEVEL_ERROR, qid, "post=%s verdict=receipt-deferred (%s)", e_hex, err.msg);
+        log_msg(LOG_LEVEL_ERROR, qid, "post=%s verdict=receipt-deferred error=\"%s\"", e_hex,
+                err.msg);
         fprintf(stderr, "recrypt-milter: receipt for post %s deferred: %s\n", e_hex, err.msg);
         return EX_TEMPFAIL;
     }

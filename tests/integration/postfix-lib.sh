@@ -40,7 +40,8 @@
 #   PF_RECEIPTS=yes            delivery receipts (admin guide §5.5): main.cf
 #                              routes $PF_RECEIPT_DOMAIN to a pipe(8)
 #                              service "recrypt-receipt" that runs
-#                              recrypt-milter -r as user nobody, milter_config
+#                              recrypt-milter -r as user nobody (its log
+#                              lines also in $RECEIPT_LOG), milter_config
 #                              writes ReceiptDomain, and milter_start makes
 #                              the store nobody's
 #   PF_FANOUT=yes              split delivery (admin guide §5.6): main.cf
@@ -58,6 +59,10 @@
 #   pf_fanouts                 fan-out runs Postfix finished so far (its log)
 #   pf_receipts                receipts Postfix delivered so far (its log)
 #   pf_wait_receipts N TIMEOUT wait until it delivered >= N
+#   check_log_formats [-l FILE]... KIND[:VERDICT]...
+#                              the milter's, receipts' and fan-out's log
+#                              lines are as admin guide §10 says (a pass or
+#                              a failed line)
 #   PF_MAIN_CF_SET=("name = value" ...)   settings in place of those written
 #                              (or added)
 
@@ -88,6 +93,7 @@ PF_RELAYHOST='' PF_RELAY_DOMAINS='' PF_MILTER='' PF_RECEIPTS=''
 PF_RECEIPT_DOMAIN=receipt.invalid
 PF_FANOUT='' PF_FANOUT_DOMAIN=fanout.invalid
 FANOUT_LOG=$T/fanout.log
+RECEIPT_LOG=$T/receipt.log
 PF_MAIN_CF_SET=()
 MILTER_CONF=
 MILTER_SPOOL=$T/spool
@@ -293,9 +299,23 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
   if [ "$PF_RECEIPTS" = yes ]; then
+    # The receipt command's log lines (stderr with Syslog no) are kept in
+    # $RECEIPT_LOG, and still handed to Postfix (its delivery line).
+    cat >"$T/receipt-wrapper" <<EOF
+#!/bin/sh
+{ out=\$("$RECRYPT_MILTER" "\$@" 2>&1 1>&3); rc=\$?; } 3>&1
+if [ -n "\$out" ]; then
+  printf '%s\\n' "\$out" >>"$RECEIPT_LOG"
+  printf '%s\\n' "\$out" >&2
+fi
+exit \$rc
+EOF
+    chmod 755 "$T/receipt-wrapper"
+    : >>"$RECEIPT_LOG"
+    chown nobody "$RECEIPT_LOG"
     cat >>"$PF_DIR/master.cf" <<EOF
 recrypt-receipt unix -  n       n       -       -       pipe
-  user=nobody argv=$RECRYPT_MILTER -c $MILTER_CONF -r \${recipient} -Q \${queue_id}
+  user=nobody argv=$T/receipt-wrapper -c $MILTER_CONF -r \${recipient} -Q \${queue_id}
 EOF
   fi
   if [ "$PF_FANOUT" = yes ]; then
@@ -327,6 +347,27 @@ recrypt-fanout unix -   n       n       -       2       pipe
   -o smtpd_recipient_restrictions=permit_mynetworks,reject
   -o mynetworks=127.0.0.0/8
 EOF
+  fi
+}
+
+# check_log_formats [-l FILE]... KIND[:VERDICT]...: every line the milter,
+# the receipt command and the fan-out logged (and those of each FILE)
+# matches the formats of the admin guide, section 10
+# (tests/docs/check_log_formats.py), and each KIND[:VERDICT] was seen
+# (post:recrypted, receipt:delivered, run:delivered, counters, ...).
+check_log_formats() {
+  local logs=() f out rc=0
+  while [ "${1:-}" = -l ]; do logs+=(--log "$2"); shift 2; done
+  for f in "$MILTER_LOG" "$RECEIPT_LOG" "$FANOUT_LOG"; do
+    [ -s "$f" ] && logs+=(--log "$f")
+  done
+  out=$(python3 "$_pf_root/tests/docs/check_log_formats.py" "${logs[@]}" \
+    --expect "$(IFS=,; echo "$*")" 2>&1) || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    pass "logs: every line as in the admin guide, section 10 ($(sed -n 's/^# \([0-9]* log lines\).*seen: /\1; seen: /p' <<<"$out"))"
+  else
+    failed "logs: not as in the admin guide, section 10:"
+    grep -v '^#' <<<"$out" | head -n 10 | sed 's/^/  /'
   fi
 }
 

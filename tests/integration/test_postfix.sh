@@ -361,7 +361,12 @@ grep -qF "$MARK" "$MILTER_LOG" "$PF_LOG" && failed "2: a log holds the plaintext
   failed "2: files left in the milter spool: $(ls "$MILTER_SPOOL")"
 
 pf_stop
-milter_stop
+milter_stop # which logs the counters
+
+# --- the log lines (admin guide §10): every line the milter and the
+# receipt command wrote matches its documented format and level.
+check_log_formats post:recrypted post:rejected post:duplicate post:deferred-rcpt \
+  receipt:delivered counters
 if [ "$fails" -ne 0 ]; then
   echo "# --- postfix log (last 40 lines)"
   tail -40 "$PF_LOG" | sed 's/^/# /'

@@ -5,7 +5,8 @@
 # copy must carry exactly its member's own devices' stanzas and nothing
 # about anyone else, every device opens its copy, the revoked member gets
 # nothing, a replay is discarded, no plaintext reaches the queue or spool,
-# and the fan-out refuses what is not its own. Needs root, Debian's postfix
+# and the fan-out refuses what is not its own; every log line of the milter
+# and the fan-out is as admin guide §10 says. Needs root, Debian's postfix
 # and swaks (or python3). Exit 77 (skipped) when those are missing.
 
 _here=$(cd "$(dirname "$0")" && pwd)
@@ -236,23 +237,36 @@ smtp_replied "^550 5\.7\.1 .*fan-out" && pass "5: RCPT to the fan-out domain is 
   failed "5: fan-out domain RCPT: $(smtp_replies | tail -2 | tr '\n' '|')"
 
 # --- 6. recrypt-fanout run by hand: what is not its own is refused, clearly.
-fan() { "$RECRYPT_FANOUT" -c "$MILTER_CONF" "$@"; }
-rc=0; fan "not-a-token@$PF_FANOUT_DOMAIN" <s1.eml >/dev/null 2>fan.err || rc=$?
+# fan ARG...: its stderr in fan.err, and kept in fan-all.log for the log check.
+fan() {
+  local rc=0
+  "$RECRYPT_FANOUT" -c "$MILTER_CONF" "$@" 2>fan.err || rc=$?
+  cat fan.err >>fan-all.log
+  return $rc
+}
+rc=0; fan "not-a-token@$PF_FANOUT_DOMAIN" <s1.eml >/dev/null || rc=$?
 [ $rc -eq 67 ] && grep -q "is not a fan-out address" fan.err && pass "6: a malformed fan-out address: exit 67 (EX_NOUSER)" ||
   failed "6: malformed address: exit $rc $(cat fan.err)"
-rc=0; fan "$tok@$PF_FANOUT_DOMAIN" <s1.eml >/dev/null 2>fan.err || rc=$?
+rc=0; fan "$tok@$PF_FANOUT_DOMAIN" <s1.eml >/dev/null || rc=$?
 [ $rc -eq 77 ] && grep -q "does not belong to this post" fan.err && pass "6: a token of another post: exit 77 (EX_NOPERM)" ||
   failed "6: wrong token: exit $rc $(cat fan.err)"
-rc=0; fan "$tok@other.invalid" <s1.eml >/dev/null 2>fan.err || rc=$?
+rc=0; fan "$tok@other.invalid" <s1.eml >/dev/null || rc=$?
 [ $rc -eq 67 ] && pass "6: an address in another domain: exit 67" || failed "6: other domain: exit $rc"
-rc=0; fan "$tok@$PF_FANOUT_DOMAIN" <m1.eml >/dev/null 2>fan.err || rc=$?
+rc=0; fan "$tok@$PF_FANOUT_DOMAIN" <m1.eml >/dev/null || rc=$?
 [ $rc -eq 65 ] && grep -q "malformed recrypt message" fan.err && pass "6: a plaintext message: exit 65 (EX_DATAERR)" ||
   failed "6: plaintext: exit $rc $(cat fan.err)"
-rc=0; fan <s1.eml >/dev/null 2>fan.err || rc=$?
+rc=0; fan <s1.eml >/dev/null || rc=$?
 [ $rc -eq 64 ] && pass "6: no recipient: usage, exit 64" || failed "6: usage: exit $rc"
 
 leak_watch_stop
 if [ -s "$T/leaks" ]; then failed "no plaintext in the queue or the spool: $(sort -u "$T/leaks" | head -3 | tr '\n' ' ')"
 else pass "no plaintext in the queue or the spool while the post was in flight"; fi
 ls "$MILTER_SPOOL" | grep -q . && failed "the spool is not empty: $(ls "$MILTER_SPOOL")" || pass "the spool is empty afterwards"
+
+# --- the log lines (admin guide §10): every line the milter and the
+# fan-out (run by Postfix, and by hand in 6) wrote matches its documented
+# format and level.
+milter_stop # which logs the counters
+check_log_formats -l fan-all.log post:split post:duplicate post:rejected run:delivered \
+  run:rejected timing counters
 finish

@@ -24,7 +24,9 @@
 #  9. SIGUSR1 reloads (a broken configuration is refused, the old kept);
 #     SIGUSR2 logs the counters; SIGTERM stops with exit 0.
 # 10. No core dumps, not dumpable.
-# 11. No log line holds a post's plaintext or a key string.
+# 11. No log line holds a post's plaintext or a key string; every line
+#     matches its format and level in admin guide §10
+#     (tests/docs/check_log_formats.py).
 # 12. An internal error is a tempfail (451 4.3.0), never a delivery.
 # 13. StatsInterval (on the milter of case 12, with StatsInterval 1): the
 #     counters line comes by itself every second, with the traffic in it
@@ -702,6 +704,16 @@ fi
 for f in $(cat db/service.key | tr -d '\n') $(cat list.key rot.key rot2.key | tr -d ' '); do
   if grep -qF "${f:20:40}" all-logs.txt; then failed "a milter log holds part of a key: ${f:0:30}..."; fi
 done
+# The log lines (admin guide §10): every line of every milter of this test
+# matches its documented format and level.
+rc=0
+out=$(python3 "$HERE/../docs/check_log_formats.py" --log all-logs.txt \
+  --expect post:recrypted,post:plaintext,post:rejected,post:tempfail,counters 2>&1) || rc=$?
+if [ "$rc" -eq 0 ]; then
+  pass "logs: every line as in the admin guide, section 10 ($(sed -n 's/^# \([0-9]* log lines\).*seen: /\1; seen: /p' <<<"$out"))"
+else
+  failed "logs: not as in the admin guide, section 10: $(grep -v '^#' <<<"$out" | head -n 10)"
+fi
 leftover=$(ls spool | wc -l)
 [ "$leftover" -eq 0 ] && pass "TemporaryDirectory empty at the end" || failed "TemporaryDirectory holds $leftover files"
 

@@ -278,8 +278,8 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     if (!c && !(c = conn_new(ctx)))
         return SMFIS_TEMPFAIL;
     c->steps = (STEPS_OFF | STEPS_NO_REPLY) & f1;
-    log_msg(LOG_LEVEL_DEBUG, NULL, "negotiated: actions offered=0x%lx asked=0x%lx, steps "
-            "offered=0x%lx asked=0x%lx", f0, (unsigned long)ACTIONS, f1, c->steps);
+    log_msg(LOG_LEVEL_DEBUG, NULL, "protocol=negotiated actions=0x%lx/0x%lx steps=0x%lx/0x%lx",
+            f0, (unsigned long)ACTIONS, f1, c->steps);
     *pf0 = ACTIONS;
     *pf1 = c->steps;
     *pf2 = 0;
@@ -312,9 +312,10 @@ static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr)
         return SMFIS_TEMPFAIL;
     c->local = is_local_submission(host, addr);
     if (addr && addr->sa_family == AF_INET)
-        log_msg(LOG_LEVEL_DEBUG, NULL, "connect: %s port %u%s", host ? host : "-",
+        log_msg(LOG_LEVEL_DEBUG, NULL, "protocol=connect host=%s port=%u local=%s",
+                host && *host ? host : "-",
                 ntohs(((const struct sockaddr_in *)(const void *)addr)->sin_port),
-                c->local ? " (a local submission)" : "");
+                c->local ? "yes" : "no");
     return go_on(c, SMFIP_NR_CONN);
 }
 

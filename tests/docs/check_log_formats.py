@@ -21,7 +21,7 @@ verdict (the table headed "| line | verdict | level |"). This program
      says which kinds and verdicts must have been seen among those lines.
 
 A line that carries a structured marker (" verdict=", "counters:",
-" timing:", " copy=") must match one of the structured productions; any
+" timing:", " copy=", "protocol=") must match one of the structured productions; any
 other line is a note-line or daemon-line (free text). So a field added to
 a verdict line without the grammar knowing it fails the check.
 
@@ -47,7 +47,7 @@ CORE = {
 }
 # The free-text productions: a line with one of these markers is never one.
 FREE = ("note-line", "daemon-line")
-MARKERS = (" verdict=", "verdict=", "counters:", " timing:", " copy=")
+MARKERS = (" verdict=", "verdict=", "counters:", " timing:", " copy=", "protocol=")
 LEVELS = ("error", "warning", "notice", "info", "debug")
 
 

@@ -94,6 +94,10 @@ def main():
           "Esc o shows the decrypted Subject (RFC 2047 decoded): " + opt["subject"], s)
     check(s.wait_for(re.escape(opt["body"])),
           "and the body marker, quoted-printable decoded: " + opt["body"], s)
+    check(s.wait_for(r"Recrypt-Verdict: \S"),
+          "the pager shows the verdict (Recrypt-Verdict: the rc file unignores it)", s)
+    check(s.wait_for(r"Recrypt-Outer-From: .* via "),
+          "and the From the list delivered it with (Recrypt-Outer-From, FromRewrite)", s)
     s.dump("the decrypted post")
 
     # Save the attachment from the attachment menu.

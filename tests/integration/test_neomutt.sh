@@ -105,6 +105,10 @@ set help=yes
 set header_cache="$T/$u-hcache/"
 set sort=date
 set send_charset="utf-8"
+# As Debian's /etc/neomuttrc and /etc/Muttrc do (-n skips them): the pager
+# shows only the fields unignored, so the rc file must unignore recrypt's.
+ignore *
+unignore from: subject to cc date
 source $rcfile
 EOF
   echo "# --- $prog, as $u"

@@ -49,36 +49,13 @@
 # python3, the build).
 set -euo pipefail
 
-case "${1:-}" in
-  -h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0 ;;
-esac
-[ $# -le 1 ] || { echo "usage: bash bench/ordinary-bench.sh [BUILD_DIR]" >&2; exit 2; }
+BENCH=ordinary-bench
+# shellcheck source=bench/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_args "$@"
+bench_setup "$@"
+bench_need "$RECRYPTCTL" "$RECRYPT" "$RECRYPT_MILTER"
 
-_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=${1:-$_root/build}
-BUILD_SHOWN=${1:-build} # as given (the log should not show where the tree is)
-skip() { echo "ordinary-bench: $*" >&2; exit 77; }
-[ -d "$BUILD" ] || skip "no build directory $BUILD"
-BUILD=$(cd "$BUILD" && pwd)
-PATH=$PATH:/usr/sbin:/sbin
-[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
-command -v postfix >/dev/null || skip "postfix is not installed"
-SMTP_SINK=$(command -v smtp-sink || true)
-[ -n "$SMTP_SINK" ] || skip "smtp-sink (ships with postfix) not found"
-PYTHON=$(command -v python3 || true)
-[ -n "$PYTHON" ] || skip "python3 is needed"
-command -v script >/dev/null || skip "script (util-linux) is needed"
-getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
-RECRYPTCTL=$BUILD/src/ctl/recryptctl
-export RECRYPT_MILTER=$BUILD/src/milter/recrypt-milter
-RECRYPT=$BUILD/src/client/recrypt
-for b in "$RECRYPTCTL" "$RECRYPT" "$RECRYPT_MILTER"; do
-  [ -x "$b" ] || skip "missing $b (build the project first)"
-done
-
-num() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "ordinary-bench: $1 must be a positive integer, not '$2'" >&2; exit 2; }; }
 MESSAGES=${ORD_MESSAGES:-400};       num ORD_MESSAGES "$MESSAGES"
 CONC=${ORD_CONC:-4};                 num ORD_CONC "$CONC"
 ROUNDS=${ORD_ROUNDS:-5};             num ORD_ROUNDS "$ROUNDS"
@@ -92,25 +69,14 @@ RUN_TIMEOUT=${ORD_RUN_TIMEOUT:-120}; num ORD_RUN_TIMEOUT "$RUN_TIMEOUT"
 DEADLINE=${ORD_DEADLINE:-900};       num ORD_DEADLINE "$DEADLINE"
 MODES=(none inet unix)
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-ordbench.XXXXXX")
-# shellcheck source=../tests/integration/postfix-lib.sh
-source "$_root/tests/integration/postfix-lib.sh"
+bench_tmp ordbench
 
 # Ports: the library's PF_PORT (its default listener, with no milter and
 # unused here), the inet milter's MILTER_PORT, smtp-sink's, and one smtpd
 # listener per mode.
 declare -A PORT=()
-taken=" $PF_PORT $MILTER_PORT $PF_FANOUT_PORT "
-new_port() {
-  local p
-  p=$(free_port)
-  while [[ $taken == *" $p "* ]]; do p=$(free_port); done
-  taken="$taken$p "
-  echo "$p"
-}
 SINK_PORT=$(new_port)
 for m in "${MODES[@]}"; do PORT[$m]=$(new_port); done
-SINK_PID=
 D=example.org          # the list's domain and the sender's
 MD=sink.example.net    # the recipients' domain (relayed to smtp-sink)
 LIST=crypt@$D
@@ -133,12 +99,6 @@ declare -A MPID=() MLOG=()
 PY=$T/ord.py
 fails=0
 
-sink_stop() {
-  [ -n "$SINK_PID" ] || return 0
-  kill -TERM "$SINK_PID" 2>/dev/null || true
-  wait "$SINK_PID" 2>/dev/null || true
-  SINK_PID=
-}
 # The second milter (the library stops the one in MILTER_PID).
 milter2_stop() {
   local pid=${MPID[unix]:-}
@@ -150,32 +110,22 @@ milter2_stop() {
   wait "$pid" 2>/dev/null || true
   MPID[unix]=
 }
-# Our processes first, then the library's cleanup (milter, Postfix, $T);
-# it takes the exit status from $?.
-_bench_cleanup() {
-  local rc=$?
-  trap - ERR
-  set +e
-  sink_stop
-  milter2_stop
-  (exit "$rc")
-  _pf_cleanup
-}
-trap _bench_cleanup EXIT
+# At exit (bench-lib.sh's trap), after smtp-sink, before the library's
+# cleanup.
+BENCH_AT_EXIT+=(milter2_stop)
 
 # The SMTP sender: makes MESSAGES ordinary messages (before the clock
 # starts), sends them over CONC connections (one transaction each, the
 # connections kept open), then follows smtp-sink's counter file until it
 # has counted BASE + MESSAGES messages, or the timeout.
-cat >"$PY" <<'EOF'
-import os, queue, smtplib, sys, threading, time
+{ bench_py_sender; cat <<'EOF'; } >"$PY"
 (port, conc, n, nrcpt, body, sinkout, base, timeout, tag, sender, rdom) = sys.argv[1:12]
 port, conc, n, nrcpt, body, base, timeout = int(port), int(conc), int(n), int(nrcpt), int(body), int(base), float(timeout)
 sdom = sender.split("@")[1]
 line = (b"The quick brown fox jumps over the lazy dog; ordinary mail, no list here. " * 2)[:75] + b"\r\n"
 text = (line * (body // len(line) + 1))[:body]
 date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
-work = queue.Queue()
+work = []
 for i in range(n):
     rc = ["user%03d@%s" % ((i * nrcpt + k) % 997, rdom) for k in range(nrcpt)]
     hdr = ("Received: from client.example.org (client.example.org [127.0.0.1])\r\n"
@@ -185,37 +135,7 @@ for i in range(n):
            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
            "User-Agent: ordinary-bench\r\n\r\n"
            % (sdom, date, sender, ", ".join(rc), tag, i, date, tag, i, os.getpid(), sdom))
-    work.put((rc, hdr.encode() + text))
-lock = threading.Lock()
-accepted, errors = [0], []
-def worker():
-    s = None
-    while True:
-        try:
-            rc, d = work.get_nowait()
-        except queue.Empty:
-            break
-        try:
-            if s is None:
-                s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=min(timeout, 300))
-            s.sendmail(sender, rc, d)
-            with lock:
-                accepted[0] += 1
-        except smtplib.SMTPServerDisconnected as e:
-            errors.append("disconnected: %s" % e); s = None
-        except smtplib.SMTPException as e:
-            errors.append(str(e))
-            try:
-                s.rset()
-            except Exception:
-                s = None
-        except OSError as e:
-            errors.append("%s" % e); s = None
-    if s is not None:
-        try:
-            s.quit()
-        except Exception:
-            pass
+    work.append((rc, hdr.encode() + text))
 def sink_count():
     with open(sinkout, "rb") as fh:
         fh.seek(max(0, os.path.getsize(sinkout) - 200))
@@ -224,45 +144,20 @@ def sink_count():
         if b"mesg=" in t:
             return int(t.split(b"mesg=")[1].split()[0])
     return 0
-t0 = time.monotonic()
-threads = [threading.Thread(target=worker) for _ in range(conc)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-t_smtp = time.monotonic() - t0
+t0, accepted, errors, t_smtp = send_all(port, conc, timeout, sender, work)
 while True:
     got = sink_count() - base
     now = time.monotonic() - t0
-    if got >= accepted[0] or now > timeout:
+    if got >= accepted or now > timeout:
         break
     time.sleep(0.002)
 print("accepted=%d refused=%d received=%d smtp_s=%.3f total_s=%.3f"
-      % (accepted[0], len(errors), got, t_smtp, now))
-for e in errors[:3]:
-    print("error=" + e.replace("\n", " ")[:300])
+      % (accepted, len(errors), got, t_smtp, now))
+print_errors(errors)
 EOF
 
-div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}'; }
-# kv KEY LINE: the value of KEY=value in LINE.
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-
-sink_start() {
-  "$SMTP_SINK" -4 -c -u nobody -m 512 "127.0.0.1:$SINK_PORT" 1024 >"$T/sink.out" 2>&1 &
-  SINK_PID=$!
-  local i
-  for i in $(seq 1 100); do
-    _port_open "$SINK_PORT" && return 0
-    kill -0 "$SINK_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "ordinary-bench: smtp-sink does not answer on 127.0.0.1:$SINK_PORT: $(head -c 300 "$T/sink.out")" >&2
-  return 1
-}
-# sink_msgs: transactions smtp-sink has received (its last -c counter).
-sink_msgs() { tr '\r' '\n' <"$T/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
 
 # milter_io MODE: "rchar wchar syscr syscw cpu_ticks" of that mode's milter
 # (bytes read and written, read and write calls, user + system CPU in clock
@@ -274,9 +169,7 @@ milter_io() {
   sed 's/.*) //' "/proc/$pid/stat" | awk '{printf " %d\n", $12 + $13}'
 }
 
-echo "recrypt ordinary-bench: $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), $("$RECRYPT_MILTER" -V 2>&1 | head -1)"
-echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) online CPUs, $(awk '/MemTotal/ {printf "%d MiB RAM", $2/1024}' /proc/meminfo)"
-echo "build: $BUILD_SHOWN (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
+bench_banner "$BUILD_SHOWN"
 echo "parameters: ORD_MESSAGES=$MESSAGES ORD_CONC=$CONC ORD_ROUNDS=$ROUNDS ORD_RCPTS=$RCPTS ORD_BODY=$BODY ORD_TARGET=$TARGET ORD_RUN_TIMEOUT=$RUN_TIMEOUT ORD_DEADLINE=$DEADLINE"
 echo "postfix: one instance, relayhost [127.0.0.1]:sink, default limits; one smtpd listener per mode:"
 echo "         none: smtpd_milters empty; inet: ${PFMILTER[inet]}; unix: unix:TMP/sock/milter.sock"
@@ -286,8 +179,7 @@ echo
 pf_deadline "$DEADLINE"
 
 # --- the store: one list of one member with one device
-svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
-[ -n "$svc" ] || { echo "ordinary-bench: recryptctl server init failed" >&2; exit 1; }
+bench_store_init
 # (recryptctl and recrypt, as an owner and a member would)
 owner() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
 { owner init &&
@@ -300,17 +192,10 @@ grep -q "^list $LIST" "$T/show.txt" || { echo "ordinary-bench: the store has no 
 echo "list $LIST postmaster@$MD" >"$PF_ALIASES"
 
 # --- two milters on the same store
-mkdir -p "$MILTER_SPOOL"
-chmod 700 "$MILTER_SPOOL"
 for m in inet unix; do
   MLOG[$m]=$T/milter-$m.log
   {
-    echo "# recrypt-milter benchmark config (bench/ordinary-bench.sh), $m socket"
-    echo "Socket ${MSOCK[$m]}"
-    echo "Database $T/db"
-    echo "Syslog no"
-    echo "LogLevel notice"
-    echo "TemporaryDirectory $MILTER_SPOOL"
+    bench_milter_conf "${MSOCK[$m]}" notice "(bench/ordinary-bench.sh), $m socket"
     [ "$m" = inet ] || echo "UMask 000" # the milter runs as root here; let Postfix's user in
   } >"$T/milter-$m.conf"
   MILTER_LOG=${MLOG[$m]}

@@ -45,36 +45,15 @@
 # build).
 set -euo pipefail
 
-case "${1:-}" in
-  -h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0 ;;
-esac
-[ $# -le 1 ] || { echo "usage: bash bench/postfix-bench.sh [BUILD_DIR]" >&2; exit 2; }
-
-_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=${1:-$_root/build}
-skip() { echo "postfix-bench: $*" >&2; exit 77; }
-[ -d "$BUILD" ] || skip "no build directory $BUILD"
-BUILD=$(cd "$BUILD" && pwd)
-PATH=$PATH:/usr/sbin:/sbin
-[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
-command -v postfix >/dev/null || skip "postfix is not installed"
-SMTP_SINK=$(command -v smtp-sink || true)
-[ -n "$SMTP_SINK" ] || skip "smtp-sink (ships with postfix) not found"
-command -v python3 >/dev/null || skip "python3 is needed"
-command -v script >/dev/null || skip "script (util-linux) is needed"
-getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
-RECRYPT=$BUILD/src/client/recrypt
-RECRYPTCTL=$BUILD/src/ctl/recryptctl
-export RECRYPT_MILTER=$BUILD/src/milter/recrypt-milter
+BENCH=postfix-bench
+# shellcheck source=bench/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_args "$@"
+bench_setup "$@"
 export RECRYPT_FANOUT=$BUILD/src/milter/recrypt-fanout
 BIG_LIST=$BUILD/bench/big-list
-for b in "$RECRYPT" "$RECRYPTCTL" "$RECRYPT_MILTER" "$RECRYPT_FANOUT" "$BIG_LIST"; do
-  [ -x "$b" ] || skip "missing $b (build the project first)"
-done
+bench_need "$RECRYPT" "$RECRYPTCTL" "$RECRYPT_MILTER" "$RECRYPT_FANOUT" "$BIG_LIST"
 
-num() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "postfix-bench: $1 must be a positive integer, not '$2'" >&2; exit 2; }; }
 POSTS=${PFB_POSTS:-200};          num PFB_POSTS "$POSTS"
 POSTS_1000=${PFB_POSTS_1000:-50}; num PFB_POSTS_1000 "$POSTS_1000"
 POSTS_10000=${PFB_POSTS_10000:-5}; num PFB_POSTS_10000 "$POSTS_10000"
@@ -97,13 +76,9 @@ DEADLINE=${PFB_DEADLINE:-3600};   num PFB_DEADLINE "$DEADLINE"
 # large post sealed (base64, about 4/3) with some margin.
 SIZE_LIMIT=$(( (BIG_MIB * 2 + 16) * 1048576 ))
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/recrypt-pfbench.XXXXXX")
-# shellcheck source=../tests/integration/postfix-lib.sh
-source "$_root/tests/integration/postfix-lib.sh"
+bench_tmp pfbench
 
-SINK_PORT=$(free_port)
-while [ "$SINK_PORT" = "$PF_PORT" ] || [ "$SINK_PORT" = "$MILTER_PORT" ]; do SINK_PORT=$(free_port); done
-SINK_PID=
+SINK_PORT=$(new_port)
 D=example.org          # the lists' domain (virtual alias domain)
 MD=sink.example.net    # the members' domain (relayed to smtp-sink)
 # The private instance of postfix-lib.sh, but relaying everything to
@@ -132,30 +107,11 @@ fi
 PY=$T/pfb.py
 fails=0
 
-sink_stop() {
-  [ -n "$SINK_PID" ] || return 0
-  kill -TERM "$SINK_PID" 2>/dev/null || true
-  wait "$SINK_PID" 2>/dev/null || true
-  SINK_PID=
-}
-# Our processes first, then the library's cleanup (milter, Postfix, $T);
-# it takes the exit status from $?.
-_bench_cleanup() {
-  local rc=$?
-  trap - ERR
-  set +e
-  sink_stop
-  (exit "$rc")
-  _pf_cleanup
-}
-trap _bench_cleanup EXIT
-
 # The SMTP sender and log watcher: sends the given files (read and converted
 # to CRLF before the clock starts) over CONC connections, one transaction
 # each, then follows Postfix's log until EXPECT deliveries (status=sent
 # lines) have been logged since the start, or the timeout.
-cat >"$PY" <<'EOF'
-import os, queue, smtplib, sys, threading, time
+{ bench_py_sender; cat <<'EOF'; } >"$PY"
 port, sender, rcpt, conc, log, expect, timeout = sys.argv[1:8]
 port, conc, expect, timeout = int(port), int(conc), int(expect), float(timeout)
 datas = []
@@ -163,46 +119,7 @@ for f in sys.argv[8:]:
     with open(f, "rb") as fh:
         datas.append(fh.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 off = os.path.getsize(log) if os.path.exists(log) else 0
-work = queue.Queue()
-for d in datas:
-    work.put(d)
-lock = threading.Lock()
-accepted, errors = [0], []
-def worker():
-    s = None
-    while True:
-        try:
-            d = work.get_nowait()
-        except queue.Empty:
-            break
-        try:
-            if s is None:
-                s = smtplib.SMTP("127.0.0.1", port, "client.example.org", timeout=min(timeout, 300))
-            s.sendmail(sender, [rcpt], d)
-            with lock:
-                accepted[0] += 1
-        except smtplib.SMTPServerDisconnected as e:
-            errors.append("disconnected: %s" % e); s = None
-        except smtplib.SMTPException as e:
-            errors.append(str(e))
-            try:
-                s.rset()
-            except Exception:
-                s = None
-        except OSError as e:
-            errors.append("%s" % e); s = None
-    if s is not None:
-        try:
-            s.quit()
-        except Exception:
-            pass
-t0 = time.monotonic()
-threads = [threading.Thread(target=worker) for _ in range(conc)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-t_smtp = time.monotonic() - t0
+t0, accepted, errors, t_smtp = send_all(port, conc, timeout, sender, [([rcpt], d) for d in datas])
 sent = deferred = bounced = postmaster = 0
 chunk = b""
 pos, rest = off, b""
@@ -224,18 +141,13 @@ while True:
             elif b" status=bounced " in l:
                 bounced += 1
     now = time.monotonic() - t0
-    if sent >= expect or now > timeout or (accepted[0] == 0 and not chunk):
+    if sent >= expect or now > timeout or (accepted == 0 and not chunk):
         break
     time.sleep(0.01)
 print("accepted=%d refused=%d delivered=%d deferred=%d bounced=%d postmaster=%d smtp_s=%.3f total_s=%.3f"
-      % (accepted[0], len(errors), sent, deferred, bounced, postmaster, t_smtp, now))
-for e in errors[:3]:
-    print("error=" + e.replace("\n", " ")[:300])
+      % (accepted, len(errors), sent, deferred, bounced, postmaster, t_smtp, now))
+print_errors(errors)
 EOF
-
-div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}'; }
-# kv KEY LINE: the value of KEY=value in LINE.
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
 
 ctl() { RECRYPT_HOME="$T/owner" "$RECRYPTCTL" "$@"; }
 dev() { local d=$1; shift; RECRYPT_HOME="$T/dev/$d" "$RECRYPT" "$@"; }
@@ -243,23 +155,15 @@ dev() { local d=$1; shift; RECRYPT_HOME="$T/dev/$d" "$RECRYPT" "$@"; }
 # milter_conf [split]: the milter's (and recrypt-fanout's) config; split:
 # with FanoutDomain (PF_FANOUT must then be yes when Postfix starts).
 milter_conf() {
-  cat >"$CONF" <<EOF
-# recrypt-milter benchmark config (bench/postfix-bench.sh)
-Socket $MILTER_SOCKET
-Database $T/db
-Syslog no
-LogLevel info
-TemporaryDirectory $MILTER_SPOOL
-MaxMessageSize $SIZE_LIMIT
-MaxFanout 1000000
-EOF
+  { bench_milter_conf "$MILTER_SOCKET" info "(bench/postfix-bench.sh)"
+    echo "MaxMessageSize $SIZE_LIMIT"
+    echo "MaxFanout 1000000"
+  } >"$CONF"
   if [ "${1:-}" = split ]; then
     printf 'FanoutDomain %s\nFanoutRelay 127.0.0.1:%s\n' "$PF_FANOUT_DOMAIN" "$PF_FANOUT_PORT" >>"$CONF"
   fi
   # (unix socket: the milter runs as root here; let Postfix's user in)
   [ "$SOCKET" = inet ] || echo "UMask 000" >>"$CONF"
-  mkdir -p "$MILTER_SPOOL"
-  chmod 700 "$MILTER_SPOOL"
 }
 
 # status_kib FIELD: FIELD (VmHWM, VmRSS) of the running milter, in KiB.
@@ -277,22 +181,6 @@ milter_counters() {
   done
   grep 'counters:' "$MILTER_LOG" | tail -1 | sed 's/.*counters: //'
 }
-
-sink_start() {
-  sink_stop
-  "$SMTP_SINK" -4 -c -u nobody -m 512 "127.0.0.1:$SINK_PORT" 1024 >"$T/sink.out" 2>&1 &
-  SINK_PID=$!
-  local i
-  for i in $(seq 1 100); do
-    _port_open "$SINK_PORT" && return 0
-    kill -0 "$SINK_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "postfix-bench: smtp-sink does not answer on 127.0.0.1:$SINK_PORT: $(head -c 300 "$T/sink.out")" >&2
-  return 1
-}
-# sink_msgs: transactions smtp-sink has received (its last -c counter).
-sink_msgs() { tr '\r' '\n' <"$T/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
 
 # aliases MODE LIST [MEMBER...]: the list address resolves to postmaster
 # (mode milter: the milter replaces the list recipient by the members) or
@@ -366,9 +254,7 @@ fanout_peak() {
   tail -n +$((RUN_FANOUT_AT + 1)) "$FANOUT_TIME_LOG" | awk '$2 ~ /^[0-9]+$/ && $2 > m {m = $2} END {print (m ? m : "-")}'
 }
 
-echo "recrypt postfix-bench: $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), $("$RECRYPT_MILTER" -V 2>&1 | head -1)"
-echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) online CPUs, $(awk '/MemTotal/ {printf "%d MiB RAM", $2/1024}' /proc/meminfo)"
-echo "build: $BUILD (CMAKE_BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
+bench_banner "$BUILD"
 echo "parameters: PFB_SIZES=$(IFS=,; echo "${SIZES[*]}") PFB_HUGE=$HUGE PFB_POSTS=$POSTS PFB_POSTS_1000=$POSTS_1000 PFB_POSTS_10000=$POSTS_10000 PFB_CONC=$CONC PFB_BODY=$BODY PFB_SMALL_MIB=$SMALL_MIB PFB_BIG_MIB=$BIG_MIB PFB_SLACK_MIB=$SLACK_MIB PFB_SOCKET=$SOCKET PFB_RUN_TIMEOUT=$RUN_TIMEOUT PFB_DEADLINE=$DEADLINE"
 echo "postfix: relayhost [127.0.0.1]:sink, message_size_limit $SIZE_LIMIT, default concurrency and recipient limits;"
 echo "milter: LogLevel info, MaxMessageSize $SIZE_LIMIT, MaxFanout 1000000, spool in the temporary directory;"
@@ -380,7 +266,7 @@ pf_deadline "$DEADLINE"
 # bench/big-list (signed requests applied to the store, like recryptctl
 # apply, without a process per member).
 t_setup=$SECONDS
-svc=$("$RECRYPTCTL" server init --db "$T/db" 2>/dev/null)
+bench_store_init
 mkdir -p "$T/dev"
 dev poster keygen >/dev/null 2>&1
 # make_list LIST TAG MEMBERS DEVICES_PER_MEMBER: members m000001@$MD, ...

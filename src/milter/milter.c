@@ -237,11 +237,12 @@ static int spool_open(int *fd, const config *cfg)
 /* ---- callbacks ---- */
 
 /* The steps recrypt-milter asks the MTA to leave out or not to wait for.
- * Every callback that could only answer "continue" is a no-reply step;
- * MAIL, RCPT, DATA, body and end of message keep their replies (each can
- * refuse). */
+ * Every callback that could only answer "continue" is a no-reply step
+ * (connect, MAIL, each header, end of header): the MTA then sends MAIL
+ * with RCPT, and all header fields at once. RCPT, DATA, body and end of
+ * message keep their replies (each can refuse). */
 #define STEPS_OFF (SMFIP_NOHELO | SMFIP_NOUNKNOWN)
-#define STEPS_NO_REPLY (SMFIP_NR_CONN | SMFIP_NR_HDR | SMFIP_NR_EOH)
+#define STEPS_NO_REPLY (SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH)
 #define ACTIONS                                                                         \
     (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |    \
      SMFIF_CHGFROM)
@@ -330,7 +331,7 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
     set_qid(ctx, &c->m);
     if (argv[0] && address_of(argv[0], c->m.sender) != 0)
         c->m.sender[0] = '\0';
-    return SMFIS_CONTINUE;
+    return go_on(c, SMFIP_NR_MAIL);
 }
 
 /* A refusal at RCPT. SMTP: the reply refuses this recipient only. A local

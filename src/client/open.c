@@ -60,6 +60,23 @@ static int field_named(const char *f, size_t len, const char *name)
     return len > k && f[k] == ':' && !strncasecmp(f, name, k);
 }
 
+/* The end of the field that starts at f: past its last continuation line. */
+static const char *field_end(const char *f, const char *end)
+{
+    const char *q = f;
+    do {
+        const char *e = memchr(q, '\n', (size_t)(end - q));
+        q = e ? e + 1 : end;
+    } while (q < end && (*q == ' ' || *q == '\t'));
+    return q;
+}
+
+/* At the empty line that ends the header (or at the end of what came). */
+static int header_done(const char *q, const char *end)
+{
+    return q >= end || *q == '\n' || (*q == '\r' && q + 1 < end && q[1] == '\n');
+}
+
 /* The held header (all of it, or as much as came): out it goes. */
 static int header_out(verdict_sink *v, size_t hlen)
 {
@@ -77,12 +94,8 @@ static int header_out(verdict_sink *v, size_t hlen)
     /* The inner From, to compare with the outer one. */
     const char *p = nl + 1;
     char *inner = NULL;
-    for (const char *q = p; q < end && *q != '\n' && !(*q == '\r' && q + 1 < end && q[1] == '\n');) {
-        const char *f = q;
-        do {
-            const char *e = memchr(q, '\n', (size_t)(end - q));
-            q = e ? e + 1 : end;
-        } while (q < end && (*q == ' ' || *q == '\t'));
+    for (const char *f = p, *q; !header_done(f, end); f = q) {
+        q = field_end(f, end);
         if (!inner && field_named(f, (size_t)(q - f), "From") &&
             !(inner = normalized(f + 5, (size_t)(q - f - 5))))
             return -1;
@@ -102,12 +115,9 @@ static int header_out(verdict_sink *v, size_t hlen)
     if (rc)
         return -1;
     /* The inner fields (less any Recrypt-Outer-From), then what follows. */
-    while (p < end && *p != '\n' && !(*p == '\r' && p + 1 < end && p[1] == '\n')) {
+    while (!header_done(p, end)) {
         const char *f = p;
-        do {
-            const char *e = memchr(p, '\n', (size_t)(end - p));
-            p = e ? e + 1 : end;
-        } while (p < end && (*p == ' ' || *p == '\t'));
+        p = field_end(f, end);
         if (!field_named(f, (size_t)(p - f), HDR_OUTER_FROM) &&
             v->sink(v->ctx, (const uint8_t *)f, (size_t)(p - f)) != 0)
             return -1;

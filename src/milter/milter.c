@@ -247,6 +247,15 @@ static int spool_open(int *fd, const config *cfg)
     (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |    \
      SMFIF_CHGFROM)
 
+/* The one macro recrypt-milter reads is the queue ID ("i", for its log
+ * lines). Where the MTA lets a milter choose (SMFIF_SETSYMLIST), it is
+ * asked for that alone at every stage: the MTA then neither looks up nor
+ * sends its default lists (Postfix: seven names at MAIL, three at RCPT,
+ * five at connect). */
+#define MACROS_WANTED "i"
+static const int MACRO_STAGES[] = {SMFIM_CONNECT, SMFIM_HELO, SMFIM_ENVFROM, SMFIM_ENVRCPT,
+                                   SMFIM_DATA,    SMFIM_EOH,  SMFIM_EOM};
+
 static conn_state *conn_new(SMFICTX *ctx)
 {
     conn_state *c = calloc(1, sizeof *c);
@@ -279,9 +288,21 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     if (!c && !(c = conn_new(ctx)))
         return SMFIS_TEMPFAIL;
     c->steps = (STEPS_OFF | STEPS_NO_REPLY) & f1;
-    log_msg(LOG_LEVEL_DEBUG, NULL, "protocol=negotiated actions=0x%lx/0x%lx steps=0x%lx/0x%lx",
-            f0, (unsigned long)ACTIONS, f1, c->steps);
-    *pf0 = ACTIONS;
+    unsigned long actions = ACTIONS;
+    if (f0 & SMFIF_SETSYMLIST) {
+        actions |= SMFIF_SETSYMLIST;
+        for (size_t i = 0; i < sizeof MACRO_STAGES / sizeof MACRO_STAGES[0]; i++)
+            if (smfi_setsymlist(ctx, MACRO_STAGES[i], MACROS_WANTED) != MI_SUCCESS) {
+                /* only on a second call for the same stage or out of memory:
+                 * the lists already set stand, the rest are the MTA's */
+                log_msg(LOG_LEVEL_WARNING, NULL, "could not ask the MTA for macro list %d",
+                        MACRO_STAGES[i]);
+            }
+    }
+    log_msg(LOG_LEVEL_DEBUG, NULL,
+            "protocol=negotiated actions=0x%lx/0x%lx steps=0x%lx/0x%lx macros=%s", f0, actions,
+            f1, c->steps, (actions & SMFIF_SETSYMLIST) ? MACROS_WANTED : "mta");
+    *pf0 = actions;
     *pf1 = c->steps;
     *pf2 = 0;
     *pf3 = 0;

@@ -191,6 +191,15 @@ if [ -n "$qid" ] && grep -q "$qid.*list=$LIST" "$MILTER_LOG"; then
 else
   failed "1: no milter log line with queue id '$qid' and list=$LIST"
 fi
+# The queue ID above came through the one macro the milter asks for
+# (admin guide 7.5): Postfix offers SMFIF_SETSYMLIST, so the milter must
+# have taken it (0x100 in the actions asked) and said so.
+l=$(grep -m1 'protocol=negotiated' "$MILTER_LOG" || true)
+if [[ $l =~ actions=0x[0-9a-f]+/0x([0-9a-f]+)\ .*\ macros=i$ ]] && (( 0x${BASH_REMATCH[1]} & 0x100 )); then
+  pass "1: the milter asked Postfix for the queue ID macro only: ${l##*: }"
+else
+  failed "1: no protocol=negotiated line with SMFIF_SETSYMLIST and macros=i: '$l'"
+fi
 
 # --- 3. the same sealed post again: accepted, delivered to nobody (once
 # Postfix delivered the post's receipt: until then it could be a retry).

@@ -17,15 +17,9 @@
 # Exit 77 (skipped) otherwise.
 
 _here=$(cd "$(dirname "$0")" && pwd)
-skip() { echo "skip - $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
-PATH=$PATH:/usr/sbin:/sbin
-command -v postfix >/dev/null || skip "postfix is not installed (scripts/install-deps.sh)"
+source "$_here/preflight.sh" # skip(), root, Postfix and its users, the milter binary
 command -v neomutt >/dev/null || skip "neomutt is not installed (scripts/install-deps.sh)"
 /usr/bin/python3 -c 'import pexpect, pyte' 2>/dev/null || skip "python3-pexpect or python3-pyte missing"
-getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
-_m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
-[ -x "$_m" ] || skip "no milter binary at $_m (build target recrypt-milter)"
 
 source "$_here/../cli/lib.sh"
 source "$_here/postfix-lib.sh"

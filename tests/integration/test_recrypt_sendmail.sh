@@ -11,15 +11,9 @@
 # Needs root, Debian's postfix and its sendmail. Exit 77 (skipped) otherwise.
 
 _here=$(cd "$(dirname "$0")" && pwd)
-skip() { echo "skip - $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
-PATH=$PATH:/usr/sbin:/sbin
-command -v postfix >/dev/null || skip "postfix is not installed (scripts/install-deps.sh)"
+source "$_here/preflight.sh" # skip(), root, Postfix and its users, the milter binary
 [ -x /usr/sbin/sendmail ] || skip "no /usr/sbin/sendmail (Postfix's)"
 command -v script >/dev/null || skip "script (util-linux) is not installed"
-getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
-_m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
-[ -x "$_m" ] || skip "no milter binary at $_m (build target recrypt-milter)"
 
 source "$_here/../cli/lib.sh"
 source "$_here/postfix-lib.sh"

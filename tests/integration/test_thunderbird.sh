@@ -29,14 +29,8 @@
 # (skipped) otherwise.
 
 _here=$(cd "$(dirname "$0")" && pwd)
-skip() { echo "skip - $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (Postfix starts as root)"
-PATH=$PATH:/usr/sbin:/sbin
-command -v postfix >/dev/null || skip "postfix is not installed (scripts/install-deps.sh)"
+source "$_here/preflight.sh" # skip(), root, Postfix and its users, the milter binary
 command -v thunderbird >/dev/null || skip "thunderbird is not installed (scripts/install-deps.sh)"
-getent passwd postfix >/dev/null && getent passwd nobody >/dev/null || skip "no postfix or nobody user"
-_m=${RECRYPT_MILTER:-$_here/../../build/src/milter/recrypt-milter}
-[ -x "$_m" ] || skip "no milter binary at $_m (build target recrypt-milter)"
 XPI=${RECRYPT_XPI:-$_here/../../build/clients/thunderbird/recrypt-thunderbird.xpi}
 [ -f "$XPI" ] || skip "no add-on at $XPI (build target thunderbird-xpi)"
 

@@ -696,8 +696,14 @@ static int body_sink(void *ctx, const uint8_t *p, size_t n)
 
 /* A verdict that ends the transaction (a refusal or a tempfail): the
  * reply to the MTA and the log line. */
-static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v)
+/* Refuse or defer the post as v says. mail: the parsed post, whose
+ * envelope names the epoch it is sealed for (NULL before it was parsed or
+ * for a plaintext post: epoch=- in the line). */
+static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v, const rc_mail *mail)
 {
+    char epoch[24] = "-";
+    if (mail)
+        snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)rc_mail_envelope(mail)->epoch);
     sfsistat st = v->action == GW_TEMPFAIL ? SMFIS_TEMPFAIL : SMFIS_REJECT;
     if (v->n_lines < 2 || smfi_setmlreply(ctx, v->code, v->xcode, v->line[0],
                                           v->n_lines > 1 ? v->line[1] : NULL,
@@ -707,9 +713,9 @@ static sfsistat apply(SMFICTX *ctx, msg_state *m, const gw_verdict *v)
         smfi_setreply(ctx, (char *)v->code, (char *)v->xcode, (char *)v->line[0]);
     /* One post line (admin guide §10), a tempfail's cause in error="...". */
     log_msg(st == SMFIS_TEMPFAIL ? LOG_LEVEL_ERROR : LOG_LEVEL_NOTICE, m->qid,
-            "list=%s epoch=- stanzas=0 recipients=0 size=%llu post=- verdict=%s "
+            "list=%s epoch=%s stanzas=0 recipients=0 size=%llu post=- verdict=%s "
             "reply=\"%s %s %s\"%s%s%s",
-            m->list[0] ? m->list : "-", (unsigned long long)m->size,
+            m->list[0] ? m->list : "-", epoch, (unsigned long long)m->size,
             st == SMFIS_TEMPFAIL ? "tempfail" : "rejected", v->code, v->xcode,
             v->log_text[0] ? v->log_text : v->line[0], v->detail[0] ? " error=\"" : "",
             v->detail, v->detail[0] ? "\"" : "");
@@ -779,7 +785,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
         goto done;
     }
     if (v.action != GW_GO_ON) {
-        st = apply(ctx, m, &v);
+        st = apply(ctx, m, &v, mail);
         goto done;
     }
     /* A plaintext post the policy lets through goes inline, as it came:
@@ -792,7 +798,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     snprintf(rp.post_id, sizeof rp.post_id, "-");
     if (mail) {
         if (gateway_replay(D->store, mail, now, cfg->freshness_window, &rp, &v) != 0) {
-            st = apply(ctx, m, &v);
+            st = apply(ctx, m, &v, mail);
             goto done;
         }
         if (rp.state == RC_POST_DELIVERED) {
@@ -813,7 +819,7 @@ static sfsistat process(SMFICTX *ctx, msg_state *m)
     gateway_plan(rd, split || !mail ? NULL : D->svc, &l, ep.epoch, &rp.rule, split,
                  cfg->max_fanout, &aud, &v);
     if (v.action != GW_GO_ON) {
-        st = apply(ctx, m, &v);
+        st = apply(ctx, m, &v, mail);
         goto done;
     }
 

@@ -238,6 +238,11 @@ rc=0; send_mail poster@$D "$LIST" s4o.eml || rc=$?
 [ $rc -ne 0 ] && pass "4: post sealed for $OTHER sent to $LIST refused (swaks exit $rc)" ||
   failed "4: post sealed for another list accepted"
 expect_reply "4: post sealed for another list (same epoch) gets 550 5.7.1" '^550[ -]5\.7\.1'
+# The refusal's log line names the epoch the post is sealed for: $OTHER's
+# 2 (rotated above), where $LIST is at 1 (admin guide 10, field epoch).
+l=$(grep "list=$LIST .*verdict=rejected" "$MILTER_LOG" | tail -1)
+[[ $l == *" epoch=2 stanzas=0 recipients=0 "*"reply=\"550 5.7.1 "* ]] &&
+  pass "4: the milter's rejected line names the post's epoch (2)" || failed "4: rejected line: '$l'"
 msg m4t.eml
 seal third.key m4t.eml s4t.eml
 rc=0; send_mail poster@$D "$LIST" s4t.eml || rc=$?
@@ -254,6 +259,10 @@ rc=0; send_mail poster@$D "$LIST" m5.eml || rc=$?
 [ $rc -ne 0 ] && pass "5: plaintext post refused (swaks exit $rc)" || failed "5: plaintext post accepted"
 expect_reply "5: plaintext post gets 550 5.7.1" '^550[ -]5\.7\.1'
 expect_reply "5: the reply says to seal it with recrypt seal" 'recrypt seal'
+l=$(grep "list=$LIST .*verdict=rejected" "$MILTER_LOG" | tail -1)
+[[ $l == *" epoch=- stanzas=0 recipients=0 "*"reply=\"550 5.7.1 "* ]] &&
+  pass "5: the milter's rejected line has epoch=- (a plaintext post is sealed for none)" ||
+  failed "5: rejected line: '$l'"
 settle
 [ "$(counts)" = "$before" ] && pass "5: the plaintext post reached nobody" || failed "5: plaintext post delivered"
 grep -rlF "$PMARK" "$PF_MAIL" >/dev/null 2>&1 && failed "5: a maildir holds the plaintext post" ||

@@ -83,7 +83,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION mail)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.org/recrypt")
 # Shared libraries (libc6, libsodium, libgmime, libdecaf, liblmdb,
-# libmilter) from dpkg-shlibdeps; librecrypt and the store are static
+# libmilter: recrypt-milter has its own milter engine) from dpkg-shlibdeps; librecrypt and the store are static
 # libraries linked into the binaries. adduser: postinst/postrm.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")

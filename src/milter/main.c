@@ -6,7 +6,8 @@
  * UserID; open the store as that user; set up the socket (stale unix socket removed after
  * a failed connect); fork unless -f; pid file; signals in a dedicated
  * thread (SIGTERM/SIGINT stop, SIGUSR1 reloads the config, SIGUSR2 logs
- * counters; SIGHUP is left alone: libmilter ends smfi_main on it), which
+ * counters; SIGHUP is left alone: engine.c ends smfi_main on it, as
+ * libmilter did), which
  * also logs the counters every StatsInterval seconds (deadlines on the
  * monotonic clock, so that signals never postpone them); run.
  */
@@ -401,7 +402,8 @@ int main(int argc, char **argv)
     milter_log_counters();
     if (D.cfg.pid_file[0])
         unlink(D.cfg.pid_file);
-    /* libmilter removes its unix socket only when not running as root. */
+    /* The unix socket: ours to remove (engine.c leaves it, as libmilter
+     * did when running as root). */
     struct stat sb;
     if (path && lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
         unlink(path);

@@ -1,5 +1,6 @@
 /*
- * milter.c - recrypt-milter's libmilter callbacks.
+ * milter.c - recrypt-milter's milter callbacks, written to libmilter's API
+ * (served by engine.c).
  *
  * Negotiation asks the MTA for the fewest round trips the protocol allows
  * (no HELO, no unknown commands, no replies to connect, header and

@@ -1,5 +1,6 @@
 /*
- * milter.h - the libmilter side of recrypt-milter: callbacks, per-connection
+ * milter.h - the milter side of recrypt-milter: callbacks (on libmilter's
+ * API, which engine.c implements), per-connection
  * and per-message state, and the end-of-message recryption (milter.c).
  * main.c owns the daemon: it fills a daemon_ctx before smfi_main and swaps
  * the config on reload through daemon_config_*.
@@ -24,7 +25,7 @@ typedef struct {
         n_plaintext, n_deferred, n_split;
 } daemon_ctx;
 
-/* The daemon's state for the callbacks (libmilter gives callbacks no other
+/* The daemon's state for the callbacks (the milter API gives callbacks no other
  * way to reach it). Set once before smfi_main. */
 void milter_set_daemon(daemon_ctx *d);
 /* The callback table for smfi_register. */

@@ -974,39 +974,36 @@ int smfi_addheader(SMFICTX *ctx, char *headerf, char *headerv)
                                                                                : MI_SUCCESS;
 }
 
-int smfi_insheader(SMFICTX *ctx, int idx, char *headerf, char *headerv)
+/* A header change with an index: idx (network order), name\0, value\0. */
+static int send_indexed(SMFICTX *ctx, char cmd, int idx, const char *name, const char *value)
 {
-    if (!may_change(ctx, SMFIF_ADDHDRS) || !headerf || !*headerf || !headerv || idx < 0)
-        return MI_FAILURE;
-    size_t fl = strlen(headerf) + 1, vl = strlen(headerv) + 1;
+    size_t fl = strlen(name) + 1, vl = strlen(value) + 1;
     char *d = malloc(4 + fl + vl);
     if (!d)
         return MI_FAILURE;
     uint32_t i = htonl((uint32_t)idx);
     memcpy(d, &i, 4);
-    memcpy(d + 4, headerf, fl);
-    memcpy(d + 4 + fl, headerv, vl);
-    int rc = send_packet(ctx, SMFIR_INSHEADER, d, 4 + fl + vl);
+    memcpy(d + 4, name, fl);
+    memcpy(d + 4 + fl, value, vl);
+    int rc = send_packet(ctx, cmd, d, 4 + fl + vl);
     free(d);
     return rc ? MI_FAILURE : MI_SUCCESS;
 }
 
+int smfi_insheader(SMFICTX *ctx, int idx, char *headerf, char *headerv)
+{
+    if (!may_change(ctx, SMFIF_ADDHDRS) || !headerf || !*headerf || !headerv || idx < 0)
+        return MI_FAILURE;
+    return send_indexed(ctx, SMFIR_INSHEADER, idx, headerf, headerv);
+}
+
+/* headerv NULL deletes the idx-th field of that name (an empty value on
+ * the wire). */
 int smfi_chgheader(SMFICTX *ctx, char *headerf, int idx, char *headerv)
 {
     if (!may_change(ctx, SMFIF_CHGHDRS) || !headerf || !*headerf || idx < 0)
         return MI_FAILURE;
-    const char *v = headerv ? headerv : ""; /* empty: delete the field */
-    size_t fl = strlen(headerf) + 1, vl = strlen(v) + 1;
-    char *d = malloc(4 + fl + vl);
-    if (!d)
-        return MI_FAILURE;
-    uint32_t i = htonl((uint32_t)idx);
-    memcpy(d, &i, 4);
-    memcpy(d + 4, headerf, fl);
-    memcpy(d + 4 + fl, v, vl);
-    int rc = send_packet(ctx, SMFIR_CHGHEADER, d, 4 + fl + vl);
-    free(d);
-    return rc ? MI_FAILURE : MI_SUCCESS;
+    return send_indexed(ctx, SMFIR_CHGHEADER, idx, headerf, headerv ? headerv : "");
 }
 
 int smfi_addrcpt(SMFICTX *ctx, char *rcpt)

@@ -87,7 +87,6 @@ struct smfi_str {
     size_t cap, start, end;
     /* the list of live connections (smfi_stop wakes them) */
     struct smfi_str *prev, *next;
-    int busy; /* in a callback */
 };
 
 static struct {
@@ -446,9 +445,8 @@ static int command(SMFICTX *ctx, char cmd, char *d, size_t len)
     char **argv = NULL;
     size_t argc = 0;
     const struct smfiDesc *f = &E.desc;
-    ctx->busy = 1;
     switch (cmd) {
-    case SMFIC_OPTNEG: ctx->busy = 0; return negotiate(ctx, (unsigned char *)d, len);
+    case SMFIC_OPTNEG: return negotiate(ctx, (unsigned char *)d, len);
     case SMFIC_MACRO: {
         int st = len > 0 ? macro_stage(d[0]) : -1;
         if (st >= 0) {
@@ -460,7 +458,6 @@ static int command(SMFICTX *ctx, char cmd, char *d, size_t len)
                 ctx->macros_len[st] = len - 1;
             }
         }
-        ctx->busy = 0;
         return 0; /* never answered */
     }
     case SMFIC_CONNECT:
@@ -477,7 +474,6 @@ static int command(SMFICTX *ctx, char cmd, char *d, size_t len)
         enter_stage(ctx, cmd);
         if (!(argv = split_strings(d, len, &argc)) || argc == 0) {
             free(argv);
-            ctx->busy = 0;
             return -1;
         }
         if (cmd == SMFIC_MAIL) {
@@ -497,7 +493,6 @@ static int command(SMFICTX *ctx, char cmd, char *d, size_t len)
     case SMFIC_HEADER: {
         size_t nl = strnlen(d, len);
         if (nl + 1 >= len || d[len - 1] != '\0') {
-            ctx->busy = 0;
             return -1;
         }
         if (f->xxfi_header)
@@ -530,7 +525,6 @@ static int command(SMFICTX *ctx, char cmd, char *d, size_t len)
         __atomic_store_n(&ctx->in_message, 0, __ATOMIC_SEQ_CST);
         free(ctx->reply);
         ctx->reply = NULL;
-        ctx->busy = 0;
         return 0; /* never answered */
     case SMFIC_UNKNOWN:
         if (f->xxfi_unknown)
@@ -541,15 +535,12 @@ static int command(SMFICTX *ctx, char cmd, char *d, size_t len)
         if (f->xxfi_close)
             (void)f->xxfi_close(ctx);
         clear_macros(ctx, 0);
-        ctx->busy = 0;
         return cmd == SMFIC_QUIT ? 1 : 0;
     default:
         log_msg(LOG_LEVEL_ERROR, NULL, "the MTA sent an unknown milter command 0x%02x",
                 (unsigned char)cmd);
-        ctx->busy = 0;
         return -1;
     }
-    ctx->busy = 0;
     if (cmd == SMFIC_BODYEOB && r == SMFIS_NOREPLY)
         r = SMFIS_CONTINUE; /* end of message always has an answer */
     return answer(ctx, cmd, r) ? -1 : 0;
